@@ -1,0 +1,51 @@
+//! Guest-side bindings for `runner:plugin@0.1.0`, one module per world.
+//!
+//! A block type implements [`block::Guest`] and exports it with
+//! [`export_block!`](crate::export_block); batch types and agent adapters do
+//! the same with their own modules and macros.
+
+/// Bindings for the `block-plugin` world.
+pub mod block {
+    wit_bindgen::generate!({
+        world: "block-plugin",
+        path: "../../wit",
+        pub_export_macro: true,
+        export_macro_name: "export_block",
+        default_bindings_module: "runner_plugin_sdk::block",
+    });
+    pub use self::exports::runner::plugin::block::Guest;
+    pub use self::runner::plugin::host;
+    pub use self::runner::plugin::types::{LogLevel, PluginInfo};
+}
+
+/// Bindings for the `batch-plugin` world.
+pub mod batch {
+    wit_bindgen::generate!({
+        world: "batch-plugin",
+        path: "../../wit",
+        pub_export_macro: true,
+        export_macro_name: "export_batch",
+        default_bindings_module: "runner_plugin_sdk::batch",
+    });
+    pub use self::exports::runner::plugin::batch::*;
+    pub use self::runner::plugin::host;
+    pub use self::runner::plugin::types::{LogLevel, PluginInfo};
+}
+
+/// Bindings for the `agent-plugin` world.
+pub mod agent {
+    wit_bindgen::generate!({
+        world: "agent-plugin",
+        path: "../../wit",
+        pub_export_macro: true,
+        export_macro_name: "export_agent_adapter",
+        default_bindings_module: "runner_plugin_sdk::agent",
+    });
+    pub use self::exports::runner::plugin::agent_adapter::*;
+    pub use self::runner::plugin::host;
+    pub use self::runner::plugin::types::{LogLevel, PluginInfo};
+}
+
+pub use agent::export_agent_adapter;
+pub use batch::export_batch;
+pub use block::export_block;

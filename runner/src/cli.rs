@@ -1,0 +1,192 @@
+//! The `runner` command line: arguments, and what each command does.
+//!
+//! `main` only parses, calls [`execute`], prints the error and exits with
+//! the code it returns.
+
+use crate::config::{Config, ConfigError};
+use crate::events::EventBus;
+use crate::plugin::{Compiled, LoadError, Plugins};
+use crate::printer::{TerminalPrinter, print_json};
+use crate::run::Runner;
+use clap::{Parser, Subcommand};
+use protocol::RunStatus;
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, Parser)]
+#[command(name = "runner", version, about = "Runs pipelines whose every task is a WASI component")]
+pub struct Cli {
+    /// The configuration file.
+    #[arg(short, long, global = true, default_value = "runner.toml")]
+    pub config: PathBuf,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a pipeline (the default one when none is named).
+    Run {
+        /// The pipeline to run.
+        pipeline: Option<String>,
+        /// Print one JSON event per line instead of progress.
+        #[arg(long)]
+        json: bool,
+        /// Also show task starts, progress and debug logs.
+        #[arg(short, long)]
+        verbose: bool,
+    },
+    /// Check runner.toml and every plugin without running anything.
+    Check,
+    /// List the plugins with the world and WIT version each implements.
+    Plugins {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Exit codes.
+pub mod exit {
+    /// Every batch completed.
+    pub const OK: i32 = 0;
+    /// The run failed.
+    pub const FAILED: i32 = 1;
+    /// Bad configuration or plugin: nothing ran.
+    pub const INVALID: i32 = 2;
+    /// The run was aborted (Ctrl-C).
+    pub const ABORTED: i32 = 130;
+}
+
+/// A failure with the exit code it maps to.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Plugin(#[from] LoadError),
+    #[error("{0}")]
+    Usage(String),
+    #[error(transparent)]
+    Other(#[from] anyhow::Error),
+}
+
+impl Error {
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Self::Config(_) | Self::Plugin(_) | Self::Usage(_) => exit::INVALID,
+            Self::Other(_) => exit::FAILED,
+        }
+    }
+}
+
+/// Runs one command; `Ok` holds the exit code.
+pub async fn execute(cli: Cli) -> Result<i32, Error> {
+    let config = Arc::new(Config::load(&cli.config)?);
+    match cli.command {
+        Command::Run { pipeline, json, verbose } => run(config, pipeline.as_deref(), json, verbose).await,
+        Command::Check => check(config).await,
+        Command::Plugins { json } => plugins(config, json).await,
+    }
+}
+
+async fn run(config: Arc<Config>, pipeline: Option<&str>, json: bool, verbose: bool) -> Result<i32, Error> {
+    let pipeline = config.pipeline(pipeline).map_err(Error::Usage)?.clone();
+    let used = config.plugins_used_by(&pipeline);
+    let plugins = Arc::new(Plugins::load(&config, Some(&used)).await?);
+    let bus = EventBus::new(1);
+    let runner = Runner::new(config.clone(), plugins, bus.clone())?;
+
+    let cancel = CancellationToken::new();
+    let on_signal = cancel.clone();
+    tokio::spawn(async move {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
+        }
+        on_signal.cancel();
+    });
+
+    let mut events = bus.subscribe();
+    let stdout = std::io::stdout();
+    let color = !json && stdout.is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let mut printer = TerminalPrinter::new(stdout.lock(), color, verbose);
+    let mut print = |event: &protocol::Event| {
+        let result = if json { print_json(&mut std::io::stdout().lock(), event) } else { printer.print(event) };
+        // A closed stdout (`runner run | head`) must not stop the run.
+        let _ = result;
+    };
+    let report = {
+        let run = runner.run(&pipeline.name, cancel);
+        tokio::pin!(run);
+        loop {
+            tokio::select! {
+                biased;
+                Some(event) = events.recv() => print(&event),
+                report = &mut run => break report,
+            }
+        }
+    };
+    while let Ok(event) = events.try_recv() {
+        print(&event);
+    }
+    Ok(match report.status {
+        RunStatus::Completed => exit::OK,
+        RunStatus::Aborted => exit::ABORTED,
+        _ => exit::FAILED,
+    })
+}
+
+async fn check(config: Arc<Config>) -> Result<i32, Error> {
+    let plugins = Arc::new(Plugins::load(&config, None).await?);
+    Runner::new(config.clone(), plugins.clone(), EventBus::new(1))?;
+    let batches: usize = config.pipelines.values().map(|p| p.batches.len()).sum();
+    let tasks: usize = config.pipelines.values().flat_map(|p| &p.batches).map(|b| b.tasks.len()).sum();
+    println!(
+        "{}: ok · {} pipelines, {batches} batches, {tasks} tasks, {} plugins",
+        config.path.display(),
+        config.pipelines.len(),
+        plugins.iter().count()
+    );
+    Ok(exit::OK)
+}
+
+async fn plugins(config: Arc<Config>, json: bool) -> Result<i32, Error> {
+    let plugins = Plugins::load(&config, None).await?;
+    if json {
+        let list: Vec<serde_json::Value> = plugins
+            .iter()
+            .map(|p| {
+                serde_json::json!({
+                    "name": p.name(),
+                    "world": p.world.name(),
+                    "wit": p.wit_version,
+                    "version": p.info.as_ref().map(|i| i.version.clone()),
+                    "description": p.info.as_ref().map(|i| i.description.clone()),
+                    "source": source(p),
+                    "sha256": p.sha256,
+                    "cached": p.compiled == Compiled::Cached,
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&list).expect("plain JSON"));
+        return Ok(exit::OK);
+    }
+    println!("{:<12} {:<17} {:<20} {:<8} {:<22} DESCRIPTION", "NAME", "WORLD", "WIT", "VERSION", "SOURCE");
+    for p in plugins.iter() {
+        let (version, description) =
+            p.info.as_ref().map_or(("-".to_string(), String::new()), |i| (i.version.clone(), i.description.clone()));
+        println!("{:<12} {:<17} {:<20} {:<8} {:<22} {description}", p.name(), p.world.name(), p.wit_version, version, source(p));
+    }
+    Ok(exit::OK)
+}
+
+fn source(plugin: &crate::plugin::Plugin) -> String {
+    match &plugin.decl.source {
+        crate::config::PluginSource::Builtin(name) => format!("built-in:{name}"),
+        crate::config::PluginSource::Path(path) => path.display().to_string(),
+    }
+}

@@ -1,0 +1,251 @@
+//! `runner.toml`: read raw, then resolved into a checked [`Config`].
+//!
+//! Every mistake is reported before anything runs, as a [`ConfigError`]
+//! naming the file, the line and column, and the key to fix.
+
+mod raw;
+mod resolve;
+pub mod units;
+
+use indexmap::IndexMap;
+use protocol::Priority;
+use serde_json::Value;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use resolve::BUILTIN_TASK_TYPES;
+
+/// The checked form of `runner.toml`.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it was read from.
+    pub path: PathBuf,
+    /// The directory relative paths start from.
+    pub base_dir: PathBuf,
+    pub defaults: Defaults,
+    /// Declared plugins, plus the built-in ones under their own names.
+    pub plugins: IndexMap<String, PluginDecl>,
+    pub pipelines: IndexMap<String, Pipeline>,
+    pub default_pipeline: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Defaults {
+    pub timeout: Duration,
+    pub concurrency: usize,
+    pub memory: u64,
+    pub priority: Priority,
+    pub state_dir: PathBuf,
+}
+
+/// Five minutes, as the seeds ask.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
+/// Memory one plugin instance may use unless its limits say otherwise.
+pub const DEFAULT_MEMORY: u64 = 256 << 20;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PluginSource {
+    /// Shipped inside the runner binary.
+    Builtin(String),
+    /// A component file.
+    Path(PathBuf),
+}
+
+#[derive(Debug, Clone)]
+pub struct PluginDecl {
+    pub name: String,
+    pub source: PluginSource,
+    /// Lower-case hex, checked against the file before it is loaded.
+    pub sha256: Option<String>,
+    pub capabilities: Capabilities,
+    pub memory: u64,
+    pub timeout: Option<Duration>,
+    /// Where in `runner.toml` it was declared, for errors (`None` for implicit built-ins).
+    pub declared_at: Option<Location>,
+}
+
+/// What a plugin may reach. Nothing else: no other files, no other
+/// variables, no network.
+#[derive(Debug, Clone, Default)]
+pub struct Capabilities {
+    pub dirs: Vec<DirGrant>,
+    /// Host variables passed through by name (absent ones stay absent).
+    pub env: Vec<String>,
+    pub vars: Vec<(String, String)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirGrant {
+    pub host: PathBuf,
+    pub guest: String,
+    pub writable: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct Pipeline {
+    pub name: String,
+    pub description: Option<String>,
+    /// In an order where every batch comes after the batches it depends on.
+    pub batches: Vec<Batch>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Batch {
+    pub id: String,
+    pub name: String,
+    /// The batch-type plugin's name.
+    pub batch_type: String,
+    pub depends_on: Vec<String>,
+    /// The `with` table, as JSON.
+    pub with: Value,
+    pub tasks: Vec<Task>,
+    /// Where its `type` (or `id`, when it has no type) is written.
+    pub type_at: Location,
+}
+
+#[derive(Debug, Clone)]
+pub struct Task {
+    pub id: String,
+    pub name: String,
+    pub kind: TaskKind,
+    /// The `config` table, as JSON.
+    pub config: Value,
+    pub timeout: Duration,
+    pub priority: Priority,
+    /// Where its `type` is written.
+    pub type_at: Location,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TaskKind {
+    /// A host command, in its own process group.
+    Exec,
+    /// `type = "script"`: a WASI command component named by `config.component`.
+    Script(String),
+    /// `type = "<plugin>"`: a block type, or a command component run as a script.
+    Plugin(String),
+}
+
+impl TaskKind {
+    /// The `type` as written in `runner.toml`.
+    pub fn type_name(&self) -> &str {
+        match self {
+            Self::Exec => "exec",
+            Self::Script(_) => "script",
+            Self::Plugin(plugin) => plugin,
+        }
+    }
+}
+
+impl Config {
+    /// The plugins a pipeline uses: its batch types and its tasks' plugins.
+    pub fn plugins_used_by(&self, pipeline: &Pipeline) -> Vec<String> {
+        let mut names: Vec<String> = Vec::new();
+        for batch in &pipeline.batches {
+            names.push(batch.batch_type.clone());
+            for task in &batch.tasks {
+                if let TaskKind::Script(p) | TaskKind::Plugin(p) = &task.kind {
+                    names.push(p.clone());
+                }
+            }
+        }
+        names.sort();
+        names.dedup();
+        names
+    }
+
+    /// An error about something at `location` in this file.
+    pub fn error_at(&self, location: Location, key: String, message: String) -> ConfigError {
+        let source_line = std::fs::read_to_string(&self.path)
+            .ok()
+            .and_then(|text| text.lines().nth(location.line - 1).map(str::to_string));
+        ConfigError { file: self.path.clone(), location: Some(location), key: Some(key), message, source_line }
+    }
+
+    /// Reads and checks `path`.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|err| ConfigError {
+            file: path.to_path_buf(),
+            location: None,
+            key: None,
+            message: format!("cannot read the file: {err}"),
+            source_line: None,
+        })?;
+        Self::parse(path, &text)
+    }
+
+    /// Checks `text` as if read from `path`.
+    pub fn parse(path: &Path, text: &str) -> Result<Self, ConfigError> {
+        resolve::resolve(path, text)
+    }
+
+    /// The pipeline to run: the one named, else `default_pipeline`, else the
+    /// one called `default`, else the only one.
+    pub fn pipeline(&self, name: Option<&str>) -> Result<&Pipeline, String> {
+        let names = || self.pipelines.keys().cloned().collect::<Vec<_>>().join(", ");
+        if let Some(name) = name {
+            return self.pipelines.get(name).ok_or_else(|| {
+                format!("{}: no pipeline `{name}`; pipelines: {}", self.path.display(), names())
+            });
+        }
+        if let Some(name) = &self.default_pipeline {
+            return Ok(&self.pipelines[name]);
+        }
+        if let Some(pipeline) = self.pipelines.get("default") {
+            return Ok(pipeline);
+        }
+        match self.pipelines.len() {
+            1 => Ok(&self.pipelines[0]),
+            0 => Err(format!("{}: no pipelines are declared", self.path.display())),
+            _ => Err(format!(
+                "{}: several pipelines and no `default_pipeline`; name one of: {}",
+                self.path.display(),
+                names()
+            )),
+        }
+    }
+
+    /// Where the cache and state live.
+    pub fn state_dir(&self) -> &Path {
+        &self.defaults.state_dir
+    }
+}
+
+/// A line and column in `runner.toml`, both from 1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Location {
+    pub line: usize,
+    pub column: usize,
+}
+
+/// A mistake in `runner.toml`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigError {
+    pub file: PathBuf,
+    pub location: Option<Location>,
+    /// The dotted key, for example `pipelines.default.batches[1].depends_on[0]`.
+    pub key: Option<String>,
+    pub message: String,
+    /// The offending line, shown under the message.
+    pub source_line: Option<String>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let Some(Location { line, column }) = self.location {
+            write!(f, ":{line}:{column}")?;
+        }
+        write!(f, ": ")?;
+        if let Some(key) = &self.key {
+            write!(f, "`{key}`: ")?;
+        }
+        write!(f, "{}", self.message)?;
+        if let (Some(Location { line, column }), Some(text)) = (self.location, &self.source_line) {
+            let gutter = line.to_string().len();
+            write!(f, "\n{:gutter$} |\n{line} | {text}\n{:gutter$} | {:>column$}", "", "", "^")?;
+        }
+        Ok(())
+    }
+}

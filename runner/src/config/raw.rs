@@ -1,0 +1,142 @@
+//! The raw `runner.toml` model: what serde reads, before any checking.
+//!
+//! Only this module and [`super::resolve`] see these types; the rest of the
+//! runner works with the resolved [`super::Config`].
+
+use indexmap::IndexMap;
+use serde::Deserialize;
+use toml::Spanned;
+
+/// The whole file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// The format version. Example: `version = 1`
+    pub version: Spanned<i64>,
+    /// The pipeline `runner run` runs when none is named.
+    /// Example: `default_pipeline = "ci"`
+    pub default_pipeline: Option<Spanned<String>>,
+    /// Example: `[defaults]` with `timeout = "5m"`, `concurrency = 4`
+    #[serde(default)]
+    pub defaults: RawDefaults,
+    /// Example: `[plugins.hash]` with `builtin = "checksum"`
+    #[serde(default)]
+    pub plugins: IndexMap<String, RawPlugin>,
+    /// Example: `[[pipelines.default.batches]]`
+    #[serde(default)]
+    pub pipelines: IndexMap<String, RawPipeline>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDefaults {
+    /// Per-task timeout. Example: `timeout = "5m"`
+    pub timeout: Option<Spanned<String>>,
+    /// How many tasks run at once. Example: `concurrency = 4`
+    pub concurrency: Option<Spanned<i64>>,
+    /// Memory limit of one plugin instance. Example: `memory = "256MiB"`
+    pub memory: Option<Spanned<String>>,
+    /// Priority of tasks that give none. Example: `priority = "normal"`
+    pub priority: Option<Spanned<String>>,
+    /// Where the runner keeps its cache and state. Example: `state_dir = ".runner"`
+    pub state_dir: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPlugin {
+    /// A component file, relative to `runner.toml`. Example: `path = "build/my_block.wasm"`
+    pub path: Option<Spanned<String>>,
+    /// A plugin shipped with the runner. Example: `builtin = "checksum"`
+    pub builtin: Option<Spanned<String>>,
+    /// Checked before loading. Example: `sha256 = "9f86d08..."`
+    pub sha256: Option<Spanned<String>>,
+    /// What the plugin may reach. Example: `[plugins.hash.capabilities]`
+    #[serde(default)]
+    pub capabilities: RawCapabilities,
+    /// Example: `[plugins.hash.limits]` with `memory = "64MiB"`
+    #[serde(default)]
+    pub limits: RawLimits,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCapabilities {
+    /// Example: `dirs = [{ host = "data", guest = "/data", access = "read-only" }]`
+    #[serde(default)]
+    pub dirs: Vec<Spanned<RawDir>>,
+    /// Host variables passed through by name. Example: `env = ["LANG"]`
+    #[serde(default)]
+    pub env: Vec<Spanned<String>>,
+    /// Variables with fixed values. Example: `vars = { MODE = "ci" }`
+    #[serde(default)]
+    pub vars: IndexMap<String, String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDir {
+    /// Host directory, relative to `runner.toml`. Example: `host = "examples/data"`
+    pub host: String,
+    /// Where the plugin sees it. Example: `guest = "/data"`
+    pub guest: Option<String>,
+    /// `read-only` (default) or `read-write`.
+    pub access: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimits {
+    /// Example: `memory = "64MiB"`
+    pub memory: Option<Spanned<String>>,
+    /// Default timeout of this plugin's tasks. Example: `timeout = "30s"`
+    pub timeout: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPipeline {
+    /// Example: `description = "Build and check"`
+    pub description: Option<String>,
+    /// Example: `[[pipelines.default.batches]]`
+    #[serde(default)]
+    pub batches: Vec<RawBatch>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBatch {
+    /// Unique in the pipeline. Example: `id = "build"`
+    pub id: Spanned<String>,
+    /// Example: `name = "Build everything"`
+    pub name: Option<String>,
+    /// The batch type. Example: `type = "parallel"` (default `sequential`)
+    #[serde(rename = "type")]
+    pub batch_type: Option<Spanned<String>>,
+    /// Example: `depends_on = ["prepare"]`
+    #[serde(default)]
+    pub depends_on: Vec<Spanned<String>>,
+    /// The batch type's settings. Example: `with = { fail_fast = true }`
+    pub with: Option<toml::Value>,
+    /// Example: `[[pipelines.default.batches.tasks]]`
+    #[serde(default)]
+    pub tasks: Vec<RawTask>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTask {
+    /// Unique in the batch. Example: `id = "compile"`
+    pub id: Spanned<String>,
+    /// Example: `name = "Compile the host"`
+    pub name: Option<String>,
+    /// `exec`, `script`, `agent` or a plugin name. Example: `type = "checksum"`
+    #[serde(rename = "type")]
+    pub task_type: Spanned<String>,
+    /// Given to the task type. Example: `config = { paths = ["/data"] }`
+    pub config: Option<Spanned<toml::Value>>,
+    /// Example: `timeout = "30s"`
+    pub timeout: Option<Spanned<String>>,
+    /// `high`, `normal` or `low`. Example: `priority = "high"`
+    pub priority: Option<Spanned<String>>,
+}

@@ -1,0 +1,497 @@
+//! Raw → checked: every rule of `runner.toml`, each with its own error.
+
+use super::raw::*;
+use super::units::{parse_duration, parse_size};
+use super::*;
+use std::collections::{HashMap, HashSet};
+use toml::Spanned;
+
+/// Task types the host implements itself; every other type names a plugin.
+pub const BUILTIN_TASK_TYPES: &[&str] = &["exec", "script"];
+
+/// The only format version so far.
+const VERSION: i64 = 1;
+
+struct Resolver<'a> {
+    file: &'a Path,
+    text: &'a str,
+}
+
+type Result<T> = std::result::Result<T, ConfigError>;
+
+pub fn resolve(path: &Path, text: &str) -> Result<Config> {
+    let r = Resolver { file: path, text };
+    let raw: RawConfig = toml::from_str(text).map_err(|err| {
+        let message = err.message().trim().to_string();
+        match err.span() {
+            Some(span) => r.error_at(span.start, None, message),
+            None => r.error(None, message),
+        }
+    })?;
+    r.config(raw)
+}
+
+impl Resolver<'_> {
+    fn error(&self, key: Option<String>, message: impl Into<String>) -> ConfigError {
+        ConfigError {
+            file: self.file.to_path_buf(),
+            location: None,
+            key,
+            message: message.into(),
+            source_line: None,
+        }
+    }
+
+    fn error_at(&self, offset: usize, key: Option<String>, message: impl Into<String>) -> ConfigError {
+        let offset = offset.min(self.text.len());
+        let before = &self.text[..offset];
+        let line = before.matches('\n').count() + 1;
+        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+        let column = self.text[line_start..offset].chars().count() + 1;
+        let source_line = self.text[line_start..].lines().next().unwrap_or("").to_string();
+        ConfigError {
+            file: self.file.to_path_buf(),
+            location: Some(Location { line, column }),
+            key,
+            message: message.into(),
+            source_line: Some(source_line),
+        }
+    }
+
+    fn at<T>(&self, spanned: &Spanned<T>, key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+        self.error_at(spanned.span().start, Some(key.into()), message)
+    }
+
+    fn location<T>(&self, spanned: &Spanned<T>) -> Location {
+        self.error_at(spanned.span().start, None, "").location.expect("offset has a location")
+    }
+
+    fn duration(&self, value: &Spanned<String>, key: &str) -> Result<Duration> {
+        parse_duration(value.get_ref()).map_err(|msg| self.at(value, key, msg))
+    }
+
+    fn size(&self, value: &Spanned<String>, key: &str) -> Result<u64> {
+        parse_size(value.get_ref()).map_err(|msg| self.at(value, key, msg))
+    }
+
+    fn priority(&self, value: &Spanned<String>, key: &str) -> Result<Priority> {
+        Priority::parse(value.get_ref()).ok_or_else(|| {
+            self.at(value, key, format!("unknown priority `{}`; use high, normal or low", value.get_ref()))
+        })
+    }
+
+    fn config(&self, raw: RawConfig) -> Result<Config> {
+        if *raw.version.get_ref() != VERSION {
+            return Err(self.at(
+                &raw.version,
+                "version",
+                format!("unsupported version {}; this runner reads version {VERSION}", raw.version.get_ref()),
+            ));
+        }
+        let base_dir = self
+            .file
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."))
+            .to_path_buf();
+        let defaults = self.defaults(&raw.defaults, &base_dir)?;
+        let plugins = self.plugins(&raw.plugins, &base_dir, &defaults)?;
+        let mut pipelines = IndexMap::new();
+        for (name, pipeline) in &raw.pipelines {
+            pipelines.insert(name.clone(), self.pipeline(name, pipeline, &plugins, &defaults)?);
+        }
+        let default_pipeline = match &raw.default_pipeline {
+            Some(name) if !pipelines.contains_key(name.get_ref()) => {
+                let known: Vec<&str> = pipelines.keys().map(String::as_str).collect();
+                return Err(self.at(
+                    name,
+                    "default_pipeline",
+                    format!("no pipeline `{}`; pipelines: {}", name.get_ref(), known.join(", ")),
+                ));
+            }
+            Some(name) => Some(name.get_ref().clone()),
+            None => None,
+        };
+        Ok(Config {
+            path: self.file.to_path_buf(),
+            base_dir,
+            defaults,
+            plugins,
+            pipelines,
+            default_pipeline,
+        })
+    }
+
+    fn defaults(&self, raw: &RawDefaults, base_dir: &Path) -> Result<Defaults> {
+        let timeout = match &raw.timeout {
+            Some(t) => self.duration(t, "defaults.timeout")?,
+            None => DEFAULT_TIMEOUT,
+        };
+        let concurrency = match &raw.concurrency {
+            Some(c) if *c.get_ref() < 1 || *c.get_ref() > 1024 => {
+                return Err(self.at(c, "defaults.concurrency", "must be between 1 and 1024"));
+            }
+            Some(c) => *c.get_ref() as usize,
+            None => std::thread::available_parallelism().map_or(2, |n| n.get()).max(2),
+        };
+        let memory = match &raw.memory {
+            Some(m) => self.size(m, "defaults.memory")?,
+            None => DEFAULT_MEMORY,
+        };
+        let priority = match &raw.priority {
+            Some(p) => self.priority(p, "defaults.priority")?,
+            None => Priority::Normal,
+        };
+        let state_dir = base_dir.join(raw.state_dir.as_deref().unwrap_or(".runner"));
+        Ok(Defaults { timeout, concurrency, memory, priority, state_dir })
+    }
+
+    fn plugins(
+        &self,
+        raw: &IndexMap<String, RawPlugin>,
+        base_dir: &Path,
+        defaults: &Defaults,
+    ) -> Result<IndexMap<String, PluginDecl>> {
+        let mut plugins = IndexMap::new();
+        for name in crate::plugin::builtin::names() {
+            plugins.insert(
+                name.to_string(),
+                PluginDecl {
+                    name: name.to_string(),
+                    source: PluginSource::Builtin(name.to_string()),
+                    sha256: None,
+                    capabilities: Capabilities::default(),
+                    memory: defaults.memory,
+                    timeout: None,
+                    declared_at: None,
+                },
+            );
+        }
+        for (name, plugin) in raw {
+            let key = format!("plugins.{name}");
+            if BUILTIN_TASK_TYPES.contains(&name.as_str()) {
+                return Err(self.error(Some(key), format!("`{name}` is a task type of the runner itself; pick another plugin name")));
+            }
+            let source = match (&plugin.path, &plugin.builtin) {
+                (Some(path), None) => {
+                    let full = base_dir.join(path.get_ref());
+                    if !full.is_file() {
+                        return Err(self.at(path, format!("{key}.path"), format!("no component file at `{}`", full.display())));
+                    }
+                    PluginSource::Path(full)
+                }
+                (None, Some(builtin)) => {
+                    if !crate::plugin::builtin::names().contains(&builtin.get_ref().as_str()) {
+                        return Err(self.at(
+                            builtin,
+                            format!("{key}.builtin"),
+                            format!(
+                                "no built-in plugin `{}`; built-in plugins: {}",
+                                builtin.get_ref(),
+                                crate::plugin::builtin::names().join(", ")
+                            ),
+                        ));
+                    }
+                    PluginSource::Builtin(builtin.get_ref().clone())
+                }
+                (Some(path), Some(_)) => {
+                    return Err(self.at(path, key, "give either `path` or `builtin`, not both"));
+                }
+                (None, None) => {
+                    return Err(self.error(Some(key), "give the component: `path = \"file.wasm\"` or `builtin = \"name\"`"));
+                }
+            };
+            let sha256 = match &plugin.sha256 {
+                Some(sum) => {
+                    let hex = sum.get_ref().to_ascii_lowercase();
+                    if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+                        return Err(self.at(sum, format!("{key}.sha256"), "expected 64 hexadecimal digits"));
+                    }
+                    Some(hex)
+                }
+                None => None,
+            };
+            let capabilities = self.capabilities(&plugin.capabilities, &key, base_dir)?;
+            let memory = match &plugin.limits.memory {
+                Some(m) => self.size(m, &format!("{key}.limits.memory"))?,
+                None => defaults.memory,
+            };
+            if memory < (1 << 20) {
+                let at = plugin.limits.memory.as_ref().expect("only a configured limit is this small");
+                return Err(self.at(at, format!("{key}.limits.memory"), "must be at least 1MiB"));
+            }
+            let timeout = plugin
+                .limits
+                .timeout
+                .as_ref()
+                .map(|t| self.duration(t, &format!("{key}.limits.timeout")))
+                .transpose()?;
+            let declared_at = plugin.path.as_ref().or(plugin.builtin.as_ref()).map(|s| self.location(s));
+            plugins.insert(
+                name.clone(),
+                PluginDecl { name: name.clone(), source, sha256, capabilities, memory, timeout, declared_at },
+            );
+        }
+        Ok(plugins)
+    }
+
+    fn capabilities(&self, raw: &RawCapabilities, key: &str, base_dir: &Path) -> Result<Capabilities> {
+        let mut dirs = Vec::new();
+        for (i, dir) in raw.dirs.iter().enumerate() {
+            let dir_key = format!("{key}.capabilities.dirs[{i}]");
+            let host = base_dir.join(&dir.get_ref().host);
+            if !host.is_dir() {
+                return Err(self.at(dir, format!("{dir_key}.host"), format!("no directory at `{}`", host.display())));
+            }
+            let writable = match dir.get_ref().access.as_deref() {
+                None | Some("read-only") => false,
+                Some("read-write") => true,
+                Some(other) => {
+                    return Err(self.at(dir, format!("{dir_key}.access"), format!("unknown access `{other}`; use read-only or read-write")));
+                }
+            };
+            let guest = dir.get_ref().guest.clone().unwrap_or_else(|| dir.get_ref().host.clone());
+            dirs.push(DirGrant { host, guest, writable });
+        }
+        let mut env = Vec::new();
+        for (i, name) in raw.env.iter().enumerate() {
+            let valid = !name.get_ref().is_empty() && !name.get_ref().contains(['=', '\0']);
+            if !valid {
+                return Err(self.at(name, format!("{key}.capabilities.env[{i}]"), "not a variable name"));
+            }
+            env.push(name.get_ref().clone());
+        }
+        let vars = raw.vars.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        Ok(Capabilities { dirs, env, vars })
+    }
+
+    fn pipeline(
+        &self,
+        name: &str,
+        raw: &RawPipeline,
+        plugins: &IndexMap<String, PluginDecl>,
+        defaults: &Defaults,
+    ) -> Result<Pipeline> {
+        let key = format!("pipelines.{name}");
+        if raw.batches.is_empty() {
+            return Err(self.error(Some(key), "a pipeline needs at least one `[[...batches]]`"));
+        }
+        let mut batch_ids: HashMap<&str, usize> = HashMap::new();
+        let mut task_ids: HashSet<&str> = HashSet::new();
+        let mut batches = Vec::new();
+        for (index, batch) in raw.batches.iter().enumerate() {
+            let batch_key = format!("{key}.batches[{index}]");
+            let id = batch.id.get_ref();
+            check_id(id).map_err(|msg| self.at(&batch.id, format!("{batch_key}.id"), msg))?;
+            if batch_ids.insert(id, index).is_some() {
+                return Err(self.at(&batch.id, format!("{batch_key}.id"), format!("batch `{id}` is declared twice in this pipeline")));
+            }
+            let batch_type = match &batch.batch_type {
+                Some(t) => {
+                    if !plugins.contains_key(t.get_ref()) {
+                        return Err(self.at(t, format!("{batch_key}.type"), unknown_plugin(t.get_ref(), "batch type", plugins)));
+                    }
+                    t.get_ref().clone()
+                }
+                None => "sequential".to_string(),
+            };
+            let mut tasks = Vec::new();
+            for (task_index, task) in batch.tasks.iter().enumerate() {
+                let task_key = format!("{batch_key}.tasks[{task_index}]");
+                let task_id = task.id.get_ref();
+                check_id(task_id).map_err(|msg| self.at(&task.id, format!("{task_key}.id"), msg))?;
+                if !task_ids.insert(task_id) {
+                    return Err(self.at(&task.id, format!("{task_key}.id"), format!("task `{task_id}` is declared twice in this pipeline")));
+                }
+                tasks.push(self.task(task, &task_key, plugins, defaults)?);
+            }
+            if tasks.is_empty() {
+                return Err(self.error(Some(batch_key), format!("batch `{id}` has no tasks; add a `[[...tasks]]`")));
+            }
+            let with = match &batch.with {
+                Some(with) => to_json(with),
+                None => Value::Object(Default::default()),
+            };
+            let type_at = self.location(batch.batch_type.as_ref().unwrap_or(&batch.id));
+            batches.push(Batch {
+                type_at,
+                id: id.clone(),
+                name: batch.name.clone().unwrap_or_else(|| id.clone()),
+                batch_type,
+                depends_on: batch.depends_on.iter().map(|d| d.get_ref().clone()).collect(),
+                with,
+                tasks,
+            });
+        }
+        for (index, batch) in raw.batches.iter().enumerate() {
+            for (dep_index, dep) in batch.depends_on.iter().enumerate() {
+                let dep_key = format!("{key}.batches[{index}].depends_on[{dep_index}]");
+                if dep.get_ref() == batch.id.get_ref() {
+                    return Err(self.at(dep, dep_key, format!("batch `{}` depends on itself", dep.get_ref())));
+                }
+                if !batch_ids.contains_key(dep.get_ref().as_str()) {
+                    let mut known: Vec<&str> = batch_ids.keys().copied().collect();
+                    known.sort_unstable();
+                    return Err(self.at(dep, dep_key, format!("no batch `{}` in pipeline `{name}`; batches: {}", dep.get_ref(), known.join(", "))));
+                }
+            }
+        }
+        let order = self.order(name, raw, &batch_ids)?;
+        let mut by_index: Vec<Option<Batch>> = batches.into_iter().map(Some).collect();
+        let batches = order.into_iter().map(|i| by_index[i].take().expect("each batch once")).collect();
+        Ok(Pipeline { name: name.to_string(), description: raw.description.clone(), batches })
+    }
+
+    /// Orders batches after their dependencies (declaration order among
+    /// equals), or reports a cycle with the dependency that closes it.
+    fn order(&self, name: &str, raw: &RawPipeline, ids: &HashMap<&str, usize>) -> Result<Vec<usize>> {
+        let n = raw.batches.len();
+        let deps: Vec<Vec<usize>> = raw
+            .batches
+            .iter()
+            .map(|b| b.depends_on.iter().map(|d| ids[d.get_ref().as_str()]).collect())
+            .collect();
+        let mut done = vec![false; n];
+        let mut order = Vec::with_capacity(n);
+        while order.len() < n {
+            let next = (0..n).find(|&i| !done[i] && deps[i].iter().all(|&d| done[d]));
+            match next {
+                Some(i) => {
+                    done[i] = true;
+                    order.push(i);
+                }
+                None => {
+                    let cycle = find_cycle(&deps, &done);
+                    let names: Vec<&str> = cycle.iter().map(|&i| raw.batches[i].id.get_ref().as_str()).collect();
+                    let (last, first) = (cycle[cycle.len() - 1], cycle[0]);
+                    let dep_index = deps[last].iter().position(|&d| d == first).expect("cycle edge");
+                    let at = &raw.batches[last].depends_on[dep_index];
+                    return Err(self.at(
+                        at,
+                        format!("pipelines.{name}.batches[{last}].depends_on[{dep_index}]"),
+                        format!("dependency cycle: {} → {}", names.join(" → "), names[0]),
+                    ));
+                }
+            }
+        }
+        Ok(order)
+    }
+
+    fn task(
+        &self,
+        raw: &RawTask,
+        key: &str,
+        plugins: &IndexMap<String, PluginDecl>,
+        defaults: &Defaults,
+    ) -> Result<Task> {
+        let config = match &raw.config {
+            Some(config) => {
+                if !config.get_ref().is_table() {
+                    return Err(self.at(config, format!("{key}.config"), "must be a table, for example `config = { paths = [\"/data\"] }`"));
+                }
+                to_json(config.get_ref())
+            }
+            None => Value::Object(Default::default()),
+        };
+        let type_name = raw.task_type.get_ref();
+        let kind = match type_name.as_str() {
+            "exec" => {
+                match config.get("command") {
+                    Some(Value::String(s)) if !s.trim().is_empty() => {}
+                    Some(Value::Array(items)) if !items.is_empty() && items.iter().all(Value::is_string) => {}
+                    _ => {
+                        let at = raw.config.as_ref().map_or(raw.task_type.span().start, |c| c.span().start);
+                        return Err(self.error_at(at, Some(format!("{key}.config.command")),
+                            "an exec task needs `command`: a shell line (\"make test\") or a list ([\"make\", \"test\"])"));
+                    }
+                }
+                TaskKind::Exec
+            }
+            "script" => {
+                let Some(Value::String(component)) = config.get("component") else {
+                    let at = raw.config.as_ref().map_or(raw.task_type.span().start, |c| c.span().start);
+                    return Err(self.error_at(at, Some(format!("{key}.config.component")),
+                        "a script task needs `component`: the name of a plugin that is a WASI command"));
+                };
+                if !plugins.contains_key(component) {
+                    let at = raw.config.as_ref().expect("component came from config");
+                    return Err(self.at(at, format!("{key}.config.component"), unknown_plugin(component, "component", plugins)));
+                }
+                TaskKind::Script(component.clone())
+            }
+            plugin if plugins.contains_key(plugin) => TaskKind::Plugin(plugin.to_string()),
+            other => {
+                return Err(self.at(&raw.task_type, format!("{key}.type"), unknown_plugin(other, "task type", plugins)));
+            }
+        };
+        let plugin_timeout = match &kind {
+            TaskKind::Script(p) | TaskKind::Plugin(p) => plugins[p].timeout,
+            TaskKind::Exec => None,
+        };
+        let timeout = match &raw.timeout {
+            Some(t) => self.duration(t, &format!("{key}.timeout"))?,
+            None => plugin_timeout.unwrap_or(defaults.timeout),
+        };
+        let priority = match &raw.priority {
+            Some(p) => self.priority(p, &format!("{key}.priority"))?,
+            None => defaults.priority,
+        };
+        let id = raw.id.get_ref().clone();
+        let type_at = match (&kind, &raw.config) {
+            (TaskKind::Script(_), Some(config)) => self.location(config),
+            _ => self.location(&raw.task_type),
+        };
+        Ok(Task { name: raw.name.clone().unwrap_or_else(|| id.clone()), id, kind, config, timeout, priority, type_at })
+    }
+}
+
+fn unknown_plugin(name: &str, what: &str, plugins: &IndexMap<String, PluginDecl>) -> String {
+    let mut known: Vec<&str> = BUILTIN_TASK_TYPES.to_vec();
+    if what == "batch type" {
+        known.clear();
+    }
+    known.extend(plugins.keys().map(String::as_str));
+    format!("unknown {what} `{name}`; declare it under [plugins.{name}] or use one of: {}", known.join(", "))
+}
+
+fn check_id(id: &str) -> std::result::Result<(), String> {
+    let ok = !id.is_empty()
+        && id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("`{id}` is not a valid id; use letters, digits, `-`, `_` and `.`"))
+    }
+}
+
+fn find_cycle(deps: &[Vec<usize>], done: &[bool]) -> Vec<usize> {
+    // Every unfinished node has an unfinished dependency, so walking
+    // dependencies from any of them must revisit a node.
+    let start = (0..deps.len()).find(|&i| !done[i]).expect("an unfinished batch");
+    let mut path = vec![start];
+    let mut current = start;
+    loop {
+        let next = *deps[current].iter().find(|&&d| !done[d]).expect("unfinished dependency");
+        if let Some(pos) = path.iter().position(|&p| p == next) {
+            let mut cycle = path[pos..].to_vec();
+            // Report it in dependency order: a depends on b ... depends on a.
+            cycle.rotate_left(0);
+            return cycle;
+        }
+        path.push(next);
+        current = next;
+    }
+}
+
+/// TOML → JSON, for configs handed to plugins.
+pub fn to_json(value: &toml::Value) -> Value {
+    match value {
+        toml::Value::String(s) => Value::String(s.clone()),
+        toml::Value::Integer(i) => Value::from(*i),
+        toml::Value::Float(f) => serde_json::Number::from_f64(*f).map_or(Value::Null, Value::Number),
+        toml::Value::Boolean(b) => Value::Bool(*b),
+        toml::Value::Datetime(d) => Value::String(d.to_string()),
+        toml::Value::Array(items) => Value::Array(items.iter().map(to_json).collect()),
+        toml::Value::Table(table) => Value::Object(table.iter().map(|(k, v)| (k.clone(), to_json(v))).collect()),
+    }
+}

@@ -1,0 +1,14 @@
+//! `runner`: pipelines of batches and tasks whose every task type is a
+//! WASI component.
+//!
+//! - [`config`] reads and checks `runner.toml`.
+//! - [`plugin`] loads components and calls them, sandboxed.
+//! - [`run`] schedules a pipeline's batches and tasks and publishes [`events`].
+//! - [`printer`] shows those events to people, or prints them as JSON lines.
+
+pub mod cli;
+pub mod config;
+pub mod events;
+pub mod plugin;
+pub mod printer;
+pub mod run;

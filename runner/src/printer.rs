@@ -1,0 +1,175 @@
+//! Shows events to people (`runner run`) or prints them as JSON lines
+//! (`runner run --json`). Both read the same [`Event`]s the bus carries.
+
+use protocol::{BatchStatus, Event, EventKind, LogLevel, RunStatus, Stream, TaskStatus};
+use std::collections::HashMap;
+use std::io::{self, Write};
+
+/// One JSON object per line, flushed per event so pipes see it live.
+pub fn print_json(out: &mut impl Write, event: &Event) -> io::Result<()> {
+    serde_json::to_writer(&mut *out, event)?;
+    out.write_all(b"\n")?;
+    out.flush()
+}
+
+/// Human-readable live progress.
+pub struct TerminalPrinter<W: Write> {
+    out: W,
+    color: bool,
+    verbose: bool,
+    /// Output not yet ending in a newline, per task and stream.
+    partial: HashMap<(String, Stream), String>,
+}
+
+const GREEN: &str = "\x1b[32m";
+const RED: &str = "\x1b[31m";
+const YELLOW: &str = "\x1b[33m";
+const DIM: &str = "\x1b[2m";
+const BOLD: &str = "\x1b[1m";
+const RESET: &str = "\x1b[0m";
+
+impl<W: Write> TerminalPrinter<W> {
+    pub fn new(out: W, color: bool, verbose: bool) -> Self {
+        Self { out, color, verbose, partial: HashMap::new() }
+    }
+
+    fn paint(&self, style: &str, text: &str) -> String {
+        if self.color { format!("{style}{text}{RESET}") } else { text.to_string() }
+    }
+
+    pub fn print(&mut self, event: &Event) -> io::Result<()> {
+        let line = match &event.kind {
+            EventKind::RunStatus { run_id, pipeline, status, message, error } => match status {
+                RunStatus::Running => Some(self.paint(BOLD, &format!("▶ run {run_id} · pipeline {pipeline}"))),
+                RunStatus::Completed => Some(self.paint(GREEN, &format!("✓ run completed: {}", message.as_deref().unwrap_or("")))),
+                RunStatus::Failed => Some(self.paint(RED, &format!("✗ run failed: {}", error.as_deref().unwrap_or("")))),
+                RunStatus::Aborted => Some(self.paint(YELLOW, &format!("■ run aborted: {}", message.as_deref().unwrap_or("")))),
+            },
+            EventKind::BatchStatus { batch_id, batch_name, status, error, summary, branch, .. } => {
+                let name = if batch_name != batch_id { format!("{batch_id} ({batch_name})") } else { batch_id.clone() };
+                match status {
+                    BatchStatus::Pending => None,
+                    BatchStatus::Running => Some(format!("  ◦ batch {name} running")),
+                    BatchStatus::Completed => {
+                        let mut text = format!("  ✓ batch {name} completed");
+                        if let Some(summary) = summary {
+                            text.push_str(&format!(" · {summary}"));
+                        }
+                        if let Some(branch) = branch {
+                            text.push_str(&format!(" · branch {branch}"));
+                        }
+                        Some(self.paint(GREEN, &text))
+                    }
+                    BatchStatus::Failed => Some(self.paint(RED, &format!("  ✗ batch {name} failed: {}", error.as_deref().unwrap_or("")))),
+                }
+            }
+            EventKind::TaskStarted { task_id, task_type, .. } => {
+                self.verbose.then(|| self.paint(DIM, &format!("    · task {task_id} [{task_type}] started")))
+            }
+            EventKind::TaskProgress { task_id, display_text, percent, .. } => self.verbose.then(|| {
+                let percent = percent.map(|p| format!(" ({p}%)")).unwrap_or_default();
+                self.paint(DIM, &format!("    … {task_id}: {display_text}{percent}"))
+            }),
+            EventKind::TaskFinished { task_id, task_type, status, duration_ms, error, .. } => {
+                self.flush_partial(task_id)?;
+                let took = format_ms(*duration_ms);
+                Some(match status {
+                    TaskStatus::Completed => self.paint(GREEN, &format!("    ✓ {task_id} [{task_type}] {took}")),
+                    TaskStatus::Skipped => self.paint(DIM, &format!("    - {task_id} [{task_type}] skipped: {}", error.as_deref().unwrap_or(""))),
+                    TaskStatus::Interrupted => self.paint(YELLOW, &format!("    ■ {task_id} [{task_type}] interrupted")),
+                    _ => self.paint(RED, &format!("    ✗ {task_id} [{task_type}] {took}: {}", error.as_deref().unwrap_or("failed"))),
+                })
+            }
+            EventKind::Log { task_id, level, source, message, .. } => {
+                if *level < LogLevel::Info && !self.verbose {
+                    return Ok(());
+                }
+                let at = task_id.as_deref().map(|t| format!("{t}: ")).unwrap_or_default();
+                let style = match level {
+                    LogLevel::Error => RED,
+                    LogLevel::Warn => YELLOW,
+                    _ => DIM,
+                };
+                Some(self.paint(style, &format!("    · {at}[{source}] {level}: {message}")))
+            }
+            EventKind::TerminalOutput { task_id, command_id, stream, data, .. } => {
+                let owner = task_id.clone().or_else(|| command_id.clone()).unwrap_or_default();
+                return self.output(owner, *stream, data);
+            }
+            EventKind::CommandStatus { command_id, agent, status, exit_code, error, .. } => Some(format!(
+                "  ◦ command {command_id} → {agent}: {status}{}{}",
+                exit_code.map(|c| format!(" (exit {c})")).unwrap_or_default(),
+                error.as_deref().map(|e| format!(": {e}")).unwrap_or_default()
+            )),
+            EventKind::AgentStatus { agent, status, queued, .. } => {
+                self.verbose.then(|| format!("  ◦ agent {agent} {status} ({queued} queued)"))
+            }
+            EventKind::AgentActivity { task_id, agent, activity, .. } => {
+                let at = task_id.clone().unwrap_or_else(|| agent.clone());
+                Some(self.paint(DIM, &format!("    ⋯ {at}: {}", describe_activity(activity))))
+            }
+        };
+        if let Some(line) = line {
+            writeln!(self.out, "{line}")?;
+        }
+        self.out.flush()
+    }
+
+    fn output(&mut self, owner: String, stream: Stream, data: &str) -> io::Result<()> {
+        let buffer = self.partial.entry((owner.clone(), stream)).or_default();
+        buffer.push_str(data);
+        let Some(end) = buffer.rfind('\n') else { return Ok(()) };
+        let complete: String = buffer.drain(..=end).collect();
+        let mark = if stream == Stream::Stderr { "!" } else { "│" };
+        for line in complete.lines() {
+            let text = self.paint(DIM, &format!("    {mark} {owner}: "));
+            writeln!(self.out, "{text}{line}")?;
+        }
+        self.out.flush()
+    }
+
+    fn flush_partial(&mut self, owner: &str) -> io::Result<()> {
+        for stream in [Stream::Stdout, Stream::Stderr] {
+            if let Some(rest) = self.partial.remove(&(owner.to_string(), stream))
+                && !rest.is_empty()
+            {
+                let mark = if stream == Stream::Stderr { "!" } else { "│" };
+                let text = self.paint(DIM, &format!("    {mark} {owner}: "));
+                writeln!(self.out, "{text}{rest}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn describe_activity(activity: &protocol::Activity) -> String {
+    use protocol::Activity::*;
+    let short = |text: &str| {
+        let line = text.lines().next().unwrap_or("");
+        if line.chars().count() > 100 { format!("{}…", line.chars().take(100).collect::<String>()) } else { line.to_string() }
+    };
+    match activity {
+        SessionStarted { session_id } => format!("session {session_id}"),
+        AssistantMessage { text } => format!("says: {}", short(text)),
+        Thinking { text } => format!("thinks: {}", short(text)),
+        ToolUse { name, input, .. } => format!("uses {name} {}", short(&input.to_string())),
+        ToolResult { output, is_error, .. } => format!("tool {}: {}", if *is_error { "failed" } else { "result" }, short(output)),
+        FileChange { path, change } => format!("{change} {path}"),
+        CommandRun { command, exit_code, .. } => {
+            format!("ran `{}`{}", short(command), exit_code.map(|c| format!(" → exit {c}")).unwrap_or_default())
+        }
+        Usage { input_tokens, output_tokens, cached_tokens, cost_usd } => format!(
+            "tokens in {input_tokens} / out {output_tokens} / cached {cached_tokens}{}",
+            cost_usd.map(|c| format!(" · ${c:.4}")).unwrap_or_default()
+        ),
+        Error { message } => format!("error: {}", short(message)),
+        FinalResult { summary, is_error } => {
+            format!("{}: {}", if *is_error { "failed" } else { "done" }, short(summary))
+        }
+        Raw { line } => format!("» {}", short(line)),
+    }
+}
+
+fn format_ms(ms: u64) -> String {
+    if ms < 1000 { format!("{ms}ms") } else { format!("{:.2}s", ms as f64 / 1000.0) }
+}

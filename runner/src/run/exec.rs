@@ -1,0 +1,156 @@
+//! `exec` tasks: a host command in its own process group.
+//!
+//! The group is what gets stopped: on timeout or abort it receives
+//! SIGTERM, then SIGKILL after [`KILL_GRACE`]; when the command itself
+//! ends, anything it left running in its group is killed too, so no
+//! orphan outlives its task.
+
+use anyhow::{Context, Result, bail};
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use protocol::Stream;
+use serde_json::Value;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::io::AsyncReadExt;
+use tokio::process::{Child, Command};
+use tokio_util::sync::CancellationToken;
+
+/// How long a process group gets between SIGTERM and SIGKILL.
+pub const KILL_GRACE: Duration = Duration::from_secs(2);
+
+/// How a command ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ending {
+    /// It exited with this code (or was killed by a signal: `None`).
+    Exited(Option<i32>),
+    TimedOut,
+    Aborted,
+}
+
+/// What to run, from the task's `config`.
+#[derive(Debug, Clone)]
+pub struct ExecSpec {
+    pub program: String,
+    pub args: Vec<String>,
+    pub cwd: std::path::PathBuf,
+    pub env: Vec<(String, String)>,
+}
+
+impl ExecSpec {
+    /// `command = "make test"` runs through `sh -c`; `command = ["make", "test"]`
+    /// runs directly. Optional `cwd` (relative to `runner.toml`) and `env` table.
+    pub fn from_config(config: &Value, base_dir: &Path) -> Result<Self> {
+        let (program, args) = match config.get("command") {
+            Some(Value::String(line)) => ("sh".to_string(), vec!["-c".to_string(), line.clone()]),
+            Some(Value::Array(items)) => {
+                let mut words = items.iter().map(|v| v.as_str().map(str::to_string));
+                let program = words.next().flatten().context("`command` is empty")?;
+                (program, words.collect::<Option<Vec<_>>>().context("`command` must hold strings")?)
+            }
+            _ => bail!("`command` must be a string or a list of strings"),
+        };
+        let cwd = match config.get("cwd") {
+            Some(Value::String(dir)) => base_dir.join(dir),
+            Some(_) => bail!("`cwd` must be a string"),
+            None => base_dir.to_path_buf(),
+        };
+        let env = match config.get("env") {
+            Some(Value::Object(map)) => map
+                .iter()
+                .map(|(k, v)| Ok((k.clone(), v.as_str().map_or_else(|| v.to_string(), str::to_string))))
+                .collect::<Result<_>>()?,
+            Some(_) => bail!("`env` must be a table"),
+            None => Vec::new(),
+        };
+        Ok(Self { program, args, cwd, env })
+    }
+}
+
+/// Kills the whole group if the task is dropped mid-flight.
+struct GroupGuard {
+    pgid: Option<Pid>,
+}
+
+impl GroupGuard {
+    fn signal(&self, signal: Signal) {
+        if let Some(pgid) = self.pgid {
+            let _ = killpg(pgid, signal);
+        }
+    }
+}
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        self.signal(Signal::SIGKILL);
+    }
+}
+
+/// Runs `spec`, sending every piece of output to `on_output` as it arrives.
+pub async fn run(
+    spec: &ExecSpec,
+    timeout: Duration,
+    cancel: &CancellationToken,
+    mut on_output: impl FnMut(Stream, &[u8]),
+) -> Result<Ending> {
+    let mut command = Command::new(&spec.program);
+    command
+        .args(&spec.args)
+        .current_dir(&spec.cwd)
+        .envs(spec.env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true);
+    let mut child = command
+        .spawn()
+        .with_context(|| format!("cannot start `{}` in {}", spec.program, spec.cwd.display()))?;
+    let guard = GroupGuard { pgid: child.id().map(|id| Pid::from_raw(id as i32)) };
+    let mut stdout = child.stdout.take().expect("piped stdout");
+    let mut stderr = child.stderr.take().expect("piped stderr");
+    let (mut out_buf, mut err_buf) = (vec![0u8; 8192], vec![0u8; 8192]);
+    let (mut out_open, mut err_open) = (true, true);
+    let deadline = tokio::time::sleep(timeout);
+    tokio::pin!(deadline);
+    let mut status = None;
+    let ending = loop {
+        tokio::select! {
+            read = stdout.read(&mut out_buf), if out_open => match read {
+                Ok(0) | Err(_) => out_open = false,
+                Ok(n) => on_output(Stream::Stdout, &out_buf[..n]),
+            },
+            read = stderr.read(&mut err_buf), if err_open => match read {
+                Ok(0) | Err(_) => err_open = false,
+                Ok(n) => on_output(Stream::Stderr, &err_buf[..n]),
+            },
+            exit = child.wait(), if status.is_none() => {
+                status = Some(exit.context("cannot wait for the command")?);
+                // Leftovers in the group would hold the pipes open: end them.
+                guard.signal(Signal::SIGKILL);
+            }
+            // Output still held open by a process outside the group: stop waiting for it.
+            _ = tokio::time::sleep(Duration::from_secs(1)), if status.is_some() => {
+                break Ending::Exited(status.and_then(|s| s.code()));
+            }
+            _ = &mut deadline => break stop(&mut child, &guard, Ending::TimedOut).await,
+            _ = cancel.cancelled() => break stop(&mut child, &guard, Ending::Aborted).await,
+        }
+        if let (Some(status), false, false) = (status, out_open, err_open) {
+            break Ending::Exited(status.code());
+        }
+    };
+    Ok(ending)
+}
+
+/// SIGTERM to the group, SIGKILL after the grace period.
+async fn stop(child: &mut Child, guard: &GroupGuard, ending: Ending) -> Ending {
+    guard.signal(Signal::SIGTERM);
+    if tokio::time::timeout(KILL_GRACE, child.wait()).await.is_err() {
+        guard.signal(Signal::SIGKILL);
+        let _ = child.wait().await;
+    }
+    guard.signal(Signal::SIGKILL);
+    ending
+}

@@ -1,0 +1,639 @@
+//! Runs a pipeline: batches in dependency order, tasks through one
+//! priority queue under the concurrency limit, every change published as
+//! an event.
+//!
+//! ## Failure
+//! A failed batch fails its dependents without running them. A task that
+//! traps, times out or runs out of memory fails alone; its batch type
+//! decides what that means for the batch.
+//!
+//! ## Abort
+//! Cancelling the token stops running tasks (process groups are killed,
+//! wasm calls dropped), marks them `interrupted`, fails the batches that
+//! were running or waiting, and ends the run `aborted`.
+
+mod exec;
+mod output;
+mod queue;
+
+pub use exec::KILL_GRACE;
+pub use queue::{Permit, Slots};
+
+use crate::config::{Batch, Config, ConfigError, Task, TaskKind};
+use crate::events::EventBus;
+use crate::plugin::{
+    CallOptions, ExecutionMode, Plugin, Plugins, Signal, Sink, TaskResult, TaskSpec, TaskState, World,
+};
+use chrono::{DateTime, Utc};
+use output::Chunker;
+use protocol::{BatchStatus, EventKind, LogLevel, RunStatus, Stream, TaskStatus};
+use serde_json::{Map, Value, json};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+/// Runs pipelines of one `runner.toml`.
+pub struct Runner {
+    config: Arc<Config>,
+    plugins: Arc<Plugins>,
+    bus: Arc<EventBus>,
+    slots: Arc<Slots>,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone)]
+pub struct RunReport {
+    pub run_id: String,
+    pub pipeline: String,
+    pub status: RunStatus,
+    pub error: Option<String>,
+    /// Every batch's final status, in pipeline order.
+    pub batches: Vec<(String, BatchStatus)>,
+}
+
+impl Runner {
+    /// Checks that every batch type is a batch plugin and every task plugin
+    /// a block or a command, for the plugins that were loaded.
+    pub fn new(config: Arc<Config>, plugins: Arc<Plugins>, bus: Arc<EventBus>) -> Result<Self, ConfigError> {
+        check_worlds(&config, &plugins)?;
+        let slots = Slots::new(config.defaults.concurrency);
+        Ok(Self { config, plugins, bus, slots })
+    }
+
+    pub fn bus(&self) -> &Arc<EventBus> {
+        &self.bus
+    }
+
+    /// Runs `pipeline` to its end (or until `cancel`).
+    pub async fn run(&self, pipeline: &str, cancel: CancellationToken) -> RunReport {
+        let run_id = new_run_id();
+        let pipeline = self.config.pipelines.get(pipeline).cloned().expect("pipeline was checked");
+        let ctx = Arc::new(RunCtx {
+            run_id: run_id.clone(),
+            pipeline: pipeline.name.clone(),
+            config: self.config.clone(),
+            plugins: self.plugins.clone(),
+            bus: self.bus.clone(),
+            slots: self.slots.clone(),
+            cancel: cancel.clone(),
+            outputs: Mutex::new(Map::new()),
+        });
+        let started = Instant::now();
+        ctx.publish(EventKind::RunStatus {
+            run_id: run_id.clone(),
+            pipeline: pipeline.name.clone(),
+            status: RunStatus::Running,
+            message: Some(format!("running pipeline `{}`", pipeline.name)),
+            error: None,
+        });
+        for batch in &pipeline.batches {
+            ctx.batch_status(batch, BatchStatus::Pending, None, None);
+        }
+
+        let mut states: HashMap<String, (BatchStatus, Option<String>)> = HashMap::new();
+        let mut started_batches = std::collections::HashSet::new();
+        let mut running = JoinSet::new();
+        loop {
+            for batch in &pipeline.batches {
+                if started_batches.contains(&batch.id) {
+                    continue;
+                }
+                if cancel.is_cancelled() {
+                    started_batches.insert(batch.id.clone());
+                    let error = "the run was aborted before this batch started".to_string();
+                    ctx.batch_status(batch, BatchStatus::Failed, Some(error.clone()), None);
+                    states.insert(batch.id.clone(), (BatchStatus::Failed, Some(error)));
+                    continue;
+                }
+                let failed_dep = batch
+                    .depends_on
+                    .iter()
+                    .find(|d| matches!(states.get(*d), Some((BatchStatus::Failed, _))));
+                if let Some(dep) = failed_dep {
+                    started_batches.insert(batch.id.clone());
+                    let error = format!("dependency `{dep}` failed, so this batch did not run");
+                    ctx.batch_status(batch, BatchStatus::Failed, Some(error.clone()), None);
+                    states.insert(batch.id.clone(), (BatchStatus::Failed, Some(error)));
+                    continue;
+                }
+                let ready = batch.depends_on.iter().all(|d| matches!(states.get(d), Some((BatchStatus::Completed, _))));
+                if ready {
+                    started_batches.insert(batch.id.clone());
+                    let (ctx, batch) = (ctx.clone(), batch.clone());
+                    running.spawn(async move {
+                        let (status, error) = ctx.run_batch(&batch).await;
+                        (batch.id, status, error)
+                    });
+                }
+            }
+            match running.join_next().await {
+                Some(Ok((id, status, error))) => {
+                    states.insert(id, (status, error));
+                }
+                Some(Err(err)) => {
+                    // A panic in a batch is a bug; report it rather than hang.
+                    ctx.log(None, LogLevel::Error, format!("a batch task panicked: {err}"));
+                }
+                None if started_batches.len() == pipeline.batches.len() => break,
+                None => {
+                    // Nothing running and nothing ready: only possible when a
+                    // batch panicked; fail what is left.
+                    let left: Vec<&Batch> =
+                        pipeline.batches.iter().filter(|b| !started_batches.contains(&b.id)).collect();
+                    for batch in left {
+                        let error = "an earlier batch ended abnormally".to_string();
+                        ctx.batch_status(batch, BatchStatus::Failed, Some(error.clone()), None);
+                        states.insert(batch.id.clone(), (BatchStatus::Failed, Some(error)));
+                        started_batches.insert(batch.id.clone());
+                    }
+                }
+            }
+        }
+
+        let batches: Vec<(String, BatchStatus)> = pipeline
+            .batches
+            .iter()
+            .map(|b| (b.id.clone(), states.get(&b.id).map_or(BatchStatus::Failed, |s| s.0)))
+            .collect();
+        let failed: Vec<&str> =
+            batches.iter().filter(|(_, s)| *s != BatchStatus::Completed).map(|(id, _)| id.as_str()).collect();
+        let elapsed = crate::plugin::humanize(started.elapsed());
+        let (status, error, message) = if cancel.is_cancelled() {
+            (RunStatus::Aborted, Some("the run was aborted".to_string()), format!("aborted after {elapsed}"))
+        } else if failed.is_empty() {
+            (RunStatus::Completed, None, format!("all {} batches completed in {elapsed}", batches.len()))
+        } else {
+            let first = &states[failed[0]].1;
+            let error = format!(
+                "{} of {} batches failed; batch `{}`: {}",
+                failed.len(),
+                batches.len(),
+                failed[0],
+                first.as_deref().unwrap_or("failed")
+            );
+            (RunStatus::Failed, Some(error), format!("failed after {elapsed}"))
+        };
+        ctx.publish(EventKind::RunStatus {
+            run_id: run_id.clone(),
+            pipeline: pipeline.name.clone(),
+            status,
+            message: Some(message),
+            error: error.clone(),
+        });
+        RunReport { run_id, pipeline: pipeline.name.clone(), status, error, batches }
+    }
+}
+
+fn check_worlds(config: &Config, plugins: &Plugins) -> Result<(), ConfigError> {
+    for (name, pipeline) in &config.pipelines {
+        for (b, batch) in pipeline.batches.iter().enumerate() {
+            if let Some(plugin) = plugins.get(&batch.batch_type)
+                && plugin.world != World::Batch
+            {
+                return Err(config.error_at(
+                    batch.type_at,
+                    format!("pipelines.{name}.batches[{b}].type"),
+                    format!("plugin `{}` is a {}, not a batch type", plugin.name(), plugin.world.name()),
+                ));
+            }
+            for (t, task) in batch.tasks.iter().enumerate() {
+                let key = format!("pipelines.{name}.batches[{b}].tasks[{t}]");
+                let (plugin, allowed): (_, &[World]) = match &task.kind {
+                    TaskKind::Exec => continue,
+                    TaskKind::Script(p) => (plugins.get(p), &[World::Command]),
+                    TaskKind::Plugin(p) => (plugins.get(p), &[World::Block, World::Command]),
+                };
+                if let Some(plugin) = plugin
+                    && !allowed.contains(&plugin.world)
+                {
+                    let (key, wanted) = match &task.kind {
+                        TaskKind::Script(_) => (format!("{key}.config.component"), "a script (wasi:cli/command)"),
+                        _ => (format!("{key}.type"), "a block type or a script"),
+                    };
+                    return Err(config.error_at(
+                        task.type_at,
+                        key,
+                        format!("plugin `{}` is a {}, not {wanted}", plugin.name(), plugin.world.name()),
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn new_run_id() -> String {
+    let now = Utc::now();
+    let salt = (now.timestamp_subsec_nanos() ^ std::process::id().rotate_left(16)) & 0xffff;
+    format!("{}-{salt:04x}", now.format("%Y%m%d-%H%M%S"))
+}
+
+/// What one run shares between its batches and tasks.
+struct RunCtx {
+    run_id: String,
+    pipeline: String,
+    config: Arc<Config>,
+    plugins: Arc<Plugins>,
+    bus: Arc<EventBus>,
+    slots: Arc<Slots>,
+    cancel: CancellationToken,
+    /// Outputs of completed tasks, by task id: the `outputs` of later tasks' input.
+    outputs: Mutex<Map<String, Value>>,
+}
+
+/// How one task ended.
+struct TaskOutcome {
+    status: TaskStatus,
+    output: Option<Value>,
+    error: Option<String>,
+    exit_code: Option<i32>,
+}
+
+impl TaskOutcome {
+    fn completed(output: Value, exit_code: Option<i32>) -> Self {
+        Self { status: TaskStatus::Completed, output: Some(output), error: None, exit_code }
+    }
+
+    fn failed(error: impl Into<String>, exit_code: Option<i32>) -> Self {
+        Self { status: TaskStatus::Failed, output: None, error: Some(error.into()), exit_code }
+    }
+
+    fn interrupted() -> Self {
+        Self { status: TaskStatus::Interrupted, output: None, error: Some("the run was aborted".into()), exit_code: None }
+    }
+}
+
+impl RunCtx {
+    fn publish(&self, kind: EventKind) {
+        self.bus.publish(kind);
+    }
+
+    fn log(&self, task_id: Option<&str>, level: LogLevel, message: String) {
+        self.publish(EventKind::Log {
+            run_id: Some(self.run_id.clone()),
+            task_id: task_id.map(str::to_string),
+            level,
+            source: "runner".into(),
+            stream: None,
+            message,
+        });
+    }
+
+    fn batch_status(&self, batch: &Batch, status: BatchStatus, error: Option<String>, summary: Option<String>) {
+        self.publish(EventKind::BatchStatus {
+            run_id: self.run_id.clone(),
+            pipeline: self.pipeline.clone(),
+            batch_id: batch.id.clone(),
+            batch_name: batch.name.clone(),
+            status,
+            branch: None,
+            error,
+            summary,
+        });
+    }
+
+    /// A sink for a batch-type plugin: its logs become run logs.
+    fn batch_sink(self: &Arc<Self>, plugin: &str) -> Sink {
+        let (ctx, plugin) = (self.clone(), plugin.to_string());
+        Arc::new(move |signal| {
+            if let Signal::Log { level, message } = signal {
+                ctx.publish(EventKind::Log {
+                    run_id: Some(ctx.run_id.clone()),
+                    task_id: None,
+                    level,
+                    source: plugin.clone(),
+                    stream: None,
+                    message,
+                });
+            }
+        })
+    }
+
+    async fn run_batch(self: &Arc<Self>, batch: &Batch) -> (BatchStatus, Option<String>) {
+        self.batch_status(batch, BatchStatus::Running, None, None);
+        let fail = |error: String| {
+            self.batch_status(batch, BatchStatus::Failed, Some(error.clone()), None);
+            (BatchStatus::Failed, Some(error))
+        };
+        let Some(plugin) = self.plugins.get(&batch.batch_type).cloned() else {
+            return fail(format!("batch type `{}` is not loaded", batch.batch_type));
+        };
+        let with = batch.with.to_string();
+        let declared: Vec<TaskSpec> = batch
+            .tasks
+            .iter()
+            .map(|t| TaskSpec { id: t.id.clone(), name: t.name.clone(), template: t.id.clone(), config: t.config.to_string() })
+            .collect();
+        let sink = self.batch_sink(&batch.batch_type);
+        let expansion = match plugin.expand(&with, &declared, sink.clone()).await {
+            Ok(Ok(expansion)) => expansion,
+            Ok(Err(message)) => return fail(format!("batch type `{}` refused the batch: {message}", batch.batch_type)),
+            Err(err) => return fail(format!("batch type `{}` {err}", batch.batch_type)),
+        };
+        if let Err(message) = check_expansion(batch, &expansion.tasks) {
+            return fail(format!("batch type `{}` expanded the batch wrongly: {message}", batch.batch_type));
+        }
+        let templates: HashMap<&str, &Task> = batch.tasks.iter().map(|t| (t.id.as_str(), t)).collect();
+        let any_failed = Arc::new(AtomicBool::new(false));
+        let fail_fast = expansion.fail_fast;
+        let mut results: Vec<TaskResult> = Vec::with_capacity(expansion.tasks.len());
+        match expansion.mode {
+            ExecutionMode::Sequential => {
+                for spec in &expansion.tasks {
+                    let task = templates[spec.template.as_str()];
+                    let result = self.clone().run_task(batch.clone(), spec.clone(), task.clone(), fail_fast, any_failed.clone()).await;
+                    results.push(result);
+                }
+            }
+            ExecutionMode::Parallel => {
+                let mut set = JoinSet::new();
+                for (index, spec) in expansion.tasks.iter().enumerate() {
+                    let task = templates[spec.template.as_str()].clone();
+                    let (ctx, batch, spec, flag) = (self.clone(), batch.clone(), spec.clone(), any_failed.clone());
+                    set.spawn(async move { (index, ctx.run_task(batch, spec, task, fail_fast, flag).await) });
+                }
+                let mut indexed = Vec::new();
+                while let Some(joined) = set.join_next().await {
+                    match joined {
+                        Ok(pair) => indexed.push(pair),
+                        Err(err) => self.log(None, LogLevel::Error, format!("a task panicked: {err}")),
+                    }
+                }
+                indexed.sort_by_key(|(index, _)| *index);
+                results.extend(indexed.into_iter().map(|(_, result)| result));
+            }
+        }
+        if self.cancel.is_cancelled() {
+            return fail("the run was aborted".into());
+        }
+        let outcome = match plugin.reduce(&with, &results, sink).await {
+            Ok(outcome) => outcome,
+            Err(err) => return fail(format!("batch type `{}` {err}", batch.batch_type)),
+        };
+        if outcome.completed {
+            self.batch_status(batch, BatchStatus::Completed, None, Some(outcome.summary));
+            (BatchStatus::Completed, None)
+        } else {
+            let error = outcome.error.unwrap_or_else(|| outcome.summary.clone());
+            self.batch_status(batch, BatchStatus::Failed, Some(error.clone()), Some(outcome.summary));
+            (BatchStatus::Failed, Some(error))
+        }
+    }
+
+    async fn run_task(
+        self: Arc<Self>,
+        batch: Batch,
+        spec: TaskSpec,
+        task: Task,
+        fail_fast: bool,
+        any_failed: Arc<AtomicBool>,
+    ) -> TaskResult {
+        let finish = |status: TaskStatus, started_at: Option<DateTime<Utc>>, outcome: &TaskOutcome| {
+            let finished_at = Utc::now();
+            let duration_ms = started_at.map_or(0, |s| (finished_at - s).num_milliseconds().max(0) as u64);
+            self.publish(EventKind::TaskFinished {
+                run_id: self.run_id.clone(),
+                batch_id: batch.id.clone(),
+                task_id: spec.id.clone(),
+                task_type: task.kind.type_name().to_string(),
+                name: spec.name.clone(),
+                status,
+                started_at,
+                finished_at,
+                duration_ms,
+                result: outcome.output.clone(),
+                error: outcome.error.clone(),
+                exit_code: outcome.exit_code,
+            });
+        };
+        let skip = |reason: &str| {
+            let outcome = TaskOutcome { status: TaskStatus::Skipped, output: None, error: Some(reason.into()), exit_code: None };
+            finish(TaskStatus::Skipped, None, &outcome);
+            TaskResult { id: spec.id.clone(), state: TaskState::Skipped, output: None, error: outcome.error }
+        };
+        if fail_fast && any_failed.load(Ordering::SeqCst) {
+            return skip("an earlier task of the batch failed");
+        }
+        let permit = tokio::select! {
+            permit = self.slots.acquire(task.priority) => permit,
+            _ = self.cancel.cancelled() => {
+                let outcome = TaskOutcome::interrupted();
+                finish(TaskStatus::Interrupted, None, &outcome);
+                return TaskResult { id: spec.id.clone(), state: TaskState::Failed, output: None, error: outcome.error };
+            }
+        };
+        if fail_fast && any_failed.load(Ordering::SeqCst) {
+            return skip("an earlier task of the batch failed");
+        }
+        let started_at = Utc::now();
+        self.publish(EventKind::TaskStarted {
+            run_id: self.run_id.clone(),
+            batch_id: batch.id.clone(),
+            task_id: spec.id.clone(),
+            task_type: task.kind.type_name().to_string(),
+            name: spec.name.clone(),
+            priority: task.priority,
+            display_text: None,
+        });
+        let config: Value = serde_json::from_str(&spec.config).unwrap_or(Value::Null);
+        let outcome = self.execute(&batch, &spec, &task, &config).await;
+        drop(permit);
+        if outcome.status != TaskStatus::Completed {
+            any_failed.store(true, Ordering::SeqCst);
+        }
+        if let Some(output) = &outcome.output {
+            self.outputs.lock().expect("outputs lock").insert(spec.id.clone(), output.clone());
+        }
+        finish(outcome.status, Some(started_at), &outcome);
+        TaskResult {
+            id: spec.id.clone(),
+            state: if outcome.status == TaskStatus::Completed { TaskState::Completed } else { TaskState::Failed },
+            output: outcome.output.as_ref().map(Value::to_string),
+            error: outcome.error,
+        }
+    }
+
+    /// A sink for a task: output becomes numbered chunks, logs and progress
+    /// become the task's events.
+    fn task_sink(self: &Arc<Self>, batch: &Batch, task_id: &str, source: &str, chunker: Arc<Mutex<Chunker>>) -> Sink {
+        let (ctx, batch_id, task_id, source) = (self.clone(), batch.id.clone(), task_id.to_string(), source.to_string());
+        Arc::new(move |signal| match signal {
+            Signal::Output { stream, data } => {
+                let chunks = chunker.lock().expect("chunker lock").push(stream, &data);
+                ctx.output_chunks(&task_id, stream, chunks);
+            }
+            Signal::Log { level, message } => ctx.publish(EventKind::Log {
+                run_id: Some(ctx.run_id.clone()),
+                task_id: Some(task_id.clone()),
+                level,
+                source: source.clone(),
+                stream: None,
+                message,
+            }),
+            Signal::Progress { display_text, percent } => ctx.publish(EventKind::TaskProgress {
+                run_id: ctx.run_id.clone(),
+                batch_id: batch_id.clone(),
+                task_id: task_id.clone(),
+                display_text,
+                percent,
+            }),
+        })
+    }
+
+    fn output_chunks(&self, task_id: &str, stream: Stream, chunks: Vec<(u64, String)>) {
+        for (sequence, data) in chunks {
+            self.publish(EventKind::TerminalOutput {
+                run_id: Some(self.run_id.clone()),
+                task_id: Some(task_id.to_string()),
+                command_id: None,
+                stream,
+                sequence,
+                data,
+            });
+        }
+    }
+
+    fn input(&self, batch: &Batch, spec: &TaskSpec, task: &Task) -> Value {
+        json!({
+            "run": { "id": self.run_id, "pipeline": self.pipeline },
+            "batch": { "id": batch.id, "name": batch.name },
+            "task": { "id": spec.id, "name": spec.name, "type": task.kind.type_name() },
+            "outputs": Value::Object(self.outputs.lock().expect("outputs lock").clone()),
+        })
+    }
+
+    async fn execute(self: &Arc<Self>, batch: &Batch, spec: &TaskSpec, task: &Task, config: &Value) -> TaskOutcome {
+        let chunker = Arc::new(Mutex::new(Chunker::default()));
+        let outcome = match &task.kind {
+            TaskKind::Exec => self.execute_exec(spec, task, config, &chunker).await,
+            TaskKind::Script(name) | TaskKind::Plugin(name) => {
+                let Some(plugin) = self.plugins.get(name).cloned() else {
+                    return TaskOutcome::failed(format!("plugin `{name}` is not loaded"), None);
+                };
+                let sink = self.task_sink(batch, &spec.id, name, chunker.clone());
+                match plugin.world {
+                    World::Command => self.execute_script(&plugin, task, config, sink, &chunker).await,
+                    _ => self.execute_block(&plugin, batch, spec, task, sink).await,
+                }
+            }
+        };
+        let rest = chunker.lock().expect("chunker lock").finish();
+        self.output_chunks(&spec.id, Stream::Stdout, rest);
+        outcome
+    }
+
+    async fn execute_exec(&self, spec: &TaskSpec, task: &Task, config: &Value, chunker: &Mutex<Chunker>) -> TaskOutcome {
+        let exec_spec = match exec::ExecSpec::from_config(config, &self.config.base_dir) {
+            Ok(exec_spec) => exec_spec,
+            Err(err) => return TaskOutcome::failed(format!("exec config: {err:#}"), None),
+        };
+        let on_output = |stream: Stream, data: &[u8]| {
+            let chunks = chunker.lock().expect("chunker lock").push(stream, data);
+            self.output_chunks(&spec.id, stream, chunks);
+        };
+        match exec::run(&exec_spec, task.timeout, &self.cancel, on_output).await {
+            Err(err) => TaskOutcome::failed(format!("{err:#}"), None),
+            Ok(exec::Ending::Exited(Some(0))) => {
+                let stdout = chunker.lock().expect("chunker lock").stdout_tail();
+                TaskOutcome::completed(process_output(0, stdout), Some(0))
+            }
+            Ok(exec::Ending::Exited(Some(code))) => TaskOutcome::failed(format!("`{}` exited with code {code}", exec_spec.program), Some(code)),
+            Ok(exec::Ending::Exited(None)) => TaskOutcome::failed(format!("`{}` was killed by a signal", exec_spec.program), None),
+            Ok(exec::Ending::TimedOut) => TaskOutcome::failed(
+                format!("timed out after {}; its process group was stopped", crate::plugin::humanize(task.timeout)),
+                None,
+            ),
+            Ok(exec::Ending::Aborted) => TaskOutcome::interrupted(),
+        }
+    }
+
+    async fn execute_script(&self, plugin: &Plugin, task: &Task, config: &Value, sink: Sink, chunker: &Mutex<Chunker>) -> TaskOutcome {
+        let options = match script_options(config) {
+            Ok(options) => options,
+            Err(message) => return TaskOutcome::failed(format!("script config: {message}"), None),
+        };
+        let result = tokio::select! {
+            result = plugin.run_script(&options, task.timeout, sink) => result,
+            _ = self.cancel.cancelled() => return TaskOutcome::interrupted(),
+        };
+        match result {
+            Ok(0) => {
+                let stdout = chunker.lock().expect("chunker lock").stdout_tail();
+                TaskOutcome::completed(process_output(0, stdout), Some(0))
+            }
+            Ok(code) => TaskOutcome::failed(format!("script `{}` exited with code {code}", plugin.name()), Some(code)),
+            Err(err) => TaskOutcome::failed(format!("plugin `{}` {err}", plugin.name()), None),
+        }
+    }
+
+    async fn execute_block(&self, plugin: &Plugin, batch: &Batch, spec: &TaskSpec, task: &Task, sink: Sink) -> TaskOutcome {
+        let input = self.input(batch, spec, task).to_string();
+        let result = tokio::select! {
+            result = plugin.run_block(&spec.config, &input, task.timeout, sink) => result,
+            _ = self.cancel.cancelled() => return TaskOutcome::interrupted(),
+        };
+        match result {
+            Ok(Ok(output)) => match serde_json::from_str(&output) {
+                Ok(output) => TaskOutcome::completed(output, None),
+                Err(err) => TaskOutcome::failed(format!("plugin `{}` returned output that is not JSON: {err}", plugin.name()), None),
+            },
+            Ok(Err(message)) => TaskOutcome::failed(message, None),
+            Err(err) => TaskOutcome::failed(format!("plugin `{}` {err}", plugin.name()), None),
+        }
+    }
+}
+
+/// `{"exit_code": 0, "stdout": "...", "json": <last stdout line, when it is JSON>}`.
+fn process_output(exit_code: i32, stdout: String) -> Value {
+    let last_json = stdout
+        .lines()
+        .rev()
+        .find(|line| !line.trim().is_empty())
+        .and_then(|line| serde_json::from_str::<Value>(line).ok())
+        .filter(|v| v.is_object() || v.is_array());
+    let mut output = json!({ "exit_code": exit_code, "stdout": stdout });
+    if let Some(value) = last_json {
+        output["json"] = value;
+    }
+    output
+}
+
+/// `args = [...]` and `env = { K = "V" }` of a script task.
+fn script_options(config: &Value) -> Result<CallOptions, String> {
+    let args = match config.get("args") {
+        None => Vec::new(),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|v| v.as_str().map(str::to_string).ok_or("`args` must hold strings"))
+            .collect::<Result<_, _>>()?,
+        Some(_) => return Err("`args` must be a list of strings".into()),
+    };
+    let env = match config.get("env") {
+        None => Vec::new(),
+        Some(Value::Object(map)) => {
+            map.iter().map(|(k, v)| (k.clone(), v.as_str().map_or_else(|| v.to_string(), str::to_string))).collect()
+        }
+        Some(_) => return Err("`env` must be a table".into()),
+    };
+    Ok(CallOptions { args, env })
+}
+
+/// Expanded tasks must come from declared tasks and have distinct ids.
+fn check_expansion(batch: &Batch, tasks: &[TaskSpec]) -> Result<(), String> {
+    let mut seen = std::collections::HashSet::new();
+    for spec in tasks {
+        if !batch.tasks.iter().any(|t| t.id == spec.template) {
+            return Err(format!("task `{}` names template `{}`, which the batch does not declare", spec.id, spec.template));
+        }
+        if !seen.insert(spec.id.as_str()) {
+            return Err(format!("task id `{}` appears twice", spec.id));
+        }
+        if serde_json::from_str::<Value>(&spec.config).is_err() {
+            return Err(format!("task `{}` has a config that is not JSON", spec.id));
+        }
+    }
+    Ok(())
+}
