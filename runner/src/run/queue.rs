@@ -116,9 +116,9 @@ mod tests {
         let order = Arc::new(Mutex::new(Vec::new()));
         let mut handles = Vec::new();
         for (name, priority) in [("low1", Priority::Low), ("normal1", Priority::Normal), ("high1", Priority::High), ("low2", Priority::Low), ("high2", Priority::High)] {
-            let (slots, order) = (slots.clone(), order.clone());
+            let (queue, order) = (slots.clone(), order.clone());
             handles.push(tokio::spawn(async move {
-                let _permit = slots.acquire(priority).await;
+                let _permit = queue.acquire(priority).await;
                 order.lock().unwrap().push(name);
             }));
             while slots.waiting() < handles.len() {
