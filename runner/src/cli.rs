@@ -9,7 +9,7 @@ use crate::plugin::{Compiled, LoadError, Plugins};
 use crate::printer::{TerminalPrinter, print_json};
 use crate::run::Runner;
 use clap::{Parser, Subcommand};
-use protocol::RunStatus;
+use protocol::{CommandStatus, Priority, RunStatus};
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -46,6 +46,32 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Send one prompt to an agent, outside any pipeline, and show what it does.
+    Ask {
+        /// The agent, as declared under [agents] in runner.toml.
+        agent: String,
+        /// The prompt.
+        prompt: String,
+        /// Queue priority: high, normal or low.
+        #[arg(long, default_value = "normal", value_parser = parse_priority)]
+        priority: Priority,
+        /// Resume this agent session (printed by an earlier `ask`).
+        #[arg(long)]
+        resume: Option<String>,
+        /// Print one JSON event per line instead.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show each agent: adapter, command, status (online, busy, offline) and queue.
+    Agents {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn parse_priority(text: &str) -> Result<Priority, String> {
+    Priority::parse(text).ok_or_else(|| format!("`{text}` is not a priority; use high, normal or low"))
 }
 
 /// Exit codes.
@@ -89,6 +115,8 @@ pub async fn execute(cli: Cli) -> Result<i32, Error> {
         Command::Run { pipeline, json, verbose } => run(config, pipeline.as_deref(), json, verbose).await,
         Command::Check => check(config).await,
         Command::Plugins { json } => plugins(config, json).await,
+        Command::Ask { agent, prompt, priority, resume, json } => ask(config, &agent, prompt, priority, resume, json).await,
+        Command::Agents { json } => agents(config, json).await,
     }
 }
 
@@ -180,6 +208,102 @@ async fn plugins(config: Arc<Config>, json: bool) -> Result<i32, Error> {
         let (version, description) =
             p.info.as_ref().map_or(("-".to_string(), String::new()), |i| (i.version.clone(), i.description.clone()));
         println!("{:<12} {:<17} {:<20} {:<8} {:<22} {description}", p.name(), p.world.name(), p.wit_version, version, source(p));
+    }
+    Ok(exit::OK)
+}
+
+/// A runner for commands that run no pipeline: plugins for the agents only.
+async fn agent_runner(config: &Arc<Config>) -> Result<(Runner, Arc<EventBus>), Error> {
+    let adapters: Vec<String> = config.agents.values().map(|a| a.adapter.clone()).collect();
+    let plugins = Arc::new(Plugins::load(config, Some(&adapters)).await?);
+    let bus = EventBus::new(1);
+    Ok((Runner::new(config.clone(), plugins, bus.clone())?, bus))
+}
+
+async fn ask(config: Arc<Config>, agent: &str, prompt: String, priority: Priority, resume: Option<String>, json: bool) -> Result<i32, Error> {
+    let (runner, bus) = agent_runner(&config).await?;
+    let mut events = bus.subscribe();
+    let request = crate::agents::CommandRequest {
+        agent: agent.to_string(),
+        prompt,
+        priority,
+        resume_session: resume,
+        run_id: None,
+        task_id: None,
+        working_dir: None,
+        timeout: None,
+    };
+    let handle = runner.agents().submit(request).await.map_err(|refusal| Error::Usage(refusal.to_string()))?;
+    let agents = runner.agents().clone();
+    let id = handle.id.clone();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            let _ = agents.interrupt(&id);
+        }
+    });
+    let stdout = std::io::stdout();
+    let color = !json && stdout.is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let mut printer = TerminalPrinter::new(stdout.lock(), color, false);
+    let mut print = |event: &protocol::Event| {
+        let _ = if json { print_json(&mut std::io::stdout().lock(), event) } else { printer.print(event) };
+    };
+    let mut done = handle.done;
+    let result = loop {
+        tokio::select! {
+            biased;
+            Some(event) = events.recv() => print(&event),
+            result = &mut done => break result,
+        }
+    };
+    while let Ok(event) = events.try_recv() {
+        print(&event);
+    }
+    let result = result.map_err(|_| Error::Other(anyhow::anyhow!("the command ended without a result")))?;
+    if !json {
+        let usage = &result.usage;
+        println!(
+            "{} · session {} · tokens in {} / out {} / cached {}{}",
+            result.summary.as_deref().map(|s| s.lines().next().unwrap_or("")).unwrap_or("(no summary)"),
+            result.session_id.as_deref().unwrap_or("-"),
+            usage.input_tokens,
+            usage.output_tokens,
+            usage.cached_tokens,
+            usage.cost_usd.map(|c| format!(" · ${c:.4}")).unwrap_or_default(),
+        );
+    }
+    Ok(match result.status {
+        CommandStatus::Completed => exit::OK,
+        CommandStatus::Interrupted => exit::ABORTED,
+        _ => exit::FAILED,
+    })
+}
+
+async fn agents(config: Arc<Config>, json: bool) -> Result<i32, Error> {
+    let (runner, _bus) = agent_runner(&config).await?;
+    runner.agents().refresh().await;
+    let views = runner.agents().views();
+    if json {
+        let list: Vec<serde_json::Value> = views
+            .iter()
+            .map(|v| serde_json::json!({
+                "name": v.name, "adapter": v.adapter, "command": v.program, "status": v.status,
+                "queued": v.queued, "running": v.running, "concurrency": v.concurrency, "queue_limit": v.queue_limit,
+            }))
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&list).expect("plain JSON"));
+        return Ok(exit::OK);
+    }
+    if views.is_empty() {
+        println!("no agents: declare one in {} as [agents.NAME] with adapter = \"claude\"", config.path.display());
+        return Ok(exit::OK);
+    }
+    println!("{:<14} {:<9} {:<8} {:<7} {:<11} COMMAND", "AGENT", "ADAPTER", "STATUS", "QUEUED", "CONCURRENCY");
+    for v in &views {
+        println!(
+            "{:<14} {:<9} {:<8} {:<7} {:<11} {}",
+            v.name, v.adapter, v.status, format!("{}/{}", v.queued, v.queue_limit), v.concurrency,
+            v.program.as_deref().unwrap_or("-")
+        );
     }
     Ok(exit::OK)
 }

@@ -93,6 +93,10 @@ impl<W: Write> TerminalPrinter<W> {
                 Some(self.paint(style, &format!("    · {at}[{source}] {level}: {message}")))
             }
             EventKind::TerminalOutput { task_id, command_id, stream, data, .. } => {
+                // An agent's raw stream is shown parsed, as activity; raw only with --verbose.
+                if command_id.is_some() && !self.verbose {
+                    return Ok(());
+                }
                 let owner = task_id.clone().or_else(|| command_id.clone()).unwrap_or_default();
                 return self.output(owner, *stream, data);
             }
@@ -108,6 +112,27 @@ impl<W: Write> TerminalPrinter<W> {
                 let at = task_id.clone().unwrap_or_else(|| agent.clone());
                 Some(self.paint(DIM, &format!("    ⋯ {at}: {}", describe_activity(activity))))
             }
+            EventKind::WorkspacePrepared { batch_id, path, branch, note, .. } => {
+                let place = branch.as_deref().map_or_else(|| format!("in {path}, no branch"), |b| format!("branch {b} in {path}"));
+                let note = note.as_deref().map(|n| format!(" · {n}")).unwrap_or_default();
+                self.verbose.then(|| self.paint(DIM, &format!("  ◦ batch {batch_id}: {place}{note}")))
+            }
+            EventKind::ExecutionStatus { batch_id, execution_id, status, exit_code, error, .. } => Some(format!(
+                "  ◦ {batch_id}: {execution_id} {status}{}{}",
+                exit_code.map(|c| format!(" (exit {c})")).unwrap_or_default(),
+                error.as_deref().map(|e| format!(": {e}")).unwrap_or_default()
+            ))
+            .filter(|_| self.verbose || !matches!(status, protocol::ExecutionState::Running | protocol::ExecutionState::Completed)),
+            EventKind::RepoState { batch_id, branch, head_after, files_changed, .. } => self.verbose.then(|| {
+                let short = &head_after[..head_after.len().min(10)];
+                self.paint(DIM, &format!("  ◦ batch {batch_id}: {files_changed} files committed on {branch} ({short})"))
+            }),
+            EventKind::MergeStatus { branch, target, status, error, conflicts, .. } => Some(if status.is_success() {
+                self.paint(GREEN, &format!("  ✓ merged {branch} into {target} ({})", status.as_str()))
+            } else {
+                let detail = error.clone().unwrap_or_else(|| format!("conflicts in {}", conflicts.join(", ")));
+                self.paint(RED, &format!("  ✗ merge of {branch} into {target} {}: {detail}", status.as_str()))
+            }),
         };
         if let Some(line) = line {
             writeln!(self.out, "{line}")?;

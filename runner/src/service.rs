@@ -4,6 +4,7 @@
 //! Every method returns at once; the work goes on in the background and
 //! reports through events.
 
+use crate::agents::CommandRequest;
 use crate::run::{Runner, new_run_id};
 use protocol::Priority;
 use std::collections::HashMap;
@@ -57,19 +58,32 @@ impl Service {
         self.runs.lock().expect("runs lock").keys().cloned().collect()
     }
 
-    /// Queues `prompt` for `agent`; returns the command id.
-    pub fn request_command(&self, agent: &str, prompt: &str, priority: Priority) -> Result<String, String> {
-        let _ = (prompt, priority);
-        Err(format!("no agent `{agent}`: agents are not configured"))
+    /// Queues `prompt` for `agent`; returns the command id. Refused (never
+    /// silently queued) when the agent is unknown or offline, its queue is
+    /// full, or the request is invalid.
+    pub async fn request_command(&self, agent: &str, prompt: &str, priority: Priority) -> Result<String, String> {
+        let request = CommandRequest {
+            agent: agent.to_string(),
+            prompt: prompt.to_string(),
+            priority,
+            resume_session: None,
+            run_id: None,
+            task_id: None,
+            working_dir: None,
+            timeout: None,
+        };
+        let handle = self.runner.agents().submit(request).await.map_err(|refusal| refusal.to_string())?;
+        Ok(handle.id)
     }
 
     /// Interrupts a queued or running agent command.
     pub fn interrupt_command(&self, command_id: &str) -> Result<(), String> {
-        Err(format!("no command `{command_id}`"))
+        self.runner.agents().interrupt(command_id)
     }
 
-    /// Aborts every run.
+    /// Aborts every run and interrupts every agent command.
     pub fn shutdown(&self) {
         self.shutdown.cancel();
+        self.runner.agents().shutdown();
     }
 }

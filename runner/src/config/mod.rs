@@ -26,8 +26,34 @@ pub struct Config {
     pub defaults: Defaults,
     /// Declared plugins, plus the built-in ones under their own names.
     pub plugins: IndexMap<String, PluginDecl>,
+    pub agents: IndexMap<String, AgentDecl>,
     pub pipelines: IndexMap<String, Pipeline>,
     pub default_pipeline: Option<String>,
+}
+
+/// Default number of commands an agent runs at once: one, as the seeds ask.
+pub const DEFAULT_AGENT_CONCURRENCY: usize = 1;
+/// Default number of commands that may wait for an agent.
+pub const DEFAULT_QUEUE_LIMIT: usize = 32;
+
+#[derive(Debug, Clone)]
+pub struct AgentDecl {
+    pub name: String,
+    /// The agent-plugin that drives the CLI.
+    pub adapter: String,
+    /// The CLI to run instead of the adapter's default.
+    pub command: Option<String>,
+    pub model: Option<String>,
+    pub args: Vec<String>,
+    pub concurrency: usize,
+    pub queue_limit: usize,
+    pub timeout: Duration,
+    pub working_dir: PathBuf,
+    /// Adapter options: (key, JSON value).
+    pub options: Vec<(String, String)>,
+    pub env: Vec<(String, String)>,
+    /// Where `adapter` is written.
+    pub adapter_at: Location,
 }
 
 #[derive(Debug, Clone)]
@@ -125,6 +151,8 @@ pub enum TaskKind {
     Script(String),
     /// `type = "<plugin>"`: a block type, or a command component run as a script.
     Plugin(String),
+    /// `type = "agent"`: a prompt for the agent named by `config.agent`.
+    Agent(String),
 }
 
 impl TaskKind {
@@ -134,6 +162,7 @@ impl TaskKind {
             Self::Exec => "exec",
             Self::Script(_) => "script",
             Self::Plugin(plugin) => plugin,
+            Self::Agent(_) => "agent",
         }
     }
 }
@@ -150,6 +179,7 @@ impl Config {
                 }
             }
         }
+        names.extend(self.agents.values().map(|a| a.adapter.clone()));
         names.sort();
         names.dedup();
         names

@@ -22,9 +22,43 @@ pub struct RawConfig {
     /// Example: `[plugins.hash]` with `builtin = "checksum"`
     #[serde(default)]
     pub plugins: IndexMap<String, RawPlugin>,
+    /// Example: `[agents.reviewer]` with `adapter = "claude"`
+    #[serde(default)]
+    pub agents: IndexMap<String, RawAgent>,
     /// Example: `[[pipelines.default.batches]]`
     #[serde(default)]
     pub pipelines: IndexMap<String, RawPipeline>,
+}
+
+/// A coding agent: an adapter plugin plus the CLI it drives.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAgent {
+    /// A built-in adapter (`claude`, `gemini`, `codex`) or an agent-plugin name.
+    /// Example: `adapter = "claude"`
+    pub adapter: Spanned<String>,
+    /// The CLI to run instead of the adapter's default; a path (relative to
+    /// `runner.toml`) or a name on `PATH`. Example: `command = "/usr/local/bin/claude"`
+    pub command: Option<Spanned<String>>,
+    /// Example: `model = "claude-sonnet-4-5"`
+    pub model: Option<String>,
+    /// Extra CLI arguments. Example: `args = ["--max-turns", "5"]`
+    #[serde(default)]
+    pub args: Vec<String>,
+    /// Commands it runs at once. Example: `concurrency = 1`
+    pub concurrency: Option<Spanned<i64>>,
+    /// Commands that may wait; more are refused. Example: `queue_limit = 16`
+    pub queue_limit: Option<Spanned<i64>>,
+    /// Per-command timeout. Example: `timeout = "10m"`
+    pub timeout: Option<Spanned<String>>,
+    /// Where the CLI runs, relative to `runner.toml`. Example: `working_dir = "."`
+    pub working_dir: Option<Spanned<String>>,
+    /// Adapter options. Example: `options = { skip_permissions = true }`
+    #[serde(default)]
+    pub options: IndexMap<String, toml::Value>,
+    /// Variables set for the CLI. Example: `env = { CLAUDE_CONFIG_DIR = ".claude" }`
+    #[serde(default)]
+    pub env: IndexMap<String, String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

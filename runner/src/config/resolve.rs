@@ -7,7 +7,7 @@ use std::collections::{HashMap, HashSet};
 use toml::Spanned;
 
 /// Task types the host implements itself; every other type names a plugin.
-pub const BUILTIN_TASK_TYPES: &[&str] = &["exec", "script"];
+pub const BUILTIN_TASK_TYPES: &[&str] = &["exec", "script", "agent"];
 
 /// The only format version so far.
 const VERSION: i64 = 1;
@@ -96,9 +96,13 @@ impl Resolver<'_> {
             .to_path_buf();
         let defaults = self.defaults(&raw.defaults, &base_dir)?;
         let plugins = self.plugins(&raw.plugins, &base_dir, &defaults)?;
+        let mut agents = IndexMap::new();
+        for (name, agent) in &raw.agents {
+            agents.insert(name.clone(), self.agent(name, agent, &plugins, &base_dir, &defaults)?);
+        }
         let mut pipelines = IndexMap::new();
         for (name, pipeline) in &raw.pipelines {
-            pipelines.insert(name.clone(), self.pipeline(name, pipeline, &plugins, &defaults)?);
+            pipelines.insert(name.clone(), self.pipeline(name, pipeline, &plugins, &agents, &defaults)?);
         }
         let default_pipeline = match &raw.default_pipeline {
             Some(name) if !pipelines.contains_key(name.get_ref()) => {
@@ -117,6 +121,7 @@ impl Resolver<'_> {
             base_dir,
             defaults,
             plugins,
+            agents,
             pipelines,
             default_pipeline,
         })
@@ -265,11 +270,71 @@ impl Resolver<'_> {
         Ok(Capabilities { dirs, env, vars })
     }
 
+    fn agent(
+        &self,
+        name: &str,
+        raw: &RawAgent,
+        plugins: &IndexMap<String, PluginDecl>,
+        base_dir: &Path,
+        defaults: &Defaults,
+    ) -> Result<AgentDecl> {
+        let key = format!("agents.{name}");
+        check_id(name).map_err(|msg| self.at(&raw.adapter, key.clone(), msg))?;
+        let adapter = raw.adapter.get_ref();
+        if !plugins.contains_key(adapter) {
+            return Err(self.at(&raw.adapter, format!("{key}.adapter"), unknown_plugin(adapter, "adapter", plugins)));
+        }
+        let command = raw.command.as_ref().map(|command| {
+            let text = command.get_ref();
+            if text.contains('/') { base_dir.join(text).display().to_string() } else { text.clone() }
+        });
+        let count = |value: &Option<Spanned<i64>>, field: &str, default: usize| -> Result<usize> {
+            match value {
+                Some(v) if *v.get_ref() < 1 || *v.get_ref() > 10_000 => {
+                    Err(self.at(v, format!("{key}.{field}"), "must be between 1 and 10000"))
+                }
+                Some(v) => Ok(*v.get_ref() as usize),
+                None => Ok(default),
+            }
+        };
+        let concurrency = count(&raw.concurrency, "concurrency", DEFAULT_AGENT_CONCURRENCY)?;
+        let queue_limit = count(&raw.queue_limit, "queue_limit", DEFAULT_QUEUE_LIMIT)?;
+        let timeout = match &raw.timeout {
+            Some(t) => self.duration(t, &format!("{key}.timeout"))?,
+            None => defaults.timeout,
+        };
+        let working_dir = match &raw.working_dir {
+            Some(dir) => {
+                let full = base_dir.join(dir.get_ref());
+                if !full.is_dir() {
+                    return Err(self.at(dir, format!("{key}.working_dir"), format!("no directory at `{}`", full.display())));
+                }
+                full
+            }
+            None => base_dir.to_path_buf(),
+        };
+        Ok(AgentDecl {
+            name: name.to_string(),
+            adapter: adapter.clone(),
+            command,
+            model: raw.model.clone(),
+            args: raw.args.clone(),
+            concurrency,
+            queue_limit,
+            timeout,
+            working_dir,
+            options: raw.options.iter().map(|(k, v)| (k.clone(), to_json(v).to_string())).collect(),
+            env: raw.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            adapter_at: self.location(&raw.adapter),
+        })
+    }
+
     fn pipeline(
         &self,
         name: &str,
         raw: &RawPipeline,
         plugins: &IndexMap<String, PluginDecl>,
+        agents: &IndexMap<String, AgentDecl>,
         defaults: &Defaults,
     ) -> Result<Pipeline> {
         let key = format!("pipelines.{name}");
@@ -303,7 +368,7 @@ impl Resolver<'_> {
                 if !task_ids.insert(task_id) {
                     return Err(self.at(&task.id, format!("{task_key}.id"), format!("task `{task_id}` is declared twice in this pipeline")));
                 }
-                tasks.push(self.task(task, &task_key, plugins, defaults)?);
+                tasks.push(self.task(task, &task_key, plugins, agents, defaults)?);
             }
             if tasks.is_empty() {
                 return Err(self.error(Some(batch_key), format!("batch `{id}` has no tasks; add a `[[...tasks]]`")));
@@ -382,6 +447,7 @@ impl Resolver<'_> {
         raw: &RawTask,
         key: &str,
         plugins: &IndexMap<String, PluginDecl>,
+        agents: &IndexMap<String, AgentDecl>,
         defaults: &Defaults,
     ) -> Result<Task> {
         let config = match &raw.config {
@@ -419,6 +485,24 @@ impl Resolver<'_> {
                 }
                 TaskKind::Script(component.clone())
             }
+            "agent" => {
+                let at = raw.config.as_ref().map_or(raw.task_type.span().start, |c| c.span().start);
+                let Some(Value::String(agent)) = config.get("agent") else {
+                    return Err(self.error_at(at, Some(format!("{key}.config.agent")),
+                        "an agent task needs `agent`: the name of an agent declared under [agents]"));
+                };
+                if !agents.contains_key(agent) {
+                    let known: Vec<&str> = agents.keys().map(String::as_str).collect();
+                    return Err(self.error_at(at, Some(format!("{key}.config.agent")),
+                        format!("no agent `{agent}`; declare it as [agents.{agent}] (agents: {})",
+                            if known.is_empty() { "none".to_string() } else { known.join(", ") })));
+                }
+                match config.get("prompt") {
+                    Some(Value::String(p)) if !p.trim().is_empty() => {}
+                    _ => return Err(self.error_at(at, Some(format!("{key}.config.prompt")), "an agent task needs a non-empty `prompt`")),
+                }
+                TaskKind::Agent(agent.clone())
+            }
             plugin if plugins.contains_key(plugin) => TaskKind::Plugin(plugin.to_string()),
             other => {
                 return Err(self.at(&raw.task_type, format!("{key}.type"), unknown_plugin(other, "task type", plugins)));
@@ -426,6 +510,7 @@ impl Resolver<'_> {
         };
         let plugin_timeout = match &kind {
             TaskKind::Script(p) | TaskKind::Plugin(p) => plugins[p].timeout,
+            TaskKind::Agent(a) => Some(agents[a].timeout),
             TaskKind::Exec => None,
         };
         let timeout = match &raw.timeout {
@@ -447,7 +532,7 @@ impl Resolver<'_> {
 
 fn unknown_plugin(name: &str, what: &str, plugins: &IndexMap<String, PluginDecl>) -> String {
     let mut known: Vec<&str> = BUILTIN_TASK_TYPES.to_vec();
-    if what == "batch type" {
+    if what == "batch type" || what == "adapter" {
         known.clear();
     }
     known.extend(plugins.keys().map(String::as_str));

@@ -36,6 +36,8 @@ pub struct ExecSpec {
     pub args: Vec<String>,
     pub cwd: std::path::PathBuf,
     pub env: Vec<(String, String)>,
+    /// Written to standard input, which is then closed (`None`: no input).
+    pub stdin: Option<String>,
 }
 
 impl ExecSpec {
@@ -64,7 +66,7 @@ impl ExecSpec {
             Some(_) => bail!("`env` must be a table"),
             None => Vec::new(),
         };
-        Ok(Self { program, args, cwd, env })
+        Ok(Self { program, args, cwd, env, stdin: None })
     }
 }
 
@@ -99,7 +101,7 @@ pub async fn run(
         .args(&spec.args)
         .current_dir(&spec.cwd)
         .envs(spec.env.iter().map(|(k, v)| (k, v)))
-        .stdin(Stdio::null())
+        .stdin(if spec.stdin.is_some() { Stdio::piped() } else { Stdio::null() })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0)
@@ -108,6 +110,13 @@ pub async fn run(
         .spawn()
         .with_context(|| format!("cannot start `{}` in {}", spec.program, spec.cwd.display()))?;
     let guard = GroupGuard { pgid: child.id().map(|id| Pid::from_raw(id as i32)) };
+    if let (Some(mut stdin), Some(text)) = (child.stdin.take(), spec.stdin.clone()) {
+        tokio::spawn(async move {
+            use tokio::io::AsyncWriteExt;
+            // A CLI that exits without reading its input is not an error.
+            let _ = stdin.write_all(text.as_bytes()).await;
+        });
+    }
     let mut stdout = child.stdout.take().expect("piped stdout");
     let mut stderr = child.stderr.take().expect("piped stderr");
     let (mut out_buf, mut err_buf) = (vec![0u8; 8192], vec![0u8; 8192]);

@@ -12,13 +12,14 @@
 //! wasm calls dropped), marks them `interrupted`, fails the batches that
 //! were running or waiting, and ends the run `aborted`.
 
-mod exec;
-mod output;
+pub(crate) mod exec;
+pub(crate) mod output;
 mod queue;
 
 pub use exec::KILL_GRACE;
 pub use queue::{Permit, Slots};
 
+use crate::agents::{Agents, CommandRequest};
 use crate::config::{Batch, Config, ConfigError, Task, TaskKind};
 use crate::events::EventBus;
 use crate::plugin::{
@@ -26,7 +27,7 @@ use crate::plugin::{
 };
 use chrono::{DateTime, Utc};
 use output::Chunker;
-use protocol::{BatchStatus, EventKind, LogLevel, RunStatus, Stream, TaskStatus};
+use protocol::{BatchStatus, CommandStatus, EventKind, LogLevel, RunStatus, Stream, TaskStatus};
 use serde_json::{Map, Value, json};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -41,6 +42,7 @@ pub struct Runner {
     plugins: Arc<Plugins>,
     bus: Arc<EventBus>,
     slots: Arc<Slots>,
+    agents: Arc<Agents>,
 }
 
 /// How a run ended.
@@ -60,7 +62,8 @@ impl Runner {
     pub fn new(config: Arc<Config>, plugins: Arc<Plugins>, bus: Arc<EventBus>) -> Result<Self, ConfigError> {
         check_worlds(&config, &plugins)?;
         let slots = Slots::new(config.defaults.concurrency);
-        Ok(Self { config, plugins, bus, slots })
+        let agents = Agents::new(&config.agents, plugins.clone(), bus.clone());
+        Ok(Self { config, plugins, bus, slots, agents })
     }
 
     pub fn bus(&self) -> &Arc<EventBus> {
@@ -69,6 +72,10 @@ impl Runner {
 
     pub fn config(&self) -> &Arc<Config> {
         &self.config
+    }
+
+    pub fn agents(&self) -> &Arc<Agents> {
+        &self.agents
     }
 
     /// Runs `pipeline` to its end (or until `cancel`).
@@ -84,6 +91,7 @@ impl Runner {
             pipeline: pipeline.name.clone(),
             config: self.config.clone(),
             plugins: self.plugins.clone(),
+            agents: self.agents.clone(),
             bus: self.bus.clone(),
             slots: self.slots.clone(),
             cancel: cancel.clone(),
@@ -196,6 +204,17 @@ impl Runner {
 }
 
 fn check_worlds(config: &Config, plugins: &Plugins) -> Result<(), ConfigError> {
+    for (name, agent) in &config.agents {
+        if let Some(plugin) = plugins.get(&agent.adapter)
+            && plugin.world != World::AgentAdapter
+        {
+            return Err(config.error_at(
+                agent.adapter_at,
+                format!("agents.{name}.adapter"),
+                format!("plugin `{}` is a {}, not an agent adapter", plugin.name(), plugin.world.name()),
+            ));
+        }
+    }
     for (name, pipeline) in &config.pipelines {
         for (b, batch) in pipeline.batches.iter().enumerate() {
             if let Some(plugin) = plugins.get(&batch.batch_type)
@@ -210,7 +229,7 @@ fn check_worlds(config: &Config, plugins: &Plugins) -> Result<(), ConfigError> {
             for (t, task) in batch.tasks.iter().enumerate() {
                 let key = format!("pipelines.{name}.batches[{b}].tasks[{t}]");
                 let (plugin, allowed): (_, &[World]) = match &task.kind {
-                    TaskKind::Exec => continue,
+                    TaskKind::Exec | TaskKind::Agent(_) => continue,
                     TaskKind::Script(p) => (plugins.get(p), &[World::Command]),
                     TaskKind::Plugin(p) => (plugins.get(p), &[World::Block, World::Command]),
                 };
@@ -246,6 +265,7 @@ struct RunCtx {
     pipeline: String,
     config: Arc<Config>,
     plugins: Arc<Plugins>,
+    agents: Arc<Agents>,
     bus: Arc<EventBus>,
     slots: Arc<Slots>,
     cancel: CancellationToken,
@@ -518,6 +538,7 @@ impl RunCtx {
         let chunker = Arc::new(Mutex::new(Chunker::default()));
         let outcome = match &task.kind {
             TaskKind::Exec => self.execute_exec(spec, task, config, &chunker).await,
+            TaskKind::Agent(agent) => self.execute_agent(agent, spec, task, config).await,
             TaskKind::Script(name) | TaskKind::Plugin(name) => {
                 let Some(plugin) = self.plugins.get(name).cloned() else {
                     return TaskOutcome::failed(format!("plugin `{name}` is not loaded"), None);
@@ -556,6 +577,58 @@ impl RunCtx {
                 None,
             ),
             Ok(exec::Ending::Aborted) => TaskOutcome::interrupted(),
+        }
+    }
+
+    async fn execute_agent(&self, agent: &str, spec: &TaskSpec, task: &Task, config: &Value) -> TaskOutcome {
+        let prompt = config.get("prompt").and_then(Value::as_str).unwrap_or_default().to_string();
+        // `resume = "<task id>"`: continue the session of an earlier agent task.
+        let resume_session = match config.get("resume").and_then(Value::as_str) {
+            Some(earlier) => {
+                let outputs = self.outputs.lock().expect("outputs lock");
+                match outputs.get(earlier).and_then(|o| o.get("session_id")).and_then(Value::as_str) {
+                    Some(session) => Some(session.to_string()),
+                    None => return TaskOutcome::failed(format!("cannot resume: task `{earlier}` has no agent session (did it run and complete before this one?)"), None),
+                }
+            }
+            None => None,
+        };
+        let request = CommandRequest {
+            agent: agent.to_string(),
+            prompt,
+            priority: task.priority,
+            resume_session,
+            run_id: Some(self.run_id.clone()),
+            task_id: Some(spec.id.clone()),
+            working_dir: None,
+            timeout: Some(task.timeout),
+        };
+        let handle = match self.agents.submit(request).await {
+            Ok(handle) => handle,
+            Err(refusal) => return TaskOutcome::failed(refusal.to_string(), None),
+        };
+        let mut done = handle.done;
+        let result = tokio::select! {
+            result = &mut done => result,
+            _ = self.cancel.cancelled() => {
+                let _ = self.agents.interrupt(&handle.id);
+                done.await
+            }
+        };
+        let Ok(result) = result else {
+            return TaskOutcome::failed("the agent command ended without a result", None);
+        };
+        match result.status {
+            CommandStatus::Completed => TaskOutcome::completed(result.to_json(agent), result.exit_code),
+            CommandStatus::Interrupted if self.cancel.is_cancelled() => TaskOutcome::interrupted(),
+            _ => {
+                let mut outcome = TaskOutcome::failed(
+                    format!("agent `{agent}`: {}", result.error.clone().unwrap_or_else(|| "failed".into())),
+                    result.exit_code,
+                );
+                outcome.output = Some(result.to_json(agent));
+                outcome
+            }
         }
     }
 
