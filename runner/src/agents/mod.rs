@@ -12,6 +12,8 @@
 
 mod convert;
 
+pub use convert::activity;
+
 use crate::config::AgentDecl;
 use crate::events::EventBus;
 use crate::plugin::{AgentRequest, CallError, Plugin, Plugins, Signal, Sink, humanize};
