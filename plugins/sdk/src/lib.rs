@@ -49,3 +49,7 @@ pub mod agent {
 pub use agent::export_agent_adapter;
 pub use batch::export_batch;
 pub use block::export_block;
+
+/// Helpers shared by the shipped agent adapters: request checks, option
+/// parsing, JSON access and readable errors.
+pub mod adapter_support;

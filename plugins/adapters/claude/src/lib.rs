@@ -25,7 +25,7 @@
 //! its docs for how each line type maps.
 
 pub mod parse;
-pub mod support;
+pub use runner_plugin_sdk::adapter_support as support;
 
 use std::cell::RefCell;
 

@@ -22,7 +22,7 @@
 //! starts the CLI in it.
 
 pub mod parse;
-pub mod support;
+pub use runner_plugin_sdk::adapter_support as support;
 
 use std::cell::RefCell;
 

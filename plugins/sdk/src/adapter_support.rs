@@ -1,10 +1,6 @@
-//! Request checks, option parsing and JSON helpers.
-//!
-//! The three adapters (`claude`, `gemini`, `codex`) carry the same copy of
-//! this file; it has no adapter-specific code so that it can move into the
-//! SDK unchanged.
+//! Request checks, option parsing and JSON helpers for agent adapters.
 
-use runner_plugin_sdk::agent::AgentRequest;
+use crate::agent::AgentRequest;
 use serde_json::{Map, Value};
 
 /// Refuses requests no agent CLI can run: an empty prompt, an empty model,
