@@ -6,12 +6,13 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// One state change, numbered.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Event {
     /// Grows by one with every event a runner publishes; never repeats.
     pub seq: u64,
     /// When the change happened (RFC 3339, UTC, milliseconds).
     #[serde(with = "rfc3339")]
+    #[schemars(with = "String")]
     pub time: DateTime<Utc>,
     #[serde(flatten)]
     pub kind: EventKind,
@@ -32,6 +33,10 @@ impl Event {
             }
             AgentActivity { run_id, .. } => run_id.as_deref(),
             AgentStatus { .. } => None,
+            WorkspacePrepared { run_id, .. }
+            | ExecutionStatus { run_id, .. }
+            | RepoState { run_id, .. }
+            | MergeStatus { run_id, .. } => Some(run_id),
         }
     }
 
@@ -42,7 +47,7 @@ impl Event {
 }
 
 /// What changed. Serialized with a `type` tag in snake case.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum EventKind {
     /// A run changed state.
@@ -101,8 +106,10 @@ pub enum EventKind {
         name: String,
         status: TaskStatus,
         #[serde(default, skip_serializing_if = "Option::is_none", with = "rfc3339_opt")]
+        #[schemars(with = "Option<String>")]
         started_at: Option<DateTime<Utc>>,
         #[serde(with = "rfc3339")]
+        #[schemars(with = "String")]
         finished_at: DateTime<Utc>,
         duration_ms: u64,
         /// The task's output (JSON), when it completed.
@@ -175,6 +182,73 @@ pub enum EventKind {
         task_id: Option<String>,
         activity: Activity,
     },
+    /// A batch's workspace is ready: its own git worktree on its own branch,
+    /// or the project directory itself when there is no repository to branch.
+    WorkspacePrepared {
+        run_id: String,
+        batch_id: String,
+        /// The directory the batch's tasks run in.
+        path: String,
+        /// The batch's branch; absent when the project is not in a git repository
+        /// (or the repository has no commits yet), and `note` then says so.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        branch: Option<String>,
+        /// The commit the branch starts from (the head before the batch ran).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        base_commit: Option<String>,
+        /// Why the batch has no branch, or a warning such as uncommitted changes
+        /// that the branch does not contain.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        note: Option<String>,
+    },
+    /// A process of a batch that is not one of its tasks (a setup or cleanup
+    /// script) changed state.
+    ExecutionStatus {
+        run_id: String,
+        batch_id: String,
+        /// Unique in the run, for example `setup:build`.
+        execution_id: String,
+        reason: RunReason,
+        /// What runs, for example the script's text.
+        command: String,
+        status: ExecutionState,
+        /// Set when the process exited.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        exit_code: Option<i32>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+    },
+    /// A batch's changes were committed to its branch (or nothing had changed).
+    RepoState {
+        run_id: String,
+        batch_id: String,
+        branch: String,
+        /// The branch's commit before the batch ran.
+        head_before: String,
+        /// The branch's commit after it; equal to `head_before` when nothing changed.
+        head_after: String,
+        /// How many files the commit added, changed or deleted (0: no commit).
+        files_changed: usize,
+    },
+    /// A batch's branch was merged into the target branch, or could not be.
+    MergeStatus {
+        run_id: String,
+        batch_id: String,
+        /// The batch's branch.
+        branch: String,
+        /// The branch merged into, for example `main`.
+        target: String,
+        status: MergeOutcome,
+        /// The target's new commit (the merge commit, or the batch's head after
+        /// a fast-forward); absent when the merge did not happen.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        commit: Option<String>,
+        /// The files both sides changed, when `status` is `conflict`.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        conflicts: Vec<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+    },
 }
 
 impl EventKind {
@@ -191,12 +265,16 @@ impl EventKind {
             Self::CommandStatus { .. } => "command_status",
             Self::AgentStatus { .. } => "agent_status",
             Self::AgentActivity { .. } => "agent_activity",
+            Self::WorkspacePrepared { .. } => "workspace_prepared",
+            Self::ExecutionStatus { .. } => "execution_status",
+            Self::RepoState { .. } => "repo_state",
+            Self::MergeStatus { .. } => "merge_status",
         }
     }
 }
 
 /// One thing an agent did, as its adapter understood it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Activity {
     SessionStarted {
@@ -251,6 +329,101 @@ pub enum Activity {
         line: String,
     },
 }
+
+/// Why a process ran (seed 003's run reason).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RunReason {
+    /// The repository's setup script, before a batch's tasks.
+    SetupScript,
+    /// The repository's cleanup script, after a batch's tasks.
+    CleanupScript,
+    /// A task of a batch.
+    Task,
+    /// A coding agent's command.
+    CodingAgent,
+}
+
+impl RunReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::SetupScript => "setup_script",
+            Self::CleanupScript => "cleanup_script",
+            Self::Task => "task",
+            Self::CodingAgent => "coding_agent",
+        }
+    }
+}
+
+/// A process: `running → completed | failed | killed | interrupted`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ExecutionState {
+    Running,
+    Completed,
+    Failed,
+    /// Stopped by a timeout or an abort.
+    Killed,
+    /// Left running by a runner that died; marked at the next start.
+    Interrupted,
+}
+
+impl ExecutionState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Running => "running",
+            Self::Completed => "completed",
+            Self::Failed => "failed",
+            Self::Killed => "killed",
+            Self::Interrupted => "interrupted",
+        }
+    }
+}
+
+/// How a merge of a batch's branch ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum MergeOutcome {
+    /// The target now points at the batch's head (fast-forward).
+    FastForward,
+    /// A merge commit joins the target and the batch's branch.
+    Merged,
+    /// The target already contained the batch's changes.
+    UpToDate,
+    /// Both sides changed the same lines; the target is untouched.
+    Conflict,
+    /// Something else stopped the merge; the target is untouched.
+    Failed,
+}
+
+impl MergeOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::FastForward => "fast_forward",
+            Self::Merged => "merged",
+            Self::UpToDate => "up_to_date",
+            Self::Conflict => "conflict",
+            Self::Failed => "failed",
+        }
+    }
+
+    /// The target holds the batch's changes.
+    pub fn is_success(self) -> bool {
+        matches!(self, Self::FastForward | Self::Merged | Self::UpToDate)
+    }
+}
+
+macro_rules! display_as_str {
+    ($($ty:ty),*) => {$(
+        impl std::fmt::Display for $ty {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    )*};
+}
+
+display_as_str!(RunReason, ExecutionState, MergeOutcome);
 
 /// Formats a timestamp the way every event does: RFC 3339, UTC, milliseconds.
 pub fn format_time(time: &DateTime<Utc>) -> String {

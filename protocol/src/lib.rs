@@ -15,9 +15,11 @@
 //! ```
 
 mod event;
+mod messages;
 mod status;
 
 pub use event::*;
+pub use messages::*;
 pub use status::*;
 
 /// The version of the event and message format.

@@ -8,6 +8,8 @@ use crate::events::EventBus;
 use crate::plugin::{Compiled, LoadError, Plugins};
 use crate::printer::{TerminalPrinter, print_json};
 use crate::run::Runner;
+use crate::server::ServerHandle;
+use crate::service::Service;
 use clap::{Parser, Subcommand};
 use protocol::{CommandStatus, Priority, RunStatus};
 use std::io::IsTerminal;
@@ -37,6 +39,18 @@ pub enum Command {
         /// Also show task starts, progress and debug logs.
         #[arg(short, long)]
         verbose: bool,
+        /// Also serve the event stream over WebSocket while the run lasts.
+        #[arg(long)]
+        serve: bool,
+        /// The address to serve on (default: `[server] listen`, else 127.0.0.1:7420).
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
+    },
+    /// Serve the event stream and accept runs and agent commands over WebSocket (`/ws`), until Ctrl-C.
+    Serve {
+        /// The address to listen on (default: `[server] listen`, else 127.0.0.1:7420).
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
     },
     /// Check runner.toml and every plugin without running anything.
     Check,
@@ -112,7 +126,10 @@ impl Error {
 pub async fn execute(cli: Cli) -> Result<i32, Error> {
     let config = Arc::new(Config::load(&cli.config)?);
     match cli.command {
-        Command::Run { pipeline, json, verbose } => run(config, pipeline.as_deref(), json, verbose).await,
+        Command::Run { pipeline, json, verbose, serve, listen } => {
+            run(config, pipeline.as_deref(), json, verbose, serve.then_some(listen)).await
+        }
+        Command::Serve { listen } => serve(config, listen).await,
         Command::Check => check(config).await,
         Command::Plugins { json } => plugins(config, json).await,
         Command::Ask { agent, prompt, priority, resume, json } => ask(config, &agent, prompt, priority, resume, json).await,
@@ -120,21 +137,78 @@ pub async fn execute(cli: Cli) -> Result<i32, Error> {
     }
 }
 
-async fn run(config: Arc<Config>, pipeline: Option<&str>, json: bool, verbose: bool) -> Result<i32, Error> {
+/// Starts the WebSocket server for `service`; `listen` overrides `[server] listen`.
+async fn start_server(
+    config: &Config,
+    service: Arc<Service>,
+    bus: Arc<EventBus>,
+    listen: Option<std::net::SocketAddr>,
+) -> Result<ServerHandle, Error> {
+    let mut settings = config.server.clone();
+    if let Some(listen) = listen {
+        settings.listen = listen;
+    }
+    let handle = crate::server::serve(service, bus, settings).await.map_err(|err| Error::Usage(err.to_string()))?;
+    eprintln!("serving on ws://{}/ws (state: http://{}/api/state)", handle.addr, handle.addr);
+    Ok(handle)
+}
+
+async fn serve(config: Arc<Config>, listen: Option<std::net::SocketAddr>) -> Result<i32, Error> {
+    let plugins = Arc::new(Plugins::load(&config, None).await?);
+    let bus = EventBus::new(1);
+    let runner = Arc::new(Runner::new(config.clone(), plugins, bus.clone())?);
+    let service = Service::new(runner.clone());
+    let server = start_server(&config, service.clone(), bus, listen).await?;
+    runner.agents().refresh().await;
+    shutdown_signal().await;
+    eprintln!("shutting down: aborting runs and interrupting agent commands");
+    service.shutdown();
+    // Give runs a moment to record their end before the server closes.
+    for _ in 0..100 {
+        if service.active_runs().is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    server.shutdown().await;
+    Ok(exit::OK)
+}
+
+/// Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = async {
+            match term.as_mut() {
+                Some(t) => { t.recv().await; }
+                None => std::future::pending().await,
+            }
+        } => {}
+    }
+}
+
+async fn run(
+    config: Arc<Config>,
+    pipeline: Option<&str>,
+    json: bool,
+    verbose: bool,
+    serve: Option<Option<std::net::SocketAddr>>,
+) -> Result<i32, Error> {
     let pipeline = config.pipeline(pipeline).map_err(Error::Usage)?.clone();
     let used = config.plugins_used_by(&pipeline);
     let plugins = Arc::new(Plugins::load(&config, Some(&used)).await?);
     let bus = EventBus::new(1);
-    let runner = Runner::new(config.clone(), plugins, bus.clone())?;
+    let runner = Arc::new(Runner::new(config.clone(), plugins, bus.clone())?);
+    let server = match serve {
+        Some(listen) => Some(start_server(&config, Service::new(runner.clone()), bus.clone(), listen).await?),
+        None => None,
+    };
 
     let cancel = CancellationToken::new();
     let on_signal = cancel.clone();
     tokio::spawn(async move {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
-        }
+        shutdown_signal().await;
         on_signal.cancel();
     });
 
@@ -160,6 +234,9 @@ async fn run(config: Arc<Config>, pipeline: Option<&str>, json: bool, verbose: b
     };
     while let Ok(event) = events.try_recv() {
         print(&event);
+    }
+    if let Some(server) = server {
+        server.shutdown().await;
     }
     Ok(match report.status {
         RunStatus::Completed => exit::OK,

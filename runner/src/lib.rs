@@ -6,10 +6,14 @@
 //! - [`run`] schedules a pipeline's batches and tasks and publishes [`events`].
 //! - [`printer`] shows those events to people, or prints them as JSON lines.
 
+pub mod agents;
 pub mod cli;
 pub mod config;
 pub mod events;
+pub mod git;
 pub mod plugin;
 pub mod printer;
 pub mod run;
+pub mod server;
 pub mod service;
+pub mod store;

@@ -27,6 +27,8 @@ pub struct Config {
     /// Declared plugins, plus the built-in ones under their own names.
     pub plugins: IndexMap<String, PluginDecl>,
     pub agents: IndexMap<String, AgentDecl>,
+    /// `[server]`, with `token_file` resolved against `base_dir`.
+    pub server: crate::server::ServerSettings,
     pub pipelines: IndexMap<String, Pipeline>,
     pub default_pipeline: Option<String>,
 }

@@ -25,6 +25,9 @@ pub struct RawConfig {
     /// Example: `[agents.reviewer]` with `adapter = "claude"`
     #[serde(default)]
     pub agents: IndexMap<String, RawAgent>,
+    /// The WebSocket server of `runner serve`. Example: `[server]` with `listen = "127.0.0.1:7420"`
+    #[serde(default)]
+    pub server: crate::server::ServerSettings,
     /// Example: `[[pipelines.default.batches]]`
     #[serde(default)]
     pub pipelines: IndexMap<String, RawPipeline>,

@@ -116,7 +116,10 @@ impl Resolver<'_> {
             Some(name) => Some(name.get_ref().clone()),
             None => None,
         };
+        let mut server = raw.server;
+        server.resolve_paths(&base_dir);
         Ok(Config {
+            server,
             path: self.file.to_path_buf(),
             base_dir,
             defaults,

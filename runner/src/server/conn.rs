@@ -1,0 +1,598 @@
+//! One WebSocket connection: identify, then requests in and events out.
+//!
+//! One task owns the socket. It waits on the client's next message, the
+//! next frame from the hub, the heartbeat and the shutdown signal, and
+//! writes everything itself, so answers and events go out in order.
+//!
+//! ## Slow clients
+//! Every write has a deadline of one heartbeat interval: a client that
+//! stops reading for that long is dropped. A client that reads, but too
+//! slowly, falls behind the hub's ring; it gets `lagged` and a replay.
+
+use super::Shared;
+use super::hub::{Frame, Frames};
+use futures_util::{SinkExt, StreamExt};
+use protocol::{
+    ClientBody, ClientKind, ClientMessage, ErrorCode, Filter, PROTOCOL_VERSION, ReplyBody,
+    RequestId, ServerReply,
+};
+use serde_json::Value;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::broadcast::{self, error::RecvError};
+use tokio::time::{Instant, interval_at, timeout};
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::error::CapacityError;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+
+/// How many frames already waiting are written before one flush.
+const WRITE_BATCH: usize = 64;
+/// How long closing may take: sending the close frame, then draining.
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
+
+/// Why a connection ends.
+enum End {
+    /// The peer went away, or stopped reading: nothing more to say.
+    Gone,
+    /// Close with this code and reason.
+    Close(CloseCode, String),
+}
+
+/// A slot counted against a limit; given back on drop.
+pub(crate) struct Slot(Arc<AtomicUsize>);
+
+impl Slot {
+    /// Takes a slot unless `max` are taken.
+    pub fn take(count: &Arc<AtomicUsize>, max: usize) -> Option<Self> {
+        let previous = count.fetch_add(1, Ordering::SeqCst);
+        if previous >= max {
+            count.fetch_sub(1, Ordering::SeqCst);
+            return None;
+        }
+        Some(Self(count.clone()))
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+struct Conn<S> {
+    ws: WebSocketStream<S>,
+    shared: Arc<Shared>,
+    peer: SocketAddr,
+    client_id: String,
+    /// Set by `identify`; holds the dashboard or agent slot.
+    identified: Option<(ClientKind, Slot)>,
+    /// The hub's frames, once the client is identified.
+    frames: Option<Frames>,
+    /// The last event sequence number sent (or passed over by the filter).
+    last_seq: u64,
+    filter: Filter,
+    /// Something arrived from the client since the last ping.
+    heard: bool,
+}
+
+/// Serves one upgraded connection to its end. `slot` counts it against the
+/// server's total; `None` means the server is full and it is closed with 1013.
+pub(crate) async fn serve_connection<S>(
+    ws: WebSocketStream<S>,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+    slot: Option<Slot>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let client_id = format!(
+        "client-{}",
+        shared.next_client.fetch_add(1, Ordering::Relaxed)
+    );
+    let mut conn = Conn {
+        ws,
+        shared,
+        peer,
+        client_id,
+        identified: None,
+        frames: None,
+        last_seq: 0,
+        filter: Filter::default(),
+        heard: false,
+    };
+    let end = match slot {
+        Some(_) => conn.run().await,
+        None => End::Close(
+            CloseCode::Again,
+            "the server has too many connections; try again later".into(),
+        ),
+    };
+    tracing::debug!(client = %conn.client_id, peer = %conn.peer, "connection ends");
+    if let End::Close(code, reason) = end {
+        conn.close(code, reason).await;
+    }
+}
+
+impl<S> Conn<S>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    async fn run(&mut self) -> End {
+        let every = self.shared.settings.heartbeat;
+        let mut heartbeat = interval_at(Instant::now() + every, every);
+        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let cancel = self.shared.cancel.clone();
+        loop {
+            let result = tokio::select! {
+                biased;
+                _ = cancel.cancelled() => Err(End::Close(CloseCode::Away, "the server is shutting down".into())),
+                _ = heartbeat.tick() => self.on_heartbeat().await,
+                incoming = self.ws.next() => self.on_incoming(incoming).await,
+                frame = next_frame(&mut self.frames) => self.on_frame(frame).await,
+            };
+            if let Err(end) = result {
+                return end;
+            }
+        }
+    }
+
+    async fn on_heartbeat(&mut self) -> Result<(), End> {
+        if self.identified.is_none() {
+            return Err(End::Close(
+                CloseCode::Policy,
+                "send `identify` first".into(),
+            ));
+        }
+        if !self.heard {
+            tracing::debug!(client = %self.client_id, "no answer to the last ping; dropping the client");
+            return Err(End::Gone);
+        }
+        self.heard = false;
+        self.send(Message::Ping(Default::default())).await
+    }
+
+    async fn on_incoming(&mut self, incoming: Option<Result<Message, WsError>>) -> Result<(), End> {
+        self.heard = true;
+        match incoming {
+            None => Err(End::Gone),
+            Some(Err(WsError::Capacity(CapacityError::MessageTooLong { .. }))) => Err(End::Close(
+                CloseCode::Size,
+                format!(
+                    "messages are limited to {} bytes",
+                    self.shared.settings.max_message_bytes
+                ),
+            )),
+            Some(Err(_)) => Err(End::Gone),
+            Some(Ok(Message::Text(text))) => self.on_text(text.as_str()).await,
+            Some(Ok(Message::Binary(_))) => {
+                self.reply_error(
+                    None,
+                    ErrorCode::Malformed,
+                    "binary messages are not understood; send JSON text",
+                )
+                .await
+            }
+            Some(Ok(Message::Close(_))) => {
+                // tungstenite queued the answering close frame; send it.
+                let _ = timeout(CLOSE_GRACE, self.ws.flush()).await;
+                Err(End::Gone)
+            }
+            Some(Ok(_)) => Ok(()),
+        }
+    }
+
+    async fn on_frame(&mut self, frame: Result<Arc<Frame>, RecvError>) -> Result<(), End> {
+        match frame {
+            Ok(frame) => {
+                self.feed_frame(&frame).await?;
+                // Write what else is waiting, then flush once.
+                for _ in 0..WRITE_BATCH {
+                    match self.frames.as_mut().map(|f| f.try_recv()) {
+                        Some(Ok(frame)) => self.feed_frame(&frame).await?,
+                        Some(Err(broadcast::error::TryRecvError::Lagged(missed))) => {
+                            self.flush().await?;
+                            return self.on_lagged(missed).await;
+                        }
+                        _ => break,
+                    }
+                }
+                self.flush().await
+            }
+            Err(RecvError::Lagged(missed)) => self.on_lagged(missed).await,
+            Err(RecvError::Closed) => Err(End::Close(
+                CloseCode::Away,
+                "the server is shutting down".into(),
+            )),
+        }
+    }
+
+    async fn on_lagged(&mut self, missed: u64) -> Result<(), End> {
+        tracing::debug!(client = %self.client_id, missed, after_seq = self.last_seq, "client lagged");
+        self.reply(
+            None,
+            ReplyBody::Lagged {
+                after_seq: self.last_seq,
+                missed,
+            },
+        )
+        .await?;
+        if !self.resume(self.last_seq).await? {
+            return Err(End::Close(
+                CloseCode::Again,
+                "fell too far behind to replay what was missed; reconnect and send `request_state`"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Sends every event after `after_seq`, then goes on live. `false` when
+    /// the bus no longer holds them.
+    async fn resume(&mut self, after_seq: u64) -> Result<bool, End> {
+        let Some((live, missed)) = self.shared.hub.resume(after_seq) else {
+            return Ok(false);
+        };
+        self.frames = Some(live);
+        self.last_seq = after_seq;
+        for frame in missed {
+            self.feed_frame(&frame).await?;
+        }
+        self.flush().await?;
+        Ok(true)
+    }
+
+    async fn send_state(&mut self, id: Option<RequestId>) -> Result<(), End> {
+        let (live, snapshot) = self.shared.hub.subscribe_with_snapshot();
+        self.frames = Some(live);
+        self.last_seq = snapshot.seq;
+        self.reply(id, ReplyBody::State { snapshot }).await
+    }
+
+    async fn feed_frame(&mut self, frame: &Frame) -> Result<(), End> {
+        if frame.event.seq <= self.last_seq {
+            return Ok(());
+        }
+        self.last_seq = frame.event.seq;
+        if frame.passes(&self.filter) {
+            self.feed(Message::Text(frame.json.clone())).await?;
+        }
+        if let Some(node_status) = &frame.node_status
+            && frame.node_status_passes(&self.filter)
+        {
+            self.feed(Message::Text(node_status.clone())).await?;
+        }
+        Ok(())
+    }
+
+    async fn on_text(&mut self, text: &str) -> Result<(), End> {
+        let message = match parse(text) {
+            Ok(message) => message,
+            Err(rejection) => {
+                return self
+                    .reply_error(rejection.id, rejection.code, &rejection.message)
+                    .await;
+            }
+        };
+        let ClientMessage { id, body } = message;
+        if self.identified.is_none()
+            && !matches!(body, ClientBody::Identify { .. } | ClientBody::Ping)
+        {
+            return self
+                .reply_error(id, ErrorCode::NotIdentified, "send `identify` first")
+                .await;
+        }
+        match body {
+            ClientBody::Identify {
+                token,
+                client,
+                after_seq,
+                filter,
+                ..
+            } => {
+                if self.identified.is_some() {
+                    return self
+                        .reply_error(id, ErrorCode::Invalid, "already identified")
+                        .await;
+                }
+                let settings = &self.shared.settings;
+                let loopback = self.peer.ip().to_canonical().is_loopback();
+                let token_needed = !(loopback && settings.allow_loopback_without_token);
+                match (&self.shared.token, token) {
+                    (Some(expected), Some(given)) if !expected.matches(&given.0) => {
+                        return Err(End::Close(CloseCode::Policy, "bad token".into()));
+                    }
+                    (Some(_), None) if token_needed => {
+                        return Err(End::Close(CloseCode::Policy, "a token is required".into()));
+                    }
+                    _ => {}
+                }
+                let (count, max) = match client.kind {
+                    ClientKind::Dashboard => (&self.shared.dashboards, settings.max_dashboards),
+                    ClientKind::Agent => (&self.shared.agents, settings.max_agents),
+                };
+                let Some(slot) = Slot::take(count, max) else {
+                    return Err(End::Close(
+                        CloseCode::Again,
+                        format!(
+                            "too many {} clients (at most {max}); try again later",
+                            client.kind.as_str()
+                        ),
+                    ));
+                };
+                tracing::debug!(client = %self.client_id, peer = %self.peer, kind = client.kind.as_str(), name = ?client.name, "client identified");
+                self.identified = Some((client.kind, slot));
+                self.filter = filter.unwrap_or_default();
+                let body = ReplyBody::Identified {
+                    client_id: self.client_id.clone(),
+                    kind: client.kind,
+                    protocol_version: PROTOCOL_VERSION.to_string(),
+                    server_version: env!("CARGO_PKG_VERSION").to_string(),
+                    heartbeat_ms: settings.heartbeat.as_millis() as u64,
+                    max_message_bytes: settings.max_message_bytes,
+                };
+                self.reply(id.clone(), body).await?;
+                if let Some(after_seq) = after_seq {
+                    match self.check_resumable(after_seq) {
+                        Ok(()) if self.resume(after_seq).await? => return Ok(()),
+                        Ok(()) => {
+                            let message = format!(
+                                "the events after {after_seq} are no longer held; here is the state"
+                            );
+                            self.reply_error(id.clone(), ErrorCode::ResumeUnavailable, &message)
+                                .await?;
+                        }
+                        Err(message) => {
+                            self.reply_error(id.clone(), ErrorCode::ResumeUnavailable, &message)
+                                .await?
+                        }
+                    }
+                }
+                self.send_state(id).await
+            }
+            ClientBody::Ping => self.reply(id, ReplyBody::Pong).await,
+            ClientBody::RequestState => self.send_state(id).await,
+            ClientBody::Subscribe { filter } => {
+                self.filter = filter.clone();
+                self.reply(id, ReplyBody::Subscribed { filter }).await
+            }
+            ClientBody::Resume { after_seq } => {
+                if let Err(message) = self.check_resumable(after_seq) {
+                    return self
+                        .reply_error(id, ErrorCode::ResumeUnavailable, &message)
+                        .await;
+                }
+                // Announce first: the replayed events follow the answer.
+                self.reply(id.clone(), ReplyBody::Resumed { after_seq })
+                    .await?;
+                if !self.resume(after_seq).await? {
+                    let message = format!(
+                        "the events after {after_seq} are no longer held; send `request_state`"
+                    );
+                    return self
+                        .reply_error(id, ErrorCode::ResumeUnavailable, &message)
+                        .await;
+                }
+                Ok(())
+            }
+            ClientBody::StartRun { pipeline } => {
+                let service = &self.shared.service;
+                let result = service
+                    .runner()
+                    .config()
+                    .pipeline(pipeline.as_deref())
+                    .map(|p| p.name.clone())
+                    .and_then(|name| service.start_run(Some(&name)).map(|run_id| (run_id, name)));
+                match result {
+                    Ok((run_id, pipeline)) => {
+                        self.reply(id, ReplyBody::RunStarted { run_id, pipeline })
+                            .await
+                    }
+                    Err(message) => self.reply_error(id, ErrorCode::Rejected, &message).await,
+                }
+            }
+            ClientBody::AbortRun { run_id } => match self.shared.service.abort_run(&run_id) {
+                Ok(()) => self.reply(id, ReplyBody::AbortRequested { run_id }).await,
+                Err(message) => self.reply_error(id, ErrorCode::Rejected, &message).await,
+            },
+            ClientBody::CommandRequest {
+                agent,
+                prompt,
+                priority,
+            } => {
+                match self
+                    .shared
+                    .service
+                    .request_command(&agent, &prompt, priority)
+                    .await
+                {
+                    Ok(command_id) => {
+                        self.reply(id, ReplyBody::CommandAccepted { command_id, agent })
+                            .await
+                    }
+                    Err(message) => self.reply_error(id, ErrorCode::Rejected, &message).await,
+                }
+            }
+            ClientBody::CommandInterrupt { command_id } => {
+                match self.shared.service.interrupt_command(&command_id) {
+                    Ok(()) => {
+                        self.reply(id, ReplyBody::InterruptRequested { command_id })
+                            .await
+                    }
+                    Err(message) => self.reply_error(id, ErrorCode::Rejected, &message).await,
+                }
+            }
+        }
+    }
+
+    fn check_resumable(&self, after_seq: u64) -> Result<(), String> {
+        let next = self.shared.hub.next_seq();
+        if after_seq >= next {
+            return Err(format!(
+                "no event {after_seq} was published yet (the next is {next}); the server may have restarted: send `request_state`"
+            ));
+        }
+        Ok(())
+    }
+
+    async fn reply(&mut self, id: Option<RequestId>, body: ReplyBody) -> Result<(), End> {
+        let json = serde_json::to_string(&ServerReply::new(id, body)).expect("replies serialize");
+        self.send(Message::Text(json.into())).await
+    }
+
+    async fn reply_error(
+        &mut self,
+        id: Option<RequestId>,
+        code: ErrorCode,
+        message: &str,
+    ) -> Result<(), End> {
+        self.reply(
+            id,
+            ReplyBody::Error {
+                code,
+                message: message.to_string(),
+            },
+        )
+        .await
+    }
+
+    async fn feed(&mut self, message: Message) -> Result<(), End> {
+        match timeout(self.shared.settings.heartbeat, self.ws.feed(message)).await {
+            Ok(Ok(())) => Ok(()),
+            _ => Err(End::Gone),
+        }
+    }
+
+    async fn flush(&mut self) -> Result<(), End> {
+        match timeout(self.shared.settings.heartbeat, self.ws.flush()).await {
+            Ok(Ok(())) => Ok(()),
+            _ => Err(End::Gone),
+        }
+    }
+
+    async fn send(&mut self, message: Message) -> Result<(), End> {
+        self.feed(message).await?;
+        self.flush().await
+    }
+
+    /// Sends a close frame, then half-closes and drains the socket so the
+    /// peer reads the close frame rather than a reset (it may still be
+    /// sending, for example the rest of an oversized message).
+    async fn close(&mut self, code: CloseCode, reason: String) {
+        tracing::debug!(client = %self.client_id, code = u16::from(code), %reason, "closing");
+        let frame = CloseFrame {
+            code,
+            reason: reason.into(),
+        };
+        let _ = timeout(CLOSE_GRACE, self.ws.close(Some(frame))).await;
+        let io = self.ws.get_mut();
+        let _ = timeout(CLOSE_GRACE, io.shutdown()).await;
+        let mut sink = [0u8; 16 * 1024];
+        let _ = timeout(CLOSE_GRACE, async {
+            while let Ok(read) = io.read(&mut sink).await {
+                if read == 0 {
+                    break;
+                }
+            }
+        })
+        .await;
+    }
+}
+
+async fn next_frame(frames: &mut Option<Frames>) -> Result<Arc<Frame>, RecvError> {
+    match frames {
+        Some(frames) => frames.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// A message the server could not take, with the id to answer.
+#[derive(Debug)]
+pub(crate) struct Rejection {
+    pub id: Option<RequestId>,
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+/// Reads one client message, telling apart bad JSON, an unknown `type`,
+/// wrong fields and a rule the seeds set (with the request's id when it has one).
+pub(crate) fn parse(text: &str) -> Result<ClientMessage, Rejection> {
+    let reject = |id, code, message: String| Rejection { id, code, message };
+    let value: Value = serde_json::from_str(text)
+        .map_err(|err| reject(None, ErrorCode::Malformed, format!("not JSON: {err}")))?;
+    let Value::Object(object) = &value else {
+        return Err(reject(
+            None,
+            ErrorCode::Malformed,
+            "a message must be a JSON object with a `type`".into(),
+        ));
+    };
+    let id = match object.get("id") {
+        None | Some(Value::Null) => None,
+        Some(id) => Some(
+            serde_json::from_value::<RequestId>(id.clone()).map_err(|_| {
+                reject(
+                    None,
+                    ErrorCode::Invalid,
+                    "`id` must be a string or an integer".into(),
+                )
+            })?,
+        ),
+    };
+    let Some(kind) = object.get("type").and_then(Value::as_str) else {
+        return Err(reject(
+            id,
+            ErrorCode::Invalid,
+            "a message needs a string `type`".into(),
+        ));
+    };
+    if !protocol::CLIENT_MESSAGE_TYPES.contains(&kind) {
+        let message = format!(
+            "unknown message type `{kind}`; expected one of {}",
+            protocol::CLIENT_MESSAGE_TYPES.join(", ")
+        );
+        return Err(reject(id, ErrorCode::UnknownType, message));
+    }
+    let kind = kind.to_string();
+    let message: ClientMessage = serde_json::from_value(value)
+        .map_err(|err| reject(id.clone(), ErrorCode::Invalid, format!("`{kind}`: {err}")))?;
+    if let Err(why) = message.body.validate() {
+        let code = if matches!(message.body, ClientBody::Identify { .. }) {
+            ErrorCode::UnsupportedVersion
+        } else {
+            ErrorCode::Invalid
+        };
+        return Err(reject(id, code, format!("`{kind}`: {why}")));
+    }
+    Ok(message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tells_bad_json_from_an_unknown_type_from_wrong_fields() {
+        assert_eq!(parse("{nope").unwrap_err().code, ErrorCode::Malformed);
+        assert_eq!(parse("[1]").unwrap_err().code, ErrorCode::Malformed);
+        let unknown = parse(r#"{"type":"launch_missiles","id":"x"}"#).unwrap_err();
+        assert_eq!(
+            (unknown.code, unknown.id),
+            (ErrorCode::UnknownType, Some(RequestId::Text("x".into())))
+        );
+        let invalid = parse(r#"{"type":"abort_run","id":3}"#).unwrap_err();
+        assert_eq!(
+            (invalid.code, invalid.id),
+            (ErrorCode::Invalid, Some(RequestId::Number(3)))
+        );
+        assert!(invalid.message.contains("run_id"), "{}", invalid.message);
+        let empty =
+            parse(r#"{"type":"command_request","agent":"claude","prompt":" "}"#).unwrap_err();
+        assert!(empty.message.contains("prompt"), "{}", empty.message);
+        assert!(parse(r#"{"type":"ping"}"#).is_ok());
+    }
+}

@@ -1,0 +1,164 @@
+//! The HTTP side: `/ws` (upgrade), `/api/state`, `/healthz`.
+
+use super::Shared;
+use super::conn::{Slot, serve_connection};
+use bytes_body::{Body, text};
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+
+/// Response bodies: a whole string.
+mod bytes_body {
+    use http_body_util::Full;
+    use hyper::body::Bytes;
+    use hyper::{Response, StatusCode};
+
+    pub type Body = Full<Bytes>;
+
+    pub fn text(status: StatusCode, content_type: &str, body: impl Into<Bytes>) -> Response<Body> {
+        Response::builder()
+            .status(status)
+            .header(hyper::header::CONTENT_TYPE, content_type)
+            .header(hyper::header::CACHE_CONTROL, "no-store")
+            .body(Full::new(body.into()))
+            .expect("a valid response")
+    }
+}
+
+pub(crate) async fn route(
+    mut req: Request<Incoming>,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+) -> Result<Response<Body>, Infallible> {
+    const PLAIN: &str = "text/plain; charset=utf-8";
+    let response = match (req.method(), req.uri().path()) {
+        (&Method::GET, "/healthz") => text(StatusCode::OK, PLAIN, "ok\n"),
+        (&Method::GET, "/api/state") => {
+            if authorized(&req, peer, &shared) {
+                let snapshot = shared.hub.snapshot();
+                text(
+                    StatusCode::OK,
+                    "application/json",
+                    serde_json::to_vec(&snapshot).expect("snapshots serialize"),
+                )
+            } else {
+                let mut response = text(
+                    StatusCode::UNAUTHORIZED,
+                    PLAIN,
+                    "send `Authorization: Bearer <token>`\n",
+                );
+                response
+                    .headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+                response
+            }
+        }
+        (&Method::GET, "/ws") => match websocket_key(&req) {
+            Some(key) => {
+                let accept = derive_accept_key(key.as_bytes());
+                let upgrade = hyper::upgrade::on(&mut req);
+                let slot = Slot::take(&shared.connections, shared.max_connections());
+                let config = WebSocketConfig::default()
+                    .max_message_size(Some(shared.settings.max_message_bytes))
+                    .max_frame_size(Some(shared.settings.max_message_bytes));
+                let task_shared = shared.clone();
+                shared.tracker.spawn(async move {
+                    match upgrade.await {
+                        Ok(upgraded) => {
+                            let ws = WebSocketStream::from_raw_socket(
+                                TokioIo::new(upgraded),
+                                Role::Server,
+                                Some(config),
+                            )
+                            .await;
+                            serve_connection(ws, peer, task_shared, slot).await;
+                        }
+                        Err(err) => tracing::debug!(%peer, "WebSocket upgrade failed: {err}"),
+                    }
+                });
+                Response::builder()
+                    .status(StatusCode::SWITCHING_PROTOCOLS)
+                    .header(header::CONNECTION, "Upgrade")
+                    .header(header::UPGRADE, "websocket")
+                    .header(header::SEC_WEBSOCKET_ACCEPT, accept)
+                    .body(Body::default())
+                    .expect("a valid response")
+            }
+            None => {
+                let mut response = text(
+                    StatusCode::UPGRADE_REQUIRED,
+                    PLAIN,
+                    "/ws speaks WebSocket: connect with `Upgrade: websocket`\n",
+                );
+                response
+                    .headers_mut()
+                    .insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+                response
+                    .headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+                response
+            }
+        },
+        (_, "/healthz" | "/api/state" | "/ws") => {
+            text(StatusCode::METHOD_NOT_ALLOWED, PLAIN, "only GET\n")
+        }
+        _ => text(
+            StatusCode::NOT_FOUND,
+            PLAIN,
+            "not found; try /ws, /api/state or /healthz\n",
+        ),
+    };
+    Ok(response)
+}
+
+/// The `Sec-WebSocket-Key` of a valid WebSocket upgrade request.
+fn websocket_key(req: &Request<Incoming>) -> Option<String> {
+    let headers = req.headers();
+    let has_token = |name: header::HeaderName, token: &str| {
+        headers
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|v| v.trim().eq_ignore_ascii_case(token))
+    };
+    if !has_token(header::CONNECTION, "upgrade") || !has_token(header::UPGRADE, "websocket") {
+        return None;
+    }
+    if headers
+        .get(header::SEC_WEBSOCKET_VERSION)
+        .and_then(|v| v.to_str().ok())
+        != Some("13")
+    {
+        return None;
+    }
+    headers
+        .get(header::SEC_WEBSOCKET_KEY)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
+/// `/api/state` asks for the same token as `identify`, in `Authorization: Bearer`.
+fn authorized(req: &Request<Incoming>, peer: SocketAddr, shared: &Shared) -> bool {
+    let Some(token) = &shared.token else {
+        return true;
+    };
+    let given = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    match given {
+        Some(given) => token.matches(given.trim()),
+        None => {
+            peer.ip().to_canonical().is_loopback() && shared.settings.allow_loopback_without_token
+        }
+    }
+}

@@ -1,0 +1,350 @@
+//! The hub: one bus subscriber that keeps the [`State`] projection and turns
+//! each event into a [`Frame`] (serialized once) for every connection.
+//!
+//! ## Never blocking the run
+//! The hub reads the bus's (unbounded) channel and hands frames to a
+//! `tokio::sync::broadcast` ring of `client_queue` frames: sending never
+//! waits. A connection that falls more than the ring behind gets
+//! `RecvError::Lagged` and replays from the bus's own ring of recent events.
+//!
+//! ## No gap, no duplicate
+//! The state is updated and the frame broadcast under one lock, so a
+//! receiver taken together with a snapshot receives exactly the frames after
+//! the snapshot's `seq`. Connections still skip any frame whose `seq` they
+//! have passed, which makes replay-then-live seamless.
+
+use super::state::State;
+use crate::events::EventBus;
+use protocol::{Event, EventKind, Filter, NodeStatus, ReplyBody, ServerReply, Snapshot};
+use std::sync::{Arc, Mutex};
+use tokio::sync::broadcast;
+use tokio_tungstenite::tungstenite::Utf8Bytes;
+use tokio_util::sync::CancellationToken;
+
+/// A connection's receiver of the hub's frames.
+pub(crate) type Frames = broadcast::Receiver<Arc<Frame>>;
+
+/// One event, ready to send.
+#[derive(Debug)]
+pub(crate) struct Frame {
+    pub event: Arc<Event>,
+    /// The pipeline of the event's run, when known (for filters).
+    pub pipeline: Option<Arc<str>>,
+    pub json: Utf8Bytes,
+    /// The `node_status` a `batch_status` event also becomes.
+    pub node_status: Option<Utf8Bytes>,
+}
+
+impl Frame {
+    fn new(event: Arc<Event>, pipeline: Option<Arc<str>>) -> Self {
+        let json = serde_json::to_string(&*event)
+            .expect("events serialize")
+            .into();
+        let node_status = node_status(&event).map(|reply| {
+            serde_json::to_string(&reply)
+                .expect("replies serialize")
+                .into()
+        });
+        Self {
+            event,
+            pipeline,
+            json,
+            node_status,
+        }
+    }
+
+    /// Whether a client with `filter` wants the event itself.
+    pub fn passes(&self, filter: &Filter) -> bool {
+        passes(
+            filter,
+            &self.event,
+            self.pipeline.as_deref(),
+            self.event.type_name(),
+        )
+    }
+
+    /// Whether a client with `filter` wants the `node_status` (when there is one).
+    pub fn node_status_passes(&self, filter: &Filter) -> bool {
+        passes(filter, &self.event, self.pipeline.as_deref(), "node_status")
+    }
+}
+
+fn node_status(event: &Event) -> Option<ServerReply> {
+    let EventKind::BatchStatus {
+        run_id,
+        pipeline,
+        batch_id,
+        batch_name,
+        status,
+        error,
+        ..
+    } = &event.kind
+    else {
+        return None;
+    };
+    Some(ServerReply::new(
+        None,
+        ReplyBody::NodeStatus {
+            pipeline: pipeline.clone(),
+            run_id: run_id.clone(),
+            node_id: batch_id.clone(),
+            node_name: batch_name.clone(),
+            status: NodeStatus::from(*status),
+            error: error.clone(),
+            event_seq: event.seq,
+            time: event.time,
+        },
+    ))
+}
+
+fn passes(filter: &Filter, event: &Event, pipeline: Option<&str>, type_name: &str) -> bool {
+    if !filter.types.is_empty() && !filter.types.iter().any(|t| t == type_name) {
+        return false;
+    }
+    if let Some(run_id) = event.run_id() {
+        if !filter.runs.is_empty() && !filter.runs.iter().any(|r| r == run_id) {
+            return false;
+        }
+        if !filter.pipelines.is_empty()
+            && !pipeline.is_some_and(|p| filter.pipelines.iter().any(|f| f == p))
+        {
+            return false;
+        }
+    }
+    if let EventKind::Log { level, .. } = &event.kind
+        && !filter.levels.is_empty()
+        && !filter.levels.contains(level)
+    {
+        return false;
+    }
+    if !filter.tags.is_empty()
+        && !tags(&event.kind)
+            .iter()
+            .any(|tag| filter.tags.iter().any(|f| f == tag))
+    {
+        return false;
+    }
+    true
+}
+
+/// What a `tags` filter matches: a log's source, task ids and types, batch ids, agent names.
+fn tags(kind: &EventKind) -> Vec<&str> {
+    match kind {
+        EventKind::Log {
+            source, task_id, ..
+        } => [Some(source.as_str()), task_id.as_deref()]
+            .into_iter()
+            .flatten()
+            .collect(),
+        EventKind::BatchStatus { batch_id, .. } => vec![batch_id],
+        EventKind::TaskStarted {
+            batch_id,
+            task_id,
+            task_type,
+            ..
+        }
+        | EventKind::TaskFinished {
+            batch_id,
+            task_id,
+            task_type,
+            ..
+        } => vec![batch_id, task_id, task_type],
+        EventKind::TaskProgress {
+            batch_id, task_id, ..
+        } => vec![batch_id, task_id],
+        EventKind::TerminalOutput { task_id, .. } => task_id.as_deref().into_iter().collect(),
+        EventKind::CommandStatus { agent, task_id, .. } => {
+            [Some(agent.as_str()), task_id.as_deref()]
+                .into_iter()
+                .flatten()
+                .collect()
+        }
+        EventKind::AgentStatus { agent, .. } => vec![agent],
+        EventKind::AgentActivity { agent, task_id, .. } => {
+            [Some(agent.as_str()), task_id.as_deref()]
+                .into_iter()
+                .flatten()
+                .collect()
+        }
+        _ => Vec::new(),
+    }
+}
+
+pub(crate) struct Hub {
+    bus: Arc<EventBus>,
+    state: Mutex<State>,
+    frames: broadcast::Sender<Arc<Frame>>,
+}
+
+impl Hub {
+    /// Subscribes to `bus` (taking in what its ring still holds, so a server
+    /// started mid-run knows the run) and starts the hub task.
+    pub fn start(bus: Arc<EventBus>, capacity: usize, cancel: CancellationToken) -> Arc<Self> {
+        let (backlog, mut events, first_seq) = match bus.subscribe_after(0) {
+            Some((backlog, events)) => (backlog, events, 0),
+            None => {
+                let after = bus.next_seq().saturating_sub(1);
+                let (backlog, events) = bus
+                    .subscribe_after(after)
+                    .expect("the ring holds the newest event");
+                (backlog, events, after)
+            }
+        };
+        let (frames, _) = broadcast::channel(capacity);
+        let hub = Arc::new(Self {
+            bus,
+            state: Mutex::new(State::new(first_seq)),
+            frames,
+        });
+        for event in backlog {
+            hub.process(event);
+        }
+        let task_hub = hub.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = cancel.cancelled() => break,
+                    event = events.recv() => match event {
+                        Some(event) => task_hub.process(event),
+                        None => break,
+                    },
+                }
+            }
+        });
+        hub
+    }
+
+    fn process(&self, event: Arc<Event>) {
+        // Serialize outside the lock; the pipeline is only known after apply.
+        let mut frame = Frame::new(event, None);
+        let mut state = self.state.lock().expect("hub state lock");
+        state.apply(&frame.event);
+        frame.pipeline = state.pipeline_of(&frame.event);
+        // No receivers is fine: nobody is connected.
+        let _ = self.frames.send(Arc::new(frame));
+    }
+
+    pub fn snapshot(&self) -> Snapshot {
+        self.state.lock().expect("hub state lock").snapshot()
+    }
+
+    /// A receiver of every frame after the snapshot, and the snapshot.
+    pub fn subscribe_with_snapshot(&self) -> (Frames, Snapshot) {
+        let state = self.state.lock().expect("hub state lock");
+        (self.frames.subscribe(), state.snapshot())
+    }
+
+    /// The bus's next sequence number: resuming after anything at or past it is refused.
+    pub fn next_seq(&self) -> u64 {
+        self.bus.next_seq()
+    }
+
+    /// A receiver for the live stream, then the frames of every event after
+    /// `after_seq`; together they leave no gap. `None` when the bus no
+    /// longer holds those events.
+    pub fn resume(&self, after_seq: u64) -> Option<(Frames, Vec<Arc<Frame>>)> {
+        // Subscribe first: everything the hub broadcasts from now on is in
+        // `live`; everything published before is in the bus's ring.
+        let live = self.frames.subscribe();
+        let (missed, subscription) = self.bus.subscribe_after(after_seq)?;
+        drop(subscription);
+        let state = self.state.lock().expect("hub state lock");
+        let frames = missed
+            .into_iter()
+            .map(|event| {
+                let pipeline = state.pipeline_of(&event);
+                Arc::new(Frame::new(event, pipeline))
+            })
+            .collect();
+        Some((live, frames))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::Utc;
+    use protocol::{BatchStatus, LogLevel};
+
+    fn log(level: LogLevel, source: &str) -> Event {
+        Event {
+            seq: 1,
+            time: Utc::now(),
+            kind: EventKind::Log {
+                run_id: Some("r1".into()),
+                task_id: None,
+                level,
+                source: source.into(),
+                stream: None,
+                message: "m".into(),
+            },
+        }
+    }
+
+    #[test]
+    fn filters_narrow_by_level_tag_pipeline_and_type() {
+        let event = log(LogLevel::Debug, "checksum");
+        let filter = |f: Filter| passes(&f, &event, Some("ci"), "log");
+        assert!(filter(Filter::default()));
+        assert!(!filter(Filter {
+            levels: vec![LogLevel::Info, LogLevel::Error],
+            ..Default::default()
+        }));
+        assert!(filter(Filter {
+            tags: vec!["checksum".into()],
+            ..Default::default()
+        }));
+        assert!(!filter(Filter {
+            tags: vec!["wordcount".into()],
+            ..Default::default()
+        }));
+        assert!(filter(Filter {
+            pipelines: vec!["ci".into()],
+            ..Default::default()
+        }));
+        assert!(!filter(Filter {
+            pipelines: vec!["nightly".into()],
+            ..Default::default()
+        }));
+        assert!(!filter(Filter {
+            types: vec!["run_status".into()],
+            ..Default::default()
+        }));
+        assert!(!filter(Filter {
+            runs: vec!["r2".into()],
+            ..Default::default()
+        }));
+    }
+
+    #[test]
+    fn a_batch_status_also_becomes_a_node_status() {
+        let event = Arc::new(Event {
+            seq: 9,
+            time: Utc::now(),
+            kind: EventKind::BatchStatus {
+                run_id: "r1".into(),
+                pipeline: "ci".into(),
+                batch_id: "build".into(),
+                batch_name: "Build".into(),
+                status: BatchStatus::Running,
+                branch: None,
+                error: None,
+                summary: None,
+            },
+        });
+        let frame = Frame::new(event, Some("ci".into()));
+        let node: serde_json::Value =
+            serde_json::from_str(frame.node_status.as_deref().unwrap()).unwrap();
+        assert_eq!(node["type"], "node_status");
+        assert_eq!(node["status"], "processing");
+        assert_eq!(node["event_seq"], 9);
+        assert!(frame.node_status_passes(&Filter {
+            types: vec!["node_status".into()],
+            ..Default::default()
+        }));
+        assert!(!frame.passes(&Filter {
+            types: vec!["node_status".into()],
+            ..Default::default()
+        }));
+    }
+}

@@ -1,0 +1,222 @@
+//! `[server]` in `runner.toml`, and the token it points to.
+
+use super::ServerError;
+use crate::config::units::{parse_duration, parse_size};
+use serde::{Deserialize, Deserializer};
+use sha2::{Digest, Sha256};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use subtle::ConstantTimeEq;
+
+/// Where the server listens and what it allows. Every field has a default;
+/// `[server]` may be left out.
+///
+/// ```toml
+/// [server]
+/// listen = "127.0.0.1:7420"
+/// token_env = "RUNNER_TOKEN"
+/// allow_loopback_without_token = true
+/// max_dashboards = 50
+/// max_agents = 10
+/// heartbeat = "30s"
+/// max_message_bytes = "1MiB"
+/// client_queue = 4096
+/// ```
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerSettings {
+    /// The address to listen on; any address but loopback needs a token.
+    /// Example: `listen = "127.0.0.1:7420"`
+    pub listen: SocketAddr,
+    /// The environment variable holding the token. Example: `token_env = "RUNNER_TOKEN"`
+    pub token_env: Option<String>,
+    /// A file holding the token (surrounding whitespace is ignored); relative
+    /// to `runner.toml` once [`ServerSettings::resolve_paths`] ran.
+    /// Example: `token_file = ".runner/token"`
+    pub token_file: Option<PathBuf>,
+    /// Loopback clients may leave out the token. Example: `allow_loopback_without_token = true`
+    pub allow_loopback_without_token: bool,
+    /// Dashboards connected at once; one more is closed with 1013. Example: `max_dashboards = 50`
+    pub max_dashboards: usize,
+    /// Agent clients connected at once; one more is closed with 1013. Example: `max_agents = 10`
+    pub max_agents: usize,
+    /// How often the server pings; a client silent for a whole interval is
+    /// dropped. Example: `heartbeat = "30s"`
+    #[serde(deserialize_with = "duration")]
+    pub heartbeat: Duration,
+    /// Larger client messages close the connection with 1009.
+    /// Example: `max_message_bytes = "1MiB"` (or a number of bytes)
+    #[serde(deserialize_with = "size")]
+    pub max_message_bytes: usize,
+    /// How many messages may wait for one client before it is told it
+    /// lagged and replayed from the server's ring. Example: `client_queue = 4096`
+    pub client_queue: usize,
+}
+
+/// Where `runner serve` listens unless told otherwise.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:7420";
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self {
+            listen: DEFAULT_LISTEN.parse().expect("a socket address"),
+            token_env: None,
+            token_file: None,
+            allow_loopback_without_token: true,
+            max_dashboards: 50,
+            max_agents: 10,
+            heartbeat: Duration::from_secs(30),
+            max_message_bytes: 1 << 20,
+            client_queue: 4096,
+        }
+    }
+}
+
+impl ServerSettings {
+    /// Makes `token_file` absolute, relative to `base_dir` (the directory of `runner.toml`).
+    pub fn resolve_paths(&mut self, base_dir: &Path) {
+        if let Some(file) = &self.token_file
+            && file.is_relative()
+        {
+            self.token_file = Some(base_dir.join(file));
+        }
+    }
+
+    pub(crate) fn check(&self) -> Result<(), ServerError> {
+        let invalid =
+            |key: &str, why: &str| Err(ServerError::Invalid(format!("[server] {key}: {why}")));
+        if self.max_message_bytes < 1024 {
+            return invalid("max_message_bytes", "must be at least 1KiB");
+        }
+        if self.client_queue == 0 {
+            return invalid("client_queue", "must be at least 1");
+        }
+        if self.heartbeat < Duration::from_millis(10) {
+            return invalid("heartbeat", "must be at least 10ms");
+        }
+        Ok(())
+    }
+
+    /// Reads the token from `token_env`, else `token_file`. `None` when
+    /// neither is set; an error when one is set but holds no token.
+    pub(crate) fn load_token(&self) -> Result<Option<Token>, ServerError> {
+        if let Some(var) = &self.token_env {
+            match std::env::var(var) {
+                Ok(value) if !value.trim().is_empty() => return Ok(Some(Token::new(value.trim()))),
+                _ if self.token_file.is_some() => {}
+                _ => {
+                    return Err(ServerError::Token(format!(
+                        "[server] token_env names `{var}`, but that environment variable is not set or empty"
+                    )));
+                }
+            }
+        }
+        if let Some(file) = &self.token_file {
+            let text = std::fs::read_to_string(file).map_err(|err| {
+                ServerError::Token(format!(
+                    "[server] token_file: cannot read {}: {err}",
+                    file.display()
+                ))
+            })?;
+            if text.trim().is_empty() {
+                return Err(ServerError::Token(format!(
+                    "[server] token_file: {} is empty",
+                    file.display()
+                )));
+            }
+            return Ok(Some(Token::new(text.trim())));
+        }
+        Ok(None)
+    }
+}
+
+/// The token, kept only as its SHA-256 so that comparing takes the same
+/// time whatever the length or content of the guess.
+#[derive(Clone)]
+pub(crate) struct Token([u8; 32]);
+
+impl Token {
+    pub(crate) fn new(secret: &str) -> Self {
+        Self(Sha256::digest(secret.as_bytes()).into())
+    }
+
+    pub(crate) fn matches(&self, guess: &str) -> bool {
+        let guess: [u8; 32] = Sha256::digest(guess.as_bytes()).into();
+        self.0.ct_eq(&guess).into()
+    }
+}
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Token(***)")
+    }
+}
+
+fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    parse_duration(&String::deserialize(d)?).map_err(serde::de::Error::custom)
+}
+
+fn size<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Size {
+        Bytes(u64),
+        Text(String),
+    }
+    let bytes = match Size::deserialize(d)? {
+        Size::Bytes(bytes) => bytes,
+        Size::Text(text) => parse_size(&text).map_err(serde::de::Error::custom)?,
+    };
+    usize::try_from(bytes).map_err(|_| serde::de::Error::custom("too large"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_every_field_from_toml() {
+        let settings: ServerSettings = toml::from_str(
+            r#"
+            listen = "0.0.0.0:9000"
+            token_env = "MY_TOKEN"
+            allow_loopback_without_token = false
+            max_dashboards = 3
+            max_agents = 1
+            heartbeat = "5s"
+            max_message_bytes = "64KiB"
+            client_queue = 16
+            "#,
+        )
+        .unwrap();
+        assert_eq!(settings.listen, "0.0.0.0:9000".parse().unwrap());
+        assert_eq!(settings.heartbeat, Duration::from_secs(5));
+        assert_eq!(settings.max_message_bytes, 64 << 10);
+        assert_eq!(settings.client_queue, 16);
+    }
+
+    #[test]
+    fn an_empty_table_means_the_defaults() {
+        let settings: ServerSettings = toml::from_str("").unwrap();
+        assert_eq!(settings, ServerSettings::default());
+        assert_eq!(settings.listen.port(), 7420);
+    }
+
+    #[test]
+    fn refuses_unknown_keys() {
+        let err = toml::from_str::<ServerSettings>("port = 1")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unknown field `port`"), "{err}");
+    }
+
+    #[test]
+    fn a_token_matches_only_itself() {
+        let token = Token::new("s3cret");
+        assert!(token.matches("s3cret"));
+        assert!(!token.matches("s3cre"));
+        assert!(!token.matches(""));
+        assert!(!format!("{token:?}").contains("s3cret"));
+    }
+}
