@@ -644,3 +644,36 @@ async fn a_peer_that_misses_a_heartbeat_is_dropped_and_one_that_answers_stays() 
     }
     assert!(ended, "the silent client should have been dropped");
 }
+
+#[tokio::test]
+async fn a_client_queues_a_command_for_an_agent_watches_it_run_and_interrupts_it() {
+    let fake = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().join("examples/fake-agents/claude");
+    let agents = format!(
+        "[agents.fake]\nadapter = \"claude\"\ncommand = \"{}\"\nenv = {{ FAKE_AGENT_DELAY = \"0.5\" }}\n",
+        fake.display()
+    );
+    let served = Served::start(&agents, settings()).await;
+    let (mut client, _) = served.dashboard().await;
+    client
+        .send(json!({"type": "command_request", "id": "q", "agent": "fake", "prompt": "review", "priority": "high"}))
+        .await;
+    let accepted = client.recv_until(|m| m["id"] == "q").await.pop().unwrap();
+    assert_eq!(accepted["type"], "command_accepted", "{accepted}");
+    let command_id = accepted["command_id"].as_str().unwrap().to_string();
+    let seen = client
+        .recv_until(|m| m["type"] == "agent_activity" && m["command_id"] == command_id.as_str())
+        .await;
+    assert!(
+        seen.iter().any(|m| m["type"] == "command_status" && m["status"] == "running" && m["priority"] == "high"),
+        "the command ran at high priority"
+    );
+    client.send(json!({"type": "command_interrupt", "id": "x", "command_id": command_id})).await;
+    let answer = client.recv_until(|m| m["id"] == "x").await.pop().unwrap();
+    assert_eq!(answer["type"], "interrupt_requested", "{answer}");
+    let ended = client
+        .recv_until(|m| m["type"] == "command_status" && m["command_id"] == command_id.as_str() && m["status"] != "running")
+        .await
+        .pop()
+        .unwrap();
+    assert_eq!(ended["status"], "interrupted", "{ended}");
+}
