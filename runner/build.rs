@@ -7,17 +7,17 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// Plugins embedded in the binary: (name in runner.toml, wasm file stem).
-const SHIPPED: &[(&str, &str)] = &[
-    ("sequential", "sequential"),
-    ("parallel", "parallel"),
-    ("matrix", "matrix"),
-    ("checksum", "checksum"),
-    ("template", "template"),
-    ("wordcount", "wordcount"),
-    ("claude", "claude_adapter"),
-    ("gemini", "gemini_adapter"),
-    ("codex", "codex_adapter"),
+/// Plugins embedded in the binary: (name in runner.toml, wasm file stem, kind).
+const SHIPPED: &[(&str, &str, &str)] = &[
+    ("sequential", "sequential", "batch"),
+    ("parallel", "parallel", "batch"),
+    ("matrix", "matrix", "batch"),
+    ("checksum", "checksum", "block"),
+    ("template", "template", "block"),
+    ("wordcount", "wordcount", "script"),
+    ("claude", "claude_adapter", "adapter"),
+    ("gemini", "gemini_adapter", "adapter"),
+    ("codex", "codex_adapter", "adapter"),
 ];
 
 fn main() {
@@ -36,7 +36,13 @@ fn main() {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut build = Command::new(&cargo);
     build
-        .args(["build", "--release", "--target", "wasm32-wasip2", "--manifest-path"])
+        .args([
+            "build",
+            "--release",
+            "--target",
+            "wasm32-wasip2",
+            "--manifest-path",
+        ])
         .arg(plugins.join("Cargo.toml"))
         .arg("--target-dir")
         .arg(&plugin_target);
@@ -52,7 +58,9 @@ fn main() {
     ] {
         build.env_remove(var);
     }
-    let status = build.status().unwrap_or_else(|err| panic!("cannot run {cargo}: {err}"));
+    let status = build
+        .status()
+        .unwrap_or_else(|err| panic!("cannot run {cargo}: {err}"));
     if !status.success() {
         let installed = Command::new("rustup")
             .args(["target", "list", "--installed"])
@@ -60,16 +68,30 @@ fn main() {
             .map(|o| String::from_utf8_lossy(&o.stdout).contains("wasm32-wasip2"))
             .unwrap_or(true);
         if !installed {
-            panic!("building the plugins needs the wasm32-wasip2 target: run `rustup target add wasm32-wasip2`");
+            panic!(
+                "building the plugins needs the wasm32-wasip2 target: run `rustup target add wasm32-wasip2`"
+            );
         }
-        panic!("building the plugins in {} failed (see the errors above)", plugins.display());
+        panic!(
+            "building the plugins in {} failed (see the errors above)",
+            plugins.display()
+        );
     }
 
-    let mut embedded = String::from("/// Built-in plugins: (name, component bytes).\npub static BUILTIN: &[(&str, &[u8])] = &[\n");
-    for (name, stem) in SHIPPED {
+    let mut embedded = String::from(
+        "/// Built-in plugins: (name, kind, component bytes).\npub static BUILTIN: &[(&str, &str, &[u8])] = &[\n",
+    );
+    for (name, stem, kind) in SHIPPED {
         let file = wasm_dir.join(format!("{stem}.wasm"));
-        assert!(file.is_file(), "plugin build produced no {}", file.display());
-        embedded.push_str(&format!("    ({name:?}, include_bytes!({:?})),\n", file.display().to_string()));
+        assert!(
+            file.is_file(),
+            "plugin build produced no {}",
+            file.display()
+        );
+        embedded.push_str(&format!(
+            "    ({name:?}, {kind:?}, include_bytes!({:?})),\n",
+            file.display().to_string()
+        ));
     }
     embedded.push_str("];\n");
     std::fs::write(out_dir.join("builtin.rs"), embedded).unwrap();

@@ -476,7 +476,9 @@ mod tests {
     fn a_batch_status_event_round_trips_through_json_with_its_type_tag() {
         let event = Event {
             seq: 7,
-            time: DateTime::parse_from_rfc3339("2026-11-22T10:00:00.123Z").unwrap().with_timezone(&Utc),
+            time: DateTime::parse_from_rfc3339("2026-11-22T10:00:00.123Z")
+                .unwrap()
+                .with_timezone(&Utc),
             kind: EventKind::BatchStatus {
                 run_id: "r1".into(),
                 pipeline: "default".into(),

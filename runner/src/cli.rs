@@ -18,7 +18,11 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, Parser)]
-#[command(name = "runner", version, about = "Runs pipelines whose every task is a WASI component")]
+#[command(
+    name = "runner",
+    version,
+    about = "Runs pipelines whose every task is a WASI component"
+)]
 pub struct Cli {
     /// The configuration file.
     #[arg(short, long, global = true, default_value = "runner.toml")]
@@ -85,7 +89,8 @@ pub enum Command {
 }
 
 fn parse_priority(text: &str) -> Result<Priority, String> {
-    Priority::parse(text).ok_or_else(|| format!("`{text}` is not a priority; use high, normal or low"))
+    Priority::parse(text)
+        .ok_or_else(|| format!("`{text}` is not a priority; use high, normal or low"))
 }
 
 /// Exit codes.
@@ -126,13 +131,32 @@ impl Error {
 pub async fn execute(cli: Cli) -> Result<i32, Error> {
     let config = Arc::new(Config::load(&cli.config)?);
     match cli.command {
-        Command::Run { pipeline, json, verbose, serve, listen } => {
-            run(config, pipeline.as_deref(), json, verbose, serve.then_some(listen)).await
+        Command::Run {
+            pipeline,
+            json,
+            verbose,
+            serve,
+            listen,
+        } => {
+            run(
+                config,
+                pipeline.as_deref(),
+                json,
+                verbose,
+                serve.then_some(listen),
+            )
+            .await
         }
         Command::Serve { listen } => serve(config, listen).await,
         Command::Check => check(config).await,
         Command::Plugins { json } => plugins(config, json).await,
-        Command::Ask { agent, prompt, priority, resume, json } => ask(config, &agent, prompt, priority, resume, json).await,
+        Command::Ask {
+            agent,
+            prompt,
+            priority,
+            resume,
+            json,
+        } => ask(config, &agent, prompt, priority, resume, json).await,
         Command::Agents { json } => agents(config, json).await,
     }
 }
@@ -148,8 +172,13 @@ async fn start_server(
     if let Some(listen) = listen {
         settings.listen = listen;
     }
-    let handle = crate::server::serve(service, bus, settings).await.map_err(|err| Error::Usage(err.to_string()))?;
-    eprintln!("serving on ws://{}/ws (state: http://{}/api/state)", handle.addr, handle.addr);
+    let handle = crate::server::serve(service, bus, settings)
+        .await
+        .map_err(|err| Error::Usage(err.to_string()))?;
+    eprintln!(
+        "serving on ws://{}/ws (state: http://{}/api/state)",
+        handle.addr, handle.addr
+    );
     Ok(handle)
 }
 
@@ -201,7 +230,9 @@ async fn run(
     let bus = EventBus::new(1);
     let runner = Arc::new(Runner::new(config.clone(), plugins, bus.clone())?);
     let server = match serve {
-        Some(listen) => Some(start_server(&config, Service::new(runner.clone()), bus.clone(), listen).await?),
+        Some(listen) => {
+            Some(start_server(&config, Service::new(runner.clone()), bus.clone(), listen).await?)
+        }
         None => None,
     };
 
@@ -217,7 +248,11 @@ async fn run(
     let color = !json && stdout.is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let mut printer = TerminalPrinter::new(stdout.lock(), color, verbose);
     let mut print = |event: &protocol::Event| {
-        let result = if json { print_json(&mut std::io::stdout().lock(), event) } else { printer.print(event) };
+        let result = if json {
+            print_json(&mut std::io::stdout().lock(), event)
+        } else {
+            printer.print(event)
+        };
         // A closed stdout (`runner run | head`) must not stop the run.
         let _ = result;
     };
@@ -249,7 +284,12 @@ async fn check(config: Arc<Config>) -> Result<i32, Error> {
     let plugins = Arc::new(Plugins::load(&config, None).await?);
     Runner::new(config.clone(), plugins.clone(), EventBus::new(1))?;
     let batches: usize = config.pipelines.values().map(|p| p.batches.len()).sum();
-    let tasks: usize = config.pipelines.values().flat_map(|p| &p.batches).map(|b| b.tasks.len()).sum();
+    let tasks: usize = config
+        .pipelines
+        .values()
+        .flat_map(|p| &p.batches)
+        .map(|b| b.tasks.len())
+        .sum();
     println!(
         "{}: ok · {} pipelines, {batches} batches, {tasks} tasks, {} plugins",
         config.path.display(),
@@ -277,14 +317,31 @@ async fn plugins(config: Arc<Config>, json: bool) -> Result<i32, Error> {
                 })
             })
             .collect();
-        println!("{}", serde_json::to_string_pretty(&list).expect("plain JSON"));
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&list).expect("plain JSON")
+        );
         return Ok(exit::OK);
     }
-    println!("{:<12} {:<17} {:<20} {:<8} {:<22} DESCRIPTION", "NAME", "WORLD", "WIT", "VERSION", "SOURCE");
+    println!(
+        "{:<12} {:<17} {:<20} {:<8} {:<22} DESCRIPTION",
+        "NAME", "WORLD", "WIT", "VERSION", "SOURCE"
+    );
     for p in plugins.iter() {
-        let (version, description) =
-            p.info.as_ref().map_or(("-".to_string(), String::new()), |i| (i.version.clone(), i.description.clone()));
-        println!("{:<12} {:<17} {:<20} {:<8} {:<22} {description}", p.name(), p.world.name(), p.wit_version, version, source(p));
+        let (version, description) = p
+            .info
+            .as_ref()
+            .map_or(("-".to_string(), String::new()), |i| {
+                (i.version.clone(), i.description.clone())
+            });
+        println!(
+            "{:<12} {:<17} {:<20} {:<8} {:<22} {description}",
+            p.name(),
+            p.world.name(),
+            p.wit_version,
+            version,
+            source(p)
+        );
     }
     Ok(exit::OK)
 }
@@ -297,7 +354,14 @@ async fn agent_runner(config: &Arc<Config>) -> Result<(Runner, Arc<EventBus>), E
     Ok((Runner::new(config.clone(), plugins, bus.clone())?, bus))
 }
 
-async fn ask(config: Arc<Config>, agent: &str, prompt: String, priority: Priority, resume: Option<String>, json: bool) -> Result<i32, Error> {
+async fn ask(
+    config: Arc<Config>,
+    agent: &str,
+    prompt: String,
+    priority: Priority,
+    resume: Option<String>,
+    json: bool,
+) -> Result<i32, Error> {
     let (runner, bus) = agent_runner(&config).await?;
     let mut events = bus.subscribe();
     let request = crate::agents::CommandRequest {
@@ -310,7 +374,11 @@ async fn ask(config: Arc<Config>, agent: &str, prompt: String, priority: Priorit
         working_dir: None,
         timeout: None,
     };
-    let handle = runner.agents().submit(request).await.map_err(|refusal| Error::Usage(refusal.to_string()))?;
+    let handle = runner
+        .agents()
+        .submit(request)
+        .await
+        .map_err(|refusal| Error::Usage(refusal.to_string()))?;
     let agents = runner.agents().clone();
     let id = handle.id.clone();
     tokio::spawn(async move {
@@ -322,7 +390,11 @@ async fn ask(config: Arc<Config>, agent: &str, prompt: String, priority: Priorit
     let color = !json && stdout.is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let mut printer = TerminalPrinter::new(stdout.lock(), color, false);
     let mut print = |event: &protocol::Event| {
-        let _ = if json { print_json(&mut std::io::stdout().lock(), event) } else { printer.print(event) };
+        let _ = if json {
+            print_json(&mut std::io::stdout().lock(), event)
+        } else {
+            printer.print(event)
+        };
     };
     let mut done = handle.done;
     let result = loop {
@@ -335,17 +407,25 @@ async fn ask(config: Arc<Config>, agent: &str, prompt: String, priority: Priorit
     while let Ok(event) = events.try_recv() {
         print(&event);
     }
-    let result = result.map_err(|_| Error::Other(anyhow::anyhow!("the command ended without a result")))?;
+    let result =
+        result.map_err(|_| Error::Other(anyhow::anyhow!("the command ended without a result")))?;
     if !json {
         let usage = &result.usage;
         println!(
             "{} · session {} · tokens in {} / out {} / cached {}{}",
-            result.summary.as_deref().map(|s| s.lines().next().unwrap_or("")).unwrap_or("(no summary)"),
+            result
+                .summary
+                .as_deref()
+                .map(|s| s.lines().next().unwrap_or(""))
+                .unwrap_or("(no summary)"),
             result.session_id.as_deref().unwrap_or("-"),
             usage.input_tokens,
             usage.output_tokens,
             usage.cached_tokens,
-            usage.cost_usd.map(|c| format!(" · ${c:.4}")).unwrap_or_default(),
+            usage
+                .cost_usd
+                .map(|c| format!(" · ${c:.4}"))
+                .unwrap_or_default(),
         );
     }
     Ok(match result.status {
@@ -367,18 +447,31 @@ async fn agents(config: Arc<Config>, json: bool) -> Result<i32, Error> {
                 "queued": v.queued, "running": v.running, "concurrency": v.concurrency, "queue_limit": v.queue_limit,
             }))
             .collect();
-        println!("{}", serde_json::to_string_pretty(&list).expect("plain JSON"));
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&list).expect("plain JSON")
+        );
         return Ok(exit::OK);
     }
     if views.is_empty() {
-        println!("no agents: declare one in {} as [agents.NAME] with adapter = \"claude\"", config.path.display());
+        println!(
+            "no agents: declare one in {} as [agents.NAME] with adapter = \"claude\"",
+            config.path.display()
+        );
         return Ok(exit::OK);
     }
-    println!("{:<14} {:<9} {:<8} {:<7} {:<11} COMMAND", "AGENT", "ADAPTER", "STATUS", "QUEUED", "CONCURRENCY");
+    println!(
+        "{:<14} {:<9} {:<8} {:<7} {:<11} COMMAND",
+        "AGENT", "ADAPTER", "STATUS", "QUEUED", "CONCURRENCY"
+    );
     for v in &views {
         println!(
             "{:<14} {:<9} {:<8} {:<7} {:<11} {}",
-            v.name, v.adapter, v.status, format!("{}/{}", v.queued, v.queue_limit), v.concurrency,
+            v.name,
+            v.adapter,
+            v.status,
+            format!("{}/{}", v.queued, v.queue_limit),
+            v.concurrency,
             v.program.as_deref().unwrap_or("-")
         );
     }

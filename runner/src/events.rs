@@ -35,7 +35,11 @@ impl EventBus {
     /// A bus whose first event gets sequence number `first_seq`.
     pub fn new(first_seq: u64) -> Arc<Self> {
         Arc::new(Self {
-            inner: Mutex::new(Inner { next_seq: first_seq, recent: VecDeque::new(), subscribers: Vec::new() }),
+            inner: Mutex::new(Inner {
+                next_seq: first_seq,
+                recent: VecDeque::new(),
+                subscribers: Vec::new(),
+            }),
         })
     }
 
@@ -44,19 +48,29 @@ impl EventBus {
         let mut inner = self.inner.lock().expect("event bus lock");
         let seq = inner.next_seq;
         inner.next_seq += 1;
-        let event = Arc::new(Event { seq, time: Utc::now(), kind });
+        let event = Arc::new(Event {
+            seq,
+            time: Utc::now(),
+            kind,
+        });
         if inner.recent.len() == RECENT_EVENTS {
             inner.recent.pop_front();
         }
         inner.recent.push_back(event.clone());
-        inner.subscribers.retain(|tx| tx.send(event.clone()).is_ok());
+        inner
+            .subscribers
+            .retain(|tx| tx.send(event.clone()).is_ok());
         seq
     }
 
     /// Every event published from now on.
     pub fn subscribe(&self) -> Subscription {
         let (tx, rx) = mpsc::unbounded_channel();
-        self.inner.lock().expect("event bus lock").subscribers.push(tx);
+        self.inner
+            .lock()
+            .expect("event bus lock")
+            .subscribers
+            .push(tx);
         rx
     }
 
@@ -69,7 +83,12 @@ impl EventBus {
         if after_seq + 1 < oldest {
             return None;
         }
-        let missed = inner.recent.iter().filter(|e| e.seq > after_seq).cloned().collect();
+        let missed = inner
+            .recent
+            .iter()
+            .filter(|e| e.seq > after_seq)
+            .cloned()
+            .collect();
         let (tx, rx) = mpsc::unbounded_channel();
         inner.subscribers.push(tx);
         Some((missed, rx))
@@ -87,7 +106,14 @@ mod tests {
     use protocol::{LogLevel, RunStatus};
 
     fn log(message: &str) -> EventKind {
-        EventKind::Log { run_id: None, task_id: None, level: LogLevel::Info, source: "test".into(), stream: None, message: message.into() }
+        EventKind::Log {
+            run_id: None,
+            task_id: None,
+            level: LogLevel::Info,
+            source: "test".into(),
+            stream: None,
+            message: message.into(),
+        }
     }
 
     #[test]
@@ -108,7 +134,13 @@ mod tests {
     fn a_late_subscriber_gets_what_it_missed_then_the_live_stream() {
         let bus = EventBus::new(1);
         bus.publish(log("one"));
-        bus.publish(EventKind::RunStatus { run_id: "r".into(), pipeline: "p".into(), status: RunStatus::Running, message: None, error: None });
+        bus.publish(EventKind::RunStatus {
+            run_id: "r".into(),
+            pipeline: "p".into(),
+            status: RunStatus::Running,
+            message: None,
+            error: None,
+        });
         let (missed, mut rx) = bus.subscribe_after(1).unwrap();
         assert_eq!(missed.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![2]);
         bus.publish(log("three"));

@@ -30,11 +30,20 @@ const RESET: &str = "\x1b[0m";
 
 impl<W: Write> TerminalPrinter<W> {
     pub fn new(out: W, color: bool, verbose: bool) -> Self {
-        Self { out, color, verbose, partial: HashMap::new() }
+        Self {
+            out,
+            color,
+            verbose,
+            partial: HashMap::new(),
+        }
     }
 
     fn paint(&self, style: &str, text: &str) -> String {
-        if self.color { format!("{style}{text}{RESET}") } else { text.to_string() }
+        if self.color {
+            format!("{style}{text}{RESET}")
+        } else {
+            text.to_string()
+        }
     }
 
     pub fn print(&mut self, event: &Event) -> io::Result<()> {
@@ -143,7 +152,9 @@ impl<W: Write> TerminalPrinter<W> {
     fn output(&mut self, owner: String, stream: Stream, data: &str) -> io::Result<()> {
         let buffer = self.partial.entry((owner.clone(), stream)).or_default();
         buffer.push_str(data);
-        let Some(end) = buffer.rfind('\n') else { return Ok(()) };
+        let Some(end) = buffer.rfind('\n') else {
+            return Ok(());
+        };
         let complete: String = buffer.drain(..=end).collect();
         let mark = if stream == Stream::Stderr { "!" } else { "│" };
         for line in complete.lines() {
@@ -171,30 +182,61 @@ fn describe_activity(activity: &protocol::Activity) -> String {
     use protocol::Activity::*;
     let short = |text: &str| {
         let line = text.lines().next().unwrap_or("");
-        if line.chars().count() > 100 { format!("{}…", line.chars().take(100).collect::<String>()) } else { line.to_string() }
+        if line.chars().count() > 100 {
+            format!("{}…", line.chars().take(100).collect::<String>())
+        } else {
+            line.to_string()
+        }
     };
     match activity {
         SessionStarted { session_id } => format!("session {session_id}"),
         AssistantMessage { text } => format!("says: {}", short(text)),
         Thinking { text } => format!("thinks: {}", short(text)),
         ToolUse { name, input, .. } => format!("uses {name} {}", short(&input.to_string())),
-        ToolResult { output, is_error, .. } => format!("tool {}: {}", if *is_error { "failed" } else { "result" }, short(output)),
+        ToolResult {
+            output, is_error, ..
+        } => format!(
+            "tool {}: {}",
+            if *is_error { "failed" } else { "result" },
+            short(output)
+        ),
         FileChange { path, change } => format!("{change} {path}"),
-        CommandRun { command, exit_code, .. } => {
-            format!("ran `{}`{}", short(command), exit_code.map(|c| format!(" → exit {c}")).unwrap_or_default())
+        CommandRun {
+            command, exit_code, ..
+        } => {
+            format!(
+                "ran `{}`{}",
+                short(command),
+                exit_code
+                    .map(|c| format!(" → exit {c}"))
+                    .unwrap_or_default()
+            )
         }
-        Usage { input_tokens, output_tokens, cached_tokens, cost_usd } => format!(
+        Usage {
+            input_tokens,
+            output_tokens,
+            cached_tokens,
+            cost_usd,
+        } => format!(
             "tokens in {input_tokens} / out {output_tokens} / cached {cached_tokens}{}",
             cost_usd.map(|c| format!(" · ${c:.4}")).unwrap_or_default()
         ),
         Error { message } => format!("error: {}", short(message)),
         FinalResult { summary, is_error } => {
-            format!("{}: {}", if *is_error { "failed" } else { "done" }, short(summary))
+            format!(
+                "{}: {}",
+                if *is_error { "failed" } else { "done" },
+                short(summary)
+            )
         }
         Raw { line } => format!("» {}", short(line)),
     }
 }
 
 fn format_ms(ms: u64) -> String {
-    if ms < 1000 { format!("{ms}ms") } else { format!("{:.2}s", ms as f64 / 1000.0) }
+    if ms < 1000 {
+        format!("{ms}ms")
+    } else {
+        format!("{:.2}s", ms as f64 / 1000.0)
+    }
 }

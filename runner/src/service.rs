@@ -21,7 +21,11 @@ pub struct Service {
 
 impl Service {
     pub fn new(runner: Arc<Runner>) -> Arc<Self> {
-        Arc::new(Self { runner, runs: Mutex::new(HashMap::new()), shutdown: CancellationToken::new() })
+        Arc::new(Self {
+            runner,
+            runs: Mutex::new(HashMap::new()),
+            shutdown: CancellationToken::new(),
+        })
     }
 
     pub fn runner(&self) -> &Arc<Runner> {
@@ -33,10 +37,16 @@ impl Service {
         let pipeline = self.runner.config().pipeline(pipeline)?.name.clone();
         let run_id = new_run_id();
         let cancel = self.shutdown.child_token();
-        self.runs.lock().expect("runs lock").insert(run_id.clone(), cancel.clone());
+        self.runs
+            .lock()
+            .expect("runs lock")
+            .insert(run_id.clone(), cancel.clone());
         let (service, id) = (self.clone(), run_id.clone());
         tokio::spawn(async move {
-            service.runner.run_with_id(id.clone(), &pipeline, cancel).await;
+            service
+                .runner
+                .run_with_id(id.clone(), &pipeline, cancel)
+                .await;
             service.runs.lock().expect("runs lock").remove(&id);
         });
         Ok(run_id)
@@ -55,13 +65,23 @@ impl Service {
 
     /// The ids of the runs still going.
     pub fn active_runs(&self) -> Vec<String> {
-        self.runs.lock().expect("runs lock").keys().cloned().collect()
+        self.runs
+            .lock()
+            .expect("runs lock")
+            .keys()
+            .cloned()
+            .collect()
     }
 
     /// Queues `prompt` for `agent`; returns the command id. Refused (never
     /// silently queued) when the agent is unknown or offline, its queue is
     /// full, or the request is invalid.
-    pub async fn request_command(&self, agent: &str, prompt: &str, priority: Priority) -> Result<String, String> {
+    pub async fn request_command(
+        &self,
+        agent: &str,
+        prompt: &str,
+        priority: Priority,
+    ) -> Result<String, String> {
         let request = CommandRequest {
             agent: agent.to_string(),
             prompt: prompt.to_string(),
@@ -72,7 +92,12 @@ impl Service {
             working_dir: None,
             timeout: None,
         };
-        let handle = self.runner.agents().submit(request).await.map_err(|refusal| refusal.to_string())?;
+        let handle = self
+            .runner
+            .agents()
+            .submit(request)
+            .await
+            .map_err(|refusal| refusal.to_string())?;
         Ok(handle.id)
     }
 

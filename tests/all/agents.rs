@@ -11,7 +11,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 fn fixtures() -> PathBuf {
@@ -19,7 +22,11 @@ fn fixtures() -> PathBuf {
 }
 
 fn fake(cli: &str) -> String {
-    repo().join("examples/fake-agents").join(cli).display().to_string()
+    repo()
+        .join("examples/fake-agents")
+        .join(cli)
+        .display()
+        .to_string()
 }
 
 fn request(agent: &str, prompt: &str, priority: Priority) -> CommandRequest {
@@ -48,7 +55,9 @@ fn processes_with(marker: &str) -> Vec<String> {
     let mut found = Vec::new();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
         if let Ok(environ) = std::fs::read(entry.path().join("environ"))
-            && environ.split(|b| *b == 0).any(|var| var == marker.as_bytes())
+            && environ
+                .split(|b| *b == 0)
+                .any(|var| var == marker.as_bytes())
         {
             found.push(entry.file_name().to_string_lossy().into_owned());
         }
@@ -67,28 +76,45 @@ async fn none_left(marker: &str) {
 }
 
 fn unique(name: &str) -> String {
-    format!("RUNNER_TEST_MARK={name}-{}-{}", std::process::id(), chrono_free_nanos())
+    format!(
+        "RUNNER_TEST_MARK={name}-{}-{}",
+        std::process::id(),
+        chrono_free_nanos()
+    )
 }
 
 fn chrono_free_nanos() -> u128 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos()
 }
 
 #[tokio::test]
 async fn every_fixture_transcript_gives_the_expected_events() {
     let project = Project::new("version = 1\n[defaults]\nstate_dir = \"{state}\"\n");
     let config = project.config();
-    let names: Vec<String> = ["claude", "gemini", "codex"].iter().map(|s| s.to_string()).collect();
+    let names: Vec<String> = ["claude", "gemini", "codex"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
     let plugins = Plugins::load(&config, Some(&names)).await.unwrap();
     let bless = std::env::var_os("RUNNER_BLESS").is_some();
     let mut checked = 0;
     let mut mismatches = Vec::new();
     for cli in &names {
         let adapter = plugins.get(cli).unwrap();
-        let mut files: Vec<PathBuf> = std::fs::read_dir(fixtures().join(cli)).unwrap().flatten().map(|e| e.path()).collect();
+        let mut files: Vec<PathBuf> = std::fs::read_dir(fixtures().join(cli))
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .collect();
         files.sort();
         for file in files {
-            let mut session = adapter.agent_session(Duration::from_secs(30), runner::plugin::discard()).await.unwrap();
+            let mut session = adapter
+                .agent_session(Duration::from_secs(30), runner::plugin::discard())
+                .await
+                .unwrap();
             let wire = AgentRequest {
                 prompt: "replay".into(),
                 model: None,
@@ -101,7 +127,11 @@ async fn every_fixture_transcript_gives_the_expected_events() {
             session.start(&wire).await.unwrap().unwrap();
             let mut events = Vec::new();
             for line in std::fs::read_to_string(&file).unwrap().lines() {
-                for event in session.parse_line(protocol::Stream::Stdout, line).await.unwrap() {
+                for event in session
+                    .parse_line(protocol::Stream::Stdout, line)
+                    .await
+                    .unwrap()
+                {
                     events.push(serde_json::to_value(runner::agents::activity(event)).unwrap());
                 }
             }
@@ -116,14 +146,20 @@ async fn every_fixture_transcript_gives_the_expected_events() {
                 },
             });
             let stem = file.file_stem().unwrap().to_string_lossy().into_owned();
-            let golden = repo().join("tests/golden/agents").join(cli).join(format!("{stem}.json"));
+            let golden = repo()
+                .join("tests/golden/agents")
+                .join(cli)
+                .join(format!("{stem}.json"));
             let text = serde_json::to_string_pretty(&actual).unwrap() + "\n";
             if bless {
                 std::fs::create_dir_all(golden.parent().unwrap()).unwrap();
                 std::fs::write(&golden, &text).unwrap();
             } else {
                 let expected = std::fs::read_to_string(&golden).unwrap_or_else(|_| {
-                    panic!("no golden file {}; run with RUNNER_BLESS=1 and review it", golden.display())
+                    panic!(
+                        "no golden file {}; run with RUNNER_BLESS=1 and review it",
+                        golden.display()
+                    )
                 });
                 if expected != text {
                     mismatches.push(format!("{cli}/{stem}"));
@@ -132,26 +168,60 @@ async fn every_fixture_transcript_gives_the_expected_events() {
             checked += 1;
         }
     }
-    assert!(checked >= 20, "only {checked} fixtures found under {}", fixtures().display());
-    assert!(mismatches.is_empty(), "adapter output differs from the golden files for {mismatches:?}; if intended, rerun with RUNNER_BLESS=1 and review the diff");
+    assert!(
+        checked >= 20,
+        "only {checked} fixtures found under {}",
+        fixtures().display()
+    );
+    assert!(
+        mismatches.is_empty(),
+        "adapter output differs from the golden files for {mismatches:?}; if intended, rerun with RUNNER_BLESS=1 and review the diff"
+    );
 }
 
 #[test]
 fn golden_files_say_what_a_user_would_check() {
     let read = |path: &str| -> Value {
-        serde_json::from_str(&std::fs::read_to_string(repo().join("tests/golden/agents").join(path)).unwrap()).unwrap()
+        serde_json::from_str(
+            &std::fs::read_to_string(repo().join("tests/golden/agents").join(path)).unwrap(),
+        )
+        .unwrap()
     };
     let claude = read("claude/success-bash-write-read.json");
     assert_eq!(claude["outcome"]["success"], true);
-    assert_eq!(claude["outcome"]["session_id"], "65206fb7-610c-417e-89cd-7590603606a1");
-    let kinds: Vec<&str> = claude["events"].as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap()).collect();
-    for kind in ["session_started", "assistant_message", "tool_use", "tool_result", "file_change", "usage", "final_result"] {
-        assert!(kinds.contains(&kind), "claude success lacks {kind}: {kinds:?}");
+    assert_eq!(
+        claude["outcome"]["session_id"],
+        "65206fb7-610c-417e-89cd-7590603606a1"
+    );
+    let kinds: Vec<&str> = claude["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    for kind in [
+        "session_started",
+        "assistant_message",
+        "tool_use",
+        "tool_result",
+        "file_change",
+        "usage",
+        "final_result",
+    ] {
+        assert!(
+            kinds.contains(&kind),
+            "claude success lacks {kind}: {kinds:?}"
+        );
     }
     // An error reported with is_error and exit code 0 is still a failure.
     let not_logged_in = read("claude/error-not-logged-in.json");
     assert_eq!(not_logged_in["outcome"]["success"], false);
-    assert!(not_logged_in["outcome"]["error"].as_str().unwrap().contains("authentication_failed"));
+    assert!(
+        not_logged_in["outcome"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("authentication_failed")
+    );
     // Non-JSON notices become raw lines, not crashes.
     let codex = read("codex/success-command-with-stdin-notice.json");
     assert_eq!(codex["events"][0]["kind"], "raw");
@@ -175,12 +245,27 @@ async fn runs_each_fake_cli_to_completion_with_its_session_and_summary() {
     ] {
         let project = agent_project(cli, "");
         let runner = project.runner().await;
-        let handle = runner.agents().submit(request("a", "hello", Priority::Normal)).await.unwrap();
-        let result = tokio::time::timeout(Duration::from_secs(30), handle.done).await.unwrap().unwrap();
-        assert_eq!(result.status, CommandStatus::Completed, "{cli}: {:?}", result.error);
+        let handle = runner
+            .agents()
+            .submit(request("a", "hello", Priority::Normal))
+            .await
+            .unwrap();
+        let result = tokio::time::timeout(Duration::from_secs(30), handle.done)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            result.status,
+            CommandStatus::Completed,
+            "{cli}: {:?}",
+            result.error
+        );
         assert_eq!(result.exit_code, Some(0));
         assert_eq!(result.session_id.as_deref(), Some(session), "{cli}");
-        assert!(result.summary.as_deref().is_some_and(|s| !s.is_empty()), "{cli} has a summary");
+        assert!(
+            result.summary.as_deref().is_some_and(|s| !s.is_empty()),
+            "{cli} has a summary"
+        );
     }
 }
 
@@ -190,50 +275,106 @@ async fn serves_high_before_normal_before_low_one_command_at_a_time() {
     let runner = project.runner().await;
     let mut events = runner.bus().subscribe();
     let agents = runner.agents().clone();
-    let first = agents.submit(request("a", "first", Priority::Normal)).await.unwrap();
+    let first = agents
+        .submit(request("a", "first", Priority::Normal))
+        .await
+        .unwrap();
     // Wait until the first one runs, so the others queue behind it.
     loop {
-        let event = tokio::time::timeout(Duration::from_secs(10), events.recv()).await.unwrap().unwrap();
-        if matches!(&event.kind, EventKind::CommandStatus { status: CommandStatus::Running, .. }) {
+        let event = tokio::time::timeout(Duration::from_secs(10), events.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        if matches!(
+            &event.kind,
+            EventKind::CommandStatus {
+                status: CommandStatus::Running,
+                ..
+            }
+        ) {
             break;
         }
     }
-    let low = agents.submit(request("a", "low", Priority::Low)).await.unwrap();
-    let normal = agents.submit(request("a", "normal", Priority::Normal)).await.unwrap();
-    let high = agents.submit(request("a", "high", Priority::High)).await.unwrap();
-    let ids = [first.id.clone(), high.id.clone(), normal.id.clone(), low.id.clone()];
+    let low = agents
+        .submit(request("a", "low", Priority::Low))
+        .await
+        .unwrap();
+    let normal = agents
+        .submit(request("a", "normal", Priority::Normal))
+        .await
+        .unwrap();
+    let high = agents
+        .submit(request("a", "high", Priority::High))
+        .await
+        .unwrap();
+    let ids = [
+        first.id.clone(),
+        high.id.clone(),
+        normal.id.clone(),
+        low.id.clone(),
+    ];
     for handle in [first, low, normal, high] {
-        let result = tokio::time::timeout(Duration::from_secs(60), handle.done).await.unwrap().unwrap();
+        let result = tokio::time::timeout(Duration::from_secs(60), handle.done)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(result.status, CommandStatus::Completed);
     }
     let mut started = Vec::new();
     let mut running_now = 1; // the first command is running already
     while let Ok(event) = events.try_recv() {
-        if let EventKind::CommandStatus { command_id, status, .. } = &event.kind {
+        if let EventKind::CommandStatus {
+            command_id, status, ..
+        } = &event.kind
+        {
             match status {
                 CommandStatus::Running => {
                     running_now += 1;
                     assert_eq!(running_now, 1, "two commands ran at once");
                     started.push(command_id.clone());
                 }
-                CommandStatus::Completed | CommandStatus::Failed | CommandStatus::Interrupted => running_now -= 1,
+                CommandStatus::Completed | CommandStatus::Failed | CommandStatus::Interrupted => {
+                    running_now -= 1
+                }
                 CommandStatus::Queued => {}
             }
         }
     }
-    assert_eq!(started, ids[1..].to_vec(), "after the first: high, normal, low");
+    assert_eq!(
+        started,
+        ids[1..].to_vec(),
+        "after the first: high, normal, low"
+    );
 }
 
 #[tokio::test]
 async fn a_timeout_kills_the_hanging_cli_and_its_children() {
     let marker = unique("timeout");
     let (key, value) = marker.split_once('=').unwrap();
-    let project = agent_project("claude", &format!("timeout = \"1s\"\nenv = {{ FAKE_AGENT_HANG = \"1\", {key} = \"{value}\" }}"));
+    let project = agent_project(
+        "claude",
+        &format!("timeout = \"1s\"\nenv = {{ FAKE_AGENT_HANG = \"1\", {key} = \"{value}\" }}"),
+    );
     let runner = project.runner().await;
-    let handle = runner.agents().submit(request("a", "hang", Priority::Normal)).await.unwrap();
-    let result = tokio::time::timeout(Duration::from_secs(30), handle.done).await.unwrap().unwrap();
+    let handle = runner
+        .agents()
+        .submit(request("a", "hang", Priority::Normal))
+        .await
+        .unwrap();
+    let result = tokio::time::timeout(Duration::from_secs(30), handle.done)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(result.status, CommandStatus::Failed);
-    assert!(result.error.as_deref().unwrap().contains("timed out after 1s"), "{:?}", result.error);
+    assert!(
+        result
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("timed out after 1s"),
+        "{:?}",
+        result.error
+    );
     none_left(&marker).await;
 }
 
@@ -241,52 +382,126 @@ async fn a_timeout_kills_the_hanging_cli_and_its_children() {
 async fn an_interrupt_stops_a_running_command_and_its_process_group() {
     let marker = unique("interrupt");
     let (key, value) = marker.split_once('=').unwrap();
-    let project = agent_project("claude", &format!("env = {{ FAKE_AGENT_DELAY = \"1\", {key} = \"{value}\" }}"));
+    let project = agent_project(
+        "claude",
+        &format!("env = {{ FAKE_AGENT_DELAY = \"1\", {key} = \"{value}\" }}"),
+    );
     let runner = project.runner().await;
     let mut events = runner.bus().subscribe();
-    let handle = runner.agents().submit(request("a", "slow", Priority::Normal)).await.unwrap();
+    let handle = runner
+        .agents()
+        .submit(request("a", "slow", Priority::Normal))
+        .await
+        .unwrap();
     loop {
-        let event = tokio::time::timeout(Duration::from_secs(10), events.recv()).await.unwrap().unwrap();
-        if matches!(&event.kind, EventKind::CommandStatus { status: CommandStatus::Running, .. }) {
+        let event = tokio::time::timeout(Duration::from_secs(10), events.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        if matches!(
+            &event.kind,
+            EventKind::CommandStatus {
+                status: CommandStatus::Running,
+                ..
+            }
+        ) {
             break;
         }
     }
     runner.agents().interrupt(&handle.id).unwrap();
-    let result = tokio::time::timeout(Duration::from_secs(30), handle.done).await.unwrap().unwrap();
+    let result = tokio::time::timeout(Duration::from_secs(30), handle.done)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(result.status, CommandStatus::Interrupted);
     none_left(&marker).await;
-    assert!(runner.agents().interrupt(&handle.id).is_err(), "an ended command cannot be interrupted");
+    assert!(
+        runner.agents().interrupt(&handle.id).is_err(),
+        "an ended command cannot be interrupted"
+    );
 }
 
 #[tokio::test]
 async fn refuses_an_offline_agent_a_full_queue_and_an_invalid_request() {
-    let offline = Project::new("version = 1\n[defaults]\nstate_dir = \"{state}\"\n[agents.gone]\nadapter = \"claude\"\ncommand = \"/nonexistent/claude\"\n");
+    let offline = Project::new(
+        "version = 1\n[defaults]\nstate_dir = \"{state}\"\n[agents.gone]\nadapter = \"claude\"\ncommand = \"/nonexistent/claude\"\n",
+    );
     let runner = offline.runner().await;
-    let refusal = runner.agents().submit(request("gone", "hi", Priority::High)).await.err().unwrap();
-    assert_eq!(refusal, Refusal::Offline { agent: "gone".into(), program: "/nonexistent/claude".into() });
+    let refusal = runner
+        .agents()
+        .submit(request("gone", "hi", Priority::High))
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(
+        refusal,
+        Refusal::Offline {
+            agent: "gone".into(),
+            program: "/nonexistent/claude".into()
+        }
+    );
     assert!(refusal.to_string().contains("offline"));
 
-    let project = agent_project("claude", "queue_limit = 1\nenv = { FAKE_AGENT_DELAY = \"0.2\" }");
+    let project = agent_project(
+        "claude",
+        "queue_limit = 1\nenv = { FAKE_AGENT_DELAY = \"0.2\" }",
+    );
     let runner = project.runner().await;
     let agents = runner.agents().clone();
     let mut events = runner.bus().subscribe();
-    let running = agents.submit(request("a", "one", Priority::Normal)).await.unwrap();
+    let running = agents
+        .submit(request("a", "one", Priority::Normal))
+        .await
+        .unwrap();
     loop {
-        let event = tokio::time::timeout(Duration::from_secs(10), events.recv()).await.unwrap().unwrap();
-        if matches!(&event.kind, EventKind::CommandStatus { status: CommandStatus::Running, .. }) {
+        let event = tokio::time::timeout(Duration::from_secs(10), events.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        if matches!(
+            &event.kind,
+            EventKind::CommandStatus {
+                status: CommandStatus::Running,
+                ..
+            }
+        ) {
             break;
         }
     }
-    let queued = agents.submit(request("a", "two", Priority::Normal)).await.unwrap();
-    let refusal = agents.submit(request("a", "three", Priority::Normal)).await.err().unwrap();
-    assert_eq!(refusal, Refusal::QueueFull { agent: "a".into(), limit: 1 });
-    let invalid = agents.submit(request("a", "   ", Priority::Normal)).await.err().unwrap();
+    let queued = agents
+        .submit(request("a", "two", Priority::Normal))
+        .await
+        .unwrap();
+    let refusal = agents
+        .submit(request("a", "three", Priority::Normal))
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(
+        refusal,
+        Refusal::QueueFull {
+            agent: "a".into(),
+            limit: 1
+        }
+    );
+    let invalid = agents
+        .submit(request("a", "   ", Priority::Normal))
+        .await
+        .err()
+        .unwrap();
     assert!(matches!(invalid, Refusal::Invalid { .. }), "{invalid:?}");
-    let unknown = agents.submit(request("nobody", "hi", Priority::Normal)).await.err().unwrap();
+    let unknown = agents
+        .submit(request("nobody", "hi", Priority::Normal))
+        .await
+        .err()
+        .unwrap();
     assert_eq!(unknown, Refusal::UnknownAgent("nobody".into()));
     agents.interrupt(&running.id).unwrap();
     agents.interrupt(&queued.id).unwrap();
-    let queued = tokio::time::timeout(Duration::from_secs(30), queued.done).await.unwrap().unwrap();
+    let queued = tokio::time::timeout(Duration::from_secs(30), queued.done)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(queued.status, CommandStatus::Interrupted);
 }
 
@@ -304,7 +519,12 @@ async fn a_follow_up_task_resumes_the_agent_session_and_the_run_reports_usage() 
         ),
     );
     let (report, events) = project.run("p").await;
-    assert_eq!(report.status, protocol::RunStatus::Completed, "{:?}", report.error);
+    assert_eq!(
+        report.status,
+        protocol::RunStatus::Completed,
+        "{:?}",
+        report.error
+    );
     let calls: Vec<Vec<String>> = std::fs::read_to_string(log.path())
         .unwrap()
         .lines()
@@ -312,15 +532,30 @@ async fn a_follow_up_task_resumes_the_agent_session_and_the_run_reports_usage() 
         .collect();
     assert_eq!(calls.len(), 2);
     assert!(!calls[0].contains(&"--resume".to_string()));
-    let at = calls[1].iter().position(|a| a == "--resume").expect("second call resumes");
+    let at = calls[1]
+        .iter()
+        .position(|a| a == "--resume")
+        .expect("second call resumes");
     assert_eq!(calls[1][at + 1], "65206fb7-610c-417e-89cd-7590603606a1");
     assert_eq!(calls[1].last().unwrap(), "go on");
     let usage = events.iter().any(|e| {
         matches!(&e.kind, EventKind::AgentActivity { task_id: Some(t), activity: Activity::Usage { output_tokens, .. }, .. } if t == "first" && *output_tokens > 0)
     });
     assert!(usage, "the run shows the tokens the agent reported");
-    let EventKind::TaskFinished { result: Some(output), .. } = crate::support::finished(&events, "second") else { panic!() };
+    let EventKind::TaskFinished {
+        result: Some(output),
+        ..
+    } = crate::support::finished(&events, "second")
+    else {
+        panic!()
+    };
     assert_eq!(output["session_id"], "65206fb7-610c-417e-89cd-7590603606a1");
-    assert!(output["tools_used"].as_array().unwrap().iter().any(|t| t == "Write"));
+    assert!(
+        output["tools_used"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t == "Write")
+    );
     let _ = Arc::new(());
 }

@@ -2,6 +2,11 @@
 
 mod support;
 
+mod agents;
 mod config_errors;
+mod git;
 mod pipelines;
 mod sandbox;
+mod server;
+mod server_support;
+mod store;

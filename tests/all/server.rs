@@ -647,7 +647,10 @@ async fn a_peer_that_misses_a_heartbeat_is_dropped_and_one_that_answers_stays() 
 
 #[tokio::test]
 async fn a_client_queues_a_command_for_an_agent_watches_it_run_and_interrupts_it() {
-    let fake = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().join("examples/fake-agents/claude");
+    let fake = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .join("examples/fake-agents/claude");
     let agents = format!(
         "[agents.fake]\nadapter = \"claude\"\ncommand = \"{}\"\nenv = {{ FAKE_AGENT_DELAY = \"0.5\" }}\n",
         fake.display()
@@ -664,14 +667,22 @@ async fn a_client_queues_a_command_for_an_agent_watches_it_run_and_interrupts_it
         .recv_until(|m| m["type"] == "agent_activity" && m["command_id"] == command_id.as_str())
         .await;
     assert!(
-        seen.iter().any(|m| m["type"] == "command_status" && m["status"] == "running" && m["priority"] == "high"),
+        seen.iter().any(|m| m["type"] == "command_status"
+            && m["status"] == "running"
+            && m["priority"] == "high"),
         "the command ran at high priority"
     );
-    client.send(json!({"type": "command_interrupt", "id": "x", "command_id": command_id})).await;
+    client
+        .send(json!({"type": "command_interrupt", "id": "x", "command_id": command_id}))
+        .await;
     let answer = client.recv_until(|m| m["id"] == "x").await.pop().unwrap();
     assert_eq!(answer["type"], "interrupt_requested", "{answer}");
     let ended = client
-        .recv_until(|m| m["type"] == "command_status" && m["command_id"] == command_id.as_str() && m["status"] != "running")
+        .recv_until(|m| {
+            m["type"] == "command_status"
+                && m["command_id"] == command_id.as_str()
+                && m["status"] != "running"
+        })
         .await
         .pop()
         .unwrap();

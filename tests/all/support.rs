@@ -14,12 +14,18 @@ use tokio_util::sync::CancellationToken;
 
 /// Where the build put the test plugins (`chaos.wasm`, `probe.wasm`, ...).
 pub fn plugin(stem: &str) -> String {
-    Path::new(runner::plugin::builtin::PLUGIN_DIR).join(format!("{stem}.wasm")).display().to_string()
+    Path::new(runner::plugin::builtin::PLUGIN_DIR)
+        .join(format!("{stem}.wasm"))
+        .display()
+        .to_string()
 }
 
 /// A compile cache shared by every test, so each component compiles once.
 pub fn shared_state_dir() -> String {
-    Path::new(env!("CARGO_TARGET_TMPDIR")).join("runner-state").display().to_string()
+    Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join("runner-state")
+        .display()
+        .to_string()
 }
 
 /// A project directory holding a `runner.toml`.
@@ -57,7 +63,11 @@ impl Project {
 
     pub async fn runner(&self) -> Runner {
         let config = self.config();
-        let plugins = Arc::new(Plugins::load(&config, None).await.unwrap_or_else(|err| panic!("{err}")));
+        let plugins = Arc::new(
+            Plugins::load(&config, None)
+                .await
+                .unwrap_or_else(|err| panic!("{err}")),
+        );
         Runner::new(config, plugins, EventBus::new(1)).unwrap_or_else(|err| panic!("{err}"))
     }
 
@@ -66,7 +76,11 @@ impl Project {
         self.run_until(pipeline, CancellationToken::new()).await
     }
 
-    pub async fn run_until(&self, pipeline: &str, cancel: CancellationToken) -> (RunReport, Vec<Arc<Event>>) {
+    pub async fn run_until(
+        &self,
+        pipeline: &str,
+        cancel: CancellationToken,
+    ) -> (RunReport, Vec<Arc<Event>>) {
         let runner = self.runner().await;
         let mut rx = runner.bus().subscribe();
         let report = runner.run(pipeline, cancel).await;
@@ -92,7 +106,11 @@ pub fn output_of(events: &[Arc<Event>], task: &str) -> String {
     events
         .iter()
         .filter_map(|e| match &e.kind {
-            EventKind::TerminalOutput { task_id: Some(t), data, .. } if t == task => Some(data.as_str()),
+            EventKind::TerminalOutput {
+                task_id: Some(t),
+                data,
+                ..
+            } if t == task => Some(data.as_str()),
             _ => None,
         })
         .collect()

@@ -14,9 +14,11 @@ pub fn activity(event: AgentEvent) -> Activity {
             name: tool.name,
             input: serde_json::from_str(&tool.input).unwrap_or(Value::String(tool.input)),
         },
-        AgentEvent::ToolResult(result) => {
-            Activity::ToolResult { id: result.id, output: result.output, is_error: result.is_error }
-        }
+        AgentEvent::ToolResult(result) => Activity::ToolResult {
+            id: result.id,
+            output: result.output,
+            is_error: result.is_error,
+        },
         AgentEvent::FileChange(change) => Activity::FileChange {
             path: change.path,
             change: match change.kind {
@@ -27,9 +29,11 @@ pub fn activity(event: AgentEvent) -> Activity {
             }
             .to_string(),
         },
-        AgentEvent::CommandRun(run) => {
-            Activity::CommandRun { command: run.command, exit_code: run.exit_code, output: run.output }
-        }
+        AgentEvent::CommandRun(run) => Activity::CommandRun {
+            command: run.command,
+            exit_code: run.exit_code,
+            output: run.output,
+        },
         AgentEvent::Usage(usage) => Activity::Usage {
             input_tokens: usage.input_tokens,
             output_tokens: usage.output_tokens,
@@ -37,7 +41,10 @@ pub fn activity(event: AgentEvent) -> Activity {
             cost_usd: usage.cost_usd,
         },
         AgentEvent::Error(message) => Activity::Error { message },
-        AgentEvent::FinalResult(result) => Activity::FinalResult { summary: result.summary, is_error: result.is_error },
+        AgentEvent::FinalResult(result) => Activity::FinalResult {
+            summary: result.summary,
+            is_error: result.is_error,
+        },
         AgentEvent::Raw(line) => Activity::Raw { line },
     }
 }

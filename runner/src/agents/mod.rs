@@ -55,7 +55,9 @@ pub struct CommandRequest {
 pub enum Refusal {
     #[error("no agent `{0}`; declare it as [agents.{0}] in runner.toml")]
     UnknownAgent(String),
-    #[error("agent `{agent}` is offline: its command `{program}` was not found (set `command` in [agents.{agent}] or put it on PATH)")]
+    #[error(
+        "agent `{agent}` is offline: its command `{program}` was not found (set `command` in [agents.{agent}] or put it on PATH)"
+    )]
     Offline { agent: String, program: String },
     #[error("agent `{agent}` has {limit} commands waiting, its `queue_limit`; try again later")]
     QueueFull { agent: String, limit: usize },
@@ -148,7 +150,11 @@ pub struct Agents {
 }
 
 impl Agents {
-    pub fn new(agents: &IndexMap<String, AgentDecl>, plugins: Arc<Plugins>, bus: Arc<EventBus>) -> Arc<Self> {
+    pub fn new(
+        agents: &IndexMap<String, AgentDecl>,
+        plugins: Arc<Plugins>,
+        bus: Arc<EventBus>,
+    ) -> Arc<Self> {
         let agents = agents
             .iter()
             .map(|(name, decl)| {
@@ -186,11 +192,15 @@ impl Agents {
                     extra_args: agent.decl.args.clone(),
                     options: agent.decl.options.clone(),
                 };
-                if let Ok(mut session) = plugin.agent_session(Duration::from_secs(10), crate::plugin::discard()).await
+                if let Ok(mut session) = plugin
+                    .agent_session(Duration::from_secs(10), crate::plugin::discard())
+                    .await
                     && let Ok(Ok(invocation)) = session.start(&probe).await
                 {
-                    let found = find_program(&invocation.program, &agent.decl.working_dir).is_some();
-                    *agent.program.lock().expect("program lock") = Some((invocation.program, found));
+                    let found =
+                        find_program(&invocation.program, &agent.decl.working_dir).is_some();
+                    *agent.program.lock().expect("program lock") =
+                        Some((invocation.program, found));
                 }
             }
             self.publish_status(agent);
@@ -233,17 +243,25 @@ impl Agents {
     }
 
     fn adapter(&self, agent: &Agent) -> Result<Arc<Plugin>, Refusal> {
-        self.plugins.get(&agent.decl.adapter).cloned().ok_or_else(|| Refusal::Invalid {
-            agent: agent.decl.name.clone(),
-            message: format!("its adapter `{}` is not loaded", agent.decl.adapter),
-        })
+        self.plugins
+            .get(&agent.decl.adapter)
+            .cloned()
+            .ok_or_else(|| Refusal::Invalid {
+                agent: agent.decl.name.clone(),
+                message: format!("its adapter `{}` is not loaded", agent.decl.adapter),
+            })
     }
 
     fn request_for(&self, agent: &Agent, request: &CommandRequest) -> AgentRequest {
         AgentRequest {
             prompt: request.prompt.clone(),
             model: agent.decl.model.clone(),
-            working_dir: request.working_dir.as_ref().unwrap_or(&agent.decl.working_dir).display().to_string(),
+            working_dir: request
+                .working_dir
+                .as_ref()
+                .unwrap_or(&agent.decl.working_dir)
+                .display()
+                .to_string(),
             resume_session: request.resume_session.clone(),
             program: agent.decl.command.clone(),
             extra_args: agent.decl.args.clone(),
@@ -253,39 +271,80 @@ impl Agents {
 
     /// Checks and queues a command. Refused when the agent is unknown or
     /// offline, its queue is full, or its adapter finds the request invalid.
-    pub async fn submit(self: &Arc<Self>, request: CommandRequest) -> Result<CommandHandle, Refusal> {
-        let agent = self.agents.get(&request.agent).cloned().ok_or_else(|| Refusal::UnknownAgent(request.agent.clone()))?;
+    pub async fn submit(
+        self: &Arc<Self>,
+        request: CommandRequest,
+    ) -> Result<CommandHandle, Refusal> {
+        let agent = self
+            .agents
+            .get(&request.agent)
+            .cloned()
+            .ok_or_else(|| Refusal::UnknownAgent(request.agent.clone()))?;
         let plugin = self.adapter(&agent)?;
-        let invalid = |message: String| Refusal::Invalid { agent: agent.decl.name.clone(), message };
+        let invalid = |message: String| Refusal::Invalid {
+            agent: agent.decl.name.clone(),
+            message,
+        };
         let wire = self.request_for(&agent, &request);
-        let mut session = plugin.agent_session(Duration::from_secs(10), crate::plugin::discard()).await.map_err(|e| invalid(e.to_string()))?;
+        let mut session = plugin
+            .agent_session(Duration::from_secs(10), crate::plugin::discard())
+            .await
+            .map_err(|e| invalid(e.to_string()))?;
         let invocation = match session.start(&wire).await {
             Ok(Ok(invocation)) => invocation,
             Ok(Err(message)) => return Err(invalid(message)),
             Err(err) => return Err(invalid(format!("its adapter {err}"))),
         };
-        let cwd = request.working_dir.clone().unwrap_or_else(|| agent.decl.working_dir.clone());
+        let cwd = request
+            .working_dir
+            .clone()
+            .unwrap_or_else(|| agent.decl.working_dir.clone());
         let found = find_program(&invocation.program, &cwd).is_some();
         *agent.program.lock().expect("program lock") = Some((invocation.program.clone(), found));
         if !found {
             self.publish_status(&agent);
-            return Err(Refusal::Offline { agent: agent.decl.name.clone(), program: invocation.program });
+            return Err(Refusal::Offline {
+                agent: agent.decl.name.clone(),
+                program: invocation.program,
+            });
         }
         // Count and check under one step so two submitters cannot both take the last place.
         let limit = agent.decl.queue_limit;
-        if agent.queued.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |q| (q < limit).then_some(q + 1)).is_err() {
-            return Err(Refusal::QueueFull { agent: agent.decl.name.clone(), limit });
+        if agent
+            .queued
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |q| {
+                (q < limit).then_some(q + 1)
+            })
+            .is_err()
+        {
+            return Err(Refusal::QueueFull {
+                agent: agent.decl.name.clone(),
+                limit,
+            });
         }
-        let id = format!("cmd-{}-{}", chrono::Utc::now().format("%H%M%S"), self.next_id.fetch_add(1, Ordering::SeqCst));
+        let id = format!(
+            "cmd-{}-{}",
+            chrono::Utc::now().format("%H%M%S"),
+            self.next_id.fetch_add(1, Ordering::SeqCst)
+        );
         let cancel = self.shutdown.child_token();
-        self.commands.lock().expect("commands lock").insert(id.clone(), cancel.clone());
+        self.commands
+            .lock()
+            .expect("commands lock")
+            .insert(id.clone(), cancel.clone());
         self.command_status(&id, &agent, &request, CommandStatus::Queued, None, None);
         self.publish_status(&agent);
 
         let (tx, rx) = oneshot::channel();
         let (agents, id2) = (self.clone(), id.clone());
         tokio::spawn(async move {
-            let result = agents.run_command(&agent, plugin, &id2, request, cwd, cancel).await;
+            let request = CommandRequest {
+                working_dir: Some(cwd),
+                ..request
+            };
+            let result = agents
+                .run_command(&agent, plugin, &id2, request, cancel)
+                .await;
             agents.commands.lock().expect("commands lock").remove(&id2);
             let _ = tx.send(result);
         });
@@ -310,7 +369,11 @@ impl Agents {
 
     /// The terminal output kept for a command.
     pub fn terminal(&self, command_id: &str) -> Option<String> {
-        self.terminals.lock().expect("terminals lock").get(command_id).map(TerminalBuffer::text)
+        self.terminals
+            .lock()
+            .expect("terminals lock")
+            .get(command_id)
+            .map(TerminalBuffer::text)
     }
 
     fn command_status(
@@ -340,7 +403,6 @@ impl Agents {
         plugin: Arc<Plugin>,
         id: &str,
         request: CommandRequest,
-        cwd: PathBuf,
         cancel: CancellationToken,
     ) -> CommandResult {
         let mut result = CommandResult {
@@ -360,19 +422,42 @@ impl Agents {
         };
         agent.queued.fetch_sub(1, Ordering::SeqCst);
         let Some(permit) = permit else {
-            self.command_status(id, agent, &request, CommandStatus::Interrupted, None, result.error.clone());
+            self.command_status(
+                id,
+                agent,
+                &request,
+                CommandStatus::Interrupted,
+                None,
+                result.error.clone(),
+            );
             self.publish_status(agent);
             return result;
         };
-        agent.running.lock().expect("running lock").push(id.to_string());
+        agent
+            .running
+            .lock()
+            .expect("running lock")
+            .push(id.to_string());
         self.command_status(id, agent, &request, CommandStatus::Running, None, None);
         self.publish_status(agent);
 
-        self.execute(agent, &plugin, id, &request, cwd, &cancel, &mut result).await;
+        self.execute(agent, &plugin, id, &request, &cancel, &mut result)
+            .await;
 
         drop(permit);
-        agent.running.lock().expect("running lock").retain(|c| c != id);
-        self.command_status(id, agent, &request, result.status, result.exit_code, result.error.clone());
+        agent
+            .running
+            .lock()
+            .expect("running lock")
+            .retain(|c| c != id);
+        self.command_status(
+            id,
+            agent,
+            &request,
+            result.status,
+            result.exit_code,
+            result.error.clone(),
+        );
         self.publish_status(agent);
         result
     }
@@ -383,16 +468,22 @@ impl Agents {
         plugin: &Plugin,
         id: &str,
         request: &CommandRequest,
-        cwd: PathBuf,
         cancel: &CancellationToken,
         result: &mut CommandResult,
     ) {
+        let cwd = request
+            .working_dir
+            .clone()
+            .unwrap_or_else(|| agent.decl.working_dir.clone());
         let timeout = request.timeout.unwrap_or(agent.decl.timeout);
         result.status = CommandStatus::Failed;
         result.error = None;
         let sink = self.adapter_sink(&agent.decl.adapter, request);
         // The adapter lives as long as the command may, plus time to read the rest.
-        let mut session = match plugin.agent_session(timeout + exec::KILL_GRACE + Duration::from_secs(30), sink).await {
+        let mut session = match plugin
+            .agent_session(timeout + exec::KILL_GRACE + Duration::from_secs(30), sink)
+            .await
+        {
             Ok(session) => session,
             Err(err) => {
                 result.error = Some(format!("adapter `{}` {err}", plugin.name()));
@@ -402,7 +493,10 @@ impl Agents {
         let invocation = match session.start(&self.request_for(agent, request)).await {
             Ok(Ok(invocation)) => invocation,
             Ok(Err(message)) => {
-                result.error = Some(format!("adapter `{}` refused the request: {message}", plugin.name()));
+                result.error = Some(format!(
+                    "adapter `{}` refused the request: {message}",
+                    plugin.name()
+                ));
                 return;
             }
             Err(err) => {
@@ -410,10 +504,17 @@ impl Agents {
                 return;
             }
         };
-        let program = find_program(&invocation.program, &cwd).map_or(invocation.program.clone(), |p| p.display().to_string());
+        let program = find_program(&invocation.program, &cwd)
+            .map_or(invocation.program.clone(), |p| p.display().to_string());
         let mut env = agent.decl.env.clone();
         env.extend(invocation.env.iter().cloned());
-        let spec = ExecSpec { program, args: invocation.args.clone(), cwd, env, stdin: invocation.stdin.clone() };
+        let spec = ExecSpec {
+            program,
+            args: invocation.args.clone(),
+            cwd,
+            env,
+            stdin: invocation.stdin.clone(),
+        };
 
         let (line_tx, mut line_rx) = mpsc::unbounded_channel::<(Stream, String)>();
         let mut chunker = Chunker::default();
@@ -422,16 +523,18 @@ impl Agents {
         let on_output = {
             let (chunker, partial) = (&mut chunker, &mut partial);
             move |stream: Stream, data: &[u8]| {
-            let chunks = chunker.push(stream, data);
-            self.terminal_chunks(id, request, stream, chunks);
-            let buffer = partial.entry(stream).or_default();
-            buffer.extend_from_slice(data);
-            while let Some(newline) = buffer.iter().position(|&b| b == b'\n') {
-                let line: Vec<u8> = buffer.drain(..=newline).collect();
-                let text = String::from_utf8_lossy(&line).trim_end_matches(['\n', '\r']).to_string();
-                let _ = line_tx.send((stream, text));
+                let chunks = chunker.push(stream, data);
+                self.terminal_chunks(id, request, stream, chunks);
+                let buffer = partial.entry(stream).or_default();
+                buffer.extend_from_slice(data);
+                while let Some(newline) = buffer.iter().position(|&b| b == b'\n') {
+                    let line: Vec<u8> = buffer.drain(..=newline).collect();
+                    let text = String::from_utf8_lossy(&line)
+                        .trim_end_matches(['\n', '\r'])
+                        .to_string();
+                    let _ = line_tx.send((stream, text));
+                }
             }
-        }
         };
         let tracker = Mutex::new(&mut *result);
         let consume = async {
@@ -450,8 +553,8 @@ impl Agents {
             }
             session_errors
         };
-        let (ending, session_errors) = tokio::join!(exec::run(&spec, timeout, cancel, on_output), consume);
-        drop(tracker);
+        let (ending, session_errors) =
+            tokio::join!(exec::run(&spec, timeout, cancel, on_output), consume);
         // Lines that ended without a newline.
         for (stream, rest) in partial.into_iter().filter(|(_, rest)| !rest.is_empty()) {
             let line = String::from_utf8_lossy(&rest).into_owned();
@@ -466,7 +569,11 @@ impl Agents {
         let rest = chunker.finish();
         self.terminal_chunks(id, request, Stream::Stdout, rest);
         if let Some(err) = session_errors.first() {
-            self.log(request, LogLevel::Warn, format!("adapter `{}` could not read a line: {err}", plugin.name()));
+            self.log(
+                request,
+                LogLevel::Warn,
+                format!("adapter `{}` could not read a line: {err}", plugin.name()),
+            );
         }
         let exit_code = match &ending {
             Ok(Ending::Exited(code)) => *code,
@@ -487,7 +594,10 @@ impl Agents {
                 result.error = Some("interrupted; its process group was stopped".into());
             }
             Ok(Ending::TimedOut) => {
-                result.error = Some(format!("timed out after {}; its process group was stopped", humanize(timeout)));
+                result.error = Some(format!(
+                    "timed out after {}; its process group was stopped",
+                    humanize(timeout)
+                ));
             }
             Ok(Ending::Exited(_)) => match outcome {
                 Ok(outcome) if outcome.success => result.status = CommandStatus::Completed,
@@ -503,10 +613,22 @@ impl Agents {
     }
 
     fn adapter_sink(&self, adapter: &str, request: &CommandRequest) -> Sink {
-        let (bus, source, run_id, task_id) = (self.bus.clone(), adapter.to_string(), request.run_id.clone(), request.task_id.clone());
+        let (bus, source, run_id, task_id) = (
+            self.bus.clone(),
+            adapter.to_string(),
+            request.run_id.clone(),
+            request.task_id.clone(),
+        );
         Arc::new(move |signal| {
             if let Signal::Log { level, message } = signal {
-                bus.publish(EventKind::Log { run_id: run_id.clone(), task_id: task_id.clone(), level, source: source.clone(), stream: None, message });
+                bus.publish(EventKind::Log {
+                    run_id: run_id.clone(),
+                    task_id: task_id.clone(),
+                    level,
+                    source: source.clone(),
+                    stream: None,
+                    message,
+                });
             }
         })
     }
@@ -532,14 +654,30 @@ impl Agents {
         });
     }
 
-    fn terminal_chunks(&self, id: &str, request: &CommandRequest, stream: Stream, chunks: Vec<(u64, String)>) {
+    fn terminal_chunks(
+        &self,
+        id: &str,
+        request: &CommandRequest,
+        stream: Stream,
+        chunks: Vec<(u64, String)>,
+    ) {
         for (sequence, data) in chunks {
-            let dropped = self.terminals.lock().expect("terminals lock").entry(id.to_string()).or_default().push(&data);
+            let dropped = self
+                .terminals
+                .lock()
+                .expect("terminals lock")
+                .entry(id.to_string())
+                .or_default()
+                .push(&data);
             if dropped {
-                self.log(request, LogLevel::Warn, format!(
-                    "command {id}: terminal output over {} KiB, dropping the oldest chunks",
-                    TERMINAL_BUFFER_BYTES / 1024
-                ));
+                self.log(
+                    request,
+                    LogLevel::Warn,
+                    format!(
+                        "command {id}: terminal output over {} KiB, dropping the oldest chunks",
+                        TERMINAL_BUFFER_BYTES / 1024
+                    ),
+                );
             }
             self.bus.publish(EventKind::TerminalOutput {
                 run_id: request.run_id.clone(),
@@ -557,7 +695,12 @@ impl Agents {
 fn track(result: &mut CommandResult, activity: &Activity) {
     match activity {
         Activity::SessionStarted { session_id } => result.session_id = Some(session_id.clone()),
-        Activity::Usage { input_tokens, output_tokens, cached_tokens, cost_usd } => {
+        Activity::Usage {
+            input_tokens,
+            output_tokens,
+            cached_tokens,
+            cost_usd,
+        } => {
             result.usage.input_tokens += input_tokens;
             result.usage.output_tokens += output_tokens;
             result.usage.cached_tokens += cached_tokens;
@@ -565,9 +708,15 @@ fn track(result: &mut CommandResult, activity: &Activity) {
                 result.usage.cost_usd = Some(result.usage.cost_usd.unwrap_or(0.0) + cost);
             }
         }
-        Activity::FileChange { path, .. } if !result.files_changed.contains(path) => result.files_changed.push(path.clone()),
-        Activity::ToolUse { name, .. } if !result.tools_used.contains(name) => result.tools_used.push(name.clone()),
-        Activity::FinalResult { summary, .. } if !summary.is_empty() => result.summary = Some(summary.clone()),
+        Activity::FileChange { path, .. } if !result.files_changed.contains(path) => {
+            result.files_changed.push(path.clone())
+        }
+        Activity::ToolUse { name, .. } if !result.tools_used.contains(name) => {
+            result.tools_used.push(name.clone())
+        }
+        Activity::FinalResult { summary, .. } if !summary.is_empty() => {
+            result.summary = Some(summary.clone())
+        }
         _ => {}
     }
 }
@@ -587,7 +736,9 @@ impl TerminalBuffer {
         self.chunks.push_back(chunk.to_string());
         let mut dropped = false;
         while self.bytes > TERMINAL_BUFFER_BYTES {
-            let Some(old) = self.chunks.pop_front() else { break };
+            let Some(old) = self.chunks.pop_front() else {
+                break;
+            };
             self.bytes -= old.len();
             dropped = true;
         }
@@ -605,16 +756,24 @@ impl TerminalBuffer {
 /// or the first match on `PATH`.
 pub fn find_program(program: &str, cwd: &Path) -> Option<PathBuf> {
     use std::os::unix::fs::PermissionsExt;
-    let executable = |path: &Path| path.metadata().is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0);
+    let executable = |path: &Path| {
+        path.metadata()
+            .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
     if program.contains('/') {
         let path = cwd.join(program);
         return executable(&path).then_some(path);
     }
-    std::env::split_paths(&std::env::var_os("PATH")?).map(|dir| dir.join(program)).find(|p| executable(p))
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|dir| dir.join(program))
+        .find(|p| executable(p))
 }
 
 impl From<CallError> for Refusal {
     fn from(err: CallError) -> Self {
-        Refusal::Invalid { agent: String::new(), message: err.to_string() }
+        Refusal::Invalid {
+            agent: String::new(),
+            message: err.to_string(),
+        }
     }
 }

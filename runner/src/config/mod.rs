@@ -192,7 +192,13 @@ impl Config {
         let source_line = std::fs::read_to_string(&self.path)
             .ok()
             .and_then(|text| text.lines().nth(location.line - 1).map(str::to_string));
-        ConfigError { file: self.path.clone(), location: Some(location), key: Some(key), message, source_line }
+        ConfigError {
+            file: self.path.clone(),
+            location: Some(location),
+            key: Some(key),
+            message,
+            source_line,
+        }
     }
 
     /// Reads and checks `path`.
@@ -215,10 +221,20 @@ impl Config {
     /// The pipeline to run: the one named, else `default_pipeline`, else the
     /// one called `default`, else the only one.
     pub fn pipeline(&self, name: Option<&str>) -> Result<&Pipeline, String> {
-        let names = || self.pipelines.keys().cloned().collect::<Vec<_>>().join(", ");
+        let names = || {
+            self.pipelines
+                .keys()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
         if let Some(name) = name {
             return self.pipelines.get(name).ok_or_else(|| {
-                format!("{}: no pipeline `{name}`; pipelines: {}", self.path.display(), names())
+                format!(
+                    "{}: no pipeline `{name}`; pipelines: {}",
+                    self.path.display(),
+                    names()
+                )
             });
         }
         if let Some(name) = &self.default_pipeline {
@@ -229,7 +245,10 @@ impl Config {
         }
         match self.pipelines.len() {
             1 => Ok(&self.pipelines[0]),
-            0 => Err(format!("{}: no pipelines are declared", self.path.display())),
+            0 => Err(format!(
+                "{}: no pipelines are declared",
+                self.path.display()
+            )),
             _ => Err(format!(
                 "{}: several pipelines and no `default_pipeline`; name one of: {}",
                 self.path.display(),
@@ -276,7 +295,11 @@ impl fmt::Display for ConfigError {
         write!(f, "{}", self.message)?;
         if let (Some(Location { line, column }), Some(text)) = (self.location, &self.source_line) {
             let gutter = line.to_string().len();
-            write!(f, "\n{:gutter$} |\n{line} | {text}\n{:gutter$} | {:>column$}", "", "", "^")?;
+            write!(
+                f,
+                "\n{:gutter$} |\n{line} | {text}\n{:gutter$} | {:>column$}",
+                "", "", "^"
+            )?;
         }
         Ok(())
     }

@@ -53,7 +53,7 @@ pub struct RawAgent {
     /// Commands that may wait; more are refused. Example: `queue_limit = 16`
     pub queue_limit: Option<Spanned<i64>>,
     /// Per-command timeout. Example: `timeout = "10m"`
-    pub timeout: Option<Spanned<String>>,
+    pub timeout: Option<Spanned<toml::Value>>,
     /// Where the CLI runs, relative to `runner.toml`. Example: `working_dir = "."`
     pub working_dir: Option<Spanned<String>>,
     /// Adapter options. Example: `options = { skip_permissions = true }`
@@ -68,7 +68,7 @@ pub struct RawAgent {
 #[serde(deny_unknown_fields)]
 pub struct RawDefaults {
     /// Per-task timeout. Example: `timeout = "5m"`
-    pub timeout: Option<Spanned<String>>,
+    pub timeout: Option<Spanned<toml::Value>>,
     /// How many tasks run at once. Example: `concurrency = 4`
     pub concurrency: Option<Spanned<i64>>,
     /// Memory limit of one plugin instance. Example: `memory = "256MiB"`
@@ -127,7 +127,7 @@ pub struct RawLimits {
     /// Example: `memory = "64MiB"`
     pub memory: Option<Spanned<String>>,
     /// Default timeout of this plugin's tasks. Example: `timeout = "30s"`
-    pub timeout: Option<Spanned<String>>,
+    pub timeout: Option<Spanned<toml::Value>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -173,7 +173,7 @@ pub struct RawTask {
     /// Given to the task type. Example: `config = { paths = ["/data"] }`
     pub config: Option<Spanned<toml::Value>>,
     /// Example: `timeout = "30s"`
-    pub timeout: Option<Spanned<String>>,
+    pub timeout: Option<Spanned<toml::Value>>,
     /// `high`, `normal` or `low`. Example: `priority = "high"`
     pub priority: Option<Spanned<String>>,
 }

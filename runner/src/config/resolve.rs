@@ -42,13 +42,22 @@ impl Resolver<'_> {
         }
     }
 
-    fn error_at(&self, offset: usize, key: Option<String>, message: impl Into<String>) -> ConfigError {
+    fn error_at(
+        &self,
+        offset: usize,
+        key: Option<String>,
+        message: impl Into<String>,
+    ) -> ConfigError {
         let offset = offset.min(self.text.len());
         let before = &self.text[..offset];
         let line = before.matches('\n').count() + 1;
         let line_start = before.rfind('\n').map_or(0, |i| i + 1);
         let column = self.text[line_start..offset].chars().count() + 1;
-        let source_line = self.text[line_start..].lines().next().unwrap_or("").to_string();
+        let source_line = self.text[line_start..]
+            .lines()
+            .next()
+            .unwrap_or("")
+            .to_string();
         ConfigError {
             file: self.file.to_path_buf(),
             location: Some(Location { line, column }),
@@ -58,16 +67,46 @@ impl Resolver<'_> {
         }
     }
 
-    fn at<T>(&self, spanned: &Spanned<T>, key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    fn at<T>(
+        &self,
+        spanned: &Spanned<T>,
+        key: impl Into<String>,
+        message: impl Into<String>,
+    ) -> ConfigError {
         self.error_at(spanned.span().start, Some(key.into()), message)
     }
 
     fn location<T>(&self, spanned: &Spanned<T>) -> Location {
-        self.error_at(spanned.span().start, None, "").location.expect("offset has a location")
+        self.error_at(spanned.span().start, None, "")
+            .location
+            .expect("offset has a location")
     }
 
-    fn duration(&self, value: &Spanned<String>, key: &str) -> Result<Duration> {
-        parse_duration(value.get_ref()).map_err(|msg| self.at(value, key, msg))
+    fn duration(&self, value: &Spanned<toml::Value>, key: &str) -> Result<Duration> {
+        let toml::Value::String(text) = value.get_ref() else {
+            return Err(self.at(
+                value,
+                key,
+                "a duration is a string with a unit; write for example \"30s\"",
+            ));
+        };
+        parse_duration(text).map_err(|msg| self.at(value, key, msg))
+    }
+
+    /// Where `prefix.name` (a table such as `[plugins.lint]`) is first
+    /// written, pointing at `name`.
+    fn table_at(
+        &self,
+        prefix: &str,
+        name: &str,
+        key: String,
+        message: impl Into<String>,
+    ) -> ConfigError {
+        let needle = format!("{prefix}.{name}");
+        match self.text.find(&needle) {
+            Some(at) => self.error_at(at + prefix.len() + 1, Some(key), message),
+            None => self.error(Some(key), message),
+        }
     }
 
     fn size(&self, value: &Spanned<String>, key: &str) -> Result<u64> {
@@ -76,7 +115,14 @@ impl Resolver<'_> {
 
     fn priority(&self, value: &Spanned<String>, key: &str) -> Result<Priority> {
         Priority::parse(value.get_ref()).ok_or_else(|| {
-            self.at(value, key, format!("unknown priority `{}`; use high, normal or low", value.get_ref()))
+            self.at(
+                value,
+                key,
+                format!(
+                    "unknown priority `{}`; use high, normal or low",
+                    value.get_ref()
+                ),
+            )
         })
     }
 
@@ -85,7 +131,10 @@ impl Resolver<'_> {
             return Err(self.at(
                 &raw.version,
                 "version",
-                format!("unsupported version {}; this runner reads version {VERSION}", raw.version.get_ref()),
+                format!(
+                    "unsupported version {}; this runner reads version {VERSION}",
+                    raw.version.get_ref()
+                ),
             ));
         }
         let base_dir = self
@@ -98,11 +147,17 @@ impl Resolver<'_> {
         let plugins = self.plugins(&raw.plugins, &base_dir, &defaults)?;
         let mut agents = IndexMap::new();
         for (name, agent) in &raw.agents {
-            agents.insert(name.clone(), self.agent(name, agent, &plugins, &base_dir, &defaults)?);
+            agents.insert(
+                name.clone(),
+                self.agent(name, agent, &plugins, &base_dir, &defaults)?,
+            );
         }
         let mut pipelines = IndexMap::new();
         for (name, pipeline) in &raw.pipelines {
-            pipelines.insert(name.clone(), self.pipeline(name, pipeline, &plugins, &agents, &defaults)?);
+            pipelines.insert(
+                name.clone(),
+                self.pipeline(name, pipeline, &plugins, &agents, &defaults)?,
+            );
         }
         let default_pipeline = match &raw.default_pipeline {
             Some(name) if !pipelines.contains_key(name.get_ref()) => {
@@ -110,7 +165,11 @@ impl Resolver<'_> {
                 return Err(self.at(
                     name,
                     "default_pipeline",
-                    format!("no pipeline `{}`; pipelines: {}", name.get_ref(), known.join(", ")),
+                    format!(
+                        "no pipeline `{}`; pipelines: {}",
+                        name.get_ref(),
+                        known.join(", ")
+                    ),
                 ));
             }
             Some(name) => Some(name.get_ref().clone()),
@@ -140,7 +199,9 @@ impl Resolver<'_> {
                 return Err(self.at(c, "defaults.concurrency", "must be between 1 and 1024"));
             }
             Some(c) => *c.get_ref() as usize,
-            None => std::thread::available_parallelism().map_or(2, |n| n.get()).max(2),
+            None => std::thread::available_parallelism()
+                .map_or(2, |n| n.get())
+                .max(2),
         };
         let memory = match &raw.memory {
             Some(m) => self.size(m, "defaults.memory")?,
@@ -151,7 +212,13 @@ impl Resolver<'_> {
             None => Priority::Normal,
         };
         let state_dir = base_dir.join(raw.state_dir.as_deref().unwrap_or(".runner"));
-        Ok(Defaults { timeout, concurrency, memory, priority, state_dir })
+        Ok(Defaults {
+            timeout,
+            concurrency,
+            memory,
+            priority,
+            state_dir,
+        })
     }
 
     fn plugins(
@@ -178,13 +245,24 @@ impl Resolver<'_> {
         for (name, plugin) in raw {
             let key = format!("plugins.{name}");
             if BUILTIN_TASK_TYPES.contains(&name.as_str()) {
-                return Err(self.error(Some(key), format!("`{name}` is a task type of the runner itself; pick another plugin name")));
+                return Err(self.table_at(
+                    "plugins",
+                    name,
+                    key,
+                    format!(
+                        "`{name}` is a task type of the runner itself; pick another plugin name"
+                    ),
+                ));
             }
             let source = match (&plugin.path, &plugin.builtin) {
                 (Some(path), None) => {
                     let full = base_dir.join(path.get_ref());
                     if !full.is_file() {
-                        return Err(self.at(path, format!("{key}.path"), format!("no component file at `{}`", full.display())));
+                        return Err(self.at(
+                            path,
+                            format!("{key}.path"),
+                            format!("no component file at `{}`", full.display()),
+                        ));
                     }
                     PluginSource::Path(full)
                 }
@@ -206,14 +284,23 @@ impl Resolver<'_> {
                     return Err(self.at(path, key, "give either `path` or `builtin`, not both"));
                 }
                 (None, None) => {
-                    return Err(self.error(Some(key), "give the component: `path = \"file.wasm\"` or `builtin = \"name\"`"));
+                    return Err(self.table_at(
+                        "plugins",
+                        name,
+                        key,
+                        "give the component: `path = \"file.wasm\"` or `builtin = \"name\"`",
+                    ));
                 }
             };
             let sha256 = match &plugin.sha256 {
                 Some(sum) => {
                     let hex = sum.get_ref().to_ascii_lowercase();
                     if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-                        return Err(self.at(sum, format!("{key}.sha256"), "expected 64 hexadecimal digits"));
+                        return Err(self.at(
+                            sum,
+                            format!("{key}.sha256"),
+                            "expected 64 hexadecimal digits",
+                        ));
                     }
                     Some(hex)
                 }
@@ -225,7 +312,11 @@ impl Resolver<'_> {
                 None => defaults.memory,
             };
             if memory < (1 << 20) {
-                let at = plugin.limits.memory.as_ref().expect("only a configured limit is this small");
+                let at = plugin
+                    .limits
+                    .memory
+                    .as_ref()
+                    .expect("only a configured limit is this small");
                 return Err(self.at(at, format!("{key}.limits.memory"), "must be at least 1MiB"));
             }
             let timeout = plugin
@@ -234,42 +325,83 @@ impl Resolver<'_> {
                 .as_ref()
                 .map(|t| self.duration(t, &format!("{key}.limits.timeout")))
                 .transpose()?;
-            let declared_at = plugin.path.as_ref().or(plugin.builtin.as_ref()).map(|s| self.location(s));
+            let declared_at = plugin
+                .path
+                .as_ref()
+                .or(plugin.builtin.as_ref())
+                .map(|s| self.location(s));
             plugins.insert(
                 name.clone(),
-                PluginDecl { name: name.clone(), source, sha256, capabilities, memory, timeout, declared_at },
+                PluginDecl {
+                    name: name.clone(),
+                    source,
+                    sha256,
+                    capabilities,
+                    memory,
+                    timeout,
+                    declared_at,
+                },
             );
         }
         Ok(plugins)
     }
 
-    fn capabilities(&self, raw: &RawCapabilities, key: &str, base_dir: &Path) -> Result<Capabilities> {
+    fn capabilities(
+        &self,
+        raw: &RawCapabilities,
+        key: &str,
+        base_dir: &Path,
+    ) -> Result<Capabilities> {
         let mut dirs = Vec::new();
         for (i, dir) in raw.dirs.iter().enumerate() {
             let dir_key = format!("{key}.capabilities.dirs[{i}]");
             let host = base_dir.join(&dir.get_ref().host);
             if !host.is_dir() {
-                return Err(self.at(dir, format!("{dir_key}.host"), format!("no directory at `{}`", host.display())));
+                return Err(self.at(
+                    dir,
+                    format!("{dir_key}.host"),
+                    format!("no directory at `{}`", host.display()),
+                ));
             }
             let writable = match dir.get_ref().access.as_deref() {
                 None | Some("read-only") => false,
                 Some("read-write") => true,
                 Some(other) => {
-                    return Err(self.at(dir, format!("{dir_key}.access"), format!("unknown access `{other}`; use read-only or read-write")));
+                    return Err(self.at(
+                        dir,
+                        format!("{dir_key}.access"),
+                        format!("unknown access `{other}`; use read-only or read-write"),
+                    ));
                 }
             };
-            let guest = dir.get_ref().guest.clone().unwrap_or_else(|| dir.get_ref().host.clone());
-            dirs.push(DirGrant { host, guest, writable });
+            let guest = dir
+                .get_ref()
+                .guest
+                .clone()
+                .unwrap_or_else(|| dir.get_ref().host.clone());
+            dirs.push(DirGrant {
+                host,
+                guest,
+                writable,
+            });
         }
         let mut env = Vec::new();
         for (i, name) in raw.env.iter().enumerate() {
             let valid = !name.get_ref().is_empty() && !name.get_ref().contains(['=', '\0']);
             if !valid {
-                return Err(self.at(name, format!("{key}.capabilities.env[{i}]"), "not a variable name"));
+                return Err(self.at(
+                    name,
+                    format!("{key}.capabilities.env[{i}]"),
+                    "not a variable name",
+                ));
             }
             env.push(name.get_ref().clone());
         }
-        let vars = raw.vars.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        let vars = raw
+            .vars
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
         Ok(Capabilities { dirs, env, vars })
     }
 
@@ -285,11 +417,19 @@ impl Resolver<'_> {
         check_id(name).map_err(|msg| self.at(&raw.adapter, key.clone(), msg))?;
         let adapter = raw.adapter.get_ref();
         if !plugins.contains_key(adapter) {
-            return Err(self.at(&raw.adapter, format!("{key}.adapter"), unknown_plugin(adapter, "adapter", plugins)));
+            return Err(self.at(
+                &raw.adapter,
+                format!("{key}.adapter"),
+                unknown_plugin(adapter, "adapter", plugins),
+            ));
         }
         let command = raw.command.as_ref().map(|command| {
             let text = command.get_ref();
-            if text.contains('/') { base_dir.join(text).display().to_string() } else { text.clone() }
+            if text.contains('/') {
+                base_dir.join(text).display().to_string()
+            } else {
+                text.clone()
+            }
         });
         let count = |value: &Option<Spanned<i64>>, field: &str, default: usize| -> Result<usize> {
             match value {
@@ -310,7 +450,11 @@ impl Resolver<'_> {
             Some(dir) => {
                 let full = base_dir.join(dir.get_ref());
                 if !full.is_dir() {
-                    return Err(self.at(dir, format!("{key}.working_dir"), format!("no directory at `{}`", full.display())));
+                    return Err(self.at(
+                        dir,
+                        format!("{key}.working_dir"),
+                        format!("no directory at `{}`", full.display()),
+                    ));
                 }
                 full
             }
@@ -326,8 +470,16 @@ impl Resolver<'_> {
             queue_limit,
             timeout,
             working_dir,
-            options: raw.options.iter().map(|(k, v)| (k.clone(), to_json(v).to_string())).collect(),
-            env: raw.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            options: raw
+                .options
+                .iter()
+                .map(|(k, v)| (k.clone(), to_json(v).to_string()))
+                .collect(),
+            env: raw
+                .env
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
             adapter_at: self.location(&raw.adapter),
         })
     }
@@ -342,7 +494,8 @@ impl Resolver<'_> {
     ) -> Result<Pipeline> {
         let key = format!("pipelines.{name}");
         if raw.batches.is_empty() {
-            return Err(self.error(Some(key), "a pipeline needs at least one `[[...batches]]`"));
+            let message = format!("a pipeline needs at least one `[[pipelines.{name}.batches]]`");
+            return Err(self.table_at("pipelines", name, key, message));
         }
         let mut batch_ids: HashMap<&str, usize> = HashMap::new();
         let mut task_ids: HashSet<&str> = HashSet::new();
@@ -352,12 +505,20 @@ impl Resolver<'_> {
             let id = batch.id.get_ref();
             check_id(id).map_err(|msg| self.at(&batch.id, format!("{batch_key}.id"), msg))?;
             if batch_ids.insert(id, index).is_some() {
-                return Err(self.at(&batch.id, format!("{batch_key}.id"), format!("batch `{id}` is declared twice in this pipeline")));
+                return Err(self.at(
+                    &batch.id,
+                    format!("{batch_key}.id"),
+                    format!("batch `{id}` is declared twice in this pipeline"),
+                ));
             }
             let batch_type = match &batch.batch_type {
                 Some(t) => {
                     if !plugins.contains_key(t.get_ref()) {
-                        return Err(self.at(t, format!("{batch_key}.type"), unknown_plugin(t.get_ref(), "batch type", plugins)));
+                        return Err(self.at(
+                            t,
+                            format!("{batch_key}.type"),
+                            unknown_plugin(t.get_ref(), "batch type", plugins),
+                        ));
                     }
                     t.get_ref().clone()
                 }
@@ -367,14 +528,25 @@ impl Resolver<'_> {
             for (task_index, task) in batch.tasks.iter().enumerate() {
                 let task_key = format!("{batch_key}.tasks[{task_index}]");
                 let task_id = task.id.get_ref();
-                check_id(task_id).map_err(|msg| self.at(&task.id, format!("{task_key}.id"), msg))?;
+                check_id(task_id)
+                    .map_err(|msg| self.at(&task.id, format!("{task_key}.id"), msg))?;
                 if !task_ids.insert(task_id) {
-                    return Err(self.at(&task.id, format!("{task_key}.id"), format!("task `{task_id}` is declared twice in this pipeline")));
+                    return Err(self.at(
+                        &task.id,
+                        format!("{task_key}.id"),
+                        format!("task `{task_id}` is declared twice in this pipeline"),
+                    ));
                 }
                 tasks.push(self.task(task, &task_key, plugins, agents, defaults)?);
             }
             if tasks.is_empty() {
-                return Err(self.error(Some(batch_key), format!("batch `{id}` has no tasks; add a `[[...tasks]]`")));
+                return Err(self.at(
+                    &batch.id,
+                    batch_key,
+                    format!(
+                        "batch `{id}` has no tasks; add a `[[pipelines.{name}.batches.tasks]]`"
+                    ),
+                ));
             }
             let with = match &batch.with {
                 Some(with) => to_json(with),
@@ -386,7 +558,11 @@ impl Resolver<'_> {
                 id: id.clone(),
                 name: batch.name.clone().unwrap_or_else(|| id.clone()),
                 batch_type,
-                depends_on: batch.depends_on.iter().map(|d| d.get_ref().clone()).collect(),
+                depends_on: batch
+                    .depends_on
+                    .iter()
+                    .map(|d| d.get_ref().clone())
+                    .collect(),
                 with,
                 tasks,
             });
@@ -395,29 +571,58 @@ impl Resolver<'_> {
             for (dep_index, dep) in batch.depends_on.iter().enumerate() {
                 let dep_key = format!("{key}.batches[{index}].depends_on[{dep_index}]");
                 if dep.get_ref() == batch.id.get_ref() {
-                    return Err(self.at(dep, dep_key, format!("batch `{}` depends on itself", dep.get_ref())));
+                    return Err(self.at(
+                        dep,
+                        dep_key,
+                        format!("batch `{}` depends on itself", dep.get_ref()),
+                    ));
                 }
                 if !batch_ids.contains_key(dep.get_ref().as_str()) {
                     let mut known: Vec<&str> = batch_ids.keys().copied().collect();
                     known.sort_unstable();
-                    return Err(self.at(dep, dep_key, format!("no batch `{}` in pipeline `{name}`; batches: {}", dep.get_ref(), known.join(", "))));
+                    return Err(self.at(
+                        dep,
+                        dep_key,
+                        format!(
+                            "no batch `{}` in pipeline `{name}`; batches: {}",
+                            dep.get_ref(),
+                            known.join(", ")
+                        ),
+                    ));
                 }
             }
         }
         let order = self.order(name, raw, &batch_ids)?;
         let mut by_index: Vec<Option<Batch>> = batches.into_iter().map(Some).collect();
-        let batches = order.into_iter().map(|i| by_index[i].take().expect("each batch once")).collect();
-        Ok(Pipeline { name: name.to_string(), description: raw.description.clone(), batches })
+        let batches = order
+            .into_iter()
+            .map(|i| by_index[i].take().expect("each batch once"))
+            .collect();
+        Ok(Pipeline {
+            name: name.to_string(),
+            description: raw.description.clone(),
+            batches,
+        })
     }
 
     /// Orders batches after their dependencies (declaration order among
     /// equals), or reports a cycle with the dependency that closes it.
-    fn order(&self, name: &str, raw: &RawPipeline, ids: &HashMap<&str, usize>) -> Result<Vec<usize>> {
+    fn order(
+        &self,
+        name: &str,
+        raw: &RawPipeline,
+        ids: &HashMap<&str, usize>,
+    ) -> Result<Vec<usize>> {
         let n = raw.batches.len();
         let deps: Vec<Vec<usize>> = raw
             .batches
             .iter()
-            .map(|b| b.depends_on.iter().map(|d| ids[d.get_ref().as_str()]).collect())
+            .map(|b| {
+                b.depends_on
+                    .iter()
+                    .map(|d| ids[d.get_ref().as_str()])
+                    .collect()
+            })
             .collect();
         let mut done = vec![false; n];
         let mut order = Vec::with_capacity(n);
@@ -430,9 +635,15 @@ impl Resolver<'_> {
                 }
                 None => {
                     let cycle = find_cycle(&deps, &done);
-                    let names: Vec<&str> = cycle.iter().map(|&i| raw.batches[i].id.get_ref().as_str()).collect();
+                    let names: Vec<&str> = cycle
+                        .iter()
+                        .map(|&i| raw.batches[i].id.get_ref().as_str())
+                        .collect();
                     let (last, first) = (cycle[cycle.len() - 1], cycle[0]);
-                    let dep_index = deps[last].iter().position(|&d| d == first).expect("cycle edge");
+                    let dep_index = deps[last]
+                        .iter()
+                        .position(|&d| d == first)
+                        .expect("cycle edge");
                     let at = &raw.batches[last].depends_on[dep_index];
                     return Err(self.at(
                         at,
@@ -456,7 +667,11 @@ impl Resolver<'_> {
         let config = match &raw.config {
             Some(config) => {
                 if !config.get_ref().is_table() {
-                    return Err(self.at(config, format!("{key}.config"), "must be a table, for example `config = { paths = [\"/data\"] }`"));
+                    return Err(self.at(
+                        config,
+                        format!("{key}.config"),
+                        "must be a table, for example `config = { paths = [\"/data\"] }`",
+                    ));
                 }
                 to_json(config.get_ref())
             }
@@ -467,9 +682,13 @@ impl Resolver<'_> {
             "exec" => {
                 match config.get("command") {
                     Some(Value::String(s)) if !s.trim().is_empty() => {}
-                    Some(Value::Array(items)) if !items.is_empty() && items.iter().all(Value::is_string) => {}
+                    Some(Value::Array(items))
+                        if !items.is_empty() && items.iter().all(Value::is_string) => {}
                     _ => {
-                        let at = raw.config.as_ref().map_or(raw.task_type.span().start, |c| c.span().start);
+                        let at = raw
+                            .config
+                            .as_ref()
+                            .map_or(raw.task_type.span().start, |c| c.span().start);
                         return Err(self.error_at(at, Some(format!("{key}.config.command")),
                             "an exec task needs `command`: a shell line (\"make test\") or a list ([\"make\", \"test\"])"));
                     }
@@ -478,37 +697,69 @@ impl Resolver<'_> {
             }
             "script" => {
                 let Some(Value::String(component)) = config.get("component") else {
-                    let at = raw.config.as_ref().map_or(raw.task_type.span().start, |c| c.span().start);
+                    let at = raw
+                        .config
+                        .as_ref()
+                        .map_or(raw.task_type.span().start, |c| c.span().start);
                     return Err(self.error_at(at, Some(format!("{key}.config.component")),
                         "a script task needs `component`: the name of a plugin that is a WASI command"));
                 };
                 if !plugins.contains_key(component) {
                     let at = raw.config.as_ref().expect("component came from config");
-                    return Err(self.at(at, format!("{key}.config.component"), unknown_plugin(component, "component", plugins)));
+                    return Err(self.at(
+                        at,
+                        format!("{key}.config.component"),
+                        unknown_plugin(component, "component", plugins),
+                    ));
                 }
                 TaskKind::Script(component.clone())
             }
             "agent" => {
-                let at = raw.config.as_ref().map_or(raw.task_type.span().start, |c| c.span().start);
+                let at = raw
+                    .config
+                    .as_ref()
+                    .map_or(raw.task_type.span().start, |c| c.span().start);
                 let Some(Value::String(agent)) = config.get("agent") else {
-                    return Err(self.error_at(at, Some(format!("{key}.config.agent")),
-                        "an agent task needs `agent`: the name of an agent declared under [agents]"));
+                    return Err(self.error_at(
+                        at,
+                        Some(format!("{key}.config.agent")),
+                        "an agent task needs `agent`: the name of an agent declared under [agents]",
+                    ));
                 };
                 if !agents.contains_key(agent) {
                     let known: Vec<&str> = agents.keys().map(String::as_str).collect();
-                    return Err(self.error_at(at, Some(format!("{key}.config.agent")),
-                        format!("no agent `{agent}`; declare it as [agents.{agent}] (agents: {})",
-                            if known.is_empty() { "none".to_string() } else { known.join(", ") })));
+                    return Err(self.error_at(
+                        at,
+                        Some(format!("{key}.config.agent")),
+                        format!(
+                            "no agent `{agent}`; declare it as [agents.{agent}] (agents: {})",
+                            if known.is_empty() {
+                                "none".to_string()
+                            } else {
+                                known.join(", ")
+                            }
+                        ),
+                    ));
                 }
                 match config.get("prompt") {
                     Some(Value::String(p)) if !p.trim().is_empty() => {}
-                    _ => return Err(self.error_at(at, Some(format!("{key}.config.prompt")), "an agent task needs a non-empty `prompt`")),
+                    _ => {
+                        return Err(self.error_at(
+                            at,
+                            Some(format!("{key}.config.prompt")),
+                            "an agent task needs a non-empty `prompt`",
+                        ));
+                    }
                 }
                 TaskKind::Agent(agent.clone())
             }
             plugin if plugins.contains_key(plugin) => TaskKind::Plugin(plugin.to_string()),
             other => {
-                return Err(self.at(&raw.task_type, format!("{key}.type"), unknown_plugin(other, "task type", plugins)));
+                return Err(self.at(
+                    &raw.task_type,
+                    format!("{key}.type"),
+                    unknown_plugin(other, "task type", plugins),
+                ));
             }
         };
         let plugin_timeout = match &kind {
@@ -529,37 +780,80 @@ impl Resolver<'_> {
             (TaskKind::Script(_), Some(config)) => self.location(config),
             _ => self.location(&raw.task_type),
         };
-        Ok(Task { name: raw.name.clone().unwrap_or_else(|| id.clone()), id, kind, config, timeout, priority, type_at })
+        Ok(Task {
+            name: raw.name.clone().unwrap_or_else(|| id.clone()),
+            id,
+            kind,
+            config,
+            timeout,
+            priority,
+            type_at,
+        })
     }
 }
 
+/// "unknown task type `x`; ... use one of: ..." suggesting only what fits:
+/// declared plugins (their kind is known only once loaded) and the
+/// built-ins of the right kind.
 fn unknown_plugin(name: &str, what: &str, plugins: &IndexMap<String, PluginDecl>) -> String {
-    let mut known: Vec<&str> = BUILTIN_TASK_TYPES.to_vec();
-    if what == "batch type" || what == "adapter" {
-        known.clear();
+    let fits: &[&str] = match what {
+        "batch type" => &["batch"],
+        "adapter" => &["adapter"],
+        "component" => &["script"],
+        _ => &["block", "script"],
+    };
+    let mut known: Vec<&str> = if what == "task type" {
+        BUILTIN_TASK_TYPES.to_vec()
+    } else {
+        Vec::new()
+    };
+    for (plugin_name, decl) in plugins {
+        let kind = match &decl.source {
+            PluginSource::Builtin(builtin) if decl.declared_at.is_none() => {
+                crate::plugin::builtin::kind(builtin)
+            }
+            _ => None,
+        };
+        if kind.is_none_or(|k| fits.contains(&k)) {
+            known.push(plugin_name);
+        }
     }
-    known.extend(plugins.keys().map(String::as_str));
-    format!("unknown {what} `{name}`; declare it under [plugins.{name}] or use one of: {}", known.join(", "))
+    if known.is_empty() {
+        return format!("unknown {what} `{name}`; declare it under [plugins.{name}]");
+    }
+    format!(
+        "unknown {what} `{name}`; declare it under [plugins.{name}] or use one of: {}",
+        known.join(", ")
+    )
 }
 
 fn check_id(id: &str) -> std::result::Result<(), String> {
     let ok = !id.is_empty()
-        && id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
     if ok {
         Ok(())
     } else {
-        Err(format!("`{id}` is not a valid id; use letters, digits, `-`, `_` and `.`"))
+        Err(format!(
+            "`{id}` is not a valid id; use letters, digits, `-`, `_` and `.`"
+        ))
     }
 }
 
 fn find_cycle(deps: &[Vec<usize>], done: &[bool]) -> Vec<usize> {
     // Every unfinished node has an unfinished dependency, so walking
     // dependencies from any of them must revisit a node.
-    let start = (0..deps.len()).find(|&i| !done[i]).expect("an unfinished batch");
+    let start = (0..deps.len())
+        .find(|&i| !done[i])
+        .expect("an unfinished batch");
     let mut path = vec![start];
     let mut current = start;
     loop {
-        let next = *deps[current].iter().find(|&&d| !done[d]).expect("unfinished dependency");
+        let next = *deps[current]
+            .iter()
+            .find(|&&d| !done[d])
+            .expect("unfinished dependency");
         if let Some(pos) = path.iter().position(|&p| p == next) {
             let mut cycle = path[pos..].to_vec();
             // Report it in dependency order: a depends on b ... depends on a.
@@ -576,10 +870,14 @@ pub fn to_json(value: &toml::Value) -> Value {
     match value {
         toml::Value::String(s) => Value::String(s.clone()),
         toml::Value::Integer(i) => Value::from(*i),
-        toml::Value::Float(f) => serde_json::Number::from_f64(*f).map_or(Value::Null, Value::Number),
+        toml::Value::Float(f) => {
+            serde_json::Number::from_f64(*f).map_or(Value::Null, Value::Number)
+        }
         toml::Value::Boolean(b) => Value::Bool(*b),
         toml::Value::Datetime(d) => Value::String(d.to_string()),
         toml::Value::Array(items) => Value::Array(items.iter().map(to_json).collect()),
-        toml::Value::Table(table) => Value::Object(table.iter().map(|(k, v)| (k.clone(), to_json(v))).collect()),
+        toml::Value::Table(table) => {
+            Value::Object(table.iter().map(|(k, v)| (k.clone(), to_json(v))).collect())
+        }
     }
 }

@@ -11,29 +11,45 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let mut total = Duration::ZERO;
     let mut rest = text;
     while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
         if digits == 0 {
-            return Err(format!("`{text}` is not a duration; write for example \"30s\" or \"5m\""));
+            return Err(format!(
+                "`{text}` is not a duration; write for example \"30s\" or \"5m\""
+            ));
         }
         let number: u64 = rest[..digits]
             .parse()
             .map_err(|_| format!("`{text}`: number too large"))?;
         rest = &rest[digits..];
-        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
-        let unit = &rest[..unit_len];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let unit = rest[..unit_len].trim();
         rest = &rest[unit_len..];
         let part = match unit {
             "ms" => Duration::from_millis(number),
             "s" => Duration::from_secs(number),
             "m" => Duration::from_secs(number * 60),
             "h" => Duration::from_secs(number * 3600),
-            "" => return Err(format!("`{text}` has no unit; write for example \"{number}s\"")),
-            other => return Err(format!("`{text}`: unknown unit `{other}` (use ms, s, m or h)")),
+            "" => {
+                return Err(format!(
+                    "`{text}` has no unit; write for example \"{number}s\""
+                ));
+            }
+            other => {
+                return Err(format!(
+                    "`{text}`: unknown unit `{other}` (use ms, s, m or h)"
+                ));
+            }
         };
         total += part;
     }
     if total.is_zero() {
-        return Err(format!("`{text}` is zero; a timeout must be longer than that"));
+        return Err(format!(
+            "`{text}` is zero; a timeout must be longer than that"
+        ));
     }
     Ok(total)
 }
@@ -41,11 +57,17 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 /// Parses `"64MiB"`, `"1GiB"`, `"512KiB"`, `"100MB"` or a number of bytes.
 pub fn parse_size(text: &str) -> Result<u64, String> {
     let text = text.trim();
-    let digits = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let digits = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
     if digits == 0 {
-        return Err(format!("`{text}` is not a size; write for example \"64MiB\""));
+        return Err(format!(
+            "`{text}` is not a size; write for example \"64MiB\""
+        ));
     }
-    let number: u64 = text[..digits].parse().map_err(|_| format!("`{text}`: number too large"))?;
+    let number: u64 = text[..digits]
+        .parse()
+        .map_err(|_| format!("`{text}`: number too large"))?;
     let factor: u64 = match text[digits..].trim() {
         "" | "B" => 1,
         "KiB" => 1 << 10,
@@ -54,9 +76,15 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         "KB" | "kB" => 1_000,
         "MB" => 1_000_000,
         "GB" => 1_000_000_000,
-        other => return Err(format!("`{text}`: unknown unit `{other}` (use KiB, MiB or GiB)")),
+        other => {
+            return Err(format!(
+                "`{text}`: unknown unit `{other}` (use KiB, MiB or GiB)"
+            ));
+        }
     };
-    number.checked_mul(factor).ok_or_else(|| format!("`{text}` is too large"))
+    number
+        .checked_mul(factor)
+        .ok_or_else(|| format!("`{text}` is too large"))
 }
 
 /// Formats a byte count the way people read it: `64 MiB`.
@@ -84,8 +112,16 @@ mod tests {
     #[test]
     fn refuses_durations_without_units_or_with_unknown_ones() {
         assert!(parse_duration("30").unwrap_err().contains("no unit"));
-        assert!(parse_duration("3 days").unwrap_err().contains("unknown unit"));
-        assert!(parse_duration("soon").unwrap_err().contains("not a duration"));
+        assert!(
+            parse_duration("3 days")
+                .unwrap_err()
+                .contains("unknown unit")
+        );
+        assert!(
+            parse_duration("soon")
+                .unwrap_err()
+                .contains("not a duration")
+        );
         assert!(parse_duration("0s").unwrap_err().contains("zero"));
     }
 

@@ -4,12 +4,23 @@ include!(concat!(env!("OUT_DIR"), "/builtin.rs"));
 
 /// The names of the built-in plugins.
 pub fn names() -> Vec<&'static str> {
-    BUILTIN.iter().map(|(name, _)| *name).collect()
+    BUILTIN.iter().map(|(name, _, _)| *name).collect()
+}
+
+/// What a built-in plugin is: `batch`, `block`, `script` or `adapter`.
+pub fn kind(name: &str) -> Option<&'static str> {
+    BUILTIN
+        .iter()
+        .find(|(n, _, _)| *n == name)
+        .map(|(_, kind, _)| *kind)
 }
 
 /// The component bytes of a built-in plugin.
 pub fn bytes(name: &str) -> Option<&'static [u8]> {
-    BUILTIN.iter().find(|(n, _)| *n == name).map(|(_, bytes)| *bytes)
+    BUILTIN
+        .iter()
+        .find(|(n, _, _)| *n == name)
+        .map(|(_, _, bytes)| *bytes)
 }
 
 /// Where the build put every plugin's `.wasm`, test plugins included.

@@ -118,7 +118,12 @@ pub struct Info {
 
 impl From<PluginInfo> for Info {
     fn from(info: PluginInfo) -> Self {
-        Self { name: info.name, version: info.version, description: info.description, config_schema: info.config_schema }
+        Self {
+            name: info.name,
+            version: info.version,
+            description: info.description,
+            config_schema: info.config_schema,
+        }
     }
 }
 
@@ -146,21 +151,42 @@ impl Plugins {
     /// Builds the engine for `config` and loads the named plugins (all when
     /// `names` is `None`).
     pub async fn load(config: &Config, names: Option<&[String]>) -> Result<Self, LoadError> {
-        let max_memory = config.plugins.values().map(|p| p.memory).max().unwrap_or(config.defaults.memory);
-        let limits = EngineLimits { max_memory, instances: (config.defaults.concurrency as u32 + 8) * 2 };
-        let engine = Engine::new(limits, Some(config.state_dir().join("cache"))).map_err(|err| LoadError {
-            plugin: "*".into(),
-            origin: "engine".into(),
-            message: format!("cannot create the wasm engine: {err:#}"),
-        })?;
+        let max_memory = config
+            .plugins
+            .values()
+            .map(|p| p.memory)
+            .max()
+            .unwrap_or(config.defaults.memory);
+        let limits = EngineLimits {
+            max_memory,
+            instances: (config.defaults.concurrency as u32 + 8) * 2,
+        };
+        let engine =
+            Engine::new(limits, Some(config.state_dir().join("cache"))).map_err(|err| {
+                LoadError {
+                    plugin: "*".into(),
+                    origin: "engine".into(),
+                    message: format!("cannot create the wasm engine: {err:#}"),
+                }
+            })?;
         let engine = Arc::new(engine);
         let mut linker = Linker::<StoreState>::new(engine.wasmtime());
         let link = |result: wasmtime::Result<()>| {
-            result.map_err(|err| LoadError { plugin: "*".into(), origin: "linker".into(), message: format!("{err:#}") })
+            result.map_err(|err| LoadError {
+                plugin: "*".into(),
+                origin: "linker".into(),
+                message: format!("{err:#}"),
+            })
         };
         link(wasmtime_wasi::p2::add_to_linker_async(&mut linker))?;
-        link(bindings::host::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s))?;
-        link(bindings::types::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s))?;
+        link(bindings::host::add_to_linker::<_, HasSelf<_>>(
+            &mut linker,
+            |s| s,
+        ))?;
+        link(bindings::types::add_to_linker::<_, HasSelf<_>>(
+            &mut linker,
+            |s| s,
+        ))?;
 
         let wanted: Vec<&PluginDecl> = config
             .plugins
@@ -195,11 +221,23 @@ fn origin(decl: &PluginDecl) -> String {
     }
 }
 
-async fn load_one(engine: &Arc<Engine>, linker: &Linker<StoreState>, decl: &PluginDecl) -> Result<Plugin, LoadError> {
-    let fail = |message: String| LoadError { plugin: decl.name.clone(), origin: origin(decl), message };
+async fn load_one(
+    engine: &Arc<Engine>,
+    linker: &Linker<StoreState>,
+    decl: &PluginDecl,
+) -> Result<Plugin, LoadError> {
+    let fail = |message: String| LoadError {
+        plugin: decl.name.clone(),
+        origin: origin(decl),
+        message,
+    };
     let bytes: std::borrow::Cow<'static, [u8]> = match &decl.source {
-        PluginSource::Builtin(name) => builtin::bytes(name).ok_or_else(|| fail("no such built-in plugin".into()))?.into(),
-        PluginSource::Path(path) => std::fs::read(path).map_err(|err| fail(format!("cannot read the component: {err}")))?.into(),
+        PluginSource::Builtin(name) => builtin::bytes(name)
+            .ok_or_else(|| fail("no such built-in plugin".into()))?
+            .into(),
+        PluginSource::Path(path) => std::fs::read(path)
+            .map_err(|err| fail(format!("cannot read the component: {err}")))?
+            .into(),
     };
     let sha256 = hex::encode(Sha256::digest(&bytes));
     if let Some(expected) = &decl.sha256
@@ -219,8 +257,15 @@ async fn load_one(engine: &Arc<Engine>, linker: &Linker<StoreState>, decl: &Plug
     let (world, wit_version) = detect_world(engine, &component).ok_or_else(|| {
         fail("exports none of runner:plugin/block, runner:plugin/batch, runner:plugin/agent-adapter or wasi:cli/run".into())
     })?;
-    let instance_pre = linker.instantiate_pre(&component).map_err(|err| fail(format!("cannot be linked: {err:#}")))?;
-    let typed = |err: wasmtime::Error| fail(format!("does not match the {} world: {err:#}", world.name()));
+    let instance_pre = linker
+        .instantiate_pre(&component)
+        .map_err(|err| fail(format!("cannot be linked: {err:#}")))?;
+    let typed = |err: wasmtime::Error| {
+        fail(format!(
+            "does not match the {} world: {err:#}",
+            world.name()
+        ))
+    };
     let pre = match world {
         World::Block => Pre::Block(BlockPluginPre::new(instance_pre).map_err(typed)?),
         World::Batch => Pre::Batch(BatchPluginPre::new(instance_pre).map_err(typed)?),
@@ -238,13 +283,19 @@ async fn load_one(engine: &Arc<Engine>, linker: &Linker<StoreState>, decl: &Plug
         pre,
     };
     if world != World::Command {
-        let info = plugin.describe().await.map_err(|err| fail(format!("`describe` failed: {err}")))?;
+        let info = plugin
+            .describe()
+            .await
+            .map_err(|err| fail(format!("`describe` failed: {err}")))?;
         plugin.info = Some(info);
     }
     Ok(plugin)
 }
 
-fn detect_world(engine: &Engine, component: &wasmtime::component::Component) -> Option<(World, String)> {
+fn detect_world(
+    engine: &Engine,
+    component: &wasmtime::component::Component,
+) -> Option<(World, String)> {
     let ty = component.component_type();
     for (name, item) in ty.exports(engine.wasmtime()) {
         if !matches!(item.ty, ComponentItem::ComponentInstance(_)) {
@@ -269,11 +320,23 @@ impl Plugin {
         &self.decl.name
     }
 
-    fn store(&self, sink: Sink, timeout: Duration, options: &CallOptions) -> Result<Store<StoreState>, CallError> {
+    fn store(
+        &self,
+        sink: Sink,
+        timeout: Duration,
+        options: &CallOptions,
+    ) -> Result<Store<StoreState>, CallError> {
         let mut wasi = WasiCtx::builder();
-        wasi.stdout(OutputPipe { stream: Stream::Stdout, sink: sink.clone() });
-        wasi.stderr(OutputPipe { stream: Stream::Stderr, sink: sink.clone() });
-        grant(&mut wasi, &self.decl.capabilities).map_err(|err| CallError::Other(format!("{err:#}")))?;
+        wasi.stdout(OutputPipe {
+            stream: Stream::Stdout,
+            sink: sink.clone(),
+        });
+        wasi.stderr(OutputPipe {
+            stream: Stream::Stderr,
+            sink: sink.clone(),
+        });
+        grant(&mut wasi, &self.decl.capabilities)
+            .map_err(|err| CallError::Other(format!("{err:#}")))?;
         for (key, value) in &options.env {
             wasi.env(key, value);
         }
@@ -283,7 +346,9 @@ impl Plugin {
         let state = StoreState {
             wasi: wasi.build(),
             table: ResourceTable::new(),
-            limiter: MemoryLimiter { limit: self.decl.memory },
+            limiter: MemoryLimiter {
+                limit: self.decl.memory,
+            },
             sink,
         };
         let mut store = Store::new(self.engine.wasmtime(), state);
@@ -291,7 +356,11 @@ impl Plugin {
         let deadline = Instant::now() + timeout;
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(move |_| {
-            if Instant::now() >= deadline { Err(TimedOut.into()) } else { Ok(UpdateDeadline::Yield(1)) }
+            if Instant::now() >= deadline {
+                Err(TimedOut.into())
+            } else {
+                Ok(UpdateDeadline::Yield(1))
+            }
         });
         Ok(store)
     }
@@ -316,9 +385,27 @@ impl Plugin {
         let mut store = self.store(discard(), HOUSEKEEPING_TIMEOUT, &CallOptions::default())?;
         self.guarded(HOUSEKEEPING_TIMEOUT, async {
             Ok::<_, wasmtime::Error>(match &self.pre {
-                Pre::Block(pre) => pre.instantiate_async(&mut store).await?.runner_plugin_block().call_describe(&mut store).await?,
-                Pre::Batch(pre) => pre.instantiate_async(&mut store).await?.runner_plugin_batch().call_describe(&mut store).await?,
-                Pre::Agent(pre) => pre.instantiate_async(&mut store).await?.runner_plugin_agent_adapter().call_describe(&mut store).await?,
+                Pre::Block(pre) => {
+                    pre.instantiate_async(&mut store)
+                        .await?
+                        .runner_plugin_block()
+                        .call_describe(&mut store)
+                        .await?
+                }
+                Pre::Batch(pre) => {
+                    pre.instantiate_async(&mut store)
+                        .await?
+                        .runner_plugin_batch()
+                        .call_describe(&mut store)
+                        .await?
+                }
+                Pre::Agent(pre) => {
+                    pre.instantiate_async(&mut store)
+                        .await?
+                        .runner_plugin_agent_adapter()
+                        .call_describe(&mut store)
+                        .await?
+                }
                 Pre::Command(_) => return Err(wasmtime::Error::msg("a command has no `describe`")),
             })
         })
@@ -328,19 +415,37 @@ impl Plugin {
 
     /// Runs a block: `Ok(Ok(output))`, `Ok(Err(message))` when the block
     /// failed the task, `Err` when the call itself failed.
-    pub async fn run_block(&self, config: &str, input: &str, timeout: Duration, sink: Sink) -> Result<Result<String, String>, CallError> {
-        let Pre::Block(pre) = &self.pre else { return Err(self.wrong_world(World::Block)) };
+    pub async fn run_block(
+        &self,
+        config: &str,
+        input: &str,
+        timeout: Duration,
+        sink: Sink,
+    ) -> Result<Result<String, String>, CallError> {
+        let Pre::Block(pre) = &self.pre else {
+            return Err(self.wrong_world(World::Block));
+        };
         let mut store = self.store(sink, timeout, &CallOptions::default())?;
         self.guarded(timeout, async {
             let instance = pre.instantiate_async(&mut store).await?;
-            instance.runner_plugin_block().call_run(&mut store, config, input).await
+            instance
+                .runner_plugin_block()
+                .call_run(&mut store, config, input)
+                .await
         })
         .await
     }
 
     /// Runs a script to its end; `Ok(code)` is its exit code.
-    pub async fn run_script(&self, options: &CallOptions, timeout: Duration, sink: Sink) -> Result<i32, CallError> {
-        let Pre::Command(pre) = &self.pre else { return Err(self.wrong_world(World::Command)) };
+    pub async fn run_script(
+        &self,
+        options: &CallOptions,
+        timeout: Duration,
+        sink: Sink,
+    ) -> Result<i32, CallError> {
+        let Pre::Command(pre) = &self.pre else {
+            return Err(self.wrong_world(World::Command));
+        };
         let mut store = self.store(sink, timeout, options)?;
         let result = self
             .guarded(timeout, async {
@@ -356,40 +461,72 @@ impl Plugin {
         }
     }
 
-    pub async fn expand(&self, spec: &str, tasks: &[TaskSpec], sink: Sink) -> Result<Result<Expansion, String>, CallError> {
-        let Pre::Batch(pre) = &self.pre else { return Err(self.wrong_world(World::Batch)) };
+    pub async fn expand(
+        &self,
+        spec: &str,
+        tasks: &[TaskSpec],
+        sink: Sink,
+    ) -> Result<Result<Expansion, String>, CallError> {
+        let Pre::Batch(pre) = &self.pre else {
+            return Err(self.wrong_world(World::Batch));
+        };
         let mut store = self.store(sink, HOUSEKEEPING_TIMEOUT, &CallOptions::default())?;
         self.guarded(HOUSEKEEPING_TIMEOUT, async {
             let instance = pre.instantiate_async(&mut store).await?;
-            instance.runner_plugin_batch().call_expand(&mut store, spec, tasks).await
+            instance
+                .runner_plugin_batch()
+                .call_expand(&mut store, spec, tasks)
+                .await
         })
         .await
     }
 
-    pub async fn reduce(&self, spec: &str, results: &[TaskResult], sink: Sink) -> Result<BatchOutcome, CallError> {
-        let Pre::Batch(pre) = &self.pre else { return Err(self.wrong_world(World::Batch)) };
+    pub async fn reduce(
+        &self,
+        spec: &str,
+        results: &[TaskResult],
+        sink: Sink,
+    ) -> Result<BatchOutcome, CallError> {
+        let Pre::Batch(pre) = &self.pre else {
+            return Err(self.wrong_world(World::Batch));
+        };
         let mut store = self.store(sink, HOUSEKEEPING_TIMEOUT, &CallOptions::default())?;
         self.guarded(HOUSEKEEPING_TIMEOUT, async {
             let instance = pre.instantiate_async(&mut store).await?;
-            instance.runner_plugin_batch().call_reduce(&mut store, spec, results).await
+            instance
+                .runner_plugin_batch()
+                .call_reduce(&mut store, spec, results)
+                .await
         })
         .await
     }
 
     fn wrong_world(&self, wanted: World) -> CallError {
-        CallError::Other(format!("plugin `{}` is a {}, not a {}", self.decl.name, self.world.name(), wanted.name()))
+        CallError::Other(format!(
+            "plugin `{}` is a {}, not a {}",
+            self.decl.name,
+            self.world.name(),
+            wanted.name()
+        ))
     }
 }
 
 impl fmt::Debug for Plugin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Plugin").field("name", &self.decl.name).field("world", &self.world).finish_non_exhaustive()
+        f.debug_struct("Plugin")
+            .field("name", &self.decl.name)
+            .field("world", &self.world)
+            .finish_non_exhaustive()
     }
 }
 
 fn grant(wasi: &mut wasmtime_wasi::WasiCtxBuilder, caps: &Capabilities) -> anyhow::Result<()> {
     for dir in &caps.dirs {
-        let perms = if dir.writable { FsPerms::ReadWrite } else { FsPerms::ReadOnly };
+        let perms = if dir.writable {
+            FsPerms::ReadWrite
+        } else {
+            FsPerms::ReadOnly
+        };
         wasi.preopened_dir(&dir.host, &dir.guest, perms)
             .map_err(anyhow::Error::from)
             .with_context(|| format!("cannot open `{}` for the plugin", dir.host.display()))?;
@@ -410,7 +547,10 @@ fn classify(err: wasmtime::Error, timeout: Duration) -> CallError {
         return CallError::TimedOut(timeout);
     }
     if let Some(oom) = err.downcast_ref::<MemoryLimitExceeded>() {
-        return CallError::OutOfMemory(MemoryLimitExceeded { desired: oom.desired, limit: oom.limit });
+        return CallError::OutOfMemory(MemoryLimitExceeded {
+            desired: oom.desired,
+            limit: oom.limit,
+        });
     }
     if let Some(exit) = err.downcast_ref::<wasmtime_wasi::I32Exit>() {
         return CallError::Exit(exit.0);
@@ -449,16 +589,34 @@ pub struct AgentSession {
 
 impl Plugin {
     /// A fresh adapter instance whose calls must all end within `timeout`.
-    pub async fn agent_session(&self, timeout: Duration, sink: Sink) -> Result<AgentSession, CallError> {
-        let Pre::Agent(pre) = &self.pre else { return Err(self.wrong_world(World::AgentAdapter)) };
+    pub async fn agent_session(
+        &self,
+        timeout: Duration,
+        sink: Sink,
+    ) -> Result<AgentSession, CallError> {
+        let Pre::Agent(pre) = &self.pre else {
+            return Err(self.wrong_world(World::AgentAdapter));
+        };
         let mut store = self.store(sink, timeout, &CallOptions::default())?;
-        let instance = self.guarded(timeout, pre.instantiate_async(&mut store)).await?;
-        Ok(AgentSession { store, instance, timeout })
+        let instance = self
+            .guarded(timeout, pre.instantiate_async(&mut store))
+            .await?;
+        Ok(AgentSession {
+            store,
+            instance,
+            timeout,
+        })
     }
 }
 
 impl AgentSession {
-    async fn guarded<T>(&mut self, call: impl AsyncFnOnce(&mut Store<StoreState>, &bindings::agent::AgentPlugin) -> wasmtime::Result<T>) -> Result<T, CallError> {
+    async fn guarded<T>(
+        &mut self,
+        call: impl AsyncFnOnce(
+            &mut Store<StoreState>,
+            &bindings::agent::AgentPlugin,
+        ) -> wasmtime::Result<T>,
+    ) -> Result<T, CallError> {
         let timeout = self.timeout;
         let grace = EPOCH_TICK * 4 + Duration::from_millis(100);
         match tokio::time::timeout(timeout + grace, call(&mut self.store, &self.instance)).await {
@@ -469,21 +627,46 @@ impl AgentSession {
     }
 
     /// Checks the request and builds the command line.
-    pub async fn start(&mut self, request: &AgentRequest) -> Result<Result<Invocation, String>, CallError> {
-        self.guarded(async |store, instance| instance.runner_plugin_agent_adapter().call_start(store, request).await).await
+    pub async fn start(
+        &mut self,
+        request: &AgentRequest,
+    ) -> Result<Result<Invocation, String>, CallError> {
+        self.guarded(async |store, instance| {
+            instance
+                .runner_plugin_agent_adapter()
+                .call_start(store, request)
+                .await
+        })
+        .await
     }
 
     /// Parses one line of the CLI's output.
-    pub async fn parse_line(&mut self, stream: Stream, line: &str) -> Result<Vec<AgentEvent>, CallError> {
+    pub async fn parse_line(
+        &mut self,
+        stream: Stream,
+        line: &str,
+    ) -> Result<Vec<AgentEvent>, CallError> {
         let source = match stream {
             Stream::Stdout => OutputStream::Stdout,
             Stream::Stderr => OutputStream::Stderr,
         };
-        self.guarded(async |store, instance| instance.runner_plugin_agent_adapter().call_parse_line(store, source, line).await).await
+        self.guarded(async |store, instance| {
+            instance
+                .runner_plugin_agent_adapter()
+                .call_parse_line(store, source, line)
+                .await
+        })
+        .await
     }
 
     /// The CLI ended with `exit_code`.
     pub async fn finish(&mut self, exit_code: Option<i32>) -> Result<Outcome, CallError> {
-        self.guarded(async |store, instance| instance.runner_plugin_agent_adapter().call_finish(store, exit_code).await).await
+        self.guarded(async |store, instance| {
+            instance
+                .runner_plugin_agent_adapter()
+                .call_finish(store, exit_code)
+                .await
+        })
+        .await
     }
 }

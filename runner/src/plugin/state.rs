@@ -14,9 +14,18 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 /// Something a running plugin said.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Signal {
-    Log { level: LogLevel, message: String },
-    Progress { display_text: String, percent: Option<u8> },
-    Output { stream: Stream, data: Vec<u8> },
+    Log {
+        level: LogLevel,
+        message: String,
+    },
+    Progress {
+        display_text: String,
+        percent: Option<u8>,
+    },
+    Output {
+        stream: Stream,
+        data: Vec<u8>,
+    },
 }
 
 /// Where a running plugin's signals go. Never blocks.
@@ -36,7 +45,10 @@ pub struct StoreState {
 
 impl WasiView for StoreState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
     }
 }
 
@@ -55,7 +67,10 @@ impl host::Host for StoreState {
     }
 
     fn progress(&mut self, display_text: String, percent: Option<u8>) {
-        (self.sink)(Signal::Progress { display_text, percent: percent.map(|p| p.min(100)) });
+        (self.sink)(Signal::Progress {
+            display_text,
+            percent: percent.map(|p| p.min(100)),
+        });
     }
 }
 
@@ -74,14 +89,27 @@ pub struct MemoryLimitExceeded {
 }
 
 impl wasmtime::ResourceLimiter for MemoryLimiter {
-    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         if desired as u64 > self.limit {
-            return Err(wasmtime::Error::new(MemoryLimitExceeded { desired, limit: self.limit }));
+            return Err(wasmtime::Error::new(MemoryLimitExceeded {
+                desired,
+                limit: self.limit,
+            }));
         }
         Ok(true)
     }
 
-    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         Ok(desired <= 1_000_000)
     }
 }
@@ -106,8 +134,15 @@ impl StdoutStream for OutputPipe {
 }
 
 impl tokio::io::AsyncWrite for OutputPipe {
-    fn poll_write(self: Pin<&mut Self>, _cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
-        (self.sink)(Signal::Output { stream: self.stream, data: buf.to_vec() });
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        (self.sink)(Signal::Output {
+            stream: self.stream,
+            data: buf.to_vec(),
+        });
         Poll::Ready(Ok(buf.len()))
     }
 

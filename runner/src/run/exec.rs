@@ -49,7 +49,12 @@ impl ExecSpec {
             Some(Value::Array(items)) => {
                 let mut words = items.iter().map(|v| v.as_str().map(str::to_string));
                 let program = words.next().flatten().context("`command` is empty")?;
-                (program, words.collect::<Option<Vec<_>>>().context("`command` must hold strings")?)
+                (
+                    program,
+                    words
+                        .collect::<Option<Vec<_>>>()
+                        .context("`command` must hold strings")?,
+                )
             }
             _ => bail!("`command` must be a string or a list of strings"),
         };
@@ -61,12 +66,23 @@ impl ExecSpec {
         let env = match config.get("env") {
             Some(Value::Object(map)) => map
                 .iter()
-                .map(|(k, v)| Ok((k.clone(), v.as_str().map_or_else(|| v.to_string(), str::to_string))))
+                .map(|(k, v)| {
+                    Ok((
+                        k.clone(),
+                        v.as_str().map_or_else(|| v.to_string(), str::to_string),
+                    ))
+                })
                 .collect::<Result<_>>()?,
             Some(_) => bail!("`env` must be a table"),
             None => Vec::new(),
         };
-        Ok(Self { program, args, cwd, env, stdin: None })
+        Ok(Self {
+            program,
+            args,
+            cwd,
+            env,
+            stdin: None,
+        })
     }
 }
 
@@ -101,7 +117,11 @@ pub async fn run(
         .args(&spec.args)
         .current_dir(&spec.cwd)
         .envs(spec.env.iter().map(|(k, v)| (k, v)))
-        .stdin(if spec.stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdin(if spec.stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0)
@@ -109,7 +129,9 @@ pub async fn run(
     let mut child = command
         .spawn()
         .with_context(|| format!("cannot start `{}` in {}", spec.program, spec.cwd.display()))?;
-    let guard = GroupGuard { pgid: child.id().map(|id| Pid::from_raw(id as i32)) };
+    let guard = GroupGuard {
+        pgid: child.id().map(|id| Pid::from_raw(id as i32)),
+    };
     if let (Some(mut stdin), Some(text)) = (child.stdin.take(), spec.stdin.clone()) {
         tokio::spawn(async move {
             use tokio::io::AsyncWriteExt;
@@ -156,7 +178,10 @@ pub async fn run(
 /// SIGTERM to the group, SIGKILL after the grace period.
 async fn stop(child: &mut Child, guard: &GroupGuard, ending: Ending) -> Ending {
     guard.signal(Signal::SIGTERM);
-    if tokio::time::timeout(KILL_GRACE, child.wait()).await.is_err() {
+    if tokio::time::timeout(KILL_GRACE, child.wait())
+        .await
+        .is_err()
+    {
         guard.signal(Signal::SIGKILL);
         let _ = child.wait().await;
     }

@@ -23,7 +23,8 @@ use crate::agents::{Agents, CommandRequest};
 use crate::config::{Batch, Config, ConfigError, Task, TaskKind};
 use crate::events::EventBus;
 use crate::plugin::{
-    CallOptions, ExecutionMode, Plugin, Plugins, Signal, Sink, TaskResult, TaskSpec, TaskState, World,
+    CallOptions, ExecutionMode, Plugin, Plugins, Signal, Sink, TaskResult, TaskSpec, TaskState,
+    World,
 };
 use chrono::{DateTime, Utc};
 use output::Chunker;
@@ -59,11 +60,21 @@ pub struct RunReport {
 impl Runner {
     /// Checks that every batch type is a batch plugin and every task plugin
     /// a block or a command, for the plugins that were loaded.
-    pub fn new(config: Arc<Config>, plugins: Arc<Plugins>, bus: Arc<EventBus>) -> Result<Self, ConfigError> {
+    pub fn new(
+        config: Arc<Config>,
+        plugins: Arc<Plugins>,
+        bus: Arc<EventBus>,
+    ) -> Result<Self, ConfigError> {
         check_worlds(&config, &plugins)?;
         let slots = Slots::new(config.defaults.concurrency);
         let agents = Agents::new(&config.agents, plugins.clone(), bus.clone());
-        Ok(Self { config, plugins, bus, slots, agents })
+        Ok(Self {
+            config,
+            plugins,
+            bus,
+            slots,
+            agents,
+        })
     }
 
     pub fn bus(&self) -> &Arc<EventBus> {
@@ -84,8 +95,18 @@ impl Runner {
     }
 
     /// Like [`Runner::run`], under a run id chosen by the caller.
-    pub async fn run_with_id(&self, run_id: String, pipeline: &str, cancel: CancellationToken) -> RunReport {
-        let pipeline = self.config.pipelines.get(pipeline).cloned().expect("pipeline was checked");
+    pub async fn run_with_id(
+        &self,
+        run_id: String,
+        pipeline: &str,
+        cancel: CancellationToken,
+    ) -> RunReport {
+        let pipeline = self
+            .config
+            .pipelines
+            .get(pipeline)
+            .cloned()
+            .expect("pipeline was checked");
         let ctx = Arc::new(RunCtx {
             run_id: run_id.clone(),
             pipeline: pipeline.name.clone(),
@@ -135,7 +156,10 @@ impl Runner {
                     states.insert(batch.id.clone(), (BatchStatus::Failed, Some(error)));
                     continue;
                 }
-                let ready = batch.depends_on.iter().all(|d| matches!(states.get(d), Some((BatchStatus::Completed, _))));
+                let ready = batch
+                    .depends_on
+                    .iter()
+                    .all(|d| matches!(states.get(d), Some((BatchStatus::Completed, _))));
                 if ready {
                     started_batches.insert(batch.id.clone());
                     let (ctx, batch) = (ctx.clone(), batch.clone());
@@ -151,14 +175,21 @@ impl Runner {
                 }
                 Some(Err(err)) => {
                     // A panic in a batch is a bug; report it rather than hang.
-                    ctx.log(None, LogLevel::Error, format!("a batch task panicked: {err}"));
+                    ctx.log(
+                        None,
+                        LogLevel::Error,
+                        format!("a batch task panicked: {err}"),
+                    );
                 }
                 None if started_batches.len() == pipeline.batches.len() => break,
                 None => {
                     // Nothing running and nothing ready: only possible when a
                     // batch panicked; fail what is left.
-                    let left: Vec<&Batch> =
-                        pipeline.batches.iter().filter(|b| !started_batches.contains(&b.id)).collect();
+                    let left: Vec<&Batch> = pipeline
+                        .batches
+                        .iter()
+                        .filter(|b| !started_batches.contains(&b.id))
+                        .collect();
                     for batch in left {
                         let error = "an earlier batch ended abnormally".to_string();
                         ctx.batch_status(batch, BatchStatus::Failed, Some(error.clone()), None);
@@ -172,15 +203,31 @@ impl Runner {
         let batches: Vec<(String, BatchStatus)> = pipeline
             .batches
             .iter()
-            .map(|b| (b.id.clone(), states.get(&b.id).map_or(BatchStatus::Failed, |s| s.0)))
+            .map(|b| {
+                (
+                    b.id.clone(),
+                    states.get(&b.id).map_or(BatchStatus::Failed, |s| s.0),
+                )
+            })
             .collect();
-        let failed: Vec<&str> =
-            batches.iter().filter(|(_, s)| *s != BatchStatus::Completed).map(|(id, _)| id.as_str()).collect();
+        let failed: Vec<&str> = batches
+            .iter()
+            .filter(|(_, s)| *s != BatchStatus::Completed)
+            .map(|(id, _)| id.as_str())
+            .collect();
         let elapsed = crate::plugin::humanize(started.elapsed());
         let (status, error, message) = if cancel.is_cancelled() {
-            (RunStatus::Aborted, Some("the run was aborted".to_string()), format!("aborted after {elapsed}"))
+            (
+                RunStatus::Aborted,
+                Some("the run was aborted".to_string()),
+                format!("aborted after {elapsed}"),
+            )
         } else if failed.is_empty() {
-            (RunStatus::Completed, None, format!("all {} batches completed in {elapsed}", batches.len()))
+            (
+                RunStatus::Completed,
+                None,
+                format!("all {} batches completed in {elapsed}", batches.len()),
+            )
         } else {
             let first = &states[failed[0]].1;
             let error = format!(
@@ -190,7 +237,11 @@ impl Runner {
                 failed[0],
                 first.as_deref().unwrap_or("failed")
             );
-            (RunStatus::Failed, Some(error), format!("failed after {elapsed}"))
+            (
+                RunStatus::Failed,
+                Some(error),
+                format!("failed after {elapsed}"),
+            )
         };
         ctx.publish(EventKind::RunStatus {
             run_id: run_id.clone(),
@@ -199,7 +250,13 @@ impl Runner {
             message: Some(message),
             error: error.clone(),
         });
-        RunReport { run_id, pipeline: pipeline.name.clone(), status, error, batches }
+        RunReport {
+            run_id,
+            pipeline: pipeline.name.clone(),
+            status,
+            error,
+            batches,
+        }
     }
 }
 
@@ -211,7 +268,11 @@ fn check_worlds(config: &Config, plugins: &Plugins) -> Result<(), ConfigError> {
             return Err(config.error_at(
                 agent.adapter_at,
                 format!("agents.{name}.adapter"),
-                format!("plugin `{}` is a {}, not an agent adapter", plugin.name(), plugin.world.name()),
+                format!(
+                    "plugin `{}` is a {}, not an agent adapter",
+                    plugin.name(),
+                    plugin.world.name()
+                ),
             ));
         }
     }
@@ -223,7 +284,11 @@ fn check_worlds(config: &Config, plugins: &Plugins) -> Result<(), ConfigError> {
                 return Err(config.error_at(
                     batch.type_at,
                     format!("pipelines.{name}.batches[{b}].type"),
-                    format!("plugin `{}` is a {}, not a batch type", plugin.name(), plugin.world.name()),
+                    format!(
+                        "plugin `{}` is a {}, not a batch type",
+                        plugin.name(),
+                        plugin.world.name()
+                    ),
                 ));
             }
             for (t, task) in batch.tasks.iter().enumerate() {
@@ -237,13 +302,20 @@ fn check_worlds(config: &Config, plugins: &Plugins) -> Result<(), ConfigError> {
                     && !allowed.contains(&plugin.world)
                 {
                     let (key, wanted) = match &task.kind {
-                        TaskKind::Script(_) => (format!("{key}.config.component"), "a script (wasi:cli/command)"),
+                        TaskKind::Script(_) => (
+                            format!("{key}.config.component"),
+                            "a script (wasi:cli/command)",
+                        ),
                         _ => (format!("{key}.type"), "a block type or a script"),
                     };
                     return Err(config.error_at(
                         task.type_at,
                         key,
-                        format!("plugin `{}` is a {}, not {wanted}", plugin.name(), plugin.world.name()),
+                        format!(
+                            "plugin `{}` is a {}, not {wanted}",
+                            plugin.name(),
+                            plugin.world.name()
+                        ),
                     ));
                 }
             }
@@ -283,15 +355,30 @@ struct TaskOutcome {
 
 impl TaskOutcome {
     fn completed(output: Value, exit_code: Option<i32>) -> Self {
-        Self { status: TaskStatus::Completed, output: Some(output), error: None, exit_code }
+        Self {
+            status: TaskStatus::Completed,
+            output: Some(output),
+            error: None,
+            exit_code,
+        }
     }
 
     fn failed(error: impl Into<String>, exit_code: Option<i32>) -> Self {
-        Self { status: TaskStatus::Failed, output: None, error: Some(error.into()), exit_code }
+        Self {
+            status: TaskStatus::Failed,
+            output: None,
+            error: Some(error.into()),
+            exit_code,
+        }
     }
 
     fn interrupted() -> Self {
-        Self { status: TaskStatus::Interrupted, output: None, error: Some("the run was aborted".into()), exit_code: None }
+        Self {
+            status: TaskStatus::Interrupted,
+            output: None,
+            error: Some("the run was aborted".into()),
+            exit_code: None,
+        }
     }
 }
 
@@ -311,7 +398,13 @@ impl RunCtx {
         });
     }
 
-    fn batch_status(&self, batch: &Batch, status: BatchStatus, error: Option<String>, summary: Option<String>) {
+    fn batch_status(
+        &self,
+        batch: &Batch,
+        status: BatchStatus,
+        error: Option<String>,
+        summary: Option<String>,
+    ) {
         self.publish(EventKind::BatchStatus {
             run_id: self.run_id.clone(),
             pipeline: self.pipeline.clone(),
@@ -354,18 +447,33 @@ impl RunCtx {
         let declared: Vec<TaskSpec> = batch
             .tasks
             .iter()
-            .map(|t| TaskSpec { id: t.id.clone(), name: t.name.clone(), template: t.id.clone(), config: t.config.to_string() })
+            .map(|t| TaskSpec {
+                id: t.id.clone(),
+                name: t.name.clone(),
+                template: t.id.clone(),
+                config: t.config.to_string(),
+            })
             .collect();
         let sink = self.batch_sink(&batch.batch_type);
         let expansion = match plugin.expand(&with, &declared, sink.clone()).await {
             Ok(Ok(expansion)) => expansion,
-            Ok(Err(message)) => return fail(format!("batch type `{}` refused the batch: {message}", batch.batch_type)),
+            Ok(Err(message)) => {
+                return fail(format!(
+                    "batch type `{}` refused the batch: {message}",
+                    batch.batch_type
+                ));
+            }
             Err(err) => return fail(format!("batch type `{}` {err}", batch.batch_type)),
         };
         if let Err(message) = check_expansion(batch, &expansion.tasks) {
-            return fail(format!("batch type `{}` expanded the batch wrongly: {message}", batch.batch_type));
+            return fail(format!(
+                "batch type `{}` expanded the batch wrongly: {message}",
+                batch.batch_type
+            ));
         }
-        let templates: HashMap<&str, &Task> = batch.tasks.iter().map(|t| (t.id.as_str(), t)).collect();
+        let templates: HashMap<&str, &Task> =
+            batch.tasks.iter().map(|t| (t.id.as_str(), t)).collect();
+        let shared = Arc::new(batch.clone());
         let any_failed = Arc::new(AtomicBool::new(false));
         let fail_fast = expansion.fail_fast;
         let mut results: Vec<TaskResult> = Vec::with_capacity(expansion.tasks.len());
@@ -373,7 +481,16 @@ impl RunCtx {
             ExecutionMode::Sequential => {
                 for spec in &expansion.tasks {
                     let task = templates[spec.template.as_str()];
-                    let result = self.clone().run_task(batch.clone(), spec.clone(), task.clone(), fail_fast, any_failed.clone()).await;
+                    let result = self
+                        .clone()
+                        .run_task(
+                            shared.clone(),
+                            spec.clone(),
+                            task.clone(),
+                            fail_fast,
+                            any_failed.clone(),
+                        )
+                        .await;
                     results.push(result);
                 }
             }
@@ -381,14 +498,26 @@ impl RunCtx {
                 let mut set = JoinSet::new();
                 for (index, spec) in expansion.tasks.iter().enumerate() {
                     let task = templates[spec.template.as_str()].clone();
-                    let (ctx, batch, spec, flag) = (self.clone(), batch.clone(), spec.clone(), any_failed.clone());
-                    set.spawn(async move { (index, ctx.run_task(batch, spec, task, fail_fast, flag).await) });
+                    let (ctx, batch, spec, flag) = (
+                        self.clone(),
+                        shared.clone(),
+                        spec.clone(),
+                        any_failed.clone(),
+                    );
+                    set.spawn(async move {
+                        (
+                            index,
+                            ctx.run_task(batch, spec, task, fail_fast, flag).await,
+                        )
+                    });
                 }
                 let mut indexed = Vec::new();
                 while let Some(joined) = set.join_next().await {
                     match joined {
                         Ok(pair) => indexed.push(pair),
-                        Err(err) => self.log(None, LogLevel::Error, format!("a task panicked: {err}")),
+                        Err(err) => {
+                            self.log(None, LogLevel::Error, format!("a task panicked: {err}"))
+                        }
                     }
                 }
                 indexed.sort_by_key(|(index, _)| *index);
@@ -407,41 +536,58 @@ impl RunCtx {
             (BatchStatus::Completed, None)
         } else {
             let error = outcome.error.unwrap_or_else(|| outcome.summary.clone());
-            self.batch_status(batch, BatchStatus::Failed, Some(error.clone()), Some(outcome.summary));
+            self.batch_status(
+                batch,
+                BatchStatus::Failed,
+                Some(error.clone()),
+                Some(outcome.summary),
+            );
             (BatchStatus::Failed, Some(error))
         }
     }
 
     async fn run_task(
         self: Arc<Self>,
-        batch: Batch,
+        batch: Arc<Batch>,
         spec: TaskSpec,
         task: Task,
         fail_fast: bool,
         any_failed: Arc<AtomicBool>,
     ) -> TaskResult {
-        let finish = |status: TaskStatus, started_at: Option<DateTime<Utc>>, outcome: &TaskOutcome| {
-            let finished_at = Utc::now();
-            let duration_ms = started_at.map_or(0, |s| (finished_at - s).num_milliseconds().max(0) as u64);
-            self.publish(EventKind::TaskFinished {
-                run_id: self.run_id.clone(),
-                batch_id: batch.id.clone(),
-                task_id: spec.id.clone(),
-                task_type: task.kind.type_name().to_string(),
-                name: spec.name.clone(),
-                status,
-                started_at,
-                finished_at,
-                duration_ms,
-                result: outcome.output.clone(),
-                error: outcome.error.clone(),
-                exit_code: outcome.exit_code,
-            });
-        };
+        let finish =
+            |status: TaskStatus, started_at: Option<DateTime<Utc>>, outcome: &TaskOutcome| {
+                let finished_at = Utc::now();
+                let duration_ms =
+                    started_at.map_or(0, |s| (finished_at - s).num_milliseconds().max(0) as u64);
+                self.publish(EventKind::TaskFinished {
+                    run_id: self.run_id.clone(),
+                    batch_id: batch.id.clone(),
+                    task_id: spec.id.clone(),
+                    task_type: task.kind.type_name().to_string(),
+                    name: spec.name.clone(),
+                    status,
+                    started_at,
+                    finished_at,
+                    duration_ms,
+                    result: outcome.output.clone(),
+                    error: outcome.error.clone(),
+                    exit_code: outcome.exit_code,
+                });
+            };
         let skip = |reason: &str| {
-            let outcome = TaskOutcome { status: TaskStatus::Skipped, output: None, error: Some(reason.into()), exit_code: None };
+            let outcome = TaskOutcome {
+                status: TaskStatus::Skipped,
+                output: None,
+                error: Some(reason.into()),
+                exit_code: None,
+            };
             finish(TaskStatus::Skipped, None, &outcome);
-            TaskResult { id: spec.id.clone(), state: TaskState::Skipped, output: None, error: outcome.error }
+            TaskResult {
+                id: spec.id.clone(),
+                state: TaskState::Skipped,
+                output: None,
+                error: outcome.error,
+            }
         };
         if fail_fast && any_failed.load(Ordering::SeqCst) {
             return skip("an earlier task of the batch failed");
@@ -474,12 +620,19 @@ impl RunCtx {
             any_failed.store(true, Ordering::SeqCst);
         }
         if let Some(output) = &outcome.output {
-            self.outputs.lock().expect("outputs lock").insert(spec.id.clone(), output.clone());
+            self.outputs
+                .lock()
+                .expect("outputs lock")
+                .insert(spec.id.clone(), output.clone());
         }
         finish(outcome.status, Some(started_at), &outcome);
         TaskResult {
             id: spec.id.clone(),
-            state: if outcome.status == TaskStatus::Completed { TaskState::Completed } else { TaskState::Failed },
+            state: if outcome.status == TaskStatus::Completed {
+                TaskState::Completed
+            } else {
+                TaskState::Failed
+            },
             output: outcome.output.as_ref().map(Value::to_string),
             error: outcome.error,
         }
@@ -487,8 +640,19 @@ impl RunCtx {
 
     /// A sink for a task: output becomes numbered chunks, logs and progress
     /// become the task's events.
-    fn task_sink(self: &Arc<Self>, batch: &Batch, task_id: &str, source: &str, chunker: Arc<Mutex<Chunker>>) -> Sink {
-        let (ctx, batch_id, task_id, source) = (self.clone(), batch.id.clone(), task_id.to_string(), source.to_string());
+    fn task_sink(
+        self: &Arc<Self>,
+        batch: &Batch,
+        task_id: &str,
+        source: &str,
+        chunker: Arc<Mutex<Chunker>>,
+    ) -> Sink {
+        let (ctx, batch_id, task_id, source) = (
+            self.clone(),
+            batch.id.clone(),
+            task_id.to_string(),
+            source.to_string(),
+        );
         Arc::new(move |signal| match signal {
             Signal::Output { stream, data } => {
                 let chunks = chunker.lock().expect("chunker lock").push(stream, &data);
@@ -502,7 +666,10 @@ impl RunCtx {
                 stream: None,
                 message,
             }),
-            Signal::Progress { display_text, percent } => ctx.publish(EventKind::TaskProgress {
+            Signal::Progress {
+                display_text,
+                percent,
+            } => ctx.publish(EventKind::TaskProgress {
                 run_id: ctx.run_id.clone(),
                 batch_id: batch_id.clone(),
                 task_id: task_id.clone(),
@@ -525,16 +692,33 @@ impl RunCtx {
         }
     }
 
-    fn input(&self, batch: &Batch, spec: &TaskSpec, task: &Task) -> Value {
-        json!({
-            "run": { "id": self.run_id, "pipeline": self.pipeline },
-            "batch": { "id": batch.id, "name": batch.name },
-            "task": { "id": spec.id, "name": spec.name, "type": task.kind.type_name() },
-            "outputs": Value::Object(self.outputs.lock().expect("outputs lock").clone()),
-        })
+    /// The input of a block, as JSON text, serialized straight from the
+    /// shared outputs (no copy of them).
+    fn input(&self, batch: &Batch, spec: &TaskSpec, task: &Task) -> String {
+        #[derive(serde::Serialize)]
+        struct Input<'a> {
+            run: Value,
+            batch: Value,
+            task: Value,
+            outputs: &'a Map<String, Value>,
+        }
+        let outputs = self.outputs.lock().expect("outputs lock");
+        let input = Input {
+            run: json!({ "id": self.run_id, "pipeline": self.pipeline }),
+            batch: json!({ "id": batch.id, "name": batch.name }),
+            task: json!({ "id": spec.id, "name": spec.name, "type": task.kind.type_name() }),
+            outputs: &outputs,
+        };
+        serde_json::to_string(&input).expect("JSON values serialize")
     }
 
-    async fn execute(self: &Arc<Self>, batch: &Batch, spec: &TaskSpec, task: &Task, config: &Value) -> TaskOutcome {
+    async fn execute(
+        self: &Arc<Self>,
+        batch: &Batch,
+        spec: &TaskSpec,
+        task: &Task,
+        config: &Value,
+    ) -> TaskOutcome {
         let chunker = Arc::new(Mutex::new(Chunker::default()));
         let outcome = match &task.kind {
             TaskKind::Exec => self.execute_exec(spec, task, config, &chunker).await,
@@ -545,7 +729,10 @@ impl RunCtx {
                 };
                 let sink = self.task_sink(batch, &spec.id, name, chunker.clone());
                 match plugin.world {
-                    World::Command => self.execute_script(&plugin, task, config, sink, &chunker).await,
+                    World::Command => {
+                        self.execute_script(&plugin, task, config, sink, &chunker)
+                            .await
+                    }
                     _ => self.execute_block(&plugin, batch, spec, task, sink).await,
                 }
             }
@@ -555,7 +742,13 @@ impl RunCtx {
         outcome
     }
 
-    async fn execute_exec(&self, spec: &TaskSpec, task: &Task, config: &Value, chunker: &Mutex<Chunker>) -> TaskOutcome {
+    async fn execute_exec(
+        &self,
+        spec: &TaskSpec,
+        task: &Task,
+        config: &Value,
+        chunker: &Mutex<Chunker>,
+    ) -> TaskOutcome {
         let exec_spec = match exec::ExecSpec::from_config(config, &self.config.base_dir) {
             Ok(exec_spec) => exec_spec,
             Err(err) => return TaskOutcome::failed(format!("exec config: {err:#}"), None),
@@ -570,25 +763,55 @@ impl RunCtx {
                 let stdout = chunker.lock().expect("chunker lock").stdout_tail();
                 TaskOutcome::completed(process_output(0, stdout), Some(0))
             }
-            Ok(exec::Ending::Exited(Some(code))) => TaskOutcome::failed(format!("`{}` exited with code {code}", exec_spec.program), Some(code)),
-            Ok(exec::Ending::Exited(None)) => TaskOutcome::failed(format!("`{}` was killed by a signal", exec_spec.program), None),
+            Ok(exec::Ending::Exited(Some(code))) => TaskOutcome::failed(
+                format!("`{}` exited with code {code}", exec_spec.program),
+                Some(code),
+            ),
+            Ok(exec::Ending::Exited(None)) => TaskOutcome::failed(
+                format!("`{}` was killed by a signal", exec_spec.program),
+                None,
+            ),
             Ok(exec::Ending::TimedOut) => TaskOutcome::failed(
-                format!("timed out after {}; its process group was stopped", crate::plugin::humanize(task.timeout)),
+                format!(
+                    "timed out after {}; its process group was stopped",
+                    crate::plugin::humanize(task.timeout)
+                ),
                 None,
             ),
             Ok(exec::Ending::Aborted) => TaskOutcome::interrupted(),
         }
     }
 
-    async fn execute_agent(&self, agent: &str, spec: &TaskSpec, task: &Task, config: &Value) -> TaskOutcome {
-        let prompt = config.get("prompt").and_then(Value::as_str).unwrap_or_default().to_string();
+    async fn execute_agent(
+        &self,
+        agent: &str,
+        spec: &TaskSpec,
+        task: &Task,
+        config: &Value,
+    ) -> TaskOutcome {
+        let prompt = config
+            .get("prompt")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
         // `resume = "<task id>"`: continue the session of an earlier agent task.
         let resume_session = match config.get("resume").and_then(Value::as_str) {
             Some(earlier) => {
                 let outputs = self.outputs.lock().expect("outputs lock");
-                match outputs.get(earlier).and_then(|o| o.get("session_id")).and_then(Value::as_str) {
+                match outputs
+                    .get(earlier)
+                    .and_then(|o| o.get("session_id"))
+                    .and_then(Value::as_str)
+                {
                     Some(session) => Some(session.to_string()),
-                    None => return TaskOutcome::failed(format!("cannot resume: task `{earlier}` has no agent session (did it run and complete before this one?)"), None),
+                    None => {
+                        return TaskOutcome::failed(
+                            format!(
+                                "cannot resume: task `{earlier}` has no agent session (did it run and complete before this one?)"
+                            ),
+                            None,
+                        );
+                    }
                 }
             }
             None => None,
@@ -619,11 +842,16 @@ impl RunCtx {
             return TaskOutcome::failed("the agent command ended without a result", None);
         };
         match result.status {
-            CommandStatus::Completed => TaskOutcome::completed(result.to_json(agent), result.exit_code),
+            CommandStatus::Completed => {
+                TaskOutcome::completed(result.to_json(agent), result.exit_code)
+            }
             CommandStatus::Interrupted if self.cancel.is_cancelled() => TaskOutcome::interrupted(),
             _ => {
                 let mut outcome = TaskOutcome::failed(
-                    format!("agent `{agent}`: {}", result.error.clone().unwrap_or_else(|| "failed".into())),
+                    format!(
+                        "agent `{agent}`: {}",
+                        result.error.clone().unwrap_or_else(|| "failed".into())
+                    ),
                     result.exit_code,
                 );
                 outcome.output = Some(result.to_json(agent));
@@ -632,7 +860,14 @@ impl RunCtx {
         }
     }
 
-    async fn execute_script(&self, plugin: &Plugin, task: &Task, config: &Value, sink: Sink, chunker: &Mutex<Chunker>) -> TaskOutcome {
+    async fn execute_script(
+        &self,
+        plugin: &Plugin,
+        task: &Task,
+        config: &Value,
+        sink: Sink,
+        chunker: &Mutex<Chunker>,
+    ) -> TaskOutcome {
         let options = match script_options(config) {
             Ok(options) => options,
             Err(message) => return TaskOutcome::failed(format!("script config: {message}"), None),
@@ -646,13 +881,23 @@ impl RunCtx {
                 let stdout = chunker.lock().expect("chunker lock").stdout_tail();
                 TaskOutcome::completed(process_output(0, stdout), Some(0))
             }
-            Ok(code) => TaskOutcome::failed(format!("script `{}` exited with code {code}", plugin.name()), Some(code)),
+            Ok(code) => TaskOutcome::failed(
+                format!("script `{}` exited with code {code}", plugin.name()),
+                Some(code),
+            ),
             Err(err) => TaskOutcome::failed(format!("plugin `{}` {err}", plugin.name()), None),
         }
     }
 
-    async fn execute_block(&self, plugin: &Plugin, batch: &Batch, spec: &TaskSpec, task: &Task, sink: Sink) -> TaskOutcome {
-        let input = self.input(batch, spec, task).to_string();
+    async fn execute_block(
+        &self,
+        plugin: &Plugin,
+        batch: &Batch,
+        spec: &TaskSpec,
+        task: &Task,
+        sink: Sink,
+    ) -> TaskOutcome {
+        let input = self.input(batch, spec, task);
         let result = tokio::select! {
             result = plugin.run_block(&spec.config, &input, task.timeout, sink) => result,
             _ = self.cancel.cancelled() => return TaskOutcome::interrupted(),
@@ -660,7 +905,13 @@ impl RunCtx {
         match result {
             Ok(Ok(output)) => match serde_json::from_str(&output) {
                 Ok(output) => TaskOutcome::completed(output, None),
-                Err(err) => TaskOutcome::failed(format!("plugin `{}` returned output that is not JSON: {err}", plugin.name()), None),
+                Err(err) => TaskOutcome::failed(
+                    format!(
+                        "plugin `{}` returned output that is not JSON: {err}",
+                        plugin.name()
+                    ),
+                    None,
+                ),
             },
             Ok(Err(message)) => TaskOutcome::failed(message, None),
             Err(err) => TaskOutcome::failed(format!("plugin `{}` {err}", plugin.name()), None),
@@ -689,15 +940,25 @@ fn script_options(config: &Value) -> Result<CallOptions, String> {
         None => Vec::new(),
         Some(Value::Array(items)) => items
             .iter()
-            .map(|v| v.as_str().map(str::to_string).ok_or("`args` must hold strings"))
+            .map(|v| {
+                v.as_str()
+                    .map(str::to_string)
+                    .ok_or("`args` must hold strings")
+            })
             .collect::<Result<_, _>>()?,
         Some(_) => return Err("`args` must be a list of strings".into()),
     };
     let env = match config.get("env") {
         None => Vec::new(),
-        Some(Value::Object(map)) => {
-            map.iter().map(|(k, v)| (k.clone(), v.as_str().map_or_else(|| v.to_string(), str::to_string))).collect()
-        }
+        Some(Value::Object(map)) => map
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.clone(),
+                    v.as_str().map_or_else(|| v.to_string(), str::to_string),
+                )
+            })
+            .collect(),
         Some(_) => return Err("`env` must be a table".into()),
     };
     Ok(CallOptions { args, env })
@@ -706,9 +967,14 @@ fn script_options(config: &Value) -> Result<CallOptions, String> {
 /// Expanded tasks must come from declared tasks and have distinct ids.
 fn check_expansion(batch: &Batch, tasks: &[TaskSpec]) -> Result<(), String> {
     let mut seen = std::collections::HashSet::new();
+    let declared: std::collections::HashSet<&str> =
+        batch.tasks.iter().map(|t| t.id.as_str()).collect();
     for spec in tasks {
-        if !batch.tasks.iter().any(|t| t.id == spec.template) {
-            return Err(format!("task `{}` names template `{}`, which the batch does not declare", spec.id, spec.template));
+        if !declared.contains(spec.template.as_str()) {
+            return Err(format!(
+                "task `{}` names template `{}`, which the batch does not declare",
+                spec.id, spec.template
+            ));
         }
         if !seen.insert(spec.id.as_str()) {
             return Err(format!("task id `{}` appears twice", spec.id));

@@ -43,7 +43,10 @@ impl Chunker {
     /// Whatever partial characters are left, at the end of the task.
     pub fn finish(&mut self) -> Vec<(u64, String)> {
         let mut chunks = Vec::new();
-        for carry in [std::mem::take(&mut self.carry_out), std::mem::take(&mut self.carry_err)] {
+        for carry in [
+            std::mem::take(&mut self.carry_out),
+            std::mem::take(&mut self.carry_err),
+        ] {
             if !carry.is_empty() {
                 chunks.extend(self.cut(&String::from_utf8_lossy(&carry)));
             }
@@ -81,7 +84,10 @@ mod tests {
     fn cuts_long_output_into_numbered_chunks_of_at_most_10_kb() {
         let mut chunker = Chunker::default();
         let chunks = chunker.push(Stream::Stdout, &vec![b'x'; 25 * 1024]);
-        assert_eq!(chunks.iter().map(|c| c.0).collect::<Vec<_>>(), vec![0, 1, 2]);
+        assert_eq!(
+            chunks.iter().map(|c| c.0).collect::<Vec<_>>(),
+            vec![0, 1, 2]
+        );
         assert!(chunks.iter().all(|c| c.1.len() <= MAX_CHUNK_BYTES));
         assert_eq!(chunks.iter().map(|c| c.1.len()).sum::<usize>(), 25 * 1024);
     }

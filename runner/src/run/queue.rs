@@ -30,7 +30,9 @@ struct Waiter {
 impl Ord for Waiter {
     fn cmp(&self, other: &Self) -> Ordering {
         // Max-heap: higher priority first, then the lower (earlier) ticket.
-        self.priority.cmp(&other.priority).then_with(|| other.ticket.cmp(&self.ticket))
+        self.priority
+            .cmp(&other.priority)
+            .then_with(|| other.ticket.cmp(&self.ticket))
     }
 }
 
@@ -61,7 +63,13 @@ impl Drop for Permit {
 
 impl Slots {
     pub fn new(count: usize) -> Arc<Self> {
-        Arc::new(Self { state: Mutex::new(State { free: count, next_ticket: 0, waiting: BinaryHeap::new() }) })
+        Arc::new(Self {
+            state: Mutex::new(State {
+                free: count,
+                next_ticket: 0,
+                waiting: BinaryHeap::new(),
+            }),
+        })
     }
 
     /// Waits for a slot.
@@ -70,15 +78,22 @@ impl Slots {
             let mut state = self.state.lock().expect("slots lock");
             if state.free > 0 && state.waiting.is_empty() {
                 state.free -= 1;
-                return Permit { slots: self.clone() };
+                return Permit {
+                    slots: self.clone(),
+                };
             }
             let (tx, rx) = oneshot::channel();
             let ticket = state.next_ticket;
             state.next_ticket += 1;
-            state.waiting.push(Waiter { priority, ticket, tx });
+            state.waiting.push(Waiter {
+                priority,
+                ticket,
+                tx,
+            });
             rx
         };
-        rx.await.expect("a waiter is only dropped after being served")
+        rx.await
+            .expect("a waiter is only dropped after being served")
     }
 
     /// How many are waiting.
@@ -92,7 +107,9 @@ impl Slots {
             // A permit sent to a waiter that left comes straight back
             // through `Drop`, so release the lock before sending.
             drop(state);
-            match waiter.tx.send(Permit { slots: self.clone() }) {
+            match waiter.tx.send(Permit {
+                slots: self.clone(),
+            }) {
                 Ok(()) => return,
                 Err(permit) => {
                     std::mem::forget(permit);
@@ -115,7 +132,13 @@ mod tests {
         let held = slots.acquire(Priority::Normal).await;
         let order = Arc::new(Mutex::new(Vec::new()));
         let mut handles = Vec::new();
-        for (name, priority) in [("low1", Priority::Low), ("normal1", Priority::Normal), ("high1", Priority::High), ("low2", Priority::Low), ("high2", Priority::High)] {
+        for (name, priority) in [
+            ("low1", Priority::Low),
+            ("normal1", Priority::Normal),
+            ("high1", Priority::High),
+            ("low2", Priority::Low),
+            ("high2", Priority::High),
+        ] {
             let (queue, order) = (slots.clone(), order.clone());
             handles.push(tokio::spawn(async move {
                 let _permit = queue.acquire(priority).await;
@@ -129,17 +152,22 @@ mod tests {
         for handle in handles {
             handle.await.unwrap();
         }
-        assert_eq!(*order.lock().unwrap(), vec!["high1", "high2", "normal1", "low1", "low2"]);
+        assert_eq!(
+            *order.lock().unwrap(),
+            vec!["high1", "high2", "normal1", "low1", "low2"]
+        );
     }
 
     #[tokio::test]
     async fn a_waiter_that_gives_up_does_not_keep_the_slot() {
         let slots = Slots::new(1);
         let held = slots.acquire(Priority::Normal).await;
-        let gave_up = tokio::time::timeout(Duration::from_millis(10), slots.acquire(Priority::High)).await;
+        let gave_up =
+            tokio::time::timeout(Duration::from_millis(10), slots.acquire(Priority::High)).await;
         assert!(gave_up.is_err());
         drop(held);
-        let again = tokio::time::timeout(Duration::from_secs(5), slots.acquire(Priority::Low)).await;
+        let again =
+            tokio::time::timeout(Duration::from_secs(5), slots.acquire(Priority::Low)).await;
         assert!(again.is_ok(), "the slot came back");
     }
 }

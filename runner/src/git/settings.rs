@@ -1,0 +1,116 @@
+//! `[git]` in `runner.toml`.
+
+use protocol::RunReason;
+use serde::Deserialize;
+
+/// How batches use git.
+///
+/// ```toml
+/// [git]
+/// base = "main"            # branch each batch from here (default: HEAD)
+/// merge = "ff"             # "ff", "merge" or "none" (default)
+/// target = "main"          # merge into this branch (default: base, else HEAD's branch)
+/// keep_worktrees = false   # keep each batch's worktree after it ends
+/// setup = "npm ci"         # run in each batch's worktree before its tasks
+/// cleanup = "rm -rf tmp"   # run in each batch's worktree after its tasks
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GitSettings {
+    /// Give each batch its own branch and worktree (default `true`); with
+    /// `false` batches run in the project directory.
+    /// Example: `enabled = false`
+    pub enabled: Option<bool>,
+    /// The branch, tag or commit each batch branches from; default HEAD.
+    /// Example: `base = "main"`
+    pub base: Option<String>,
+    /// Merge a completed batch's branch into `target`: `ff` fast-forwards when
+    /// it can and makes a merge commit otherwise, `merge` always makes a merge
+    /// commit, `none` (default) leaves the branch for review.
+    /// Example: `merge = "ff"`
+    #[serde(default)]
+    pub merge: MergeMode,
+    /// The local branch to merge into; default `base` when it is a branch,
+    /// else the branch checked out when the run started.
+    /// Example: `target = "main"`
+    pub target: Option<String>,
+    /// Keep each batch's worktree after the batch ends (the branch is always kept).
+    /// Example: `keep_worktrees = true`
+    #[serde(default)]
+    pub keep_worktrees: bool,
+    /// A shell command run (`sh -c`) in each batch's worktree before its tasks;
+    /// recorded as an execution with run reason `setup_script`.
+    /// Example: `setup = "npm ci"`
+    pub setup: Option<String>,
+    /// A shell command run (`sh -c`) in each batch's worktree after its tasks,
+    /// whatever their outcome; recorded with run reason `cleanup_script`.
+    /// Example: `cleanup = "rm -rf node_modules/.cache"`
+    pub cleanup: Option<String>,
+}
+
+/// How a batch's branch goes into the target.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MergeMode {
+    /// Leave the branch for review.
+    #[default]
+    None,
+    /// Fast-forward when possible, else a merge commit.
+    Ff,
+    /// Always a merge commit.
+    Merge,
+}
+
+impl GitSettings {
+    pub fn enabled(&self) -> bool {
+        self.enabled.unwrap_or(true)
+    }
+
+    /// The script to run for `reason` (`setup_script` or `cleanup_script`), if any.
+    pub fn script(&self, reason: RunReason) -> Option<&str> {
+        match reason {
+            RunReason::SetupScript => self.setup.as_deref(),
+            RunReason::CleanupScript => self.cleanup.as_deref(),
+            _ => None,
+        }
+        .filter(|script| !script.trim().is_empty())
+    }
+
+    /// The program and arguments that run `script`.
+    pub fn shell(script: &str) -> (String, Vec<String>) {
+        ("sh".into(), vec!["-c".into(), script.into()])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_git_table_and_rejects_unknown_keys() {
+        let settings: GitSettings = toml::from_str(
+            "base = \"main\"\nmerge = \"ff\"\ntarget = \"main\"\nkeep_worktrees = true\nsetup = \"npm ci\"\ncleanup = \" \"\n",
+        )
+        .unwrap();
+        assert_eq!(settings.merge, MergeMode::Ff);
+        assert!(settings.enabled() && settings.keep_worktrees);
+        assert_eq!(settings.script(RunReason::SetupScript), Some("npm ci"));
+        assert_eq!(
+            settings.script(RunReason::CleanupScript),
+            None,
+            "a blank script is none"
+        );
+        assert_eq!(
+            toml::from_str::<GitSettings>("").unwrap(),
+            GitSettings::default()
+        );
+        let err = toml::from_str::<GitSettings>("merge = \"rebase\"")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unknown variant `rebase`"), "{err}");
+        let err = toml::from_str::<GitSettings>("branch = \"x\"")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unknown field `branch`"), "{err}");
+    }
+}

@@ -1,0 +1,443 @@
+//! Durable history: every event, and what it says about runs, batches,
+//! executions, logs, agent turns and merges, in one SQLite file.
+//!
+//! The model follows seed 003: a run is a pipeline run; a batch is a
+//! workspace (branch, worktree, head before and after); an execution is a
+//! process with a run reason (a task, a coding agent, a setup or cleanup
+//! script), a status and an exit code; logs are the terminal output and log
+//! lines; an agent turn is one command to a coding agent (prompt, summary,
+//! agent session id, tokens, cost); a merge records where a batch's branch went.
+//!
+//! ## Writing
+//! One thread owns the writing connection. [`Recorder`] is just another
+//! subscriber of the [`EventBus`](crate::events::EventBus): it forwards
+//! events to that thread, which writes them in transactions of up to a few
+//! thousand events. Publishing never waits for the disk.
+//! [`Recorder::flush`] waits until everything published so far is written.
+//!
+//! ## Reading
+//! Queries go through a second connection; SQLite's WAL mode lets them run
+//! while the writer writes, in this process or in another one
+//! (`runner logs --follow` beside `runner run`).
+//!
+//! ## Sequence numbers
+//! The `events` table keeps every event under its sequence number, so a
+//! client can resume with [`Store::events_after`] after a restart. A
+//! restarted runner continues the numbering: create the bus with
+//! `EventBus::new(store.last_seq() + 1)`.
+//!
+//! ## Crashes
+//! A committed transaction survives `kill -9` (WAL, `synchronous = NORMAL`);
+//! at most the events still queued in memory are lost. [`Store::recover`], at
+//! the next start, marks what the dead runner left running as interrupted and
+//! records that as events, numbered after the last one written.
+//!
+//! ## Retention
+//! Log lines, terminal output and agent activity older than
+//! [`Retention::log_days`] are pruned at open and by [`Store::prune`]; runs,
+//! batches, executions, agent turns and merges are kept. The connection audit
+//! keeps [`Retention::audit_days`] (30) days.
+
+mod query;
+mod recorder;
+mod schema;
+mod writer;
+
+pub use query::*;
+pub use recorder::Recorder;
+
+use chrono::{DateTime, Utc};
+use protocol::Event;
+use rusqlite::{Connection, ErrorCode, OpenFlags};
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, mpsc};
+use std::time::Duration;
+
+/// The file name of the history database inside the state directory.
+pub const DB_FILE: &str = "history.db";
+
+/// How long [`Recorder::flush`] waits at most.
+pub const FLUSH_LIMIT: Duration = Duration::from_secs(60);
+
+/// Why the history database cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{}: cannot open the history database: {message}", path.display())]
+    Open { path: PathBuf, message: String },
+    #[error(
+        "{}: the history database is corrupt or not a SQLite file ({message}); move it aside and the runner starts a new history",
+        path.display()
+    )]
+    Corrupt { path: PathBuf, message: String },
+    #[error(
+        "{}: the history database is locked by another process ({message}); is another runner using this state directory?",
+        path.display()
+    )]
+    Locked { path: PathBuf, message: String },
+    #[error(
+        "{}: the history database has schema version {found}, newer than this runner knows ({known}); use a newer runner",
+        path.display()
+    )]
+    TooNew {
+        path: PathBuf,
+        found: i64,
+        known: i64,
+    },
+    #[error("{}: {message}", path.display())]
+    Sqlite { path: PathBuf, message: String },
+    #[error("no run `{0}` in the history; `runner history` lists the runs")]
+    NoSuchRun(String),
+    #[error("`{prefix}` names several runs: {}", matches.join(", "))]
+    AmbiguousRun {
+        prefix: String,
+        matches: Vec<String>,
+    },
+    #[error("the history writer stopped: {0}")]
+    WriterStopped(String),
+    #[error("writing the history failed: {0}")]
+    Write(String),
+    #[error("recover the history before the event bus exists: a recorder is already attached")]
+    RecoverTooLate,
+}
+
+impl StoreError {
+    /// Sorts a SQLite error into the cases a user can act on.
+    pub(crate) fn from_sqlite(path: &Path, err: rusqlite::Error) -> Self {
+        let path = path.to_path_buf();
+        let message = err.to_string();
+        match err.sqlite_error_code() {
+            Some(ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt) => {
+                Self::Corrupt { path, message }
+            }
+            Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
+                Self::Locked { path, message }
+            }
+            Some(ErrorCode::CannotOpen | ErrorCode::PermissionDenied | ErrorCode::ReadOnly) => {
+                Self::Open { path, message }
+            }
+            _ => Self::Sqlite { path, message },
+        }
+    }
+}
+
+/// How long history is kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    /// Days of log lines, terminal output and agent activity; `None` keeps them forever.
+    pub log_days: Option<u32>,
+    /// Days of the connection audit (seed 001 asks for 30).
+    pub audit_days: u32,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Self {
+            log_days: Some(30),
+            audit_days: 30,
+        }
+    }
+}
+
+/// `[history]` in `runner.toml`.
+///
+/// ```toml
+/// [history]
+/// log_retention_days = 14   # 0 keeps logs forever; default 30
+/// audit_retention_days = 30
+/// ```
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HistorySettings {
+    /// Days of log lines and terminal output to keep; 0 keeps them forever.
+    /// Example: `log_retention_days = 14`
+    pub log_retention_days: Option<u32>,
+    /// Days of the WebSocket connection audit to keep. Example: `audit_retention_days = 30`
+    pub audit_retention_days: Option<u32>,
+}
+
+impl HistorySettings {
+    pub fn retention(&self) -> Retention {
+        let default = Retention::default();
+        Retention {
+            log_days: match self.log_retention_days {
+                Some(0) => None,
+                Some(days) => Some(days),
+                None => default.log_days,
+            },
+            audit_days: self.audit_retention_days.unwrap_or(default.audit_days),
+        }
+    }
+}
+
+/// How to open the store.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    pub retention: Retention,
+    /// How long a statement waits for another process's lock before
+    /// failing with [`StoreError::Locked`].
+    pub busy_timeout: Duration,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            retention: Retention::default(),
+            busy_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// One entry of the connection audit (seed 001): who connected, from where,
+/// and what happened.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConnectionAudit {
+    /// `dashboard`, `agent`, `client`, ...
+    pub client: String,
+    /// The peer address, for example `127.0.0.1:50312`.
+    pub peer: String,
+    /// `connected`, `disconnected`, `rejected`, ...
+    pub action: String,
+    /// A close code, a reason, an identity.
+    pub detail: Option<String>,
+}
+
+/// What [`Store::recover`] found and marked.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Recovery {
+    /// The runs that were left running, now interrupted.
+    pub runs: Vec<String>,
+    /// Tasks and scripts that were left running, now interrupted.
+    pub executions: usize,
+    /// Batches that never finished, now failed.
+    pub batches: usize,
+    /// Agent commands that were queued or running, now interrupted.
+    pub agent_turns: usize,
+    /// The sequence numbers of the events that say so (`None` when nothing was left running).
+    pub seqs: Option<(u64, u64)>,
+}
+
+/// What [`Store::prune`] removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pruned {
+    pub logs: usize,
+    pub events: usize,
+    pub connections: usize,
+}
+
+/// The history database. Cheap to clone; every clone talks to the same
+/// writer thread.
+#[derive(Clone)]
+pub struct Store {
+    shared: Arc<Shared>,
+    tx: mpsc::Sender<writer::Command>,
+}
+
+/// What the writer thread and the handles share.
+pub(crate) struct Shared {
+    pub path: PathBuf,
+    pub reader: Mutex<Connection>,
+    pub progress: Mutex<Progress>,
+    pub written: Condvar,
+    pub recorder_attached: AtomicBool,
+    pub retention: Retention,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Progress {
+    /// The highest sequence number in the `events` table.
+    pub last_seq: u64,
+    /// The highest sequence number the writer has handled, written or not.
+    pub handled_seq: u64,
+    /// The first write error since the last flush.
+    pub error: Option<String>,
+    /// Why the writer thread ended, if it did.
+    pub stopped: Option<String>,
+}
+
+impl Store {
+    /// Opens (or creates) the database at `path` with default options.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        Self::open_with(path, StoreOptions::default())
+    }
+
+    /// Opens (or creates) the database at `path`: WAL mode, migrations
+    /// applied, old logs pruned, writer thread started.
+    pub fn open_with(path: impl AsRef<Path>, options: StoreOptions) -> Result<Self, StoreError> {
+        let path = path.as_ref().to_path_buf();
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|err| StoreError::Open {
+                path: path.clone(),
+                message: format!("cannot create {}: {err}", parent.display()),
+            })?;
+        }
+        let sqlite = |err| StoreError::from_sqlite(&path, err);
+        let mut conn = Connection::open(&path).map_err(sqlite)?;
+        conn.busy_timeout(options.busy_timeout).map_err(sqlite)?;
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))
+            .map_err(sqlite)?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(StoreError::Open {
+                path,
+                message: format!("cannot switch to WAL mode (journal mode is {mode})"),
+            });
+        }
+        conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = OFF;")
+            .map_err(sqlite)?;
+        schema::migrate(&mut conn, &path)?;
+        let last_seq: u64 = conn
+            .query_row("SELECT COALESCE(MAX(seq), 0) FROM events", [], |row| {
+                row.get::<_, i64>(0)
+            })
+            .map_err(sqlite)? as u64;
+
+        let reader = Connection::open_with_flags(
+            &path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX
+                | OpenFlags::SQLITE_OPEN_URI,
+        )
+        .map_err(sqlite)?;
+        reader.busy_timeout(options.busy_timeout).map_err(sqlite)?;
+        reader
+            .execute_batch("PRAGMA query_only = ON;")
+            .map_err(sqlite)?;
+
+        let shared = Arc::new(Shared {
+            path: path.clone(),
+            reader: Mutex::new(reader),
+            progress: Mutex::new(Progress {
+                last_seq,
+                handled_seq: last_seq,
+                error: None,
+                stopped: None,
+            }),
+            written: Condvar::new(),
+            recorder_attached: AtomicBool::new(false),
+            retention: options.retention,
+        });
+        let mut writer = writer::Writer::new(conn, shared.clone());
+        writer.prune(Utc::now()).map_err(sqlite)?;
+        let (tx, rx) = mpsc::channel();
+        std::thread::Builder::new()
+            .name("runner-store".into())
+            .spawn(move || writer.run(rx))
+            .map_err(|err| StoreError::Open {
+                path: path.clone(),
+                message: format!("cannot start the writer thread: {err}"),
+            })?;
+        Ok(Self { shared, tx })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.shared.path
+    }
+
+    /// The highest sequence number recorded. The bus of a restarted runner
+    /// starts after it: `EventBus::new(store.last_seq() + 1)`.
+    pub fn last_seq(&self) -> u64 {
+        self.shared
+            .progress
+            .lock()
+            .expect("store progress lock")
+            .last_seq
+    }
+
+    /// Marks what a dead runner left running as interrupted, and records
+    /// that as events numbered after the last one. Call it at start, after
+    /// [`Store::open`] and before the event bus and the [`Recorder`] exist.
+    /// Runs owned by a runner process that is still alive are left alone.
+    pub fn recover(&self, reason: &str) -> Result<Recovery, StoreError> {
+        if self.shared.recorder_attached.load(Ordering::SeqCst) {
+            return Err(StoreError::RecoverTooLate);
+        }
+        let (reply, answer) = mpsc::channel();
+        self.send(writer::Command::Recover {
+            reason: reason.to_string(),
+            reply,
+        })?;
+        answer.recv().map_err(|_| self.stopped())?
+    }
+
+    /// Writes an event that did not come through a bus (tests, tools).
+    /// Its sequence number must be above [`Store::last_seq`].
+    pub fn record(&self, event: Event) -> Result<(), StoreError> {
+        self.send(writer::Command::Events(vec![Arc::new(event)]))
+    }
+
+    /// Adds an entry to the connection audit; returns at once.
+    pub fn audit_connection(&self, entry: ConnectionAudit) {
+        let _ = self.send(writer::Command::Audit(entry, Utc::now()));
+    }
+
+    /// Removes what is older than the retention allows.
+    pub fn prune(&self) -> Result<Pruned, StoreError> {
+        let (reply, answer) = mpsc::channel();
+        self.send(writer::Command::Prune {
+            now: Utc::now(),
+            reply,
+        })?;
+        answer.recv().map_err(|_| self.stopped())?
+    }
+
+    /// Like [`Store::prune`], as if it were `now`.
+    pub fn prune_at(&self, now: DateTime<Utc>) -> Result<Pruned, StoreError> {
+        let (reply, answer) = mpsc::channel();
+        self.send(writer::Command::Prune { now, reply })?;
+        answer.recv().map_err(|_| self.stopped())?
+    }
+
+    /// Waits until everything sent to the writer so far is written; reports
+    /// the first write error since the last flush.
+    pub fn flush(&self) -> Result<(), StoreError> {
+        let (reply, answer) = mpsc::channel();
+        self.send(writer::Command::Flush(reply))?;
+        answer.recv().map_err(|_| self.stopped())?;
+        self.take_error()
+    }
+
+    fn send(&self, command: writer::Command) -> Result<(), StoreError> {
+        self.tx.send(command).map_err(|_| self.stopped())
+    }
+
+    fn stopped(&self) -> StoreError {
+        let progress = self.shared.progress.lock().expect("store progress lock");
+        StoreError::WriterStopped(
+            progress
+                .stopped
+                .clone()
+                .unwrap_or_else(|| "it ended".into()),
+        )
+    }
+
+    fn take_error(&self) -> Result<(), StoreError> {
+        match self
+            .shared
+            .progress
+            .lock()
+            .expect("store progress lock")
+            .error
+            .take()
+        {
+            Some(message) => Err(StoreError::Write(message)),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Whether a process with this id exists (a zombie or a reused id counts).
+pub(crate) fn process_alive(pid: i64) -> bool {
+    use nix::errno::Errno;
+    use nix::sys::signal::kill;
+    use nix::unistd::Pid;
+    let Ok(pid) = i32::try_from(pid) else {
+        return false;
+    };
+    if pid <= 0 {
+        return false;
+    }
+    !matches!(kill(Pid::from_raw(pid), None), Err(Errno::ESRCH))
+}

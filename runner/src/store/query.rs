@@ -1,0 +1,546 @@
+//! What `runner history`, `runner show` and `runner logs` read: plain
+//! structs, newest runs first, logs in sequence order.
+
+use super::writer::read_time;
+use super::{Store, StoreError};
+use chrono::{DateTime, Utc};
+use protocol::Event;
+use rusqlite::{Connection, OptionalExtension, Row, params};
+use serde::Serialize;
+use serde_json::Value;
+use std::time::Duration;
+
+/// One run, as `runner history` lists it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RunSummary {
+    pub id: String,
+    pub pipeline: String,
+    /// `running`, `completed`, `failed`, `aborted`, or `interrupted` (the
+    /// runner died while it was going).
+    pub status: String,
+    pub message: Option<String>,
+    pub error: Option<String>,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub batches: usize,
+    pub batches_failed: usize,
+    pub tasks: usize,
+    pub tasks_failed: usize,
+}
+
+impl RunSummary {
+    /// How long it took; `None` while it is still going.
+    pub fn duration(&self) -> Option<Duration> {
+        self.finished_at
+            .map(|end| (end - self.started_at).to_std().unwrap_or_default())
+    }
+}
+
+/// A batch of a run: its workspace (seed 003) and how it ended.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BatchRecord {
+    pub batch_id: String,
+    pub name: String,
+    pub status: String,
+    pub error: Option<String>,
+    pub summary: Option<String>,
+    /// `None` when the project is not in a git repository.
+    pub branch: Option<String>,
+    pub worktree: Option<String>,
+    pub base_commit: Option<String>,
+    pub head_before: Option<String>,
+    pub head_after: Option<String>,
+    pub files_changed: Option<u64>,
+    /// Why there is no branch, or a warning about the workspace.
+    pub note: Option<String>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+/// A process of a run (seed 003's execution process): a task, a coding
+/// agent's task, or a setup or cleanup script.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ExecutionRecord {
+    /// The task id, or for scripts an id such as `setup:build`.
+    pub execution_id: String,
+    pub batch_id: String,
+    /// `task`, `coding_agent`, `setup_script` or `cleanup_script`.
+    pub reason: String,
+    pub name: String,
+    /// The task type (`exec`, `agent`, a plugin), or `script`.
+    pub kind: String,
+    /// A script's text.
+    pub command: Option<String>,
+    /// `running`, `completed`, `failed`, `skipped`, `killed` or `interrupted`.
+    pub status: String,
+    pub exit_code: Option<i32>,
+    pub error: Option<String>,
+    /// The last progress text.
+    pub progress: Option<String>,
+    pub result: Option<Value>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub duration_ms: Option<u64>,
+}
+
+/// One command to a coding agent (seed 003's coding agent turn).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AgentTurnRecord {
+    pub command_id: String,
+    pub task_id: Option<String>,
+    pub agent: String,
+    pub status: String,
+    pub prompt: Option<String>,
+    /// The agent's final message.
+    pub summary: Option<String>,
+    pub is_error: Option<bool>,
+    /// The agent's own session id, to resume it.
+    pub agent_session_id: Option<String>,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub cached_tokens: u64,
+    pub cost_usd: Option<f64>,
+    pub exit_code: Option<i32>,
+    pub error: Option<String>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+/// A merge of a batch's branch into its target.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MergeRecord {
+    pub batch_id: String,
+    pub branch: String,
+    pub target: String,
+    /// `fast_forward`, `merged`, `up_to_date`, `conflict` or `failed`.
+    pub status: String,
+    pub commit: Option<String>,
+    pub conflicts: Vec<String>,
+    pub error: Option<String>,
+    pub time: DateTime<Utc>,
+}
+
+/// Everything `runner show RUN` prints.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RunDetail {
+    pub run: RunSummary,
+    /// In the order they first appeared.
+    pub batches: Vec<BatchRecord>,
+    /// In the order they started.
+    pub executions: Vec<ExecutionRecord>,
+    pub agent_turns: Vec<AgentTurnRecord>,
+    pub merges: Vec<MergeRecord>,
+}
+
+impl RunDetail {
+    /// Tokens (input, output, cached) and cost of every agent turn of the run.
+    pub fn agent_totals(&self) -> (u64, u64, u64, Option<f64>) {
+        let mut totals = (0, 0, 0, None);
+        for turn in &self.agent_turns {
+            totals.0 += turn.input_tokens;
+            totals.1 += turn.output_tokens;
+            totals.2 += turn.cached_tokens;
+            if let Some(cost) = turn.cost_usd {
+                totals.3 = Some(totals.3.unwrap_or(0.0) + cost);
+            }
+        }
+        totals
+    }
+}
+
+/// What a log line is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogKind {
+    /// A log line of the runner or a plugin.
+    Log,
+    /// A chunk of a process's or plugin's output.
+    Output,
+}
+
+/// One log line or output chunk, in sequence order.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LogLine {
+    pub seq: u64,
+    pub time: DateTime<Utc>,
+    pub task_id: Option<String>,
+    pub command_id: Option<String>,
+    pub kind: LogKind,
+    /// For logs: `trace` … `error`.
+    pub level: Option<String>,
+    /// For logs: `runner` or the plugin.
+    pub source: Option<String>,
+    /// `stdout` or `stderr`.
+    pub stream: Option<String>,
+    /// A log message, or output exactly as written (it may end mid-line).
+    pub text: String,
+}
+
+/// One entry of the connection audit.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ConnectionRecord {
+    pub time: DateTime<Utc>,
+    pub client: String,
+    pub peer: String,
+    pub action: String,
+    pub detail: Option<String>,
+}
+
+const RUN_COLUMNS: &str = "r.id, r.pipeline, r.status, r.message, r.error, r.started_at, r.finished_at,
+    (SELECT COUNT(*) FROM batches b WHERE b.run_id = r.id),
+    (SELECT COUNT(*) FROM batches b WHERE b.run_id = r.id AND b.status = 'failed'),
+    (SELECT COUNT(*) FROM executions e WHERE e.run_id = r.id AND e.reason IN ('task', 'coding_agent')),
+    (SELECT COUNT(*) FROM executions e WHERE e.run_id = r.id AND e.reason IN ('task', 'coding_agent')
+        AND e.status IN ('failed', 'interrupted', 'killed'))";
+
+fn run_summary(row: &Row) -> rusqlite::Result<RunSummary> {
+    Ok(RunSummary {
+        id: row.get(0)?,
+        pipeline: row.get(1)?,
+        status: row.get(2)?,
+        message: row.get(3)?,
+        error: row.get(4)?,
+        started_at: read_time(row.get(5)?).unwrap_or_default(),
+        finished_at: read_time(row.get(6)?),
+        batches: row.get::<_, i64>(7)? as usize,
+        batches_failed: row.get::<_, i64>(8)? as usize,
+        tasks: row.get::<_, i64>(9)? as usize,
+        tasks_failed: row.get::<_, i64>(10)? as usize,
+    })
+}
+
+impl Store {
+    fn read<T>(
+        &self,
+        query: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+    ) -> Result<T, StoreError> {
+        let conn = self.shared.reader.lock().expect("store reader lock");
+        query(&conn).map_err(|err| StoreError::from_sqlite(&self.shared.path, err))
+    }
+
+    /// The newest `limit` runs, newest first.
+    pub fn list_runs(&self, limit: usize) -> Result<Vec<RunSummary>, StoreError> {
+        self.read(|conn| {
+            conn.prepare_cached(&format!(
+                "SELECT {RUN_COLUMNS} FROM runs r ORDER BY r.first_seq DESC LIMIT ?1"
+            ))?
+            .query_map([limit as i64], run_summary)?
+            .collect()
+        })
+    }
+
+    /// The id of the run `name` means: an id, a unique prefix of one, or
+    /// `last` for the newest run.
+    pub fn resolve_run(&self, name: &str) -> Result<String, StoreError> {
+        let found: Vec<String> = self.read(|conn| {
+            if name == "last" || name == "latest" {
+                return conn
+                    .prepare_cached("SELECT id FROM runs ORDER BY first_seq DESC LIMIT 1")?
+                    .query_map([], |row| row.get(0))?
+                    .collect();
+            }
+            if let Some(id) = conn
+                .prepare_cached("SELECT id FROM runs WHERE id = ?1")?
+                .query_row([name], |row| row.get(0))
+                .optional()?
+            {
+                return Ok(vec![id]);
+            }
+            let pattern = format!(
+                "{}%",
+                name.replace('\\', "\\\\")
+                    .replace('%', "\\%")
+                    .replace('_', "\\_")
+            );
+            conn.prepare_cached(
+                "SELECT id FROM runs WHERE id LIKE ?1 ESCAPE '\\' ORDER BY first_seq DESC LIMIT 10",
+            )?
+            .query_map([pattern], |row| row.get(0))?
+            .collect()
+        })?;
+        match found.len() {
+            0 => Err(StoreError::NoSuchRun(name.to_string())),
+            1 => Ok(found.into_iter().next().expect("one")),
+            _ => Err(StoreError::AmbiguousRun {
+                prefix: name.to_string(),
+                matches: found,
+            }),
+        }
+    }
+
+    /// A run with its batches, executions, agent turns and merges. `run` may
+    /// be anything [`Store::resolve_run`] accepts.
+    pub fn run_detail(&self, run: &str) -> Result<RunDetail, StoreError> {
+        let id = self.resolve_run(run)?;
+        self.read(|conn| {
+            let run = conn
+                .prepare_cached(&format!("SELECT {RUN_COLUMNS} FROM runs r WHERE r.id = ?1"))?
+                .query_row([&id], run_summary)?;
+            let batches = conn
+                .prepare_cached(
+                    "SELECT batch_id, name, status, error, summary, branch, worktree, base_commit, head_before, head_after,
+                         files_changed, note, started_at, finished_at
+                     FROM batches WHERE run_id = ?1 ORDER BY first_seq",
+                )?
+                .query_map([&id], |row| {
+                    Ok(BatchRecord {
+                        batch_id: row.get(0)?,
+                        name: row.get(1)?,
+                        status: row.get(2)?,
+                        error: row.get(3)?,
+                        summary: row.get(4)?,
+                        branch: row.get(5)?,
+                        worktree: row.get(6)?,
+                        base_commit: row.get(7)?,
+                        head_before: row.get(8)?,
+                        head_after: row.get(9)?,
+                        files_changed: row.get::<_, Option<i64>>(10)?.map(|n| n as u64),
+                        note: row.get(11)?,
+                        started_at: read_time(row.get(12)?),
+                        finished_at: read_time(row.get(13)?),
+                    })
+                })?
+                .collect::<rusqlite::Result<_>>()?;
+            let executions = conn
+                .prepare_cached(
+                    "SELECT execution_id, batch_id, reason, name, kind, command, status, exit_code, error, progress, result,
+                         started_at, finished_at, duration_ms
+                     FROM executions WHERE run_id = ?1 ORDER BY first_seq",
+                )?
+                .query_map([&id], |row| {
+                    Ok(ExecutionRecord {
+                        execution_id: row.get(0)?,
+                        batch_id: row.get(1)?,
+                        reason: row.get(2)?,
+                        name: row.get(3)?,
+                        kind: row.get(4)?,
+                        command: row.get(5)?,
+                        status: row.get(6)?,
+                        exit_code: row.get(7)?,
+                        error: row.get(8)?,
+                        progress: row.get(9)?,
+                        result: row.get::<_, Option<String>>(10)?.and_then(|text| serde_json::from_str(&text).ok()),
+                        started_at: read_time(row.get(11)?),
+                        finished_at: read_time(row.get(12)?),
+                        duration_ms: row.get::<_, Option<i64>>(13)?.map(|n| n.max(0) as u64),
+                    })
+                })?
+                .collect::<rusqlite::Result<_>>()?;
+            let agent_turns = conn
+                .prepare_cached(
+                    "SELECT command_id, task_id, agent, status, prompt, summary, is_error, agent_session_id, input_tokens,
+                         output_tokens, cached_tokens, cost_usd, exit_code, error, started_at, finished_at
+                     FROM agent_turns WHERE run_id = ?1 ORDER BY first_seq",
+                )?
+                .query_map([&id], |row| {
+                    Ok(AgentTurnRecord {
+                        command_id: row.get(0)?,
+                        task_id: row.get(1)?,
+                        agent: row.get(2)?,
+                        status: row.get(3)?,
+                        prompt: row.get(4)?,
+                        summary: row.get(5)?,
+                        is_error: row.get(6)?,
+                        agent_session_id: row.get(7)?,
+                        input_tokens: row.get::<_, i64>(8)? as u64,
+                        output_tokens: row.get::<_, i64>(9)? as u64,
+                        cached_tokens: row.get::<_, i64>(10)? as u64,
+                        cost_usd: row.get(11)?,
+                        exit_code: row.get(12)?,
+                        error: row.get(13)?,
+                        started_at: read_time(row.get(14)?),
+                        finished_at: read_time(row.get(15)?),
+                    })
+                })?
+                .collect::<rusqlite::Result<_>>()?;
+            let merges = conn
+                .prepare_cached(
+                    "SELECT batch_id, branch, target, status, commit_id, conflicts, error, time
+                     FROM merges WHERE run_id = ?1 ORDER BY seq",
+                )?
+                .query_map([&id], |row| {
+                    Ok(MergeRecord {
+                        batch_id: row.get(0)?,
+                        branch: row.get(1)?,
+                        target: row.get(2)?,
+                        status: row.get(3)?,
+                        commit: row.get(4)?,
+                        conflicts: row
+                            .get::<_, Option<String>>(5)?
+                            .and_then(|text| serde_json::from_str(&text).ok())
+                            .unwrap_or_default(),
+                        error: row.get(6)?,
+                        time: read_time(row.get(7)?).unwrap_or_default(),
+                    })
+                })?
+                .collect::<rusqlite::Result<_>>()?;
+            Ok(RunDetail { run, batches, executions, agent_turns, merges })
+        })
+    }
+
+    /// Log lines and output of run `run_id` (of one task or agent command
+    /// when `task` is given) after sequence number `after_seq`, at most
+    /// `limit`, in sequence order.
+    pub fn logs(
+        &self,
+        run_id: &str,
+        task: Option<&str>,
+        after_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<LogLine>, StoreError> {
+        self.read(|conn| {
+            conn.prepare_cached(
+                "SELECT l.seq, l.time, l.task_id, l.command_id, l.kind, l.level, l.source, l.stream,
+                     json_extract(e.json, CASE l.kind WHEN 'output' THEN '$.data' ELSE '$.message' END)
+                 FROM logs l JOIN events e ON e.seq = l.seq
+                 WHERE l.run_id = ?1 AND l.seq > ?2 AND (?3 IS NULL OR l.task_id = ?3 OR l.command_id = ?3)
+                 ORDER BY l.seq LIMIT ?4",
+            )?
+            .query_map(
+                params![run_id, after_seq as i64, task, limit as i64],
+                |row| {
+                    Ok(LogLine {
+                        seq: row.get::<_, i64>(0)? as u64,
+                        time: read_time(row.get(1)?).unwrap_or_default(),
+                        task_id: row.get(2)?,
+                        command_id: row.get(3)?,
+                        kind: if row.get::<_, String>(4)? == "output" {
+                            LogKind::Output
+                        } else {
+                            LogKind::Log
+                        },
+                        level: row.get(5)?,
+                        source: row.get(6)?,
+                        stream: row.get(7)?,
+                        text: row.get(8)?,
+                    })
+                },
+            )?
+            .collect()
+        })
+    }
+
+    /// Follows the logs of a run as they are written, from `after_seq`.
+    pub fn follow_logs(&self, run_id: &str, task: Option<&str>, after_seq: u64) -> LogFollow {
+        LogFollow {
+            store: self.clone(),
+            run_id: run_id.to_string(),
+            task: task.map(str::to_string),
+            after_seq,
+            poll: Duration::from_millis(250),
+            done: false,
+        }
+    }
+
+    /// The run's status (`running`, `completed`, ...).
+    pub fn run_status(&self, run_id: &str) -> Result<Option<String>, StoreError> {
+        self.read(|conn| {
+            conn.prepare_cached("SELECT status FROM runs WHERE id = ?1")?
+                .query_row([run_id], |row| row.get(0))
+                .optional()
+        })
+    }
+
+    /// The recorded events after `after_seq`, at most `limit`, in order: how
+    /// a client resumes once the bus no longer holds what it missed. Events
+    /// pruned by the log retention are gone from this stream.
+    pub fn events_after(&self, after_seq: u64, limit: usize) -> Result<Vec<Event>, StoreError> {
+        let rows: Vec<(i64, String)> = self.read(|conn| {
+            conn.prepare_cached(
+                "SELECT seq, json FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+            )?
+            .query_map(params![after_seq as i64, limit as i64], |row| {
+                Ok((row.get(0)?, row.get(1)?))
+            })?
+            .collect()
+        })?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(seq, json)| match serde_json::from_str(&json) {
+                Ok(event) => Some(event),
+                Err(err) => {
+                    tracing::warn!("history: event {seq} cannot be read back ({err}); skipped");
+                    None
+                }
+            })
+            .collect())
+    }
+
+    /// The newest `limit` entries of the connection audit, newest first.
+    pub fn connections(&self, limit: usize) -> Result<Vec<ConnectionRecord>, StoreError> {
+        self.read(|conn| {
+            conn.prepare_cached(
+                "SELECT time, client, peer, action, detail FROM connections ORDER BY id DESC LIMIT ?1",
+            )?
+            .query_map([limit as i64], |row| {
+                Ok(ConnectionRecord {
+                    time: read_time(row.get(0)?).unwrap_or_default(),
+                    client: row.get(1)?,
+                    peer: row.get(2)?,
+                    action: row.get(3)?,
+                    detail: row.get(4)?,
+                })
+            })?
+            .collect()
+        })
+    }
+}
+
+/// `runner logs RUN --follow`: new lines as they are written, until the run
+/// has ended and every line of it was read.
+pub struct LogFollow {
+    store: Store,
+    run_id: String,
+    task: Option<String>,
+    after_seq: u64,
+    poll: Duration,
+    done: bool,
+}
+
+impl LogFollow {
+    /// How often the database is polled (default 250 ms).
+    pub fn poll_every(mut self, poll: Duration) -> Self {
+        self.poll = poll;
+        self
+    }
+
+    /// The sequence number of the last line returned.
+    pub fn last_seq(&self) -> u64 {
+        self.after_seq
+    }
+
+    /// The next lines; `None` once the run has ended and nothing is left.
+    pub async fn next(&mut self) -> Result<Option<Vec<LogLine>>, StoreError> {
+        loop {
+            if self.done {
+                return Ok(None);
+            }
+            let (store, run_id, task, after) = (
+                self.store.clone(),
+                self.run_id.clone(),
+                self.task.clone(),
+                self.after_seq,
+            );
+            let (ended, lines) = tokio::task::spawn_blocking(move || {
+                // Status first: a run that had ended before the read has
+                // all its lines in that read.
+                let ended = store
+                    .run_status(&run_id)?
+                    .is_none_or(|status| status != "running");
+                let lines = store.logs(&run_id, task.as_deref(), after, 1000)?;
+                Ok::<_, StoreError>((ended, lines))
+            })
+            .await
+            .map_err(|err| StoreError::WriterStopped(err.to_string()))??;
+            if let Some(last) = lines.last() {
+                self.after_seq = last.seq;
+                return Ok(Some(lines));
+            }
+            if ended {
+                self.done = true;
+                return Ok(None);
+            }
+            tokio::time::sleep(self.poll).await;
+        }
+    }
+}

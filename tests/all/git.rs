@@ -1,0 +1,514 @@
+//! A branch and a worktree per batch: real repositories in temp dirs.
+
+use git2::{BranchType, Oid, Repository, RepositoryInitOptions, Signature};
+use protocol::MergeOutcome;
+use runner::git::{GitError, GitSettings, MergeMode, Project, Workspaces};
+use std::path::{Path, PathBuf};
+use tempfile::TempDir;
+
+/// A repository on `main` with one commit holding `files`.
+struct Repo {
+    dir: TempDir,
+}
+
+impl Repo {
+    fn new(files: &[(&str, &str)]) -> Self {
+        let repo = Self::empty();
+        for (path, text) in files {
+            repo.write(path, text);
+        }
+        repo.commit_all("initial");
+        repo
+    }
+
+    fn empty() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mut options = RepositoryInitOptions::new();
+        options.initial_head("main");
+        let repo = Repository::init_opts(dir.path(), &options).unwrap();
+        let mut config = repo.config().unwrap();
+        config.set_str("user.name", "Test").unwrap();
+        config.set_str("user.email", "test@example.com").unwrap();
+        std::fs::write(dir.path().join(".gitignore"), ".runner/\n").unwrap();
+        Self { dir }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn state(&self) -> PathBuf {
+        self.dir.path().join(".runner")
+    }
+
+    fn git(&self) -> Repository {
+        Repository::open(self.path()).unwrap()
+    }
+
+    fn write(&self, path: &str, text: &str) {
+        let full = self.path().join(path);
+        std::fs::create_dir_all(full.parent().unwrap()).unwrap();
+        std::fs::write(full, text).unwrap();
+    }
+
+    fn read(&self, path: &str) -> String {
+        std::fs::read_to_string(self.path().join(path)).unwrap()
+    }
+
+    fn commit_all(&self, message: &str) -> Oid {
+        let repo = self.git();
+        let mut index = repo.index().unwrap();
+        index
+            .add_all(["*"], git2::IndexAddOption::DEFAULT, None)
+            .unwrap();
+        index.write().unwrap();
+        let tree = repo.find_tree(index.write_tree().unwrap()).unwrap();
+        let sig = Signature::now("Test", "test@example.com").unwrap();
+        let parent = repo.head().ok().and_then(|h| h.peel_to_commit().ok());
+        let parents: Vec<&git2::Commit> = parent.iter().collect();
+        repo.commit(Some("HEAD"), &sig, &sig, message, &tree, &parents)
+            .unwrap()
+    }
+
+    fn head_of(&self, branch: &str) -> Oid {
+        self.git()
+            .find_branch(branch, BranchType::Local)
+            .unwrap()
+            .get()
+            .target()
+            .unwrap()
+    }
+
+    /// `path` as committed on `branch`.
+    fn file_on(&self, branch: &str, path: &str) -> Option<String> {
+        let repo = self.git();
+        let tree = repo
+            .find_commit(self.head_of(branch))
+            .unwrap()
+            .tree()
+            .unwrap();
+        let entry = tree.get_path(Path::new(path)).ok()?;
+        let blob = repo.find_blob(entry.id()).unwrap();
+        Some(String::from_utf8_lossy(blob.content()).into_owned())
+    }
+
+    fn workspaces(&self, settings: &GitSettings) -> Workspaces {
+        match Project::open(self.path(), &self.state(), settings)
+            .unwrap_or_else(|err| panic!("{err}"))
+        {
+            Project::Git(workspaces) => workspaces,
+            Project::Plain { reason, .. } => panic!("no branches: {reason}"),
+        }
+    }
+}
+
+fn merging(mode: MergeMode) -> GitSettings {
+    GitSettings {
+        merge: mode,
+        target: Some("main".into()),
+        ..GitSettings::default()
+    }
+}
+
+#[test]
+fn two_parallel_batches_edit_the_same_file_on_their_own_branches() {
+    let repo = Repo::new(&[("shared.txt", "base\n")]);
+    let base = repo.head_of("main");
+    let workspaces = repo.workspaces(&GitSettings::default());
+    assert!(
+        workspaces.warnings().is_empty(),
+        "{:?}",
+        workspaces.warnings()
+    );
+
+    let results: Vec<_> = std::thread::scope(|scope| {
+        let handles: Vec<_> = ["left", "right"]
+            .into_iter()
+            .map(|batch| {
+                let workspaces = &workspaces;
+                scope.spawn(move || {
+                    let ws = workspaces
+                        .prepare("20260101-000000-abcd", batch, &[])
+                        .unwrap();
+                    assert_eq!(
+                        std::fs::read_to_string(ws.dir.join("shared.txt")).unwrap(),
+                        "base\n"
+                    );
+                    std::fs::write(ws.dir.join("shared.txt"), format!("{batch} was here\n"))
+                        .unwrap();
+                    std::fs::write(ws.dir.join(format!("{batch}.txt")), batch).unwrap();
+                    let committed = ws.commit(&format!("The {batch} batch")).unwrap();
+                    (ws, committed)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+
+    for (ws, committed) in &results {
+        let batch = ws.batch_id.as_str();
+        assert_eq!(ws.branch, format!("runner/20260101-000000-abcd-{batch}"));
+        assert_eq!(committed.head_before, base.to_string());
+        assert_ne!(committed.head_after, committed.head_before);
+        assert_eq!(committed.files_changed, 2);
+        assert_eq!(
+            repo.file_on(&ws.branch, "shared.txt").unwrap(),
+            format!("{batch} was here\n")
+        );
+        assert_eq!(
+            repo.file_on(&ws.branch, &format!("{batch}.txt")).unwrap(),
+            batch
+        );
+        let git = repo.git();
+        let message = git
+            .find_commit(Oid::from_str(&committed.head_after).unwrap())
+            .unwrap();
+        let message = message.message().unwrap().to_string();
+        assert!(
+            message.contains("20260101-000000-abcd") && message.contains(batch),
+            "{message}"
+        );
+        workspaces.remove(ws).unwrap();
+        assert!(!ws.path.exists());
+    }
+    assert_eq!(repo.head_of("main"), base, "main is untouched");
+    assert_eq!(repo.read("shared.txt"), "base\n");
+    assert!(repo.git().worktrees().unwrap().is_empty());
+}
+
+#[test]
+fn a_batch_that_changes_nothing_makes_no_commit() {
+    let repo = Repo::new(&[("a.txt", "a\n")]);
+    let workspaces = repo.workspaces(&GitSettings::default());
+    let ws = workspaces.prepare("run", "idle", &[]).unwrap();
+    let committed = ws.commit("Idle").unwrap();
+    assert_eq!(
+        (committed.files_changed, committed.head_after.as_str()),
+        (0, ws.head_before.as_str())
+    );
+    workspaces.remove(&ws).unwrap();
+}
+
+#[test]
+fn merges_a_batch_into_main_then_reports_a_conflict_without_touching_main() {
+    let repo = Repo::new(&[("shared.txt", "base\n")]);
+    let workspaces = repo.workspaces(&merging(MergeMode::Ff));
+    assert_eq!(workspaces.target(), Some("main"));
+    let mut done = Vec::new();
+    for batch in ["first", "second"] {
+        let ws = workspaces.prepare("run", batch, &[]).unwrap();
+        std::fs::write(ws.dir.join("shared.txt"), format!("{batch}\n")).unwrap();
+        ws.commit(batch).unwrap();
+        done.push(ws);
+    }
+
+    let merged = workspaces.merge(&done[0]).unwrap();
+    assert_eq!(merged.status, MergeOutcome::FastForward, "{merged:?}");
+    let first_head = repo.head_of(&done[0].branch);
+    assert_eq!(repo.head_of("main"), first_head);
+    assert_eq!(merged.commit, Some(first_head.to_string()));
+    assert_eq!(
+        repo.read("shared.txt"),
+        "first\n",
+        "the checked-out main follows"
+    );
+
+    let conflict = workspaces.merge(&done[1]).unwrap();
+    assert_eq!(conflict.status, MergeOutcome::Conflict, "{conflict:?}");
+    assert_eq!(conflict.conflicts, vec!["shared.txt".to_string()]);
+    assert!(conflict.commit.is_none());
+    assert!(conflict.error.as_deref().unwrap().contains("untouched"));
+    assert_eq!(repo.head_of("main"), first_head, "main is untouched");
+    assert_eq!(repo.read("shared.txt"), "first\n");
+    assert_eq!(
+        repo.file_on(&done[1].branch, "shared.txt").unwrap(),
+        "second\n",
+        "the branch keeps its change"
+    );
+    for ws in &done {
+        workspaces.remove(ws).unwrap();
+    }
+}
+
+#[test]
+fn merge_mode_merge_joins_batches_that_edit_different_files_with_merge_commits() {
+    let repo = Repo::new(&[("a.txt", "a\n"), ("b.txt", "b\n")]);
+    let workspaces = repo.workspaces(&merging(MergeMode::Merge));
+    let mut done = Vec::new();
+    for (batch, file) in [("one", "a.txt"), ("two", "b.txt")] {
+        let ws = workspaces.prepare("run", batch, &[]).unwrap();
+        std::fs::write(ws.dir.join(file), format!("{batch}\n")).unwrap();
+        ws.commit(batch).unwrap();
+        done.push(ws);
+    }
+    for ws in &done {
+        let report = workspaces.merge(ws).unwrap();
+        assert_eq!(report.status, MergeOutcome::Merged, "{report:?}");
+        let git = repo.git();
+        let commit = git.find_commit(repo.head_of("main")).unwrap();
+        assert_eq!(commit.parent_count(), 2);
+        assert_eq!(Some(commit.id().to_string()), report.commit);
+    }
+    assert_eq!(
+        (repo.read("a.txt"), repo.read("b.txt")),
+        ("one\n".into(), "two\n".into())
+    );
+    let again = workspaces.merge(&done[0]).unwrap();
+    assert_eq!(again.status, MergeOutcome::UpToDate);
+}
+
+#[test]
+fn a_merge_that_would_overwrite_uncommitted_changes_in_main_leaves_it_alone() {
+    let repo = Repo::new(&[("a.txt", "a\n")]);
+    let base = repo.head_of("main");
+    let workspaces = repo.workspaces(&merging(MergeMode::Ff));
+    let ws = workspaces.prepare("run", "edit", &[]).unwrap();
+    std::fs::write(ws.dir.join("a.txt"), "batch\n").unwrap();
+    ws.commit("edit").unwrap();
+    repo.write("a.txt", "my local edit\n");
+
+    let report = workspaces.merge(&ws).unwrap();
+    assert_eq!(report.status, MergeOutcome::Failed, "{report:?}");
+    assert!(
+        report
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("uncommitted changes"),
+        "{report:?}"
+    );
+    assert_eq!(repo.head_of("main"), base);
+    assert_eq!(repo.read("a.txt"), "my local edit\n");
+    workspaces.remove(&ws).unwrap();
+}
+
+#[test]
+fn a_batch_that_depends_on_two_batches_starts_from_both_of_their_heads() {
+    let repo = Repo::new(&[("a.txt", "a\n"), ("b.txt", "b\n")]);
+    let workspaces = repo.workspaces(&GitSettings::default());
+    let mut heads = Vec::new();
+    for (batch, file) in [("one", "a.txt"), ("two", "b.txt")] {
+        let ws = workspaces.prepare("run", batch, &[]).unwrap();
+        std::fs::write(ws.dir.join(file), format!("{batch}\n")).unwrap();
+        heads.push(ws.commit(batch).unwrap().head_after);
+        workspaces.remove(&ws).unwrap();
+    }
+    let ws = workspaces.prepare("run", "report", &heads).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(ws.dir.join("a.txt")).unwrap(),
+        "one\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(ws.dir.join("b.txt")).unwrap(),
+        "two\n"
+    );
+    let git = repo.git();
+    let start = git
+        .find_commit(Oid::from_str(&ws.head_before).unwrap())
+        .unwrap();
+    assert_eq!(start.parent_count(), 2);
+
+    let single = workspaces.prepare("run", "after-one", &heads[..1]).unwrap();
+    assert_eq!(single.head_before, heads[0]);
+    for ws in [ws, single] {
+        workspaces.remove(&ws).unwrap();
+    }
+}
+
+#[test]
+fn sweeps_the_worktrees_of_a_dead_runner_and_saves_what_they_held() {
+    let repo = Repo::new(&[("a.txt", "a\n")]);
+    let workspaces = repo.workspaces(&GitSettings::default());
+    let orphan = workspaces.prepare("crashed", "work", &[]).unwrap();
+    std::fs::write(orphan.dir.join("unsaved.txt"), "work in progress\n").unwrap();
+    let alive = workspaces.prepare("other", "work", &[]).unwrap();
+
+    // The first worktree's runner died; the second one's is alive.
+    let mut dead = std::process::Command::new("true").spawn().unwrap();
+    let dead_pid = dead.id();
+    dead.wait().unwrap();
+    let mut living = std::process::Command::new("sleep")
+        .arg("30")
+        .spawn()
+        .unwrap();
+    let owner = |ws: &runner::git::BatchWorkspace| {
+        ws.path.parent().unwrap().join(format!(
+            "{}.owner",
+            ws.path.file_name().unwrap().to_str().unwrap()
+        ))
+    };
+    std::fs::write(
+        owner(&orphan),
+        format!("{dead_pid}\ncrashed\nwork\n{}\n", orphan.branch),
+    )
+    .unwrap();
+    std::fs::write(
+        owner(&alive),
+        format!("{}\nother\nwork\n{}\n", living.id(), alive.branch),
+    )
+    .unwrap();
+
+    let next_start = repo.workspaces(&GitSettings::default());
+    let swept = next_start.sweep_orphans().unwrap();
+    living.kill().unwrap();
+    living.wait().unwrap();
+
+    assert_eq!(swept.len(), 1, "{swept:?}");
+    assert_eq!(swept[0].path, orphan.path);
+    assert_eq!(swept[0].branch.as_deref(), Some(orphan.branch.as_str()));
+    assert!(swept[0].saved.is_some());
+    assert!(!orphan.path.exists());
+    assert!(alive.path.exists(), "a live runner's worktree stays");
+    assert_eq!(
+        repo.file_on(&orphan.branch, "unsaved.txt").unwrap(),
+        "work in progress\n"
+    );
+    let names: Vec<String> = repo
+        .git()
+        .worktrees()
+        .unwrap()
+        .iter()
+        .flatten()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(names.len(), 1, "{names:?}");
+    next_start.remove(&alive).unwrap();
+}
+
+#[test]
+fn kept_worktrees_stay_and_are_not_swept() {
+    let repo = Repo::new(&[("a.txt", "a\n")]);
+    let settings = GitSettings {
+        keep_worktrees: true,
+        ..GitSettings::default()
+    };
+    let workspaces = repo.workspaces(&settings);
+    let ws = workspaces.prepare("run", "keep", &[]).unwrap();
+    ws.commit("keep").unwrap();
+    workspaces.remove(&ws).unwrap();
+    assert!(ws.path.exists());
+    assert!(
+        repo.workspaces(&settings)
+            .sweep_orphans()
+            .unwrap()
+            .is_empty()
+    );
+    assert!(ws.path.exists());
+}
+
+#[test]
+fn a_directory_outside_git_runs_without_branches_and_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let project = Project::open(
+        dir.path(),
+        &dir.path().join(".runner"),
+        &GitSettings::default(),
+    )
+    .unwrap();
+    match project {
+        Project::Plain { reason, dir: at } => {
+            assert_eq!(at, dir.path());
+            assert!(reason.contains("not in a git repository"), "{reason}");
+        }
+        Project::Git(_) => panic!("a temp dir is not a repository"),
+    }
+}
+
+#[test]
+fn a_repository_without_commits_runs_without_branches_and_says_so() {
+    let repo = Repo::empty();
+    let project = Project::open(repo.path(), &repo.state(), &GitSettings::default()).unwrap();
+    let Project::Plain { reason, .. } = project else {
+        panic!("no commit to branch from")
+    };
+    assert!(
+        reason.contains("no commits yet") && reason.contains("first commit"),
+        "{reason}"
+    );
+}
+
+#[test]
+fn a_dirty_working_copy_is_a_warning_naming_what_the_branches_lack() {
+    let repo = Repo::new(&[("a.txt", "a\n")]);
+    repo.write("a.txt", "changed\n");
+    repo.write("new.txt", "new\n");
+    std::fs::create_dir_all(repo.state().join("cache")).unwrap();
+    let workspaces = repo.workspaces(&GitSettings::default());
+    let warning = workspaces.warnings().first().expect("a warning").clone();
+    assert!(
+        warning.contains("2 uncommitted changes") && warning.contains("a.txt"),
+        "{warning}"
+    );
+    let ws = workspaces.prepare("run", "clean", &[]).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(ws.dir.join("a.txt")).unwrap(),
+        "a\n"
+    );
+    workspaces.remove(&ws).unwrap();
+}
+
+#[test]
+fn settings_that_name_missing_branches_are_errors_naming_the_key() {
+    let repo = Repo::new(&[("a.txt", "a\n")]);
+    let settings = GitSettings {
+        base: Some("nope".into()),
+        ..GitSettings::default()
+    };
+    let err = Project::open(repo.path(), &repo.state(), &settings)
+        .err()
+        .unwrap();
+    assert!(matches!(err, GitError::NoBase { .. }));
+    assert!(err.to_string().contains("`[git] base = \"nope\"`"), "{err}");
+
+    let settings = GitSettings {
+        merge: MergeMode::Ff,
+        target: Some("release".into()),
+        ..GitSettings::default()
+    };
+    let err = Project::open(repo.path(), &repo.state(), &settings)
+        .err()
+        .unwrap();
+    assert!(
+        err.to_string().contains("no local branch `release`"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_project_in_a_subdirectory_runs_in_the_same_subdirectory_of_the_worktree() {
+    let repo = Repo::new(&[("app/runner.toml", "version = 1\n"), ("README", "r\n")]);
+    let project = Project::open(
+        &repo.path().join("app"),
+        &repo.path().join("app/.runner"),
+        &GitSettings::default(),
+    )
+    .unwrap();
+    let workspaces = project.workspaces().expect("a repository");
+    let ws = workspaces.prepare("run", "sub", &[]).unwrap();
+    assert_eq!(ws.dir, ws.path.join("app"));
+    assert!(ws.dir.join("runner.toml").exists());
+    workspaces.remove(&ws).unwrap();
+}
+
+#[test]
+fn worktrees_inside_the_working_copy_stay_out_of_its_status() {
+    let repo = Repo::new(&[("a.txt", "a\n")]);
+    std::fs::remove_file(repo.path().join(".gitignore")).unwrap();
+    repo.commit_all("no ignore file");
+    let workspaces = repo.workspaces(&GitSettings::default());
+    let ws = workspaces.prepare("run", "inside", &[]).unwrap();
+    std::fs::write(ws.dir.join("new.txt"), "new\n").unwrap();
+    let mut options = git2::StatusOptions::new();
+    options.include_untracked(true).recurse_untracked_dirs(true);
+    let git = repo.git();
+    let statuses = git.statuses(Some(&mut options)).unwrap();
+    let dirty: Vec<String> = statuses
+        .iter()
+        .filter_map(|e| e.path().map(str::to_string))
+        .collect();
+    assert!(
+        dirty.iter().all(|p| !p.contains("worktrees/run-inside")),
+        "{dirty:?}"
+    );
+    workspaces.remove(&ws).unwrap();
+}

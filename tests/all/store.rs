@@ -1,0 +1,682 @@
+//! The history database: real SQLite files in temp dirs, reopened, locked,
+//! corrupted, and written by a process that gets `kill -9`.
+
+use chrono::Utc;
+use protocol::{
+    Activity, BatchStatus, CommandStatus, EventKind, ExecutionState, LogLevel, MergeOutcome,
+    Priority, RunReason, RunStatus, Stream, TaskStatus,
+};
+use runner::events::EventBus;
+use runner::store::{
+    ConnectionAudit, LogKind, Recorder, Retention, Store, StoreError, StoreOptions,
+};
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+fn run_status(run: &str, status: RunStatus) -> EventKind {
+    EventKind::RunStatus {
+        run_id: run.into(),
+        pipeline: "default".into(),
+        status,
+        message: None,
+        error: None,
+    }
+}
+
+fn batch_status(run: &str, batch: &str, status: BatchStatus, branch: Option<&str>) -> EventKind {
+    EventKind::BatchStatus {
+        run_id: run.into(),
+        pipeline: "default".into(),
+        batch_id: batch.into(),
+        batch_name: format!("Batch {batch}"),
+        status,
+        branch: branch.map(str::to_string),
+        error: None,
+        summary: None,
+    }
+}
+
+fn task_started(run: &str, batch: &str, task: &str, task_type: &str) -> EventKind {
+    EventKind::TaskStarted {
+        run_id: run.into(),
+        batch_id: batch.into(),
+        task_id: task.into(),
+        task_type: task_type.into(),
+        name: task.into(),
+        priority: Priority::Normal,
+        display_text: None,
+    }
+}
+
+fn task_finished(
+    run: &str,
+    batch: &str,
+    task: &str,
+    status: TaskStatus,
+    exit_code: Option<i32>,
+) -> EventKind {
+    let now = Utc::now();
+    EventKind::TaskFinished {
+        run_id: run.into(),
+        batch_id: batch.into(),
+        task_id: task.into(),
+        task_type: "exec".into(),
+        name: task.into(),
+        status,
+        started_at: Some(now - chrono::Duration::milliseconds(1500)),
+        finished_at: now,
+        duration_ms: 1500,
+        result: Some(serde_json::json!({ "exit_code": exit_code })),
+        error: (status != TaskStatus::Completed).then(|| "it failed".to_string()),
+        exit_code,
+    }
+}
+
+fn log(run: &str, task: Option<&str>, message: &str) -> EventKind {
+    EventKind::Log {
+        run_id: Some(run.into()),
+        task_id: task.map(str::to_string),
+        level: LogLevel::Info,
+        source: "runner".into(),
+        stream: None,
+        message: message.into(),
+    }
+}
+
+fn output(run: &str, task: &str, sequence: u64, data: &str) -> EventKind {
+    EventKind::TerminalOutput {
+        run_id: Some(run.into()),
+        task_id: Some(task.into()),
+        command_id: None,
+        stream: Stream::Stdout,
+        sequence,
+        data: data.into(),
+    }
+}
+
+fn command(run: &str, task: &str, id: &str, status: CommandStatus) -> EventKind {
+    EventKind::CommandStatus {
+        command_id: id.into(),
+        agent: "claude".into(),
+        status,
+        priority: Priority::High,
+        run_id: Some(run.into()),
+        task_id: Some(task.into()),
+        exit_code: (status == CommandStatus::Completed).then_some(0),
+        error: None,
+    }
+}
+
+fn activity(run: &str, task: &str, id: &str, activity: Activity) -> EventKind {
+    EventKind::AgentActivity {
+        command_id: id.into(),
+        agent: "claude".into(),
+        run_id: Some(run.into()),
+        task_id: Some(task.into()),
+        activity,
+    }
+}
+
+fn script(run: &str, batch: &str, status: ExecutionState, exit_code: Option<i32>) -> EventKind {
+    EventKind::ExecutionStatus {
+        run_id: run.into(),
+        batch_id: batch.into(),
+        execution_id: format!("setup:{batch}"),
+        reason: RunReason::SetupScript,
+        command: "npm ci".into(),
+        status,
+        exit_code,
+        error: None,
+    }
+}
+
+/// Opens the store at `path`, with a bus numbered after it and a recorder.
+fn open(path: &Path) -> (Store, Arc<EventBus>, Recorder) {
+    let store = Store::open(path).unwrap_or_else(|err| panic!("{err}"));
+    let bus = EventBus::new(store.last_seq() + 1);
+    let recorder = Recorder::start(&store, &bus);
+    (store, bus, recorder)
+}
+
+/// A whole run of two batches: tasks, scripts, logs, an agent turn, git.
+fn publish_a_run(bus: &EventBus, run: &str) {
+    bus.publish(run_status(run, RunStatus::Running));
+    bus.publish(batch_status(run, "build", BatchStatus::Pending, None));
+    bus.publish(batch_status(run, "agent", BatchStatus::Pending, None));
+    bus.publish(batch_status(run, "build", BatchStatus::Running, None));
+    bus.publish(EventKind::WorkspacePrepared {
+        run_id: run.into(),
+        batch_id: "build".into(),
+        path: "/tmp/wt/build".into(),
+        branch: Some(format!("runner/{run}-build")),
+        base_commit: Some("a".repeat(40)),
+        note: None,
+    });
+    bus.publish(script(run, "build", ExecutionState::Running, None));
+    bus.publish(script(run, "build", ExecutionState::Completed, Some(0)));
+    bus.publish(task_started(run, "build", "compile", "exec"));
+    bus.publish(log(run, Some("compile"), "compiling"));
+    bus.publish(output(run, "compile", 0, "line one\n"));
+    bus.publish(output(run, "compile", 1, "line two\n"));
+    bus.publish(task_finished(
+        run,
+        "build",
+        "compile",
+        TaskStatus::Completed,
+        Some(0),
+    ));
+    bus.publish(task_started(run, "build", "test", "exec"));
+    bus.publish(output(run, "test", 0, "1 failed\n"));
+    bus.publish(task_finished(
+        run,
+        "build",
+        "test",
+        TaskStatus::Failed,
+        Some(101),
+    ));
+    bus.publish(EventKind::RepoState {
+        run_id: run.into(),
+        batch_id: "build".into(),
+        branch: format!("runner/{run}-build"),
+        head_before: "a".repeat(40),
+        head_after: "b".repeat(40),
+        files_changed: 3,
+    });
+    bus.publish(batch_status(
+        run,
+        "build",
+        BatchStatus::Completed,
+        Some(&format!("runner/{run}-build")),
+    ));
+    bus.publish(EventKind::MergeStatus {
+        run_id: run.into(),
+        batch_id: "build".into(),
+        branch: format!("runner/{run}-build"),
+        target: "main".into(),
+        status: MergeOutcome::Conflict,
+        commit: None,
+        conflicts: vec!["src/lib.rs".into()],
+        error: Some("both changed src/lib.rs".into()),
+    });
+    bus.publish(batch_status(run, "agent", BatchStatus::Running, None));
+    bus.publish(task_started(run, "agent", "fix", "agent"));
+    bus.publish(command(run, "fix", "c1", CommandStatus::Queued));
+    bus.publish(command(run, "fix", "c1", CommandStatus::Running));
+    bus.publish(activity(
+        run,
+        "fix",
+        "c1",
+        Activity::SessionStarted {
+            session_id: "sess-42".into(),
+        },
+    ));
+    bus.publish(activity(
+        run,
+        "fix",
+        "c1",
+        Activity::AssistantMessage {
+            text: "looking".into(),
+        },
+    ));
+    bus.publish(activity(
+        run,
+        "fix",
+        "c1",
+        Activity::Usage {
+            input_tokens: 1200,
+            output_tokens: 300,
+            cached_tokens: 800,
+            cost_usd: Some(0.0125),
+        },
+    ));
+    bus.publish(activity(
+        run,
+        "fix",
+        "c1",
+        Activity::FinalResult {
+            summary: "fixed the test".into(),
+            is_error: false,
+        },
+    ));
+    bus.publish(command(run, "fix", "c1", CommandStatus::Completed));
+    bus.publish(task_finished(
+        run,
+        "agent",
+        "fix",
+        TaskStatus::Completed,
+        Some(0),
+    ));
+    bus.publish(batch_status(run, "agent", BatchStatus::Completed, None));
+    bus.publish(run_status(run, RunStatus::Completed));
+}
+
+#[test]
+fn shows_a_run_with_batches_executions_agent_turns_and_merges_after_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state/history.db");
+    {
+        let (_store, bus, recorder) = open(&path);
+        publish_a_run(&bus, "20260101-000000-aaaa");
+        recorder.flush().unwrap();
+    }
+    let store = Store::open(&path).unwrap();
+    let runs = store.list_runs(10).unwrap();
+    assert_eq!(runs.len(), 1);
+    let run = &runs[0];
+    assert_eq!(
+        (run.id.as_str(), run.status.as_str()),
+        ("20260101-000000-aaaa", "completed")
+    );
+    assert_eq!((run.batches, run.tasks, run.tasks_failed), (2, 3, 1));
+    assert!(run.duration().is_some());
+
+    let detail = store.run_detail("20260101").unwrap();
+    let build = &detail.batches[0];
+    assert_eq!(build.batch_id, "build");
+    assert_eq!(build.status, "completed");
+    assert_eq!(
+        build.branch.as_deref(),
+        Some("runner/20260101-000000-aaaa-build")
+    );
+    assert_eq!(build.worktree.as_deref(), Some("/tmp/wt/build"));
+    assert_eq!(build.head_before, Some("a".repeat(40)));
+    assert_eq!(build.head_after, Some("b".repeat(40)));
+    assert_eq!(build.files_changed, Some(3));
+
+    let ids: Vec<(&str, &str, &str)> = detail
+        .executions
+        .iter()
+        .map(|e| {
+            (
+                e.execution_id.as_str(),
+                e.reason.as_str(),
+                e.status.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        ids,
+        vec![
+            ("setup:build", "setup_script", "completed"),
+            ("compile", "task", "completed"),
+            ("test", "task", "failed"),
+            ("fix", "coding_agent", "completed"),
+        ]
+    );
+    let test = &detail.executions[2];
+    assert_eq!((test.exit_code, test.duration_ms), (Some(101), Some(1500)));
+    assert_eq!(detail.executions[0].command.as_deref(), Some("npm ci"));
+
+    let turn = &detail.agent_turns[0];
+    assert_eq!(turn.agent_session_id.as_deref(), Some("sess-42"));
+    assert_eq!(turn.summary.as_deref(), Some("fixed the test"));
+    assert_eq!(
+        (turn.input_tokens, turn.output_tokens, turn.cached_tokens),
+        (1200, 300, 800)
+    );
+    assert_eq!(turn.cost_usd, Some(0.0125));
+    assert_eq!(turn.status, "completed");
+    assert_eq!(detail.agent_totals(), (1200, 300, 800, Some(0.0125)));
+
+    assert_eq!(detail.merges.len(), 1);
+    assert_eq!(detail.merges[0].status, "conflict");
+    assert_eq!(detail.merges[0].conflicts, vec!["src/lib.rs".to_string()]);
+
+    let logs = store.logs(&run.id, None, 0, 100).unwrap();
+    let texts: Vec<&str> = logs.iter().map(|l| l.text.as_str()).collect();
+    assert_eq!(
+        texts,
+        vec!["compiling", "line one\n", "line two\n", "1 failed\n"]
+    );
+    assert!(logs.windows(2).all(|w| w[0].seq < w[1].seq));
+    let test_logs = store.logs(&run.id, Some("test"), 0, 100).unwrap();
+    assert_eq!(test_logs.len(), 1);
+    assert_eq!(test_logs[0].kind, LogKind::Output);
+}
+
+#[test]
+fn resumes_events_by_sequence_number_after_reopening_and_numbers_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("history.db");
+    let first_last = {
+        let (store, bus, recorder) = open(&path);
+        publish_a_run(&bus, "run-one");
+        recorder.flush().unwrap();
+        store.last_seq()
+    };
+    assert_eq!(first_last, 30);
+    let (store, bus, recorder) = open(&path);
+    assert_eq!(store.last_seq(), first_last);
+    assert_eq!(bus.publish(log("run-two", None, "hello")), first_last + 1);
+    recorder.flush().unwrap();
+
+    let resumed = store.events_after(25, 1000).unwrap();
+    let seqs: Vec<u64> = resumed.iter().map(|e| e.seq).collect();
+    assert_eq!(seqs, (26..=first_last + 1).collect::<Vec<_>>());
+    assert!(
+        matches!(resumed.last().unwrap().kind, EventKind::Log { ref message, .. } if message == "hello")
+    );
+    assert_eq!(store.events_after(0, 5).unwrap().len(), 5);
+}
+
+#[test]
+fn a_file_that_is_not_a_database_is_reported_as_corrupt() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("history.db");
+    std::fs::write(&path, vec![0x5a; 8192]).unwrap();
+    let err = Store::open(&path).err().expect("garbage must not open");
+    assert!(matches!(err, StoreError::Corrupt { .. }), "{err:?}");
+    let text = err.to_string();
+    assert!(
+        text.contains(&path.display().to_string()) && text.contains("corrupt"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_database_locked_by_another_connection_is_reported_as_locked() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("history.db");
+    let other = rusqlite::Connection::open(&path).unwrap();
+    other
+        .execute_batch("PRAGMA locking_mode = EXCLUSIVE; BEGIN EXCLUSIVE; CREATE TABLE mine (x);")
+        .unwrap();
+    let options = StoreOptions {
+        busy_timeout: Duration::from_millis(50),
+        ..StoreOptions::default()
+    };
+    let err = Store::open_with(&path, options.clone())
+        .err()
+        .expect("a locked database must not open");
+    assert!(matches!(err, StoreError::Locked { .. }), "{err:?}");
+    assert!(
+        err.to_string().contains("locked by another process"),
+        "{err}"
+    );
+
+    other
+        .execute_batch("COMMIT; PRAGMA locking_mode = NORMAL;")
+        .unwrap();
+    drop(other);
+    Store::open_with(&path, options).unwrap_or_else(|err| panic!("after the lock is gone: {err}"));
+}
+
+#[test]
+fn a_writer_holding_the_lock_of_an_open_history_makes_a_second_open_fail_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("history.db");
+    drop(Store::open(&path).unwrap());
+    let other = rusqlite::Connection::open(&path).unwrap();
+    other.execute_batch("BEGIN EXCLUSIVE; INSERT INTO connections (time, client, peer, action) VALUES ('t', 'c', 'p', 'a');").unwrap();
+    let options = StoreOptions {
+        busy_timeout: Duration::from_millis(50),
+        ..StoreOptions::default()
+    };
+    let err = Store::open_with(&path, options).err().expect("locked");
+    assert!(matches!(err, StoreError::Locked { .. }), "{err:?}");
+}
+
+#[test]
+fn prunes_old_logs_and_the_connection_audit_but_keeps_the_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("history.db");
+    let store = Store::open_with(
+        &path,
+        StoreOptions {
+            retention: Retention {
+                log_days: Some(7),
+                audit_days: 30,
+            },
+            ..StoreOptions::default()
+        },
+    )
+    .unwrap();
+    let bus = EventBus::new(store.last_seq() + 1);
+    let recorder = Recorder::start(&store, &bus);
+    publish_a_run(&bus, "old-run");
+    store.audit_connection(ConnectionAudit {
+        client: "dashboard".into(),
+        peer: "127.0.0.1:5000".into(),
+        action: "connected".into(),
+        detail: None,
+    });
+    recorder.flush().unwrap();
+    store.flush().unwrap();
+    assert_eq!(store.connections(10).unwrap().len(), 1);
+
+    let pruned = store
+        .prune_at(Utc::now() + chrono::Duration::days(8))
+        .unwrap();
+    assert_eq!((pruned.logs, pruned.connections), (4, 0));
+    assert!(store.logs("old-run", None, 0, 100).unwrap().is_empty());
+    assert_eq!(store.list_runs(10).unwrap().len(), 1);
+
+    let pruned = store
+        .prune_at(Utc::now() + chrono::Duration::days(31))
+        .unwrap();
+    assert_eq!(pruned.connections, 1);
+    assert!(store.connections(10).unwrap().is_empty());
+    assert_eq!(store.run_detail("old-run").unwrap().executions.len(), 4);
+}
+
+#[test]
+fn names_a_run_by_prefix_or_last_and_says_when_it_is_unknown_or_ambiguous() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, bus, recorder) = open(&dir.path().join("history.db"));
+    bus.publish(run_status("20260101-aaaa", RunStatus::Completed));
+    bus.publish(run_status("20260102-bbbb", RunStatus::Failed));
+    recorder.flush().unwrap();
+    assert_eq!(store.resolve_run("last").unwrap(), "20260102-bbbb");
+    assert_eq!(store.resolve_run("20260101").unwrap(), "20260101-aaaa");
+    assert!(matches!(
+        store.resolve_run("2026"),
+        Err(StoreError::AmbiguousRun { .. })
+    ));
+    let err = store.resolve_run("nope").unwrap_err();
+    assert!(err.to_string().contains("no run `nope`"), "{err}");
+}
+
+#[tokio::test]
+async fn follows_the_logs_of_a_run_until_it_ends() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, bus, recorder) = open(&dir.path().join("history.db"));
+    bus.publish(run_status("r", RunStatus::Running));
+    bus.publish(output("r", "t", 0, "first\n"));
+    recorder.flush_async().await.unwrap();
+
+    let mut follow = store
+        .follow_logs("r", None, 0)
+        .poll_every(Duration::from_millis(20));
+    let first = follow.next().await.unwrap().unwrap();
+    assert_eq!(
+        first.iter().map(|l| l.text.as_str()).collect::<Vec<_>>(),
+        vec!["first\n"]
+    );
+
+    let publisher = {
+        let bus = bus.clone();
+        tokio::spawn(async move {
+            for i in 0..5 {
+                bus.publish(output("r", "t", i + 1, &format!("more {i}\n")));
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            bus.publish(run_status("r", RunStatus::Completed));
+        })
+    };
+    let mut rest = Vec::new();
+    for _ in 0..1000 {
+        match follow.next().await.unwrap() {
+            Some(lines) => rest.extend(lines.into_iter().map(|l| l.text)),
+            None => break,
+        }
+    }
+    publisher.await.unwrap();
+    assert_eq!(
+        rest,
+        (0..5).map(|i| format!("more {i}\n")).collect::<Vec<_>>()
+    );
+    assert!(follow.next().await.unwrap().is_none());
+}
+
+#[test]
+fn recovery_marks_nothing_when_nothing_was_left_running() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("history.db");
+    {
+        let (_store, bus, recorder) = open(&path);
+        publish_a_run(&bus, "done");
+        recorder.flush().unwrap();
+    }
+    let store = Store::open(&path).unwrap();
+    let before = store.last_seq();
+    let recovery = store.recover("the runner stopped").unwrap();
+    assert!(recovery.runs.is_empty() && recovery.seqs.is_none());
+    assert_eq!(store.last_seq(), before);
+}
+
+#[test]
+fn recovering_after_the_recorder_started_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _bus, _recorder) = open(&dir.path().join("history.db"));
+    assert!(matches!(
+        store.recover("x"),
+        Err(StoreError::RecoverTooLate)
+    ));
+}
+
+/// The env variable that puts [`child_records_events_until_killed`] to work.
+const CHILD_DB: &str = "RUNNER_TEST_STORE_CHILD_DB";
+
+/// Not a test of its own: the process that
+/// [`keeps_every_written_event_through_kill_9_and_marks_the_run_interrupted`]
+/// starts and kills. It records a run that never ends, printing how far the
+/// store has written.
+#[test]
+#[ignore = "started by another test"]
+fn child_records_events_until_killed() {
+    let Some(path) = std::env::var_os(CHILD_DB) else {
+        return;
+    };
+    let (_store, bus, recorder) = open(Path::new(&path));
+    bus.publish(run_status("doomed", RunStatus::Running));
+    bus.publish(batch_status("doomed", "work", BatchStatus::Pending, None));
+    bus.publish(batch_status("doomed", "work", BatchStatus::Running, None));
+    bus.publish(script("doomed", "work", ExecutionState::Running, None));
+    bus.publish(task_started("doomed", "work", "spin", "exec"));
+    bus.publish(command("doomed", "spin", "c9", CommandStatus::Running));
+    let mut stdout = std::io::stdout();
+    let started = std::time::Instant::now();
+    for i in 0..1_000_000u64 {
+        bus.publish(output("doomed", "spin", i, &format!("chunk {i}\n")));
+        if i % 25 == 0 {
+            recorder.flush().unwrap();
+            writeln!(stdout, "written {}", bus.next_seq() - 1).unwrap();
+            stdout.flush().unwrap();
+        }
+        // Never outlive a parent that failed to kill us.
+        if started.elapsed() > Duration::from_secs(120) {
+            break;
+        }
+    }
+}
+
+#[test]
+fn keeps_every_written_event_through_kill_9_and_marks_the_run_interrupted() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("history.db");
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "store::child_records_events_until_killed",
+            "--exact",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD_DB, &path)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut confirmed = 0;
+    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
+        let line = line.unwrap();
+        if let Some(seq) = line.strip_prefix("written ") {
+            confirmed = seq.trim().parse().unwrap();
+            if confirmed >= 500 {
+                break;
+            }
+        }
+    }
+    child.kill().unwrap(); // SIGKILL: no destructor, no flush.
+    let status = child.wait().unwrap();
+    assert!(
+        confirmed >= 500,
+        "the child stopped early ({status}); it confirmed {confirmed}"
+    );
+
+    let store = Store::open(&path).unwrap_or_else(|err| panic!("{err}"));
+    let last = store.last_seq();
+    assert!(last >= confirmed, "confirmed {confirmed}, found {last}");
+    let events = store.events_after(0, 10_000_000).unwrap();
+    assert_eq!(
+        events.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        (1..=last).collect::<Vec<_>>()
+    );
+    assert_eq!(store.run_detail("doomed").unwrap().run.status, "running");
+
+    let recovery = store
+        .recover("the runner stopped without finishing (crash or kill)")
+        .unwrap();
+    assert_eq!(recovery.runs, vec!["doomed".to_string()]);
+    assert_eq!(
+        (recovery.executions, recovery.batches, recovery.agent_turns),
+        (2, 1, 1)
+    );
+    let (first, end) = recovery.seqs.unwrap();
+    assert_eq!(first, last + 1);
+    assert_eq!(store.last_seq(), end);
+
+    let detail = store.run_detail("doomed").unwrap();
+    assert_eq!(detail.run.status, "interrupted");
+    assert!(
+        detail
+            .run
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("crash or kill")
+    );
+    assert!(
+        detail.executions.iter().all(|e| e.status == "interrupted"),
+        "{:?}",
+        detail.executions
+    );
+    assert_eq!(detail.batches[0].status, "failed");
+    assert_eq!(detail.agent_turns[0].status, "interrupted");
+
+    let recovered = store.events_after(last, 100).unwrap();
+    assert_eq!(recovered.len() as u64, end - last);
+    assert!(matches!(
+        recovered.last().unwrap().kind,
+        EventKind::RunStatus {
+            status: RunStatus::Aborted,
+            ..
+        }
+    ));
+    drop(store);
+
+    // A second recovery finds nothing; the next runner numbers on.
+    let store = Store::open(&path).unwrap();
+    assert_eq!(store.recover("again").unwrap(), Default::default());
+    let bus = EventBus::new(store.last_seq() + 1);
+    let recorder = Recorder::start(&store, &bus);
+    assert_eq!(
+        bus.publish(run_status("next", RunStatus::Completed)),
+        end + 1
+    );
+    recorder.flush().unwrap();
+    assert_eq!(store.list_runs(10).unwrap().len(), 2);
+}
