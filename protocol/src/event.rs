@@ -162,6 +162,9 @@ pub enum EventKind {
         exit_code: Option<i32>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         error: Option<String>,
+        /// The prompt, on the `queued` event.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        prompt: Option<String>,
     },
     /// An agent changed state.
     AgentStatus {

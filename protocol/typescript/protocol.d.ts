@@ -335,6 +335,10 @@ export type Event = {
      */
     exit_code?: number | null;
     priority: Priority;
+    /**
+     * The prompt, on the `queued` event.
+     */
+    prompt?: string | null;
     run_id?: string | null;
     status: CommandStatus;
     task_id?: string | null;

@@ -107,6 +107,7 @@ fn command(run: &str, task: &str, id: &str, status: CommandStatus) -> EventKind 
         task_id: Some(task.into()),
         exit_code: (status == CommandStatus::Completed).then_some(0),
         error: None,
+        prompt: (status == CommandStatus::Queued).then(|| "review the code".into()),
     }
 }
 
@@ -313,6 +314,11 @@ fn shows_a_run_with_batches_executions_agent_turns_and_merges_after_reopening() 
     let turn = &detail.agent_turns[0];
     assert_eq!(turn.agent_session_id.as_deref(), Some("sess-42"));
     assert_eq!(turn.summary.as_deref(), Some("fixed the test"));
+    assert_eq!(
+        turn.prompt.as_deref(),
+        Some("review the code"),
+        "the turn records its prompt"
+    );
     assert_eq!(
         (turn.input_tokens, turn.output_tokens, turn.cached_tokens),
         (1200, 300, 800)

@@ -394,6 +394,7 @@ impl Agents {
             task_id: request.task_id.clone(),
             exit_code,
             error,
+            prompt: (status == CommandStatus::Queued).then(|| request.prompt.clone()),
         });
     }
 

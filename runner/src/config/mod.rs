@@ -29,6 +29,10 @@ pub struct Config {
     pub agents: IndexMap<String, AgentDecl>,
     /// `[server]`, with `token_file` resolved against `base_dir`.
     pub server: crate::server::ServerSettings,
+    /// `[git]`.
+    pub git: crate::git::GitSettings,
+    /// `[history]`.
+    pub history: crate::store::HistorySettings,
     pub pipelines: IndexMap<String, Pipeline>,
     pub default_pipeline: Option<String>,
 }

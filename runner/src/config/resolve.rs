@@ -179,6 +179,8 @@ impl Resolver<'_> {
         server.resolve_paths(&base_dir);
         Ok(Config {
             server,
+            git: raw.git,
+            history: raw.history,
             path: self.file.to_path_buf(),
             base_dir,
             defaults,

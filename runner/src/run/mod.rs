@@ -22,15 +22,20 @@ pub use queue::{Permit, Slots};
 use crate::agents::{Agents, CommandRequest};
 use crate::config::{Batch, Config, ConfigError, Task, TaskKind};
 use crate::events::EventBus;
+use crate::git::{BatchWorkspace, Project as GitProject};
 use crate::plugin::{
     CallOptions, ExecutionMode, Plugin, Plugins, Signal, Sink, TaskResult, TaskSpec, TaskState,
     World,
 };
 use chrono::{DateTime, Utc};
 use output::Chunker;
-use protocol::{BatchStatus, CommandStatus, EventKind, LogLevel, RunStatus, Stream, TaskStatus};
+use protocol::{
+    BatchStatus, CommandStatus, EventKind, ExecutionState, LogLevel, RunReason, RunStatus, Stream,
+    TaskStatus,
+};
 use serde_json::{Map, Value, json};
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -107,6 +112,7 @@ impl Runner {
             .get(pipeline)
             .cloned()
             .expect("pipeline was checked");
+        let (project, notes) = self.open_project().await;
         let ctx = Arc::new(RunCtx {
             run_id: run_id.clone(),
             pipeline: pipeline.name.clone(),
@@ -117,6 +123,8 @@ impl Runner {
             slots: self.slots.clone(),
             cancel: cancel.clone(),
             outputs: Mutex::new(Map::new()),
+            project,
+            heads: Mutex::new(HashMap::new()),
         });
         let started = Instant::now();
         ctx.publish(EventKind::RunStatus {
@@ -126,6 +134,9 @@ impl Runner {
             message: Some(format!("running pipeline `{}`", pipeline.name)),
             error: None,
         });
+        for note in notes {
+            ctx.log(None, LogLevel::Warn, note);
+        }
         for batch in &pipeline.batches {
             ctx.batch_status(batch, BatchStatus::Pending, None, None);
         }
@@ -260,6 +271,61 @@ impl Runner {
     }
 }
 
+impl Runner {
+    /// Opens the project's repository (sweeping worktrees a crashed run
+    /// left); a directory that is not one runs without branches.
+    async fn open_project(&self) -> (Arc<GitProject>, Vec<String>) {
+        let (dir, state, settings) = (
+            self.config.base_dir.clone(),
+            self.config.state_dir().to_path_buf(),
+            self.config.git.clone(),
+        );
+        let fallback = dir.clone();
+        let opened = tokio::task::spawn_blocking(move || {
+            let mut notes = Vec::new();
+            let project = match GitProject::open(&dir, &state, &settings) {
+                Ok(project) => project,
+                Err(err) => {
+                    notes.push(format!("git: {err}; batches run without branches"));
+                    GitProject::Plain {
+                        dir: dir.clone(),
+                        reason: err.to_string(),
+                    }
+                }
+            };
+            if let Some(workspaces) = project.workspaces() {
+                notes.extend(workspaces.warnings().iter().map(|w| format!("git: {w}")));
+                match workspaces.sweep_orphans() {
+                    Ok(swept) => notes.extend(swept.iter().map(|s| {
+                        let saved = s
+                            .saved
+                            .as_ref()
+                            .map(|c| format!(" (its changes are saved as {c})"))
+                            .unwrap_or_default();
+                        format!(
+                            "git: removed the worktree {} left by a stopped run{saved}",
+                            s.path.display()
+                        )
+                    })),
+                    Err(err) => notes.push(format!("git: cannot sweep old worktrees: {err}")),
+                }
+            }
+            (Arc::new(project), notes)
+        })
+        .await;
+        opened.unwrap_or_else(|err| {
+            let reason = format!("opening the repository panicked: {err}");
+            (
+                Arc::new(GitProject::Plain {
+                    dir: fallback,
+                    reason: reason.clone(),
+                }),
+                vec![reason],
+            )
+        })
+    }
+}
+
 fn check_worlds(config: &Config, plugins: &Plugins) -> Result<(), ConfigError> {
     for (name, agent) in &config.agents {
         if let Some(plugin) = plugins.get(&agent.adapter)
@@ -343,6 +409,10 @@ struct RunCtx {
     cancel: CancellationToken,
     /// Outputs of completed tasks, by task id: the `outputs` of later tasks' input.
     outputs: Mutex<Map<String, Value>>,
+    /// The project's git repository, if it is one.
+    project: Arc<GitProject>,
+    /// Each finished batch's head after, by batch id: where dependents branch from.
+    heads: Mutex<HashMap<String, String>>,
 }
 
 /// How one task ended.
@@ -434,12 +504,273 @@ impl RunCtx {
         })
     }
 
+    /// Runs one batch in its own workspace: a git worktree on its own
+    /// branch when the project is a repository, else the project directory.
     async fn run_batch(self: &Arc<Self>, batch: &Batch) -> (BatchStatus, Option<String>) {
         self.batch_status(batch, BatchStatus::Running, None, None);
-        let fail = |error: String| {
-            self.batch_status(batch, BatchStatus::Failed, Some(error.clone()), None);
-            (BatchStatus::Failed, Some(error))
+        let workspace = match self.prepare_workspace(batch).await {
+            Ok(workspace) => workspace,
+            Err(error) => {
+                let error = format!("cannot prepare the batch's git workspace: {error}");
+                self.batch_status(batch, BatchStatus::Failed, Some(error.clone()), None);
+                return (BatchStatus::Failed, Some(error));
+            }
         };
+        let dir = workspace
+            .as_ref()
+            .map_or_else(|| self.config.base_dir.clone(), |ws| ws.dir.clone());
+        let setup = match &self.config.git.setup {
+            Some(script) => {
+                self.execution(batch, &dir, RunReason::SetupScript, script)
+                    .await
+            }
+            None => Ok(()),
+        };
+        let (mut status, mut error, summary) = match setup {
+            Ok(()) => self.run_tasks(batch, Arc::new(dir.clone())).await,
+            Err(message) => (
+                BatchStatus::Failed,
+                Some(format!("the setup script failed: {message}")),
+                None,
+            ),
+        };
+        let mut branch = None;
+        if let Some(workspace) = workspace {
+            match self
+                .finish_workspace(batch, &workspace, status == BatchStatus::Completed)
+                .await
+            {
+                Ok(()) => branch = Some(workspace.branch.clone()),
+                Err(message) if status == BatchStatus::Completed => {
+                    status = BatchStatus::Failed;
+                    error = Some(format!("cannot commit the batch's changes: {message}"));
+                }
+                Err(message) => self.log(
+                    None,
+                    LogLevel::Error,
+                    format!("batch `{}`: {message}", batch.id),
+                ),
+            }
+        }
+        if let Some(script) = &self.config.git.cleanup
+            && let Err(message) = self
+                .execution(batch, &dir, RunReason::CleanupScript, script)
+                .await
+        {
+            self.log(
+                None,
+                LogLevel::Warn,
+                format!("batch `{}`: the cleanup script failed: {message}", batch.id),
+            );
+        }
+        self.publish(EventKind::BatchStatus {
+            run_id: self.run_id.clone(),
+            pipeline: self.pipeline.clone(),
+            batch_id: batch.id.clone(),
+            batch_name: batch.name.clone(),
+            status,
+            branch: if status == BatchStatus::Completed {
+                branch
+            } else {
+                None
+            },
+            error: error.clone(),
+            summary,
+        });
+        (status, error)
+    }
+
+    /// Creates the batch's worktree and branch (`None` outside a repository),
+    /// publishing where the batch works either way.
+    async fn prepare_workspace(
+        self: &Arc<Self>,
+        batch: &Batch,
+    ) -> Result<Option<BatchWorkspace>, String> {
+        let project = self.project.clone();
+        if let GitProject::Plain { reason, .. } = project.as_ref() {
+            self.publish(EventKind::WorkspacePrepared {
+                run_id: self.run_id.clone(),
+                batch_id: batch.id.clone(),
+                path: self.config.base_dir.display().to_string(),
+                branch: None,
+                base_commit: None,
+                note: Some(format!("no branch: {reason}")),
+            });
+            return Ok(None);
+        }
+        let parents: Vec<String> = {
+            let heads = self.heads.lock().expect("heads lock");
+            batch
+                .depends_on
+                .iter()
+                .filter_map(|dep| heads.get(dep).cloned())
+                .collect()
+        };
+        let (run_id, batch_id) = (self.run_id.clone(), batch.id.clone());
+        let workspace = tokio::task::spawn_blocking(move || {
+            project
+                .workspaces()
+                .expect("a repository")
+                .prepare(&run_id, &batch_id, &parents)
+        })
+        .await
+        .map_err(|err| err.to_string())?
+        .map_err(|err| err.to_string())?;
+        self.publish(EventKind::WorkspacePrepared {
+            run_id: self.run_id.clone(),
+            batch_id: batch.id.clone(),
+            path: workspace.dir.display().to_string(),
+            branch: Some(workspace.branch.clone()),
+            base_commit: Some(workspace.head_before.clone()),
+            note: None,
+        });
+        Ok(Some(workspace))
+    }
+
+    /// Commits what the batch changed, merges it when configured and the
+    /// batch completed, and removes the worktree unless it is kept.
+    async fn finish_workspace(
+        self: &Arc<Self>,
+        batch: &Batch,
+        workspace: &BatchWorkspace,
+        completed: bool,
+    ) -> Result<(), String> {
+        let (project, ws, name) = (self.project.clone(), workspace.clone(), batch.name.clone());
+        let (committed, merged) = tokio::task::spawn_blocking(move || {
+            let workspaces = project.workspaces().expect("a repository");
+            let committed = ws.commit(&name)?;
+            let merged = if completed {
+                workspaces.merge(&ws)
+            } else {
+                None
+            };
+            if !workspaces.keeps_worktrees() {
+                workspaces.remove(&ws)?;
+            }
+            Ok::<_, crate::git::GitError>((committed, merged))
+        })
+        .await
+        .map_err(|err| err.to_string())?
+        .map_err(|err| err.to_string())?;
+        self.heads
+            .lock()
+            .expect("heads lock")
+            .insert(batch.id.clone(), committed.head_after.clone());
+        self.publish(EventKind::RepoState {
+            run_id: self.run_id.clone(),
+            batch_id: batch.id.clone(),
+            branch: committed.branch.clone(),
+            head_before: committed.head_before,
+            head_after: committed.head_after,
+            files_changed: committed.files_changed,
+        });
+        if let Some(merge) = merged {
+            if !merge.status.is_success() {
+                let why = merge
+                    .error
+                    .clone()
+                    .unwrap_or_else(|| format!("conflicts in {}", merge.conflicts.join(", ")));
+                self.log(
+                    None,
+                    LogLevel::Error,
+                    format!(
+                        "batch `{}`: merging {} into {} failed, the target is untouched: {why}",
+                        batch.id, merge.branch, merge.target
+                    ),
+                );
+            }
+            self.publish(EventKind::MergeStatus {
+                run_id: self.run_id.clone(),
+                batch_id: batch.id.clone(),
+                branch: merge.branch,
+                target: merge.target,
+                status: merge.status,
+                commit: merge.commit,
+                conflicts: merge.conflicts,
+                error: merge.error,
+            });
+        }
+        Ok(())
+    }
+
+    /// A setup or cleanup script, recorded as an execution of its own.
+    async fn execution(
+        &self,
+        batch: &Batch,
+        dir: &std::path::Path,
+        reason: RunReason,
+        script: &str,
+    ) -> Result<(), String> {
+        let prefix = if reason == RunReason::SetupScript {
+            "setup"
+        } else {
+            "cleanup"
+        };
+        let execution_id = format!("{prefix}:{}", batch.id);
+        let status = |status: ExecutionState, exit_code: Option<i32>, error: Option<String>| {
+            self.publish(EventKind::ExecutionStatus {
+                run_id: self.run_id.clone(),
+                batch_id: batch.id.clone(),
+                execution_id: execution_id.clone(),
+                reason,
+                command: script.to_string(),
+                status,
+                exit_code,
+                error,
+            });
+        };
+        status(ExecutionState::Running, None, None);
+        let spec = exec::ExecSpec {
+            program: "sh".into(),
+            args: vec!["-c".into(), script.to_string()],
+            cwd: dir.to_path_buf(),
+            env: Vec::new(),
+            stdin: None,
+        };
+        let mut chunker = Chunker::default();
+        let on_output = |stream: Stream, data: &[u8]| {
+            let chunks = chunker.push(stream, data);
+            self.output_chunks(&execution_id, stream, chunks);
+        };
+        let (state, code, error) =
+            match exec::run(&spec, self.config.defaults.timeout, &self.cancel, on_output).await {
+                Ok(exec::Ending::Exited(Some(0))) => (ExecutionState::Completed, Some(0), None),
+                Ok(exec::Ending::Exited(Some(code))) => (
+                    ExecutionState::Failed,
+                    Some(code),
+                    Some(format!("`{script}` exited with code {code}")),
+                ),
+                Ok(exec::Ending::Exited(None)) => (
+                    ExecutionState::Killed,
+                    None,
+                    Some(format!("`{script}` was killed by a signal")),
+                ),
+                Ok(exec::Ending::TimedOut) => (
+                    ExecutionState::Killed,
+                    None,
+                    Some(format!("`{script}` timed out")),
+                ),
+                Ok(exec::Ending::Aborted) => (
+                    ExecutionState::Interrupted,
+                    None,
+                    Some("the run was aborted".into()),
+                ),
+                Err(err) => (ExecutionState::Failed, None, Some(format!("{err:#}"))),
+            };
+        status(state, code, error.clone());
+        match error {
+            None => Ok(()),
+            Some(error) => Err(error),
+        }
+    }
+
+    /// Expands the batch, runs its tasks in `dir` and reduces their results.
+    async fn run_tasks(
+        self: &Arc<Self>,
+        batch: &Batch,
+        dir: Arc<PathBuf>,
+    ) -> (BatchStatus, Option<String>, Option<String>) {
+        let fail = |error: String| (BatchStatus::Failed, Some(error), None);
         let Some(plugin) = self.plugins.get(&batch.batch_type).cloned() else {
             return fail(format!("batch type `{}` is not loaded", batch.batch_type));
         };
@@ -485,6 +816,7 @@ impl RunCtx {
                         .clone()
                         .run_task(
                             shared.clone(),
+                            dir.clone(),
                             spec.clone(),
                             task.clone(),
                             fail_fast,
@@ -504,10 +836,11 @@ impl RunCtx {
                         spec.clone(),
                         any_failed.clone(),
                     );
+                    let dir = dir.clone();
                     set.spawn(async move {
                         (
                             index,
-                            ctx.run_task(batch, spec, task, fail_fast, flag).await,
+                            ctx.run_task(batch, dir, spec, task, fail_fast, flag).await,
                         )
                     });
                 }
@@ -532,23 +865,17 @@ impl RunCtx {
             Err(err) => return fail(format!("batch type `{}` {err}", batch.batch_type)),
         };
         if outcome.completed {
-            self.batch_status(batch, BatchStatus::Completed, None, Some(outcome.summary));
-            (BatchStatus::Completed, None)
+            (BatchStatus::Completed, None, Some(outcome.summary))
         } else {
             let error = outcome.error.unwrap_or_else(|| outcome.summary.clone());
-            self.batch_status(
-                batch,
-                BatchStatus::Failed,
-                Some(error.clone()),
-                Some(outcome.summary),
-            );
-            (BatchStatus::Failed, Some(error))
+            (BatchStatus::Failed, Some(error), Some(outcome.summary))
         }
     }
 
     async fn run_task(
         self: Arc<Self>,
         batch: Arc<Batch>,
+        dir: Arc<PathBuf>,
         spec: TaskSpec,
         task: Task,
         fail_fast: bool,
@@ -614,7 +941,7 @@ impl RunCtx {
             display_text: None,
         });
         let config: Value = serde_json::from_str(&spec.config).unwrap_or(Value::Null);
-        let outcome = self.execute(&batch, &spec, &task, &config).await;
+        let outcome = self.execute(&batch, &dir, &spec, &task, &config).await;
         drop(permit);
         if outcome.status != TaskStatus::Completed {
             any_failed.store(true, Ordering::SeqCst);
@@ -715,14 +1042,15 @@ impl RunCtx {
     async fn execute(
         self: &Arc<Self>,
         batch: &Batch,
+        dir: &std::path::Path,
         spec: &TaskSpec,
         task: &Task,
         config: &Value,
     ) -> TaskOutcome {
         let chunker = Arc::new(Mutex::new(Chunker::default()));
         let outcome = match &task.kind {
-            TaskKind::Exec => self.execute_exec(spec, task, config, &chunker).await,
-            TaskKind::Agent(agent) => self.execute_agent(agent, spec, task, config).await,
+            TaskKind::Exec => self.execute_exec(dir, spec, task, config, &chunker).await,
+            TaskKind::Agent(agent) => self.execute_agent(agent, dir, spec, task, config).await,
             TaskKind::Script(name) | TaskKind::Plugin(name) => {
                 let Some(plugin) = self.plugins.get(name).cloned() else {
                     return TaskOutcome::failed(format!("plugin `{name}` is not loaded"), None);
@@ -744,12 +1072,13 @@ impl RunCtx {
 
     async fn execute_exec(
         &self,
+        dir: &std::path::Path,
         spec: &TaskSpec,
         task: &Task,
         config: &Value,
         chunker: &Mutex<Chunker>,
     ) -> TaskOutcome {
-        let exec_spec = match exec::ExecSpec::from_config(config, &self.config.base_dir) {
+        let exec_spec = match exec::ExecSpec::from_config(config, dir) {
             Ok(exec_spec) => exec_spec,
             Err(err) => return TaskOutcome::failed(format!("exec config: {err:#}"), None),
         };
@@ -785,6 +1114,7 @@ impl RunCtx {
     async fn execute_agent(
         &self,
         agent: &str,
+        dir: &std::path::Path,
         spec: &TaskSpec,
         task: &Task,
         config: &Value,
@@ -823,7 +1153,7 @@ impl RunCtx {
             resume_session,
             run_id: Some(self.run_id.clone()),
             task_id: Some(spec.id.clone()),
-            working_dir: None,
+            working_dir: Some(dir.to_path_buf()),
             timeout: Some(task.timeout),
         };
         let handle = match self.agents.submit(request).await {

@@ -229,6 +229,7 @@ impl State {
                 task_id,
                 exit_code,
                 error,
+                ..
             } => {
                 let command = CommandState {
                     command_id: command_id.clone(),
@@ -455,6 +456,7 @@ mod tests {
                     task_id: None,
                     exit_code: None,
                     error: None,
+                    prompt: None,
                 },
             )
         };

@@ -395,6 +395,7 @@ fn interrupted_command(
         task_id,
         exit_code: None,
         error: Some(reason.to_string()),
+        prompt: None,
     }
 }
 
@@ -634,13 +635,8 @@ fn project(tx: &Transaction, event: &Event, pid: u32) -> rusqlite::Result<()> {
             task_id,
             exit_code,
             error,
+            prompt,
         } => {
-            // A `prompt` field, when the event carries one, becomes the turn's prompt.
-            let prompt = serde_json::to_value(event).ok().and_then(|json| {
-                json.get("prompt")
-                    .and_then(Value::as_str)
-                    .map(str::to_string)
-            });
             let started = (*status == CommandStatus::Running).then_some(&time);
             let finished = matches!(
                 status,

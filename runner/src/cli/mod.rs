@@ -3,6 +3,8 @@
 //! `main` only parses, calls [`execute`], prints the error and exits with
 //! the code it returns.
 
+mod history;
+
 use crate::config::{Config, ConfigError};
 use crate::events::EventBus;
 use crate::plugin::{Compiled, LoadError, Plugins};
@@ -86,6 +88,33 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// List past runs, newest first.
+    History {
+        /// How many runs.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a run: batches, branches, executions, exit codes, timings, agent turns with tokens and cost.
+    Show {
+        /// A run id, a unique prefix of one, or `last`.
+        run: String,
+        /// Print JSON instead.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the recorded logs and output of a run, or of one of its tasks.
+    Logs {
+        /// A run id, a unique prefix of one, or `last`.
+        run: String,
+        /// Only this task (or agent command).
+        task: Option<String>,
+        /// Keep printing new lines until the run ends.
+        #[arg(short, long)]
+        follow: bool,
+    },
 }
 
 fn parse_priority(text: &str) -> Result<Priority, String> {
@@ -112,6 +141,8 @@ pub enum Error {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Plugin(#[from] LoadError),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
     #[error("{0}")]
     Usage(String),
     #[error(transparent)]
@@ -121,7 +152,7 @@ pub enum Error {
 impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
-            Self::Config(_) | Self::Plugin(_) | Self::Usage(_) => exit::INVALID,
+            Self::Config(_) | Self::Plugin(_) | Self::Usage(_) | Self::Store(_) => exit::INVALID,
             Self::Other(_) => exit::FAILED,
         }
     }
@@ -158,6 +189,11 @@ pub async fn execute(cli: Cli) -> Result<i32, Error> {
             json,
         } => ask(config, &agent, prompt, priority, resume, json).await,
         Command::Agents { json } => agents(config, json).await,
+        Command::History { limit, json } => history::history(&config, limit, json),
+        Command::Show { run, json } => history::show(&config, &run, json),
+        Command::Logs { run, task, follow } => {
+            history::logs(&config, &run, task.as_deref(), follow).await
+        }
     }
 }
 
@@ -184,7 +220,7 @@ async fn start_server(
 
 async fn serve(config: Arc<Config>, listen: Option<std::net::SocketAddr>) -> Result<i32, Error> {
     let plugins = Arc::new(Plugins::load(&config, None).await?);
-    let bus = EventBus::new(1);
+    let (bus, recording) = history::start(&config)?;
     let runner = Arc::new(Runner::new(config.clone(), plugins, bus.clone())?);
     let service = Service::new(runner.clone());
     let server = start_server(&config, service.clone(), bus, listen).await?;
@@ -200,6 +236,7 @@ async fn serve(config: Arc<Config>, listen: Option<std::net::SocketAddr>) -> Res
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     server.shutdown().await;
+    recording.finish().await;
     Ok(exit::OK)
 }
 
@@ -227,7 +264,7 @@ async fn run(
     let pipeline = config.pipeline(pipeline).map_err(Error::Usage)?.clone();
     let used = config.plugins_used_by(&pipeline);
     let plugins = Arc::new(Plugins::load(&config, Some(&used)).await?);
-    let bus = EventBus::new(1);
+    let (bus, recording) = history::start(&config)?;
     let runner = Arc::new(Runner::new(config.clone(), plugins, bus.clone())?);
     let server = match serve {
         Some(listen) => {
@@ -273,6 +310,7 @@ async fn run(
     if let Some(server) = server {
         server.shutdown().await;
     }
+    recording.finish().await;
     Ok(match report.status {
         RunStatus::Completed => exit::OK,
         RunStatus::Aborted => exit::ABORTED,
@@ -347,11 +385,10 @@ async fn plugins(config: Arc<Config>, json: bool) -> Result<i32, Error> {
 }
 
 /// A runner for commands that run no pipeline: plugins for the agents only.
-async fn agent_runner(config: &Arc<Config>) -> Result<(Runner, Arc<EventBus>), Error> {
+async fn agent_runner(config: &Arc<Config>, bus: Arc<EventBus>) -> Result<Runner, Error> {
     let adapters: Vec<String> = config.agents.values().map(|a| a.adapter.clone()).collect();
     let plugins = Arc::new(Plugins::load(config, Some(&adapters)).await?);
-    let bus = EventBus::new(1);
-    Ok((Runner::new(config.clone(), plugins, bus.clone())?, bus))
+    Ok(Runner::new(config.clone(), plugins, bus)?)
 }
 
 async fn ask(
@@ -362,7 +399,8 @@ async fn ask(
     resume: Option<String>,
     json: bool,
 ) -> Result<i32, Error> {
-    let (runner, bus) = agent_runner(&config).await?;
+    let (bus, recording) = history::start(&config)?;
+    let runner = agent_runner(&config, bus.clone()).await?;
     let mut events = bus.subscribe();
     let request = crate::agents::CommandRequest {
         agent: agent.to_string(),
@@ -407,6 +445,7 @@ async fn ask(
     while let Ok(event) = events.try_recv() {
         print(&event);
     }
+    recording.finish().await;
     let result =
         result.map_err(|_| Error::Other(anyhow::anyhow!("the command ended without a result")))?;
     if !json {
@@ -436,7 +475,7 @@ async fn ask(
 }
 
 async fn agents(config: Arc<Config>, json: bool) -> Result<i32, Error> {
-    let (runner, _bus) = agent_runner(&config).await?;
+    let runner = agent_runner(&config, EventBus::new(1)).await?;
     runner.agents().refresh().await;
     let views = runner.agents().views();
     if json {

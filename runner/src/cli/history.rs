@@ -1,0 +1,226 @@
+//! The history database from the command line: recording runs, and
+//! `runner history`, `runner show`, `runner logs`.
+
+use super::Error;
+use crate::config::Config;
+use crate::events::EventBus;
+use crate::store::{DB_FILE, LogKind, Recorder, Store, StoreOptions};
+use std::sync::Arc;
+
+/// Where `config`'s history lives.
+fn db_path(config: &Config) -> std::path::PathBuf {
+    config.state_dir().join(DB_FILE)
+}
+
+fn open(config: &Config) -> Result<Store, Error> {
+    let options = StoreOptions {
+        retention: config.history.retention(),
+        ..StoreOptions::default()
+    };
+    Ok(Store::open_with(db_path(config), options)?)
+}
+
+/// An open history that records every event of a bus.
+pub struct Recording {
+    recorder: Recorder,
+}
+
+impl Recording {
+    /// Waits until every event published so far is written.
+    pub async fn finish(&self) {
+        if let Err(err) = self.recorder.flush_async().await {
+            eprintln!("warning: the history may miss the last events: {err}");
+        }
+    }
+}
+
+/// Opens the history, marks what a dead runner left running as
+/// interrupted, and returns a bus numbering on from the last event.
+pub fn start(config: &Config) -> Result<(Arc<EventBus>, Recording), Error> {
+    let store = open(config)?;
+    let recovery = store.recover("the runner stopped while it was going (crash or kill)")?;
+    if !recovery.runs.is_empty() {
+        eprintln!(
+            "note: {} run(s) left going by a stopped runner are now marked interrupted: {}",
+            recovery.runs.len(),
+            recovery.runs.join(", ")
+        );
+    }
+    if let Err(err) = store.prune() {
+        eprintln!("warning: cannot prune old history: {err}");
+    }
+    let bus = EventBus::new(store.last_seq() + 1);
+    let recorder = Recorder::start(&store, &bus);
+    Ok((bus, Recording { recorder }))
+}
+
+pub fn history(config: &Config, limit: usize, json: bool) -> Result<i32, Error> {
+    let runs = open(config)?.list_runs(limit)?;
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&runs).expect("plain JSON")
+        );
+        return Ok(super::exit::OK);
+    }
+    if runs.is_empty() {
+        println!(
+            "no runs yet: `runner run` records its runs in {}",
+            db_path(config).display()
+        );
+        return Ok(super::exit::OK);
+    }
+    println!(
+        "{:<22} {:<12} {:<10} {:<20} {:>9} {:>12}  ERROR",
+        "RUN", "PIPELINE", "STATUS", "STARTED", "BATCHES", "TASKS"
+    );
+    for run in runs {
+        println!(
+            "{:<22} {:<12} {:<10} {:<20} {:>9} {:>12}  {}",
+            run.id,
+            run.pipeline,
+            run.status,
+            run.started_at.format("%Y-%m-%d %H:%M:%S"),
+            format!("{}/{} ok", run.batches - run.batches_failed, run.batches),
+            format!("{}/{} ok", run.tasks - run.tasks_failed, run.tasks),
+            run.error.as_deref().unwrap_or("")
+        );
+    }
+    Ok(super::exit::OK)
+}
+
+pub fn show(config: &Config, run: &str, json: bool) -> Result<i32, Error> {
+    let detail = open(config)?.run_detail(run)?;
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&detail).expect("plain JSON")
+        );
+        return Ok(super::exit::OK);
+    }
+    let r = &detail.run;
+    let took = r.finished_at.map(|f| {
+        format!(
+            " in {}",
+            crate::plugin::humanize((f - r.started_at).to_std().unwrap_or_default())
+        )
+    });
+    println!(
+        "run {} · pipeline {} · {}{}",
+        r.id,
+        r.pipeline,
+        r.status,
+        took.unwrap_or_default()
+    );
+    if let Some(error) = &r.error {
+        println!("  error: {error}");
+    }
+    for batch in &detail.batches {
+        let mut line = format!(
+            "  batch {} ({}) {}",
+            batch.batch_id, batch.name, batch.status
+        );
+        if let Some(branch) = &batch.branch {
+            line.push_str(&format!(" · branch {branch}"));
+        }
+        if let (Some(before), Some(after)) = (&batch.head_before, &batch.head_after) {
+            line.push_str(&format!(" · {}..{}", short(before), short(after)));
+        }
+        if let Some(note) = &batch.note {
+            line.push_str(&format!(" · {note}"));
+        }
+        println!("{line}");
+        if let Some(error) = &batch.error {
+            println!("    error: {error}");
+        }
+        for exec in detail
+            .executions
+            .iter()
+            .filter(|e| e.batch_id == batch.batch_id)
+        {
+            let took = exec
+                .duration_ms
+                .map(|ms| format!(" {ms}ms"))
+                .unwrap_or_default();
+            let code = exec
+                .exit_code
+                .map(|c| format!(" exit {c}"))
+                .unwrap_or_default();
+            let error = exec
+                .error
+                .as_deref()
+                .map(|e| format!(": {e}"))
+                .unwrap_or_default();
+            println!(
+                "    {} [{} · {}] {}{code}{took}{error}",
+                exec.execution_id, exec.kind, exec.reason, exec.status
+            );
+        }
+    }
+    for turn in &detail.agent_turns {
+        println!(
+            "  agent {} · {} · {} · session {} · tokens in {} / out {} / cached {}{}",
+            turn.agent,
+            turn.task_id.as_deref().unwrap_or(&turn.command_id),
+            turn.status,
+            turn.agent_session_id.as_deref().unwrap_or("-"),
+            turn.input_tokens,
+            turn.output_tokens,
+            turn.cached_tokens,
+            turn.cost_usd
+                .map(|c| format!(" · ${c:.4}"))
+                .unwrap_or_default()
+        );
+        if let Some(summary) = &turn.summary {
+            println!("    {}", summary.lines().next().unwrap_or(""));
+        }
+    }
+    for merge in &detail.merges {
+        println!(
+            "  merge {} → {}: {}",
+            merge.branch, merge.target, merge.status
+        );
+    }
+    Ok(super::exit::OK)
+}
+
+pub async fn logs(
+    config: &Config,
+    run: &str,
+    task: Option<&str>,
+    follow: bool,
+) -> Result<i32, Error> {
+    let store = open(config)?;
+    let run_id = store.resolve_run(run)?;
+    let print = |lines: Vec<crate::store::LogLine>| {
+        for line in lines {
+            let owner = line
+                .task_id
+                .or(line.command_id)
+                .unwrap_or_else(|| "run".into());
+            match line.kind {
+                LogKind::Output => print!("{}", line.text),
+                _ => println!(
+                    "[{}] {owner} {} {}: {}",
+                    line.time.format("%H:%M:%S%.3f"),
+                    line.source.as_deref().unwrap_or("runner"),
+                    line.level.as_deref().unwrap_or("info"),
+                    line.text
+                ),
+            }
+        }
+    };
+    if !follow {
+        print(store.logs(&run_id, task, 0, usize::MAX)?);
+        return Ok(super::exit::OK);
+    }
+    let mut follow = store.follow_logs(&run_id, task, 0);
+    while let Some(lines) = follow.next().await? {
+        print(lines);
+    }
+    Ok(super::exit::OK)
+}
+
+fn short(commit: &str) -> &str {
+    &commit[..commit.len().min(10)]
+}
