@@ -5,6 +5,7 @@ use crate::server_support::*;
 use futures_util::StreamExt;
 use protocol::{EventKind, LogLevel};
 use serde_json::{Value, json};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Two batches of quick exec tasks, and a pipeline that sleeps (to abort).
@@ -687,4 +688,60 @@ async fn a_client_queues_a_command_for_an_agent_watches_it_run_and_interrupts_it
         .pop()
         .unwrap();
     assert_eq!(ended["status"], "interrupted", "{ended}");
+}
+
+#[tokio::test]
+async fn a_client_resumes_after_a_restart_from_the_history_database() {
+    use runner::store::{Recorder, Store};
+    let project = crate::support::Project::new("version = 1\n");
+    let db = project.dir.path().join("history.db");
+    let log = |message: &str| EventKind::Log {
+        run_id: None,
+        task_id: None,
+        level: LogLevel::Info,
+        source: "test".into(),
+        stream: None,
+        message: message.into(),
+    };
+    // A first runner life: ten events, recorded, then gone.
+    {
+        let store = Store::open(&db).unwrap();
+        let bus = runner::events::EventBus::new(store.last_seq() + 1);
+        let recorder = Recorder::start(&store, &bus);
+        for i in 1..=10 {
+            bus.publish(log(&format!("before {i}")));
+        }
+        recorder.flush_async().await.unwrap();
+    }
+    // The next life numbers on from the history and serves it.
+    let store = Store::open(&db).unwrap();
+    store.recover("test restart").unwrap();
+    let bus = runner::events::EventBus::new(store.last_seq() + 1);
+    let _recorder = Recorder::start(&store, &bus);
+    let config = project.config();
+    let plugins = Arc::new(
+        runner::plugin::Plugins::load(&config, Some(&[]))
+            .await
+            .unwrap(),
+    );
+    let runner = runner::run::Runner::new(config, plugins, bus.clone()).unwrap();
+    let service = runner::service::Service::new(Arc::new(runner));
+    let server = runner::server::serve_with_history(service, bus.clone(), settings(), Some(store))
+        .await
+        .unwrap();
+    bus.publish(log("after 1"));
+
+    let mut client = Client::connect(server.addr).await;
+    client
+        .send(json!({"type": "identify", "protocol_version": "1.0.0", "client": {"kind": "dashboard"}, "after_seq": 4}))
+        .await;
+    let seen = client.recv_until(|m| m["message"] == "after 1").await;
+    let events: Vec<&Value> = seen.iter().filter(|m| m["type"] == "log").collect();
+    let seqs: Vec<u64> = events.iter().map(|m| m["seq"].as_u64().unwrap()).collect();
+    assert_eq!(
+        seqs,
+        (5..=11).collect::<Vec<u64>>(),
+        "events 5..10 from the history, then 11 live"
+    );
+    assert_eq!(events[0]["message"], "before 5");
 }

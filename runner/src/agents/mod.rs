@@ -778,3 +778,26 @@ impl From<CallError> for Refusal {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_terminal_buffer_drops_the_oldest_chunks_past_1_mib_and_warns_once() {
+        let mut buffer = TerminalBuffer::default();
+        let chunk = "x".repeat(10 * 1024);
+        let warnings: Vec<bool> = (0..110).map(|_| buffer.push(&chunk)).collect();
+        assert_eq!(
+            warnings.iter().filter(|w| **w).count(),
+            1,
+            "one warning, when dropping starts"
+        );
+        assert!(
+            !warnings[..102].iter().any(|w| *w),
+            "nothing dropped under 1 MiB"
+        );
+        assert!(buffer.text().len() <= TERMINAL_BUFFER_BYTES);
+        assert_eq!(buffer.chunks.len(), TERMINAL_BUFFER_BYTES / chunk.len());
+    }
+}

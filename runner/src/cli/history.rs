@@ -22,6 +22,7 @@ fn open(config: &Config) -> Result<Store, Error> {
 
 /// An open history that records every event of a bus.
 pub struct Recording {
+    pub store: Store,
     recorder: Recorder,
 }
 
@@ -51,7 +52,7 @@ pub fn start(config: &Config) -> Result<(Arc<EventBus>, Recording), Error> {
     }
     let bus = EventBus::new(store.last_seq() + 1);
     let recorder = Recorder::start(&store, &bus);
-    Ok((bus, Recording { recorder }))
+    Ok((bus, Recording { store, recorder }))
 }
 
 pub fn history(config: &Config, limit: usize, json: bool) -> Result<i32, Error> {

@@ -203,14 +203,16 @@ async fn start_server(
     service: Arc<Service>,
     bus: Arc<EventBus>,
     listen: Option<std::net::SocketAddr>,
+    history: &history::Recording,
 ) -> Result<ServerHandle, Error> {
     let mut settings = config.server.clone();
     if let Some(listen) = listen {
         settings.listen = listen;
     }
-    let handle = crate::server::serve(service, bus, settings)
-        .await
-        .map_err(|err| Error::Usage(err.to_string()))?;
+    let handle =
+        crate::server::serve_with_history(service, bus, settings, Some(history.store.clone()))
+            .await
+            .map_err(|err| Error::Usage(err.to_string()))?;
     eprintln!(
         "serving on ws://{}/ws (state: http://{}/api/state)",
         handle.addr, handle.addr
@@ -223,7 +225,7 @@ async fn serve(config: Arc<Config>, listen: Option<std::net::SocketAddr>) -> Res
     let (bus, recording) = history::start(&config)?;
     let runner = Arc::new(Runner::new(config.clone(), plugins, bus.clone())?);
     let service = Service::new(runner.clone());
-    let server = start_server(&config, service.clone(), bus, listen).await?;
+    let server = start_server(&config, service.clone(), bus, listen, &recording).await?;
     runner.agents().refresh().await;
     shutdown_signal().await;
     eprintln!("shutting down: aborting runs and interrupting agent commands");
@@ -267,9 +269,16 @@ async fn run(
     let (bus, recording) = history::start(&config)?;
     let runner = Arc::new(Runner::new(config.clone(), plugins, bus.clone())?);
     let server = match serve {
-        Some(listen) => {
-            Some(start_server(&config, Service::new(runner.clone()), bus.clone(), listen).await?)
-        }
+        Some(listen) => Some(
+            start_server(
+                &config,
+                Service::new(runner.clone()),
+                bus.clone(),
+                listen,
+                &recording,
+            )
+            .await?,
+        ),
         None => None,
     };
 

@@ -15,6 +15,7 @@
 
 use super::state::State;
 use crate::events::EventBus;
+use crate::store::Store;
 use protocol::{Event, EventKind, Filter, NodeStatus, ReplyBody, ServerReply, Snapshot};
 use std::sync::{Arc, Mutex};
 use tokio::sync::broadcast;
@@ -174,12 +175,22 @@ pub(crate) struct Hub {
     bus: Arc<EventBus>,
     state: Mutex<State>,
     frames: broadcast::Sender<Arc<Frame>>,
+    /// Where a resume older than the bus's ring is read from.
+    history: Option<Store>,
 }
+
+/// The most events one resume replays from the history.
+const MAX_HISTORY_REPLAY: usize = 100_000;
 
 impl Hub {
     /// Subscribes to `bus` (taking in what its ring still holds, so a server
     /// started mid-run knows the run) and starts the hub task.
-    pub fn start(bus: Arc<EventBus>, capacity: usize, cancel: CancellationToken) -> Arc<Self> {
+    pub fn start(
+        bus: Arc<EventBus>,
+        capacity: usize,
+        cancel: CancellationToken,
+        history: Option<Store>,
+    ) -> Arc<Self> {
         let (backlog, mut events, first_seq) = match bus.subscribe_after(0) {
             Some((backlog, events)) => (backlog, events, 0),
             None => {
@@ -195,6 +206,7 @@ impl Hub {
             bus,
             state: Mutex::new(State::new(first_seq)),
             frames,
+            history,
         });
         for event in backlog {
             hub.process(event);
@@ -246,7 +258,23 @@ impl Hub {
         // Subscribe first: everything the hub broadcasts from now on is in
         // `live`; everything published before is in the bus's ring.
         let live = self.frames.subscribe();
-        let (missed, subscription) = self.bus.subscribe_after(after_seq)?;
+        let (missed, subscription) = match self.bus.subscribe_after(after_seq) {
+            Some(found) => found,
+            // Older than the ring (a restart, a long absence): the history
+            // holds them, and the ring holds what it has not written yet.
+            None => {
+                let stored = self
+                    .history
+                    .as_ref()?
+                    .events_after(after_seq, MAX_HISTORY_REPLAY)
+                    .ok()?;
+                let last = stored.last().map_or(after_seq, |event| event.seq);
+                let (mut newer, subscription) = self.bus.subscribe_after(last)?;
+                let mut all: Vec<Arc<Event>> = stored.into_iter().map(Arc::new).collect();
+                all.append(&mut newer);
+                (all, subscription)
+            }
+        };
         drop(subscription);
         let state = self.state.lock().expect("hub state lock");
         let frames = missed

@@ -134,6 +134,17 @@ pub async fn serve(
     bus: Arc<EventBus>,
     settings: ServerSettings,
 ) -> Result<ServerHandle, ServerError> {
+    serve_with_history(service, bus, settings, None).await
+}
+
+/// Like [`serve`]; a client resuming from a number older than the bus's
+/// ring (after a restart, say) is replayed from `history`.
+pub async fn serve_with_history(
+    service: Arc<Service>,
+    bus: Arc<EventBus>,
+    settings: ServerSettings,
+    history: Option<crate::store::Store>,
+) -> Result<ServerHandle, ServerError> {
     settings.check()?;
     let token = settings.load_token()?;
     let addr = settings.listen;
@@ -154,7 +165,7 @@ pub async fn serve(
 
     let cancel = CancellationToken::new();
     let tracker = TaskTracker::new();
-    let hub = Hub::start(bus, settings.client_queue, cancel.clone());
+    let hub = Hub::start(bus, settings.client_queue, cancel.clone(), history);
     let shared = Arc::new(Shared {
         settings,
         token,
