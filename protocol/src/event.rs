@@ -1,6 +1,7 @@
 //! [`Event`]: one numbered, timestamped state change.
 
 use crate::status::*;
+use crate::time::{rfc3339, rfc3339_opt};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -431,44 +432,6 @@ display_as_str!(RunReason, ExecutionState, MergeOutcome);
 /// Formats a timestamp the way every event does: RFC 3339, UTC, milliseconds.
 pub fn format_time(time: &DateTime<Utc>) -> String {
     time.to_rfc3339_opts(SecondsFormat::Millis, true)
-}
-
-mod rfc3339 {
-    use chrono::{DateTime, Utc};
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(time: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&super::format_time(time))
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
-        let text = String::deserialize(d)?;
-        DateTime::parse_from_rfc3339(&text)
-            .map(|t| t.with_timezone(&Utc))
-            .map_err(serde::de::Error::custom)
-    }
-}
-
-mod rfc3339_opt {
-    use chrono::{DateTime, Utc};
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(time: &Option<DateTime<Utc>>, s: S) -> Result<S::Ok, S::Error> {
-        match time {
-            Some(time) => s.serialize_str(&super::format_time(time)),
-            None => s.serialize_none(),
-        }
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<DateTime<Utc>>, D::Error> {
-        Option::<String>::deserialize(d)?
-            .map(|text| {
-                DateTime::parse_from_rfc3339(&text)
-                    .map(|t| t.with_timezone(&Utc))
-                    .map_err(serde::de::Error::custom)
-            })
-            .transpose()
-    }
 }
 
 #[cfg(test)]

@@ -17,6 +17,7 @@
 mod event;
 mod messages;
 mod status;
+mod time;
 
 pub use event::*;
 pub use messages::*;

@@ -66,8 +66,9 @@
 //! | 004 | `hardware_health_update` | none: out of scope |
 //! | — | — | ours only: `resume`, `start_run` / `run_started`, `abort_run` / `abort_requested`, `subscribed`, `resumed`, `lagged`, `error` |
 
-use crate::event::{Event, format_time};
+use crate::event::Event;
 use crate::status::*;
+use crate::time::{rfc3339, rfc3339_opt};
 use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -559,44 +560,6 @@ pub struct CommandState {
     #[serde(with = "rfc3339")]
     #[schemars(with = "String")]
     pub updated_at: DateTime<Utc>,
-}
-
-mod rfc3339 {
-    use chrono::{DateTime, Utc};
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(time: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&super::format_time(time))
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
-        let text = String::deserialize(d)?;
-        DateTime::parse_from_rfc3339(&text)
-            .map(|t| t.with_timezone(&Utc))
-            .map_err(serde::de::Error::custom)
-    }
-}
-
-mod rfc3339_opt {
-    use chrono::{DateTime, Utc};
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(time: &Option<DateTime<Utc>>, s: S) -> Result<S::Ok, S::Error> {
-        match time {
-            Some(time) => s.serialize_str(&super::format_time(time)),
-            None => s.serialize_none(),
-        }
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<DateTime<Utc>>, D::Error> {
-        Option::<String>::deserialize(d)?
-            .map(|text| {
-                DateTime::parse_from_rfc3339(&text)
-                    .map(|t| t.with_timezone(&Utc))
-                    .map_err(serde::de::Error::custom)
-            })
-            .transpose()
-    }
 }
 
 #[cfg(test)]

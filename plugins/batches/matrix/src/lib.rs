@@ -63,7 +63,8 @@ impl Guest for Matrix {
                     Value::String(s) => s.clone(),
                     other => other.to_string(),
                 };
-                let mut config: Value = serde_json::from_str(&task.config).map_err(|e| e.to_string())?;
+                let mut config: Value =
+                    serde_json::from_str(&task.config).map_err(|e| e.to_string())?;
                 substitute(&mut config, &placeholder, &text);
                 if let Value::Object(map) = &mut config {
                     map.insert("matrix".into(), json!({ spec.parameter.clone(): value }));
@@ -76,14 +77,24 @@ impl Guest for Matrix {
                 });
             }
         }
-        Ok(Expansion { mode: ExecutionMode::Parallel, fail_fast: spec.fail_fast, tasks: expanded })
+        Ok(Expansion {
+            mode: ExecutionMode::Parallel,
+            fail_fast: spec.fail_fast,
+            tasks: expanded,
+        })
     }
 
     fn reduce(spec: String, results: Vec<TaskResult>) -> BatchOutcome {
         let allowed = parse(&spec).map(|s| s.max_failures).unwrap_or(0);
-        let done = results.iter().filter(|r| r.state == TaskState::Completed).count();
-        let failed: Vec<&str> =
-            results.iter().filter(|r| r.state != TaskState::Completed).map(|r| r.id.as_str()).collect();
+        let done = results
+            .iter()
+            .filter(|r| r.state == TaskState::Completed)
+            .count();
+        let failed: Vec<&str> = results
+            .iter()
+            .filter(|r| r.state != TaskState::Completed)
+            .map(|r| r.id.as_str())
+            .collect();
         let outputs: serde_json::Map<String, Value> = results
             .iter()
             .filter_map(|r| Some((r.id.clone(), serde_json::from_str(r.output.as_ref()?).ok()?)))
@@ -92,7 +103,8 @@ impl Guest for Matrix {
         BatchOutcome {
             completed,
             summary: format!("{done} of {} combinations completed", results.len()),
-            error: (!completed).then(|| format!("combinations that did not complete: {}", failed.join(", "))),
+            error: (!completed)
+                .then(|| format!("combinations that did not complete: {}", failed.join(", "))),
             output: Value::Object(outputs).to_string(),
         }
     }
@@ -101,8 +113,12 @@ impl Guest for Matrix {
 fn substitute(value: &mut Value, placeholder: &str, text: &str) {
     match value {
         Value::String(s) if s.contains(placeholder) => *s = s.replace(placeholder, text),
-        Value::Array(items) => items.iter_mut().for_each(|v| substitute(v, placeholder, text)),
-        Value::Object(map) => map.values_mut().for_each(|v| substitute(v, placeholder, text)),
+        Value::Array(items) => items
+            .iter_mut()
+            .for_each(|v| substitute(v, placeholder, text)),
+        Value::Object(map) => map
+            .values_mut()
+            .for_each(|v| substitute(v, placeholder, text)),
         _ => {}
     }
 }

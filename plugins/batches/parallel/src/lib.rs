@@ -44,13 +44,23 @@ impl Guest for Parallel {
 
     fn expand(spec: String, tasks: Vec<TaskSpec>) -> Result<Expansion, String> {
         let spec = parse(&spec)?;
-        Ok(Expansion { mode: ExecutionMode::Parallel, fail_fast: spec.fail_fast, tasks })
+        Ok(Expansion {
+            mode: ExecutionMode::Parallel,
+            fail_fast: spec.fail_fast,
+            tasks,
+        })
     }
 
     fn reduce(spec: String, results: Vec<TaskResult>) -> BatchOutcome {
         let allowed = parse(&spec).unwrap_or_default().allow_failures;
-        let done = results.iter().filter(|r| r.state == TaskState::Completed).count();
-        let failed: Vec<&TaskResult> = results.iter().filter(|r| r.state != TaskState::Completed).collect();
+        let done = results
+            .iter()
+            .filter(|r| r.state == TaskState::Completed)
+            .count();
+        let failed: Vec<&TaskResult> = results
+            .iter()
+            .filter(|r| r.state != TaskState::Completed)
+            .collect();
         let outputs: serde_json::Map<String, Value> = results
             .iter()
             .filter_map(|r| Some((r.id.clone(), serde_json::from_str(r.output.as_ref()?).ok()?)))
@@ -62,9 +72,20 @@ impl Guest for Parallel {
             error: (!completed).then(|| {
                 let names: Vec<String> = failed
                     .iter()
-                    .map(|r| format!("`{}` ({})", r.id, r.error.as_deref().unwrap_or("no reason given")))
+                    .map(|r| {
+                        format!(
+                            "`{}` ({})",
+                            r.id,
+                            r.error.as_deref().unwrap_or("no reason given")
+                        )
+                    })
                     .collect();
-                format!("{} of {} tasks did not complete: {}", failed.len(), results.len(), names.join(", "))
+                format!(
+                    "{} of {} tasks did not complete: {}",
+                    failed.len(),
+                    results.len(),
+                    names.join(", ")
+                )
             }),
             output: Value::Object(outputs).to_string(),
         }

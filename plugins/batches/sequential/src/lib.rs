@@ -28,11 +28,20 @@ impl Guest for Sequential {
 
     fn expand(spec: String, tasks: Vec<TaskSpec>) -> Result<Expansion, String> {
         let spec: Value = serde_json::from_str(&spec).map_err(|e| e.to_string())?;
-        if let Some(key) = spec.as_object().and_then(|o| o.keys().find(|k| *k != "continue_on_failure")) {
-            return Err(format!("unknown key `{key}` in `with` (sequential takes `continue_on_failure`)"));
+        if let Some(key) = spec
+            .as_object()
+            .and_then(|o| o.keys().find(|k| *k != "continue_on_failure"))
+        {
+            return Err(format!(
+                "unknown key `{key}` in `with` (sequential takes `continue_on_failure`)"
+            ));
         }
         let keep_going = spec["continue_on_failure"].as_bool().unwrap_or(false);
-        Ok(Expansion { mode: ExecutionMode::Sequential, fail_fast: !keep_going, tasks })
+        Ok(Expansion {
+            mode: ExecutionMode::Sequential,
+            fail_fast: !keep_going,
+            tasks,
+        })
     }
 
     fn reduce(_spec: String, results: Vec<TaskResult>) -> BatchOutcome {
@@ -42,7 +51,10 @@ impl Guest for Sequential {
 
 /// Completed when every task completed; the first failure is the error.
 fn summarize(results: &[TaskResult]) -> BatchOutcome {
-    let done = results.iter().filter(|r| r.state == TaskState::Completed).count();
+    let done = results
+        .iter()
+        .filter(|r| r.state == TaskState::Completed)
+        .count();
     let first_failure = results.iter().find(|r| r.state == TaskState::Failed);
     let outputs: serde_json::Map<String, Value> = results
         .iter()
@@ -52,7 +64,11 @@ fn summarize(results: &[TaskResult]) -> BatchOutcome {
         completed: done == results.len(),
         summary: format!("{done} of {} tasks completed", results.len()),
         error: first_failure.map(|r| {
-            format!("task `{}` failed: {}", r.id, r.error.as_deref().unwrap_or("no reason given"))
+            format!(
+                "task `{}` failed: {}",
+                r.id,
+                r.error.as_deref().unwrap_or("no reason given")
+            )
         }),
         output: Value::Object(outputs).to_string(),
     }

@@ -52,9 +52,15 @@ impl Guest for Checksum {
             bytes += data.len() as u64;
             let percent = ((index + 1) * 100 / files.len()) as u8;
             host::progress(&format!("hashed {}", file.display()), Some(percent));
-            sums.insert(file.display().to_string(), Value::String(hex(&Sha256::digest(&data))));
+            sums.insert(
+                file.display().to_string(),
+                Value::String(hex(&Sha256::digest(&data))),
+            );
         }
-        host::log(LogLevel::Info, &format!("hashed {} files, {bytes} bytes", files.len()));
+        host::log(
+            LogLevel::Info,
+            &format!("hashed {} files, {bytes} bytes", files.len()),
+        );
         Ok(json!({ "files": sums, "count": files.len(), "bytes": bytes }).to_string())
     }
 }

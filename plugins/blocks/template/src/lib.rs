@@ -43,7 +43,10 @@ impl Guest for Template {
         let text = render(&config.template, &input)?;
         if let Some(path) = &config.path {
             std::fs::write(path, &text).map_err(|e| format!("cannot write {path}: {e}"))?;
-            host::log(LogLevel::Info, &format!("wrote {} bytes to {path}", text.len()));
+            host::log(
+                LogLevel::Info,
+                &format!("wrote {} bytes to {path}", text.len()),
+            );
         }
         Ok(json!({ "text": text, "path": config.path }).to_string())
     }
@@ -55,9 +58,12 @@ fn render(template: &str, input: &Value) -> Result<String, String> {
     while let Some(start) = rest.find("{{") {
         out.push_str(&rest[..start]);
         let after = &rest[start + 2..];
-        let end = after
-            .find("}}")
-            .ok_or_else(|| format!("unclosed `{{{{` in template at byte {}", template.len() - rest.len() + start))?;
+        let end = after.find("}}").ok_or_else(|| {
+            format!(
+                "unclosed `{{{{` in template at byte {}",
+                template.len() - rest.len() + start
+            )
+        })?;
         let key = after[..end].trim();
         let value = key
             .split('.')

@@ -31,12 +31,19 @@ fn main() -> ExitCode {
             }
         };
         let text = String::from_utf8_lossy(&text);
-        let (l, w, b) = (text.lines().count(), text.split_whitespace().count(), text.len());
+        let (l, w, b) = (
+            text.lines().count(),
+            text.split_whitespace().count(),
+            text.len(),
+        );
         println!("{l:>7} {w:>7} {b:>7} {}", file.display());
         (lines, words, bytes) = (lines + l, words + w, bytes + b);
     }
     println!("{lines:>7} {words:>7} {bytes:>7} total");
-    println!(r#"{{"files":{},"lines":{lines},"words":{words},"bytes":{bytes}}}"#, files.len());
+    println!(
+        r#"{{"files":{},"lines":{lines},"words":{words},"bytes":{bytes}}}"#,
+        files.len()
+    );
     ExitCode::SUCCESS
 }
 
