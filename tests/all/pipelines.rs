@@ -767,19 +767,10 @@ config = { mode = "fail" }
     );
 }
 
-/// The `runner` binary of this build (tests cannot depend on another
-/// package's binary, so it is looked up next to the test's target dir).
+/// The `runner` command of this build (`tests/Cargo.toml` builds it from
+/// the host's `main.rs` as `runner-under-test`).
 pub(crate) fn runner_binary() -> PathBuf {
-    let target = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .parent()
-        .expect("target dir");
-    let candidates = [target.join("debug/runner"), target.join("release/runner")];
-    candidates.iter().find(|p| p.is_file()).cloned().unwrap_or_else(|| {
-        panic!(
-            "the `runner` binary is not built (looked for {}); run `cargo build -p runner` first",
-            candidates.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(" and ")
-        )
-    })
+    PathBuf::from(env!("CARGO_BIN_EXE_runner-under-test"))
 }
 
 /// Runs the real binary in `dir` with `args` and extra environment; returns
