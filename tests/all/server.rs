@@ -726,9 +726,10 @@ async fn a_client_resumes_after_a_restart_from_the_history_database() {
     );
     let runner = runner::run::Runner::new(config, plugins, bus.clone()).unwrap();
     let service = runner::service::Service::new(Arc::new(runner));
-    let server = runner::server::serve_with_history(service, bus.clone(), settings(), Some(store))
-        .await
-        .unwrap();
+    let server =
+        runner::server::serve_with_history(service, bus.clone(), settings(), Some(store.clone()))
+            .await
+            .unwrap();
     bus.publish(log("after 1"));
 
     let mut client = Client::connect(server.addr).await;
@@ -744,4 +745,13 @@ async fn a_client_resumes_after_a_restart_from_the_history_database() {
         "events 5..10 from the history, then 11 live"
     );
     assert_eq!(events[0]["message"], "before 5");
+    // The connection is in the audit, without any token.
+    store.flush().unwrap();
+    let audit = store.connections(10).unwrap();
+    assert!(
+        audit
+            .iter()
+            .any(|c| c.client == "dashboard" && c.action == "connected"),
+        "{audit:?}"
+    );
 }

@@ -172,8 +172,11 @@ pub fn show(config: &Config, run: &str, json: bool) -> Result<i32, Error> {
                 .map(|c| format!(" · ${c:.4}"))
                 .unwrap_or_default()
         );
+        if let Some(prompt) = &turn.prompt {
+            println!("    prompt: {}", prompt.lines().next().unwrap_or(""));
+        }
         if let Some(summary) = &turn.summary {
-            println!("    {}", summary.lines().next().unwrap_or(""));
+            println!("    summary: {}", summary.lines().next().unwrap_or(""));
         }
     }
     for merge in &detail.merges {

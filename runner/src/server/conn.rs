@@ -113,8 +113,29 @@ pub(crate) async fn serve_connection<S>(
         ),
     };
     tracing::debug!(client = %conn.client_id, peer = %conn.peer, "connection ends");
-    if let End::Close(code, reason) = end {
-        conn.close(code, reason).await;
+    let kind = conn
+        .identified
+        .as_ref()
+        .map_or("client", |(kind, _)| kind.as_str());
+    match end {
+        End::Close(code, reason) => {
+            let action = if conn.identified.is_some() {
+                "disconnected"
+            } else {
+                "rejected"
+            };
+            conn.audit(
+                kind,
+                action,
+                Some(format!(
+                    "{} close {}: {reason}",
+                    conn.client_id,
+                    u16::from(code)
+                )),
+            );
+            conn.close(code, reason).await;
+        }
+        _ => conn.audit(kind, "disconnected", Some(conn.client_id.clone())),
     }
 }
 
@@ -325,6 +346,15 @@ where
                     ));
                 };
                 tracing::debug!(client = %self.client_id, peer = %self.peer, kind = client.kind.as_str(), name = ?client.name, "client identified");
+                self.audit(
+                    client.kind.as_str(),
+                    "connected",
+                    Some(format!(
+                        "{} {}",
+                        self.client_id,
+                        client.name.as_deref().unwrap_or("-")
+                    )),
+                );
                 self.identified = Some((client.kind, slot));
                 self.filter = filter.unwrap_or_default();
                 let body = ReplyBody::Identified {
@@ -477,6 +507,18 @@ where
     async fn send(&mut self, message: Message) -> Result<(), End> {
         self.feed(message).await?;
         self.flush().await
+    }
+
+    /// Records a connection change in the 30-day audit of the history.
+    fn audit(&self, client: &str, action: &str, detail: Option<String>) {
+        if let Some(history) = self.shared.hub.history() {
+            history.audit_connection(crate::store::ConnectionAudit {
+                client: client.to_string(),
+                peer: self.peer.to_string(),
+                action: action.to_string(),
+                detail,
+            });
+        }
     }
 
     /// Sends a close frame, then half-closes and drains the socket so the

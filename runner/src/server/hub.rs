@@ -183,6 +183,11 @@ pub(crate) struct Hub {
 const MAX_HISTORY_REPLAY: usize = 100_000;
 
 impl Hub {
+    /// The history database, when the server records into one.
+    pub fn history(&self) -> Option<&Store> {
+        self.history.as_ref()
+    }
+
     /// Subscribes to `bus` (taking in what its ring still holds, so a server
     /// started mid-run knows the run) and starts the hub task.
     pub fn start(
