@@ -483,7 +483,58 @@ async fn ask(
     })
 }
 
+/// The live state of a `runner serve` on this machine, when one answers
+/// at `[server] listen` (loopback only, a short bounded wait).
+async fn live_snapshot(config: &Config) -> Option<protocol::Snapshot> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = config.server.listen;
+    if !addr.ip().is_loopback() {
+        return None;
+    }
+    let exchange = async {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.ok()?;
+        let request =
+            format!("GET /api/state HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.ok()?;
+        let mut response = Vec::new();
+        stream.read_to_end(&mut response).await.ok()?;
+        let text = String::from_utf8(response).ok()?;
+        let (head, body) = text.split_once("\r\n\r\n")?;
+        head.starts_with("HTTP/1.1 200")
+            .then(|| serde_json::from_str(body).ok())?
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(2), exchange)
+        .await
+        .ok()?
+}
+
 async fn agents(config: Arc<Config>, json: bool) -> Result<i32, Error> {
+    if let Some(snapshot) = live_snapshot(&config).await {
+        if json {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&snapshot.agents).expect("plain JSON")
+            );
+            return Ok(exit::OK);
+        }
+        println!("live from runner serve at {}", config.server.listen);
+        println!("{:<14} {:<8} {:<7} RUNNING", "AGENT", "STATUS", "QUEUED");
+        for agent in &snapshot.agents {
+            let queued = agent
+                .queue
+                .iter()
+                .filter(|c| c.status == CommandStatus::Queued)
+                .count();
+            println!(
+                "{:<14} {:<8} {:<7} {}",
+                agent.agent,
+                agent.status,
+                queued,
+                agent.current_command.as_deref().unwrap_or("-")
+            );
+        }
+        return Ok(exit::OK);
+    }
     let runner = agent_runner(&config, EventBus::new(1)).await?;
     runner.agents().refresh().await;
     let views = runner.agents().views();
