@@ -141,8 +141,9 @@ impl Resolver<'_> {
             .file
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."))
-            .to_path_buf();
+            .unwrap_or(Path::new("."));
+        // Absolute, so paths stay right in a batch's worktree and any cwd.
+        let base_dir = std::path::absolute(base_dir).unwrap_or_else(|_| base_dir.to_path_buf());
         let defaults = self.defaults(&raw.defaults, &base_dir)?;
         let plugins = self.plugins(&raw.plugins, &base_dir, &defaults)?;
         let mut agents = IndexMap::new();
