@@ -20,16 +20,21 @@ fn open(config: &Config) -> Result<Store, Error> {
     Ok(Store::open_with(db_path(config), options)?)
 }
 
-/// An open history that records every event of a bus.
+/// An open history that records every event of a bus, or nothing when
+/// another runner is recording into the same state directory.
 pub struct Recording {
-    pub store: Store,
-    recorder: Recorder,
+    pub store: Option<Store>,
+    recorder: Option<Recorder>,
+    /// Held while this process records: one writer numbers the events.
+    _lock: Option<std::fs::File>,
 }
 
 impl Recording {
     /// Waits until every event published so far is written.
     pub async fn finish(&self) {
-        if let Err(err) = self.recorder.flush_async().await {
+        if let Some(recorder) = &self.recorder
+            && let Err(err) = recorder.flush_async().await
+        {
             eprintln!("warning: the history may miss the last events: {err}");
         }
     }
@@ -38,6 +43,33 @@ impl Recording {
 /// Opens the history, marks what a dead runner left running as
 /// interrupted, and returns a bus numbering on from the last event.
 pub fn start(config: &Config) -> Result<(Arc<EventBus>, Recording), Error> {
+    // Sequence numbers come from one process: a second runner on the same
+    // state directory works, but does not record.
+    let lock_path = config.state_dir().join("history.lock");
+    std::fs::create_dir_all(config.state_dir()).map_err(|err| {
+        Error::Usage(format!(
+            "cannot create {}: {err}",
+            config.state_dir().display()
+        ))
+    })?;
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|err| Error::Usage(format!("cannot open {}: {err}", lock_path.display())))?;
+    if lock.try_lock().is_err() {
+        eprintln!(
+            "note: another runner is recording into {}; this one is not recorded (its events are numbered from 1)",
+            db_path(config).display()
+        );
+        let idle = Recording {
+            store: None,
+            recorder: None,
+            _lock: None,
+        };
+        return Ok((EventBus::new(1), idle));
+    }
     let store = open(config)?;
     let recovery = store.recover("the runner stopped while it was going (crash or kill)")?;
     if !recovery.runs.is_empty() {
@@ -52,7 +84,14 @@ pub fn start(config: &Config) -> Result<(Arc<EventBus>, Recording), Error> {
     }
     let bus = EventBus::new(store.last_seq() + 1);
     let recorder = Recorder::start(&store, &bus);
-    Ok((bus, Recording { store, recorder }))
+    Ok((
+        bus,
+        Recording {
+            store: Some(store),
+            recorder: Some(recorder),
+            _lock: Some(lock),
+        },
+    ))
 }
 
 pub fn history(config: &Config, limit: usize, json: bool) -> Result<i32, Error> {

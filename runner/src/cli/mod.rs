@@ -209,10 +209,9 @@ async fn start_server(
     if let Some(listen) = listen {
         settings.listen = listen;
     }
-    let handle =
-        crate::server::serve_with_history(service, bus, settings, Some(history.store.clone()))
-            .await
-            .map_err(|err| Error::Usage(err.to_string()))?;
+    let handle = crate::server::serve_with_history(service, bus, settings, history.store.clone())
+        .await
+        .map_err(|err| Error::Usage(err.to_string()))?;
     eprintln!(
         "serving on ws://{}/ws (state: http://{}/api/state)",
         handle.addr, handle.addr
