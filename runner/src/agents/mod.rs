@@ -16,7 +16,7 @@ pub use convert::activity;
 
 use crate::config::AgentDecl;
 use crate::events::EventBus;
-use crate::plugin::{AgentRequest, CallError, Plugin, Plugins, Signal, Sink, humanize};
+use crate::plugin::{AgentRequest, Plugin, Plugins, Signal, Sink, humanize};
 use crate::run::Slots;
 use crate::run::exec::{self, Ending, ExecSpec};
 use crate::run::output::Chunker;
@@ -770,14 +770,6 @@ pub fn find_program(program: &str, cwd: &Path) -> Option<PathBuf> {
         .find(|p| executable(p))
 }
 
-impl From<CallError> for Refusal {
-    fn from(err: CallError) -> Self {
-        Refusal::Invalid {
-            agent: String::new(),
-            message: err.to_string(),
-        }
-    }
-}
 
 #[cfg(test)]
 mod tests {
