@@ -770,7 +770,6 @@ pub fn find_program(program: &str, cwd: &Path) -> Option<PathBuf> {
         .find(|p| executable(p))
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
