@@ -75,6 +75,25 @@ async fn none_left(marker: &str) {
     panic!("processes survived: {:?}", processes_with(marker));
 }
 
+/// Reads events until a command starts running (at most 10 s per event).
+async fn wait_until_running(events: &mut runner::events::Subscription) {
+    loop {
+        let event = tokio::time::timeout(Duration::from_secs(10), events.recv())
+            .await
+            .expect("an event within 10 s")
+            .expect("the bus is open");
+        if matches!(
+            &event.kind,
+            EventKind::CommandStatus {
+                status: CommandStatus::Running,
+                ..
+            }
+        ) {
+            return;
+        }
+    }
+}
+
 fn unique(name: &str) -> String {
     format!(
         "RUNNER_TEST_MARK={name}-{}-{}",
@@ -280,21 +299,7 @@ async fn serves_high_before_normal_before_low_one_command_at_a_time() {
         .await
         .unwrap();
     // Wait until the first one runs, so the others queue behind it.
-    loop {
-        let event = tokio::time::timeout(Duration::from_secs(10), events.recv())
-            .await
-            .unwrap()
-            .unwrap();
-        if matches!(
-            &event.kind,
-            EventKind::CommandStatus {
-                status: CommandStatus::Running,
-                ..
-            }
-        ) {
-            break;
-        }
-    }
+    wait_until_running(&mut events).await;
     let low = agents
         .submit(request("a", "low", Priority::Low))
         .await
@@ -393,21 +398,7 @@ async fn an_interrupt_stops_a_running_command_and_its_process_group() {
         .submit(request("a", "slow", Priority::Normal))
         .await
         .unwrap();
-    loop {
-        let event = tokio::time::timeout(Duration::from_secs(10), events.recv())
-            .await
-            .unwrap()
-            .unwrap();
-        if matches!(
-            &event.kind,
-            EventKind::CommandStatus {
-                status: CommandStatus::Running,
-                ..
-            }
-        ) {
-            break;
-        }
-    }
+    wait_until_running(&mut events).await;
     runner.agents().interrupt(&handle.id).unwrap();
     let result = tokio::time::timeout(Duration::from_secs(30), handle.done)
         .await
@@ -453,21 +444,7 @@ async fn refuses_an_offline_agent_a_full_queue_and_an_invalid_request() {
         .submit(request("a", "one", Priority::Normal))
         .await
         .unwrap();
-    loop {
-        let event = tokio::time::timeout(Duration::from_secs(10), events.recv())
-            .await
-            .unwrap()
-            .unwrap();
-        if matches!(
-            &event.kind,
-            EventKind::CommandStatus {
-                status: CommandStatus::Running,
-                ..
-            }
-        ) {
-            break;
-        }
-    }
+    wait_until_running(&mut events).await;
     let queued = agents
         .submit(request("a", "two", Priority::Normal))
         .await
