@@ -165,6 +165,13 @@ async fn every_fixture_transcript_gives_the_expected_events() {
                 },
             });
             let stem = file.file_stem().unwrap().to_string_lossy().into_owned();
+            // Checked before the golden file, so that a wrong parse cannot be blessed.
+            if let Some(expected) = EXPECTED
+                .iter()
+                .find(|e| e.fixture == format!("{cli}/{stem}"))
+            {
+                expected.check(&actual);
+            }
             let golden = repo()
                 .join("tests/golden/agents")
                 .join(cli)
@@ -196,6 +203,122 @@ async fn every_fixture_transcript_gives_the_expected_events() {
         mismatches.is_empty(),
         "adapter output differs from the golden files for {mismatches:?}; if intended, rerun with RUNNER_BLESS=1 and review the diff"
     );
+}
+
+/// A summary as the transcript gives it.
+#[derive(Clone, Copy)]
+enum Text {
+    Exact(&'static str),
+    StartsWith(&'static str),
+    Absent,
+}
+
+/// What a transcript says, written down from reading the transcript in
+/// `shared/fixtures/agents/` (not from the adapter's output), for a replay
+/// that ends with exit code 0.
+struct Expected {
+    fixture: &'static str,
+    session: Option<&'static str>,
+    success: bool,
+    summary: Text,
+    /// The outcome's error.
+    error: Option<&'static str>,
+    /// Every `error` activity, in order.
+    errors: &'static [&'static str],
+    /// Summed `usage`: input, output and cached tokens (Claude's input
+    /// counts `input_tokens` + `cache_creation_input_tokens` + `cache_read_input_tokens`).
+    tokens: [u64; 3],
+    /// Summed cost in USD; `None`: no usage carries a cost.
+    cost: Option<f64>,
+    /// Every `file_change` path, in order.
+    files: &'static [&'static str],
+}
+
+const NOTHING: Expected = Expected {
+    fixture: "",
+    session: None,
+    success: true,
+    summary: Text::Absent,
+    error: None,
+    errors: &[],
+    tokens: [0, 0, 0],
+    cost: None,
+    files: &[],
+};
+
+const CODEX_401: &str = "unexpected status 401 Unauthorized: Missing bearer or basic authentication in header, url: https://api.openai.com/v1/responses, cf-ray: REDACTED-SEA, request id: REDACTED";
+const CODEX_NEWER: &str = "400 invalid_request_error: The 'gpt-5.6-sol' model requires a newer version of Codex. Please upgrade to the latest app or CLI and try again.";
+
+const EXPECTED: &[Expected] = &[
+    Expected {
+        fixture: "codex/error-401-reconnecting",
+        session: Some("00000000-0000-7000-8000-000000000005"),
+        success: false,
+        error: Some(CODEX_401),
+        // The nine `Reconnecting... n/5` lines are retries, not errors.
+        errors: &[CODEX_401],
+        ..NOTHING
+    },
+    Expected {
+        fixture: "codex/error-model-requires-newer-codex",
+        session: Some("019fe040-c131-7d31-a9bd-83df751b4d4a"),
+        success: false,
+        error: Some(CODEX_NEWER),
+        errors: &[
+            "Model metadata for `gpt-5.6-sol` not found. Defaulting to fallback metadata; this can degrade performance and cause issues.",
+            CODEX_NEWER,
+        ],
+        ..NOTHING
+    },
+];
+
+impl Expected {
+    fn check(&self, actual: &Value) {
+        let name = self.fixture;
+        let outcome = &actual["outcome"];
+        let events = actual["events"].as_array().unwrap();
+        let of_kind = |kind: &'static str| events.iter().filter(move |e| e["kind"] == kind);
+        assert_eq!(
+            outcome["session_id"].as_str(),
+            self.session,
+            "{name}: session"
+        );
+        assert_eq!(outcome["success"], self.success, "{name}: success");
+        assert_eq!(outcome["error"].as_str(), self.error, "{name}: error");
+        let summary = outcome["summary"].as_str();
+        match self.summary {
+            Text::Exact(text) => assert_eq!(summary, Some(text), "{name}: summary"),
+            Text::StartsWith(text) => assert!(
+                summary.is_some_and(|s| s.starts_with(text)),
+                "{name}: summary {summary:?} does not start with {text:?}"
+            ),
+            Text::Absent => assert_eq!(summary, None, "{name}: summary"),
+        }
+        let errors: Vec<&str> = of_kind("error")
+            .map(|e| e["message"].as_str().unwrap())
+            .collect();
+        assert_eq!(errors, self.errors, "{name}: error activities");
+        let tokens = ["input_tokens", "output_tokens", "cached_tokens"].map(|key| {
+            of_kind("usage")
+                .map(|e| e[key].as_u64().unwrap())
+                .sum::<u64>()
+        });
+        assert_eq!(tokens, self.tokens, "{name}: input, output, cached tokens");
+        let costs: Vec<f64> = of_kind("usage")
+            .filter_map(|e| e["cost_usd"].as_f64())
+            .collect();
+        match self.cost {
+            Some(cost) => assert!(
+                (costs.iter().sum::<f64>() - cost).abs() < 1e-9,
+                "{name}: cost {costs:?}, expected {cost}"
+            ),
+            None => assert!(costs.is_empty(), "{name}: cost {costs:?}"),
+        }
+        let files: Vec<&str> = of_kind("file_change")
+            .map(|e| e["path"].as_str().unwrap())
+            .collect();
+        assert_eq!(files, self.files, "{name}: file changes");
+    }
 }
 
 #[test]
@@ -286,6 +409,55 @@ async fn runs_each_fake_cli_to_completion_with_its_session_and_summary() {
             "{cli} has a summary"
         );
     }
+}
+
+/// `codex/error-401-reconnecting.jsonl`: nine `Reconnecting... n/5 (…)`
+/// lines, then the 401 as an `error` and as `turn.failed`.
+#[tokio::test]
+async fn a_failed_command_carries_the_streams_own_error_and_its_retries_are_not_errors() {
+    let transcript = fixtures().join("codex/error-401-reconnecting.jsonl");
+    let project = agent_project(
+        "codex",
+        &format!(
+            "env = {{ FAKE_AGENT_TRANSCRIPT = \"{}\", FAKE_AGENT_EXIT = \"1\" }}",
+            transcript.display()
+        ),
+    );
+    let runner = project.runner().await;
+    let mut events = runner.bus().subscribe();
+    let handle = runner
+        .agents()
+        .submit(request("a", "hello", Priority::Normal))
+        .await
+        .unwrap();
+    let result = tokio::time::timeout(Duration::from_secs(30), handle.done)
+        .await
+        .unwrap()
+        .unwrap();
+    let final_error = "unexpected status 401 Unauthorized: Missing bearer or basic authentication in header, url: https://api.openai.com/v1/responses, cf-ray: REDACTED-SEA, request id: REDACTED";
+    assert_eq!(result.status, CommandStatus::Failed);
+    assert_eq!(result.exit_code, Some(1));
+    assert_eq!(result.error.as_deref(), Some(final_error));
+    let (mut errors, mut retries) = (Vec::new(), 0);
+    while let Ok(event) = events.try_recv() {
+        match &event.kind {
+            EventKind::AgentActivity {
+                activity: Activity::Error { message },
+                ..
+            } => errors.push(message.clone()),
+            EventKind::AgentActivity {
+                activity: Activity::Raw { line },
+                ..
+            } if line.starts_with("Reconnecting... ") => retries += 1,
+            _ => {}
+        }
+    }
+    assert_eq!(
+        errors,
+        [final_error],
+        "one error; the retries are raw lines"
+    );
+    assert_eq!(retries, 9);
 }
 
 #[tokio::test]
