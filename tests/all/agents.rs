@@ -165,6 +165,15 @@ async fn every_fixture_transcript_gives_the_expected_events() {
                 },
             });
             let stem = file.file_stem().unwrap().to_string_lossy().into_owned();
+            // Checked before the golden file, so that a wrong parse cannot be blessed.
+            let name = format!("{cli}/{stem}");
+            EXPECTED
+                .iter()
+                .find(|e| e.fixture == name)
+                .unwrap_or_else(|| {
+                    panic!("{name}: write down in EXPECTED what the transcript says")
+                })
+                .check(&actual);
             let golden = repo()
                 .join("tests/golden/agents")
                 .join(cli)
@@ -192,10 +201,326 @@ async fn every_fixture_transcript_gives_the_expected_events() {
         "only {checked} fixtures found under {}",
         fixtures().display()
     );
+    assert_eq!(
+        checked,
+        EXPECTED.len(),
+        "an entry of EXPECTED names no fixture"
+    );
     assert!(
         mismatches.is_empty(),
         "adapter output differs from the golden files for {mismatches:?}; if intended, rerun with RUNNER_BLESS=1 and review the diff"
     );
+}
+
+/// A summary as the transcript gives it.
+#[derive(Clone, Copy)]
+enum Text {
+    Exact(&'static str),
+    StartsWith(&'static str),
+    Absent,
+}
+
+/// What a transcript says, written down from reading the transcript in
+/// `shared/fixtures/agents/` (not from the adapter's output), for a replay
+/// that ends with exit code 0.
+struct Expected {
+    fixture: &'static str,
+    session: Option<&'static str>,
+    success: bool,
+    summary: Text,
+    /// The outcome's error.
+    error: Option<&'static str>,
+    /// Every `error` activity, in order.
+    errors: &'static [&'static str],
+    /// Summed `usage`: input, output and cached tokens (Claude's input
+    /// counts `input_tokens` + `cache_creation_input_tokens` + `cache_read_input_tokens`).
+    tokens: [u64; 3],
+    /// Summed cost in USD; `None`: no usage carries a cost.
+    cost: Option<f64>,
+    /// Every `file_change`: path and change, in order.
+    files: &'static [(&'static str, &'static str)],
+}
+
+const NOTHING: Expected = Expected {
+    fixture: "",
+    session: None,
+    success: true,
+    summary: Text::Absent,
+    error: None,
+    errors: &[],
+    tokens: [0, 0, 0],
+    cost: None,
+    files: &[],
+};
+
+const CODEX_401: &str = "unexpected status 401 Unauthorized: Missing bearer or basic authentication in header, url: https://api.openai.com/v1/responses, cf-ray: REDACTED-SEA, request id: REDACTED";
+const CODEX_NEWER: &str = "400 invalid_request_error: The 'gpt-5.6-sol' model requires a newer version of Codex. Please upgrade to the latest app or CLI and try again.";
+
+const EXPECTED: &[Expected] = &[
+    // claude: `session_id` of `system/init`; the `result` line's `result`,
+    // `is_error`/`subtype`, `usage` and `total_cost_usd`.
+    Expected {
+        fixture: "claude/error-model-not-found-404",
+        session: Some("16a26db9-fd28-4a13-b08f-8b06aed6552c"),
+        success: false,
+        summary: Text::Exact(
+            r#"API Error: 404 {"type":"error","error":{"type":"not_found_error","message":"model: oups"},"request_id":"req_011CVk2vdLxynFeaMQaoKZPH"}"#,
+        ),
+        error: Some("API Error: 404 not_found_error: model: oups"),
+        errors: &["API Error: 404 not_found_error: model: oups"],
+        cost: Some(0.027108),
+        ..NOTHING
+    },
+    Expected {
+        fixture: "claude/error-not-logged-in",
+        session: Some("00000000-0000-7000-8000-000000000006"),
+        success: false,
+        summary: Text::Exact("Not logged in · Please run /login"),
+        error: Some("authentication_failed: Not logged in · Please run /login"),
+        errors: &["authentication_failed: Not logged in · Please run /login"],
+        cost: Some(0.0),
+        ..NOTHING
+    },
+    Expected {
+        fixture: "claude/legacy-1.0-error-during-execution-excerpt",
+        session: Some("79fac4e0-79bd-4489-afb5-6023fa22cc47"),
+        success: false,
+        // No `result` text: the last assistant text.
+        summary: Text::Exact(
+            "I'll study the ccagent codebase to understand its logging architecture and propose options for implementing persistent logging.",
+        ),
+        error: Some("error_during_execution"),
+        errors: &["error_during_execution"],
+        tokens: [337 + 33704 + 286445, 4075, 286445],
+        cost: Some(0.21045915),
+        ..NOTHING
+    },
+    Expected {
+        fixture: "claude/partial-messages-multimodel-background-task",
+        session: Some("7a77dc87-84cd-44eb-aa5a-756575b9ebe5"),
+        // Two results, `waiting` then `done`; the cost is cumulative.
+        summary: Text::Exact("done"),
+        tokens: [
+            5551 + 12052 + 52111 + 1444 + 325 + 35107,
+            179 + 3,
+            52111 + 35107,
+        ],
+        cost: Some(0.1393799),
+        ..NOTHING
+    },
+    Expected {
+        fixture: "claude/stdio-permission-allow-write",
+        session: Some("25f505f3-79a7-4119-8ffa-23ce6efc7560"),
+        summary: Text::Exact("Done. Created `hello.txt` with content `hi`."),
+        tokens: [18 + 548 + 66670, 491, 66670],
+        cost: Some(0.009825),
+        files: &[("C:\\work\\repo\\hello.txt", "add")],
+        ..NOTHING
+    },
+    Expected {
+        fixture: "claude/stdio-permission-ask-user-question",
+        session: Some("26c9ed13-7965-46e0-b2b5-da98ba1676a9"),
+        summary: Text::Exact("Red"),
+        tokens: [18 + 250 + 66750, 238, 66750],
+        cost: Some(0.0081955),
+        ..NOTHING
+    },
+    Expected {
+        fixture: "claude/success-bash-write-read",
+        session: Some("65206fb7-610c-417e-89cd-7590603606a1"),
+        summary: Text::Exact(r#"All tasks completed. The file contains: "Hello, World!""#),
+        tokens: [18 + 5252 + 69608, 298, 69608],
+        cost: Some(0.0455704),
+        files: &[("/home/daytona/hello.txt", "add")],
+        ..NOTHING
+    },
+    // codex: `thread.started`'s `thread_id`, the turn's last `agent_message`,
+    // `turn.completed`'s `usage`, `file_change` items; no cost is printed.
+    Expected {
+        fixture: "codex/docs-sample-readme-check",
+        session: Some("0199a213-81c0-7800-8aa1-bbab2a035a53"),
+        summary: Text::Exact("Yep — there’s a `README.md` in the repository root."),
+        tokens: [24763, 122, 24448],
+        ..NOTHING
+    },
+    Expected {
+        fixture: "codex/error-401-reconnecting",
+        session: Some("00000000-0000-7000-8000-000000000005"),
+        success: false,
+        error: Some(CODEX_401),
+        // The nine `Reconnecting... n/5` lines are retries, not errors.
+        errors: &[CODEX_401],
+        ..NOTHING
+    },
+    Expected {
+        fixture: "codex/file-change-and-failed-command",
+        session: Some("00000000-0000-7000-8000-000000000030"),
+        // The command's exit code 128 does not fail the run.
+        summary: Text::Exact("done"),
+        tokens: [61559, 396, 47616],
+        files: &[
+            ("/private/tmp/facet-probe/scratch/alpha.txt", "update"),
+            ("/private/tmp/facet-probe/scratch/zeta.txt", "add"),
+        ],
+        ..NOTHING
+    },
+    Expected {
+        fixture: "codex/legacy-msg-envelope-exec-command",
+        summary: Text::Exact(
+            "I can see the directory structure of your project. This appears to be a Rust project with a frontend/backend architecture, using pnpm for package management. The project includes various configuration files, documentation, and development assets.",
+        ),
+        ..NOTHING
+    },
+    Expected {
+        fixture: "codex/legacy-msg-envelope-patch-apply",
+        files: &[(
+            "/private/var/folders/4m/6cwx14sx59lc2k9km5ph76gh0000gn/T/vibe-kanban-dev/vk-a712-minor-rest/README.md",
+            "update",
+        )],
+        ..NOTHING
+    },
+    Expected {
+        fixture: "codex/success-command-with-stdin-notice",
+        session: Some("019d53c0-4d8a-7ff2-9600-63d8e0673623"),
+        summary: Text::Exact(
+            "1. `2 + 2 = 4`\n\n2. `ls` output: *(no files were listed at the time of running it)*\n\n3. Created `hello.txt` with:\n`Hello, World!`\n\n4. Read back from `hello.txt`:\n`Hello, World!`",
+        ),
+        tokens: [20643, 239, 10240],
+        ..NOTHING
+    },
+    Expected {
+        fixture: "codex/todo-list-file-change-commands",
+        session: Some("019a3fe0-82fb-7e31-8e96-1d5c0544fd8a"),
+        summary: Text::StartsWith(
+            "**What I Did**\n- Implemented a V “Hello, World!” program\n- Added a unit test to verify the greeting",
+        ),
+        tokens: [177136, 2836, 163840],
+        files: &[
+            ("/tmp/gh-issue-solver-1762008239822/main.v", "add"),
+            ("/tmp/gh-issue-solver-1762008239822/hello.v", "add"),
+            ("/tmp/gh-issue-solver-1762008239822/hello_test.v", "add"),
+        ],
+        ..NOTHING
+    },
+    Expected {
+        fixture: "codex/tool-use-pwsh",
+        session: Some("019fe042-697a-79a0-8b8e-7a1a9551fde5"),
+        summary: Text::Exact("The output is:\n\n```text\nvincent-fixture\n```"),
+        tokens: [28858, 196, 16128],
+        ..NOTHING
+    },
+    // gemini: `init`'s `session_id`, the assistant messages (fragments with
+    // `delta: true` joined), `result.stats` (`input_tokens`, `output_tokens`,
+    // `cached`) or, for `--output-format json`, the per-model `tokens` summed.
+    Expected {
+        fixture: "gemini/docs-example-stream",
+        session: Some("abc123"),
+        summary: Text::Exact("Here are the files..."),
+        tokens: [50, 200, 0],
+        ..NOTHING
+    },
+    Expected {
+        fixture: "gemini/error-invalid-model",
+        session: Some("00000000-0000-4000-8000-000000000003"),
+        success: false,
+        // No assistant message: the error is the summary.
+        summary: Text::Exact("[API Error: Requested entity was not found.]"),
+        error: Some("[API Error: Requested entity was not found.]"),
+        errors: &["[API Error: Requested entity was not found.]"],
+        ..NOTHING
+    },
+    Expected {
+        fixture: "gemini/happy-path-ack",
+        session: Some("00000000-0000-4000-8000-000000000001"),
+        summary: Text::Exact("ack"),
+        tokens: [10178, 1, 0],
+        ..NOTHING
+    },
+    Expected {
+        fixture: "gemini/json-output-docs-example",
+        summary: Text::Exact("The capital of France is Paris."),
+        tokens: [24939 + 8965, 20 + 10, 21263],
+        ..NOTHING
+    },
+    Expected {
+        fixture: "gemini/success-parallel-tools-yolo-notices",
+        session: Some("9ea39555-d63b-4283-b9da-0ec0cda51203"),
+        summary: Text::Exact(
+            "I have calculated the sum, listed the directory, created 'hello.txt', and read its content as requested.",
+        ),
+        tokens: [25439, 217, 8111],
+        // `write_file`'s result carries no diff: new or overwritten is unknown.
+        files: &[("hello.txt", "unknown")],
+        ..NOTHING
+    },
+    Expected {
+        fixture: "gemini/tool-use-read-file",
+        session: Some("00000000-0000-4000-8000-000000000002"),
+        // `SWITCHBOARD_GEMINI_PROBE_TOOL_5F8A2` + `1`.
+        summary: Text::Exact("SWITCHBOARD_GEMINI_PROBE_TOOL_5F8A21"),
+        tokens: [20525, 100, 7559],
+        ..NOTHING
+    },
+    Expected {
+        fixture: "codex/error-model-requires-newer-codex",
+        session: Some("019fe040-c131-7d31-a9bd-83df751b4d4a"),
+        success: false,
+        error: Some(CODEX_NEWER),
+        errors: &[
+            "Model metadata for `gpt-5.6-sol` not found. Defaulting to fallback metadata; this can degrade performance and cause issues.",
+            CODEX_NEWER,
+        ],
+        ..NOTHING
+    },
+];
+
+impl Expected {
+    fn check(&self, actual: &Value) {
+        let name = self.fixture;
+        let outcome = &actual["outcome"];
+        let events = actual["events"].as_array().unwrap();
+        let of_kind = |kind: &'static str| events.iter().filter(move |e| e["kind"] == kind);
+        assert_eq!(
+            outcome["session_id"].as_str(),
+            self.session,
+            "{name}: session"
+        );
+        assert_eq!(outcome["success"], self.success, "{name}: success");
+        assert_eq!(outcome["error"].as_str(), self.error, "{name}: error");
+        let summary = outcome["summary"].as_str();
+        match self.summary {
+            Text::Exact(text) => assert_eq!(summary, Some(text), "{name}: summary"),
+            Text::StartsWith(text) => assert!(
+                summary.is_some_and(|s| s.starts_with(text)),
+                "{name}: summary {summary:?} does not start with {text:?}"
+            ),
+            Text::Absent => assert_eq!(summary, None, "{name}: summary"),
+        }
+        let errors: Vec<&str> = of_kind("error")
+            .map(|e| e["message"].as_str().unwrap())
+            .collect();
+        assert_eq!(errors, self.errors, "{name}: error activities");
+        let tokens = ["input_tokens", "output_tokens", "cached_tokens"].map(|key| {
+            of_kind("usage")
+                .map(|e| e[key].as_u64().unwrap())
+                .sum::<u64>()
+        });
+        assert_eq!(tokens, self.tokens, "{name}: input, output, cached tokens");
+        let costs: Vec<f64> = of_kind("usage")
+            .filter_map(|e| e["cost_usd"].as_f64())
+            .collect();
+        match self.cost {
+            Some(cost) => assert!(
+                (costs.iter().sum::<f64>() - cost).abs() < 1e-9,
+                "{name}: cost {costs:?}, expected {cost}"
+            ),
+            None => assert!(costs.is_empty(), "{name}: cost {costs:?}"),
+        }
+        let files: Vec<(&str, &str)> = of_kind("file_change")
+            .map(|e| (e["path"].as_str().unwrap(), e["change"].as_str().unwrap()))
+            .collect();
+        assert_eq!(files, self.files, "{name}: file changes");
+    }
 }
 
 #[test]
@@ -286,6 +611,55 @@ async fn runs_each_fake_cli_to_completion_with_its_session_and_summary() {
             "{cli} has a summary"
         );
     }
+}
+
+/// `codex/error-401-reconnecting.jsonl`: nine `Reconnecting... n/5 (…)`
+/// lines, then the 401 as an `error` and as `turn.failed`.
+#[tokio::test]
+async fn a_failed_command_carries_the_streams_own_error_and_its_retries_are_not_errors() {
+    let transcript = fixtures().join("codex/error-401-reconnecting.jsonl");
+    let project = agent_project(
+        "codex",
+        &format!(
+            "env = {{ FAKE_AGENT_TRANSCRIPT = \"{}\", FAKE_AGENT_EXIT = \"1\" }}",
+            transcript.display()
+        ),
+    );
+    let runner = project.runner().await;
+    let mut events = runner.bus().subscribe();
+    let handle = runner
+        .agents()
+        .submit(request("a", "hello", Priority::Normal))
+        .await
+        .unwrap();
+    let result = tokio::time::timeout(Duration::from_secs(30), handle.done)
+        .await
+        .unwrap()
+        .unwrap();
+    let final_error = "unexpected status 401 Unauthorized: Missing bearer or basic authentication in header, url: https://api.openai.com/v1/responses, cf-ray: REDACTED-SEA, request id: REDACTED";
+    assert_eq!(result.status, CommandStatus::Failed);
+    assert_eq!(result.exit_code, Some(1));
+    assert_eq!(result.error.as_deref(), Some(final_error));
+    let (mut errors, mut retries) = (Vec::new(), 0);
+    while let Ok(event) = events.try_recv() {
+        match &event.kind {
+            EventKind::AgentActivity {
+                activity: Activity::Error { message },
+                ..
+            } => errors.push(message.clone()),
+            EventKind::AgentActivity {
+                activity: Activity::Raw { line },
+                ..
+            } if line.starts_with("Reconnecting... ") => retries += 1,
+            _ => {}
+        }
+    }
+    assert_eq!(
+        errors,
+        [final_error],
+        "one error; the retries are raw lines"
+    );
+    assert_eq!(retries, 9);
 }
 
 #[tokio::test]

@@ -8,7 +8,7 @@ use serde_json::Value;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 /// The top of every `runner.toml` here: the shared compile cache and the chaos block.
@@ -509,20 +509,27 @@ depends_on = []
 id = "quick"
 type = "exec"
 config = { command = "echo still here" }
+
+[[pipelines.default.batches.tasks]]
+id = "yardstick"
+type = "exec"
+config = { command = "sleep 5" }
 "#,
     );
-    let started = Instant::now();
     let (report, events) = project.run("default").await;
-    assert!(
-        started.elapsed() < Duration::from_secs(60),
-        "a 1s timeout took {:?}",
-        started.elapsed()
-    );
     assert_eq!(report.status, RunStatus::Failed);
     assert_eq!(status_of(&events, "sleeper"), TaskStatus::Failed);
     let error = error_of(&events, "sleeper");
     assert!(error.contains("timed out after 1s"), "{error}");
     assert_eq!(status_of(&events, "quick"), TaskStatus::Completed);
+    // Its 300 s sleeps did not hold the task up: it was reported while a
+    // 5 s sleep that runs beside it was still going.
+    assert_eq!(status_of(&events, "yardstick"), TaskStatus::Completed);
+    assert!(started_seq(&events, "yardstick").unwrap() < finished_seq(&events, "sleeper"));
+    assert!(
+        finished_seq(&events, "sleeper") < finished_seq(&events, "yardstick"),
+        "the timed-out task was reported only after a 5 s sleep beside it ended"
+    );
     let pids = read_pids(&project.dir.path().join("pids"));
     assert_eq!(
         pids.len(),
@@ -574,6 +581,8 @@ type = "chaos"
         tokio::spawn(async move {
             let mut started = HashSet::new();
             let mut events = Vec::new();
+            // The last event seen before the abort.
+            let mut abort_seq = None;
             while let Ok(Some(event)) =
                 tokio::time::timeout(Duration::from_secs(120), rx.recv()).await
             {
@@ -587,6 +596,7 @@ type = "chaos"
                             }
                             tokio::time::sleep(Duration::from_millis(20)).await;
                         }
+                        abort_seq = Some(event.seq);
                         cancel.cancel();
                     }
                 }
@@ -596,27 +606,26 @@ type = "chaos"
                     break;
                 }
             }
-            events
+            (events, abort_seq)
         })
     };
-    let started = Instant::now();
     let report = tokio::time::timeout(
         Duration::from_secs(120),
         runner.run("default", cancel.clone()),
     )
     .await
     .expect("the run ends once aborted");
-    // Both tasks would run for minutes; the whole run (start, abort, stop) is quick.
-    assert!(
-        started.elapsed() < Duration::from_secs(20),
-        "the aborted run took {:?}",
-        started.elapsed()
-    );
-    let events = watcher.await.unwrap();
-    assert!(cancel.is_cancelled(), "the test never saw both tasks start");
+    let (events, abort_seq) = watcher.await.unwrap();
+    let abort_seq = abort_seq.expect("the test never saw both tasks start");
     assert_eq!(report.status, RunStatus::Aborted);
-    assert_eq!(status_of(&events, "sleeper"), TaskStatus::Interrupted);
-    assert_eq!(status_of(&events, "spinner"), TaskStatus::Interrupted);
+    // Both ran at once (the spinning component did not hold the exec back),
+    // and both ended because of the abort, not by running out their 2 m
+    // timeouts, which would have failed them instead of interrupting them.
+    for task in ["sleeper", "spinner"] {
+        assert!(started_seq(&events, task).unwrap() <= abort_seq, "{task}");
+        assert!(abort_seq < finished_seq(&events, task), "{task}");
+        assert_eq!(status_of(&events, task), TaskStatus::Interrupted, "{task}");
+    }
     assert_eq!(started_seq(&events, "never"), None);
     assert_eq!(
         report_batches(&report.batches),

@@ -1,6 +1,6 @@
 //! Request checks, option parsing and JSON helpers for agent adapters.
 
-use crate::agent::AgentRequest;
+use crate::agent::{AgentEvent, AgentRequest};
 use serde_json::{Map, Value};
 
 /// Refuses requests no agent CLI can run: an empty prompt, an empty model,
@@ -200,12 +200,18 @@ pub fn readable_error(raw: &str) -> String {
     readable
 }
 
-/// The stderr line most likely to explain a failure: the first that
-/// mentions an error, else the first non-blank one.
+/// The stderr line most likely to explain a failure: an `[API Error: …]`
+/// line (the Gemini CLI's own account of a failed request), else the first
+/// line that mentions an error, else the first non-blank one.
+///
+/// Stack frames (`at foo (bar.js:1:2)`), lines of a JSON dump, pointers to a
+/// report file and retry notices never count as the line that mentions an
+/// error: they say less than the lines around them.
 #[derive(Default)]
 pub struct StderrHint {
     first: Option<String>,
     first_error: Option<String>,
+    api_error: Option<String>,
 }
 
 impl StderrHint {
@@ -217,13 +223,124 @@ impl StderrHint {
         if self.first.is_none() {
             self.first = Some(line.to_string());
         }
-        if self.first_error.is_none() && line.to_ascii_lowercase().contains("error") {
+        if self.api_error.is_none()
+            && let Some(start) = line.find("[API Error:")
+        {
+            self.api_error = Some(line[start..].to_string());
+        }
+        if self.first_error.is_none()
+            && !is_noise(line)
+            && !is_retry_notice(line)
+            && line.to_ascii_lowercase().contains("error")
+        {
             self.first_error = Some(line.to_string());
         }
     }
 
     pub fn best(&self) -> Option<&str> {
-        self.first_error.as_deref().or(self.first.as_deref())
+        self.api_error
+            .as_deref()
+            .or(self.first_error.as_deref())
+            .or(self.first.as_deref())
+    }
+
+    /// An `[API Error: …]` line, the most specific thing stderr can say.
+    pub fn api_error(&self) -> Option<&str> {
+        self.api_error.as_deref()
+    }
+}
+
+/// Lines that mention an error without saying which.
+fn is_noise(line: &str) -> bool {
+    line.starts_with("at ")
+        || line.starts_with(['"', '{', '}', '[', ']'])
+        || line.contains("Full report available at")
+        || line.contains("[object Object]")
+}
+
+/// Whether a CLI's message says that it is retrying a request:
+/// codex's `Reconnecting... 2/5 (…)`, its older
+/// `stream error: …; retrying 1/5 in 200ms…`, the Gemini CLI's
+/// `Attempt 1 failed with status 429. Retrying with backoff...`.
+pub fn is_retry_notice(message: &str) -> bool {
+    let lower = message.trim_start().to_ascii_lowercase();
+    if lower.starts_with("reconnecting") || lower.starts_with("re-connecting") {
+        return true;
+    }
+    if lower.starts_with("attempt ") && lower.contains("retrying") {
+        return true;
+    }
+    // `retrying 1/5`
+    lower.match_indices("retrying ").any(|(at, word)| {
+        let rest = &lower[at + word.len()..];
+        let digits = rest.chars().take_while(char::is_ascii_digit).count();
+        digits > 0 && rest[digits..].starts_with('/')
+    })
+}
+
+/// The retries a CLI announced. A retry is not an error (the request may
+/// still succeed), and `runner:plugin@0.1.0` is frozen without a notice
+/// kind, so adapters report each one as a `raw` activity, a log line. The
+/// last reason is kept: it explains a failure that says less, and it is
+/// added to the run's error when that error does not already say it.
+#[derive(Default)]
+pub struct Retries {
+    count: u32,
+    reason: Option<String>,
+}
+
+impl Retries {
+    /// Notes one retry, `notice` as the CLI said it and `reason` the failure
+    /// being retried; returns the `raw` event that reports it.
+    pub fn note(&mut self, notice: &str, reason: &str) -> AgentEvent {
+        self.count = self.count.saturating_add(1);
+        self.set_reason(reason);
+        AgentEvent::Raw(notice.to_string())
+    }
+
+    /// Replaces the reason of the latest retry with a clearer one.
+    pub fn set_reason(&mut self, reason: &str) {
+        let reason = reason.trim();
+        if !reason.is_empty() {
+            self.reason = Some(reason.to_string());
+        }
+    }
+
+    pub fn count(&self) -> u32 {
+        self.count
+    }
+
+    pub fn reason(&self) -> Option<&str> {
+        self.reason.as_deref()
+    }
+
+    /// `error`, followed by the last retry's reason when it adds something:
+    /// `gemini exited with code 1 (after 3 retries; the last: status 429: …)`.
+    pub fn annotate(&self, error: String) -> String {
+        match &self.reason {
+            Some(reason)
+                if self.count > 0
+                    && !error.contains(reason.as_str())
+                    && !reason.contains(&error) =>
+            {
+                let retries = if self.count == 1 { "retry" } else { "retries" };
+                format!(
+                    "{error} (after {} {retries}; the last: {reason})",
+                    self.count
+                )
+            }
+            _ => error,
+        }
+    }
+}
+
+/// The reason in a codex retry notice:
+/// `Reconnecting... 2/5 (unexpected status 401 …)` → `unexpected status 401 …`.
+pub fn parenthesized_reason(notice: &str) -> &str {
+    let notice = notice.trim();
+    match (notice.find('('), notice.ends_with(')')) {
+        (Some(open), true) => &notice[open + 1..notice.len() - 1],
+        _ => notice,
     }
 }
 
@@ -238,6 +355,30 @@ pub fn exit_description(agent: &str, exit_code: Option<i32>, stderr: &StderrHint
         Some(hint) => format!("{base}: {hint}"),
         None => base,
     }
+}
+
+/// The error of a run that did not succeed, the most specific first: the
+/// failure the stream reported, else the last error it reported, else an
+/// `[API Error: …]` line on stderr, else the exit code with the stderr line
+/// most likely to explain it. A process killed by a signal is said to be
+/// so. The last retry's reason is added when the error does not say it.
+pub fn run_error(
+    agent: &str,
+    exit_code: Option<i32>,
+    failure: Option<&str>,
+    last_error: Option<&str>,
+    stderr: &StderrHint,
+    retries: &Retries,
+) -> String {
+    let error = match exit_code {
+        None => exit_description(agent, None, stderr),
+        Some(_) => failure
+            .or(last_error)
+            .or(stderr.api_error())
+            .map(String::from)
+            .unwrap_or_else(|| exit_description(agent, exit_code, stderr)),
+    };
+    retries.annotate(error)
 }
 
 #[cfg(test)]
@@ -276,6 +417,73 @@ mod tests {
         assert_eq!(
             hint.best(),
             Some("ModelNotFoundError: Requested entity was not found.")
+        );
+    }
+
+    #[test]
+    fn stderr_hint_prefers_an_api_error_over_pointers_and_stack_dumps() {
+        let mut hint = StderrHint::default();
+        for line in [
+            "Loaded cached credentials.",
+            "Attempt 1 failed with status 429. Retrying with backoff... GaxiosError: [{",
+            r#"  "error": {"#,
+            "    at async retryWithBackoff (file:///x/retry.js:127:37)",
+            "Error when talking to Gemini API Full report available at: /tmp/gemini-client-error.json",
+            "[API Error: You have exhausted your capacity on this model.]",
+            "An unexpected critical error occurred:[object Object]",
+        ] {
+            hint.note(line);
+        }
+        assert_eq!(
+            hint.best(),
+            Some("[API Error: You have exhausted your capacity on this model.]")
+        );
+        let mut hint = StderrHint::default();
+        hint.note("Attempt 1 failed with status 429. Retrying with backoff... GaxiosError: [{");
+        hint.note(r#"  "error": {"#);
+        assert_eq!(
+            hint.best(),
+            Some("Attempt 1 failed with status 429. Retrying with backoff... GaxiosError: [{"),
+            "with nothing better, the first line"
+        );
+    }
+
+    #[test]
+    fn recognises_the_retry_notices_of_codex_and_gemini() {
+        for notice in [
+            "Reconnecting... 2/5 (unexpected status 401 Unauthorized)",
+            "stream error: exceeded retry limit; retrying 1/5 in 190ms…",
+            "Attempt 1 failed with status 429. Retrying with backoff... GaxiosError: [{",
+            "Attempt 2 failed: You have exhausted your capacity on this model.. Retrying after 2772ms...",
+        ] {
+            assert!(is_retry_notice(notice), "{notice}");
+        }
+        for message in [
+            "unexpected status 401 Unauthorized",
+            "Invalid stream: The model returned an empty response or malformed tool call.",
+            "not retrying: quota exhausted",
+        ] {
+            assert!(!is_retry_notice(message), "{message}");
+        }
+    }
+
+    #[test]
+    fn retries_add_their_reason_to_an_error_that_lacks_it() {
+        let mut retries = Retries::default();
+        assert_eq!(retries.annotate("boom".into()), "boom");
+        let event = retries.note("Reconnecting... 1/5 (status 401)", "status 401");
+        assert!(
+            matches!(event, AgentEvent::Raw(line) if line == "Reconnecting... 1/5 (status 401)")
+        );
+        retries.note("Reconnecting... 2/5 (status 401)", "status 401");
+        assert_eq!(
+            retries.annotate("codex exited with code 1".into()),
+            "codex exited with code 1 (after 2 retries; the last: status 401)"
+        );
+        assert_eq!(retries.annotate("status 401".into()), "status 401");
+        assert_eq!(
+            parenthesized_reason("Reconnecting... 2/5 (unexpected status 401 (x))"),
+            "unexpected status 401 (x)"
         );
     }
 

@@ -6,6 +6,7 @@
 //! | `assistant` text / thinking / tool_use blocks | `assistant-message` / `thinking` / `tool-use` |
 //! | `user` tool_result blocks | `tool-result`, plus `command-run` for `Bash` and `file-change` for `Write`, `Edit`, `MultiEdit`, `NotebookEdit` |
 //! | `result` | `usage`, `error` when it failed, `final-result` |
+//! | `system` `api_retry` | `raw`: a retry notice, not an error |
 //! | `system` (other than init), `stream_event`, `rate_limit_event` | nothing: the complete `assistant` lines carry the same content |
 //! | `control_request`, unknown types, non-JSON, stderr | `raw` |
 //!
@@ -24,6 +25,11 @@
 //!   but never become the run's summary.
 //! - `error` on an `assistant` line (`authentication_failed`, ...) is kept and
 //!   prefixes the error of the failed `result` that follows.
+//! - Retries are not errors: `{"type":"system","subtype":"api_retry","attempt":1,
+//!   "max_retries":10,"retry_delay_ms":600,"error_status":529,"error":"overloaded"}`
+//!   becomes the `raw` line `API request failed (529 overloaded); retry 1 of 10
+//!   in 600 ms`, and `529 overloaded` is added to the run's error when that
+//!   error does not say it.
 
 use std::collections::HashMap;
 
@@ -33,7 +39,7 @@ use runner_plugin_sdk::agent::{
 };
 use serde_json::Value;
 
-use crate::support::{StderrHint, exit_description, json_text, readable_error, text};
+use crate::support::{Retries, StderrHint, json_text, readable_error, run_error, text};
 
 const AGENT: &str = "claude";
 
@@ -55,6 +61,7 @@ pub struct ClaudeParser {
     /// `total_cost_usd` of the previous result.
     cost_so_far: f64,
     stderr: StderrHint,
+    retries: Retries,
 }
 
 impl ClaudeParser {
@@ -84,6 +91,9 @@ impl ClaudeParser {
             Some("assistant") => self.assistant(&value, &mut events),
             Some("user") => self.user(&value, &mut events),
             Some("result") => self.result(&value, &mut events),
+            Some("system") if text(&value, "subtype") == Some("api_retry") => {
+                events.push(self.api_retry(&value));
+            }
             Some("system" | "stream_event" | "rate_limit_event" | "keep_alive") => {}
             _ => events.push(AgentEvent::Raw(line.to_string())),
         }
@@ -128,6 +138,33 @@ impl ClaudeParser {
                 _ => {}
             }
         }
+    }
+
+    /// `system/api_retry`: the notice as a `raw` line.
+    fn api_retry(&mut self, value: &Value) -> AgentEvent {
+        let number = |key: &str| value.get(key).and_then(Value::as_u64);
+        let status = number("error_status").map(|status| status.to_string());
+        let reason = [status.as_deref(), text(value, "error")]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
+            .join(" ");
+        let reason = if reason.is_empty() {
+            "unknown error".to_string()
+        } else {
+            reason
+        };
+        let mut notice = format!("API request failed ({reason}); retry");
+        if let Some(attempt) = number("attempt") {
+            notice.push_str(&format!(" {attempt}"));
+            if let Some(max) = number("max_retries") {
+                notice.push_str(&format!(" of {max}"));
+            }
+        }
+        if let Some(delay) = number("retry_delay_ms") {
+            notice.push_str(&format!(" in {delay} ms"));
+        }
+        self.retries.note(&notice, &reason)
     }
 
     fn user(&mut self, value: &Value, events: &mut Vec<AgentEvent>) {
@@ -232,16 +269,16 @@ impl ClaudeParser {
     /// The outcome once the process ended with `exit_code` (none: killed).
     pub fn finish(&self, exit_code: Option<i32>) -> Outcome {
         let success = exit_code == Some(0) && self.failure.is_none();
-        let error = if success {
-            None
-        } else if exit_code.is_none() {
-            Some(exit_description(AGENT, None, &self.stderr))
-        } else {
-            self.failure
-                .clone()
-                .or_else(|| self.last_error.clone())
-                .or_else(|| Some(exit_description(AGENT, exit_code, &self.stderr)))
-        };
+        let error = (!success).then(|| {
+            run_error(
+                AGENT,
+                exit_code,
+                self.failure.as_deref(),
+                self.last_error.as_deref(),
+                &self.stderr,
+                &self.retries,
+            )
+        });
         Outcome {
             success,
             summary: self

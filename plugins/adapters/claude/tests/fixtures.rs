@@ -322,6 +322,36 @@ fn truncated_lines_and_other_agents_transcripts_never_panic() {
     }
 }
 
+/// Claude Code 2.1 announces each retry of a failed API request as
+/// `system/api_retry` (shape as the CLI prints it; not in `shared/fixtures`).
+#[test]
+fn api_retries_are_raw_notices_and_name_the_status_when_the_run_dies() {
+    let mut parser = ClaudeParser::default();
+    let retry = r#"{"type":"system","subtype":"api_retry","attempt":1,"max_retries":10,"retry_delay_ms":600,"error_status":529,"error":"overloaded","session_id":"s1"}"#;
+    let events = parser.parse_line(OutputStream::Stdout, retry);
+    assert_eq!(
+        raw_lines(&events),
+        ["API request failed (529 overloaded); retry 1 of 10 in 600 ms"]
+    );
+    assert!(
+        !events.iter().any(|e| matches!(e, AgentEvent::Error(_))),
+        "a retry is not an error: {events:?}"
+    );
+    assert_eq!(
+        parser.finish(Some(1)).error.as_deref(),
+        Some("claude exited with code 1 (after 1 retry; the last: 529 overloaded)")
+    );
+    // When the final result says it, the retries add nothing.
+    parser.parse_line(
+        OutputStream::Stdout,
+        r#"{"type":"result","subtype":"success","is_error":true,"result":"API Error: 529 {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"Overloaded\"}}","session_id":"s1"}"#,
+    );
+    assert_eq!(
+        parser.finish(Some(1)).error.as_deref(),
+        Some("API Error: 529 overloaded_error: Overloaded")
+    );
+}
+
 #[test]
 fn stderr_lines_are_raw_and_explain_a_failed_exit() {
     let mut parser = ClaudeParser::default();

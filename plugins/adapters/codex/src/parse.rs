@@ -14,7 +14,7 @@
 //! | `item.*` `todo_list` | `tool-use` named `todo_list` whenever the list changes |
 //! | `item.*` `mcp_tool_call`, `web_search` | `tool-use`, then `tool-result` for MCP calls |
 //! | `item.completed` `error` | `error` (a warning: the turn goes on) |
-//! | `error` | `error` (reconnect notices and the like; not fatal by itself) |
+//! | `error` | `error` (not fatal by itself); a retry notice (`Reconnecting... 2/5 (…)`) becomes `raw` |
 //! | `turn.completed` | `usage`, `final-result` with the turn's last agent message |
 //! | `turn.failed` | `error`, failed `final-result`: the run failed |
 //!
@@ -22,8 +22,13 @@
 //! `agent_message`, `agent_reasoning`, `exec_command_begin/end`,
 //! `patch_apply_begin/end`, `mcp_tool_call_begin/end`, `web_search_end`,
 //! `plan_update`, `token_count`, `task_complete`, `error` (fatal),
-//! `stream_error`, `turn_aborted` (fatal); streaming deltas are dropped and
-//! `background_event` becomes a `raw` log line.
+//! `stream_error` (a retry notice: `raw`), `turn_aborted` (fatal); streaming
+//! deltas are dropped and `background_event` becomes a `raw` log line.
+//!
+//! Retries are not errors: codex retries a failed request five times
+//! (`Reconnecting... 1/5 (unexpected status 401 …)`) before it gives up with
+//! `turn.failed`. Each notice is a `raw` line; the reason in its parentheses
+//! is added to the run's error when that error does not already say it.
 //!
 //! Non-JSON lines (`Reading additional input from stdin...`), unknown types
 //! and stderr become `raw`. Error messages that are JSON text
@@ -41,7 +46,10 @@ use runner_plugin_sdk::agent::{
 };
 use serde_json::{Value, json};
 
-use crate::support::{StderrHint, exit_description, json_text, readable_error, text};
+use crate::support::{
+    Retries, StderrHint, is_retry_notice, json_text, parenthesized_reason, readable_error,
+    run_error, text,
+};
 
 const AGENT: &str = "codex";
 
@@ -74,6 +82,7 @@ pub struct CodexParser {
     /// Legacy: the latest `token_count`, reported at `task_complete`.
     usage: Option<Usage>,
     stderr: StderrHint,
+    retries: Retries,
 }
 
 impl CodexParser {
@@ -134,7 +143,7 @@ impl CodexParser {
                 let message = text(value, "message")
                     .map(readable_error)
                     .unwrap_or_else(|| "codex reported an error".to_string());
-                self.warn(message, events);
+                self.warn_or_retry(message, events);
             }
             "item.started" | "item.updated" | "item.completed" => {
                 let phase = match kind {
@@ -244,7 +253,7 @@ impl CodexParser {
                 let message = text(item, "message")
                     .map(readable_error)
                     .unwrap_or_else(|| "codex reported an error".to_string());
-                self.warn(message, events);
+                self.warn_or_retry(message, events);
             }
             "agent_message" | "reasoning" | "file_change" | "error" => {}
             _ => return false,
@@ -390,8 +399,8 @@ impl CodexParser {
                 self.fail(format!("the turn was aborted: {reason}"), events);
             }
             "stream_error" => {
-                let message = text(msg, "message").unwrap_or("stream error").to_string();
-                self.warn(message, events);
+                let message = text(msg, "message").unwrap_or("stream error");
+                events.push(self.retries.note(message, message));
             }
             "background_event" => {
                 let message = text(msg, "message").unwrap_or("");
@@ -460,7 +469,19 @@ impl CodexParser {
         if self.failure.is_none() {
             self.failure = Some(message.clone());
         }
-        self.warn(message, events);
+        // `turn.failed` repeats the `error` line just before it.
+        if self.last_error.as_ref() != Some(&message) {
+            self.warn(message, events);
+        }
+    }
+
+    /// A retry notice (`Reconnecting... 2/5 (…)`) is no error: a `raw` line.
+    fn warn_or_retry(&mut self, message: String, events: &mut Vec<AgentEvent>) {
+        if is_retry_notice(&message) {
+            events.push(self.retries.note(&message, parenthesized_reason(&message)));
+        } else {
+            self.warn(message, events);
+        }
     }
 
     /// An error reported by codex; it decides the run only if nothing clearer comes.
@@ -472,16 +493,16 @@ impl CodexParser {
     /// The outcome once the process ended with `exit_code` (none: killed).
     pub fn finish(&self, exit_code: Option<i32>) -> Outcome {
         let success = exit_code == Some(0) && self.failure.is_none();
-        let error = if success {
-            None
-        } else if exit_code.is_none() {
-            Some(exit_description(AGENT, None, &self.stderr))
-        } else {
-            self.failure
-                .clone()
-                .or_else(|| self.last_error.clone())
-                .or_else(|| Some(exit_description(AGENT, exit_code, &self.stderr)))
-        };
+        let error = (!success).then(|| {
+            run_error(
+                AGENT,
+                exit_code,
+                self.failure.as_deref(),
+                self.last_error.as_deref(),
+                &self.stderr,
+                &self.retries,
+            )
+        });
         Outcome {
             success,
             summary: self

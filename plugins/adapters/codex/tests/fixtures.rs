@@ -98,7 +98,7 @@ fn errors(events: &[AgentEvent]) -> Vec<&str> {
 }
 
 #[test]
-fn every_fixture_parses_with_only_the_stdin_notices_left_raw() {
+fn every_fixture_parses_with_only_the_stdin_and_reconnect_notices_left_raw() {
     let mut names: Vec<_> = std::fs::read_dir(fixtures_dir())
         .expect("fixtures dir: clone the repo with shared/ beside it")
         .map(|entry| entry.unwrap().file_name().into_string().unwrap())
@@ -110,7 +110,7 @@ fn every_fixture_parses_with_only_the_stdin_notices_left_raw() {
         let (events, _) = replay(&name);
         for raw in raw_lines(&events) {
             assert!(
-                raw.starts_with("Reading "),
+                raw.starts_with("Reading ") || raw.starts_with("Reconnecting... "),
                 "{name}: unexpected raw line {raw}"
             );
         }
@@ -162,6 +162,7 @@ fn model_error_before_turn_started_fails_with_the_decoded_message() {
         )
     );
     let decoded = "400 invalid_request_error: The 'gpt-5.6-sol' model requires a newer version of Codex. Please upgrade to the latest app or CLI and try again.";
+    assert_eq!(errors(&events).len(), 2, "the warning and the error once");
     assert!(
         events
             .iter()
@@ -178,22 +179,83 @@ fn model_error_before_turn_started_fails_with_the_decoded_message() {
     }
 }
 
+/// The transcript: `thread.started`, `turn.started`, nine `error` lines
+/// `Reconnecting... n/5 (…)` (2/5 to 5/5 over wss, then 1/5 to 5/5 over
+/// https), one `error` with the bare 401 message, and `turn.failed` with
+/// the same message.
 #[test]
-fn unauthorized_run_reports_each_reconnect_and_fails_with_the_turn_error() {
+fn unauthorized_run_reports_reconnects_as_raw_lines_and_fails_with_the_turn_error() {
     let (events, parser) = replay("error-401-reconnecting.jsonl");
+    let final_error = "unexpected status 401 Unauthorized: Missing bearer or basic authentication in header, url: https://api.openai.com/v1/responses, cf-ray: REDACTED-SEA, request id: REDACTED";
+    let reconnects = raw_lines(&events);
+    assert_eq!(reconnects.len(), 9, "{reconnects:?}");
     assert_eq!(
-        errors(&events).len(),
-        11,
-        "10 reconnects, the final error, turn.failed"
+        reconnects[0],
+        "Reconnecting... 2/5 (unexpected status 401 Unauthorized: Missing bearer or basic authentication in header, url: wss://api.openai.com/v1/responses, cf-ray: REDACTED-SEA)"
     );
-    let outcome = parser.finish(Some(1));
-    assert!(!outcome.success);
+    assert_eq!(
+        reconnects[8],
+        format!("Reconnecting... 5/5 ({final_error})")
+    );
+    assert_eq!(
+        errors(&events),
+        [final_error],
+        "retries are no errors, and turn.failed does not repeat the error"
+    );
+    assert!(events.iter().any(
+        |e| matches!(e, AgentEvent::FinalResult(r) if r.is_error && r.summary == final_error)
+    ));
+    for exit in [Some(0), Some(1)] {
+        let outcome = parser.finish(exit);
+        assert!(!outcome.success);
+        assert_eq!(outcome.error.as_deref(), Some(final_error));
+        assert_eq!(
+            outcome.session_id.as_deref(),
+            Some("00000000-0000-7000-8000-000000000005")
+        );
+    }
+}
+
+#[test]
+fn a_run_killed_while_reconnecting_says_what_it_was_retrying() {
+    let mut parser = CodexParser::default();
+    parser.parse_line(
+        OutputStream::Stdout,
+        r#"{"type":"thread.started","thread_id":"t1"}"#,
+    );
+    let events = parser.parse_line(
+        OutputStream::Stdout,
+        r#"{"type":"error","message":"Reconnecting... 1/5 (stream disconnected before completion: error sending request)"}"#,
+    );
     assert!(
-        outcome
-            .error
-            .unwrap()
-            .starts_with("unexpected status 401 Unauthorized")
+        matches!(events.as_slice(), [AgentEvent::Raw(_)]),
+        "{events:?}"
     );
+    assert_eq!(
+        parser.finish(Some(1)).error.as_deref(),
+        Some(
+            "codex exited with code 1 (after 1 retry; the last: stream disconnected before completion: error sending request)"
+        )
+    );
+}
+
+#[test]
+fn a_legacy_stream_error_is_a_retry_notice_not_an_error() {
+    let mut parser = CodexParser::default();
+    let notice = "stream error: stream disconnected before completion; retrying 1/5 in 188ms…";
+    let events = parser.parse_line(
+        OutputStream::Stdout,
+        &format!(r#"{{"id":"1","msg":{{"type":"stream_error","message":"{notice}"}}}}"#),
+    );
+    assert!(
+        matches!(events.as_slice(), [AgentEvent::Raw(line)] if line == notice),
+        "{events:?}"
+    );
+    parser.parse_line(
+        OutputStream::Stdout,
+        r#"{"id":"1","msg":{"type":"task_complete","last_agent_message":"done"}}"#,
+    );
+    assert!(parser.finish(Some(0)).success);
 }
 
 #[test]

@@ -7,7 +7,7 @@
 //! | `message` (user) | nothing: it echoes the prompt |
 //! | `tool_use` | `tool-use` |
 //! | `tool_result` | `tool-result`, plus `command-run` for shell tools and `file-change` for `write_file` / `replace` |
-//! | `error` | `error` |
+//! | `error` | `error`; a retry notice becomes `raw` |
 //! | `result` | `usage`, `error` when it failed, `final-result` |
 //! | one `--output-format json` object (`response`, `stats`, `error`) | the same, at once |
 //! | non-JSON (`YOLO mode is enabled...`), unknown types, stderr | `raw` |
@@ -20,6 +20,14 @@
 //!   only when the output states it (`Command exited with code: 1`, `Exit Code: 1`).
 //! - `write_file` results carry no output in stream-json, so whether the file
 //!   was created or overwritten is unknown (`change-kind.unknown`).
+//! - A failed `result` may carry no `error` (after `Invalid stream: …`, for
+//!   instance): its error is then the last `error` line before it.
+//! - Retries are not errors. The CLI announces them on stderr
+//!   (`Attempt 1 failed with status 429. Retrying with backoff... GaxiosError: [{`,
+//!   then the API's error as indented JSON); they stay `raw` lines, and the
+//!   API's `message` becomes the retry's reason, added to the run's error
+//!   when that error does not say it. `[API Error: …]` on stderr is the
+//!   CLI's own account of a failed request and explains a failed exit first.
 //! - Token counts: `input_tokens` already includes `cached`; reported as given.
 //!   The json format's per-model `tokens` are summed (`prompt`, `candidates`, `cached`).
 
@@ -31,7 +39,9 @@ use runner_plugin_sdk::agent::{
 };
 use serde_json::Value;
 
-use crate::support::{StderrHint, exit_description, json_text, readable_error, text};
+use crate::support::{
+    Retries, StderrHint, is_retry_notice, json_text, readable_error, run_error, text,
+};
 
 const AGENT: &str = "gemini";
 
@@ -49,6 +59,9 @@ pub struct GeminiParser {
     /// Tool uses by id, to interpret their results.
     tools: HashMap<String, (String, Value)>,
     stderr: StderrHint,
+    retries: Retries,
+    /// `status 429` of a stderr retry notice whose JSON dump may follow.
+    retry_status: Option<String>,
 }
 
 impl GeminiParser {
@@ -60,7 +73,7 @@ impl GeminiParser {
         }
         if let OutputStream::Stderr = stream {
             self.stderr.note(line);
-            return vec![AgentEvent::Raw(line.to_string())];
+            return vec![self.stderr_line(line)];
         }
         let mut events = Vec::new();
         let value = match serde_json::from_str::<Value>(line) {
@@ -99,10 +112,14 @@ impl GeminiParser {
                 let message = text(&value, "message")
                     .map(readable_error)
                     .unwrap_or_else(|| "gemini reported an error".to_string());
-                if text(&value, "severity") != Some("warning") {
-                    self.last_error = Some(message.clone());
+                if is_retry_notice(&message) {
+                    events.push(self.retries.note(&message, &message));
+                } else {
+                    if text(&value, "severity") != Some("warning") {
+                        self.last_error = Some(message.clone());
+                    }
+                    events.push(AgentEvent::Error(message));
                 }
-                events.push(AgentEvent::Error(message));
             }
             Some("result") => {
                 if let Some(stats) = value.get("stats").filter(|s| s.is_object()) {
@@ -110,10 +127,13 @@ impl GeminiParser {
                 }
                 let failed = text(&value, "status") == Some("error")
                     || value.get("error").is_some_and(|e| !e.is_null());
-                self.complete(
-                    failed.then(|| error_message(value.get("error"))),
-                    &mut events,
-                );
+                let error = failed.then(|| {
+                    error_message(value.get("error"))
+                        .or_else(|| self.last_error.clone())
+                        .or_else(|| self.stderr.api_error().map(String::from))
+                        .unwrap_or_else(|| "gemini reported an error".to_string())
+                });
+                self.complete(error, &mut events);
             }
             None if ["response", "stats", "error"]
                 .iter()
@@ -124,6 +144,27 @@ impl GeminiParser {
             _ => events.push(AgentEvent::Raw(line.to_string())),
         }
         events
+    }
+
+    /// A stderr line: always `raw`, but a retry notice and the API error
+    /// dumped after it are remembered as the retry's reason.
+    fn stderr_line(&mut self, line: &str) -> AgentEvent {
+        let trimmed = line.trim();
+        if is_retry_notice(trimmed) {
+            let (reason, dump_follows) = retry_reason(trimmed);
+            self.retry_status = dump_follows.then(|| reason.clone());
+            return self.retries.note(line, &reason);
+        }
+        if let Some(status) = &self.retry_status {
+            if let Some(message) = dumped_message(trimmed) {
+                let reason = format!("{status}: {message}");
+                self.retries.set_reason(&reason);
+                self.retry_status = None;
+            } else if !trimmed.starts_with(['"', '{', '}', '[', ']']) {
+                self.retry_status = None;
+            }
+        }
+        AgentEvent::Raw(line.to_string())
     }
 
     /// Reports the joined assistant fragments, if any.
@@ -167,7 +208,9 @@ impl GeminiParser {
         let is_error = text(value, "status") == Some("error");
         let output = match value.get("output") {
             Some(Value::String(output)) => output.clone(),
-            Some(Value::Null) | None if is_error => error_message(value.get("error")),
+            Some(Value::Null) | None if is_error => {
+                error_message(value.get("error")).unwrap_or_else(|| "the tool failed".to_string())
+            }
             Some(Value::Null) | None => String::new(),
             Some(other) => other.to_string(),
         };
@@ -212,18 +255,24 @@ impl GeminiParser {
             events.push(AgentEvent::Usage(usage));
         }
         let error = value.get("error").filter(|e| !e.is_null());
-        self.complete(error.map(|e| error_message(Some(e))), events);
+        let error = error.map(|e| {
+            error_message(Some(e)).unwrap_or_else(|| "gemini reported an error".to_string())
+        });
+        self.complete(error, events);
     }
 
     /// A final result: failed with `error`, else summarised by the last message.
     fn complete(&mut self, error: Option<String>, events: &mut Vec<AgentEvent>) {
         let is_error = error.is_some();
         if let Some(error) = &error {
+            // Said already by the `error` line just before.
+            if self.last_error.as_ref() != Some(error) {
+                events.push(AgentEvent::Error(error.clone()));
+            }
             self.last_error = Some(error.clone());
             if self.failure.is_none() {
                 self.failure = Some(error.clone());
             }
-            events.push(AgentEvent::Error(error.clone()));
         }
         let summary = self.last_message.clone().or(error).unwrap_or_default();
         if !summary.is_empty() {
@@ -235,16 +284,16 @@ impl GeminiParser {
     /// The outcome once the process ended with `exit_code` (none: killed).
     pub fn finish(&self, exit_code: Option<i32>) -> Outcome {
         let success = exit_code == Some(0) && self.failure.is_none();
-        let error = if success {
-            None
-        } else if exit_code.is_none() {
-            Some(exit_description(AGENT, None, &self.stderr))
-        } else {
-            self.failure
-                .clone()
-                .or_else(|| self.last_error.clone())
-                .or_else(|| Some(exit_description(AGENT, exit_code, &self.stderr)))
-        };
+        let error = (!success).then(|| {
+            run_error(
+                AGENT,
+                exit_code,
+                self.failure.as_deref(),
+                self.last_error.as_deref(),
+                &self.stderr,
+                &self.retries,
+            )
+        });
         let pending = Some(self.pending.clone()).filter(|text| !text.trim().is_empty());
         Outcome {
             success,
@@ -258,23 +307,60 @@ impl GeminiParser {
 }
 
 /// `{"type": "unknown", "message": "[API Error: ...]"}` → its message, with
-/// the type when it says something.
-fn error_message(error: Option<&Value>) -> String {
-    let Some(error) = error else {
-        return "gemini reported an error".to_string();
-    };
+/// the type when it says something; `None` when there is no error value.
+fn error_message(error: Option<&Value>) -> Option<String> {
+    let error = error.filter(|e| !e.is_null())?;
     if let Some(message) = error.as_str() {
-        return readable_error(message);
+        return Some(readable_error(message));
     }
     let message = text(error, "message").map(readable_error);
-    match (text(error, "type"), message) {
+    Some(match (text(error, "type"), message) {
         (Some(kind), Some(message)) if kind != "unknown" && !message.contains(kind) => {
             format!("{kind}: {message}")
         }
         (_, Some(message)) => message,
         (Some(kind), None) => kind.to_string(),
         (None, None) => error.to_string(),
+    })
+}
+
+/// The reason in a stderr retry notice, and whether the API's error is
+/// dumped as JSON on the lines after it:
+/// `Attempt 1 failed with status 429. Retrying with backoff... GaxiosError: [{`
+/// → (`status 429`, true);
+/// `Attempt 2 failed: You have exhausted your capacity on this model.. Retrying after 2772ms...`
+/// → (`You have exhausted your capacity on this model`, false).
+fn retry_reason(notice: &str) -> (String, bool) {
+    let cut = notice
+        .to_ascii_lowercase()
+        .find("retrying")
+        .unwrap_or(notice.len());
+    let head = notice[..cut].trim().trim_end_matches('.').trim_end();
+    let reason = match (head.find("failed: "), head.find("failed with ")) {
+        (Some(at), _) => &head[at + "failed: ".len()..],
+        (None, Some(at)) => &head[at + "failed with ".len()..],
+        (None, None) => head,
+    };
+    let detail = notice[cut..]
+        .split_once("...")
+        .map_or("", |(_, detail)| detail.trim());
+    let dump_follows = detail.ends_with(['{', '[']);
+    if detail.is_empty() || dump_follows {
+        (reason.to_string(), dump_follows)
+    } else {
+        (format!("{reason}: {detail}"), false)
     }
+}
+
+/// `"message": "No capacity available …",` in a dumped API error.
+fn dumped_message(line: &str) -> Option<String> {
+    let rest = line
+        .strip_prefix("\"message\":")?
+        .trim()
+        .trim_end_matches(',');
+    serde_json::from_str::<String>(rest)
+        .ok()
+        .filter(|message| !message.trim().is_empty())
 }
 
 fn stream_usage(stats: &Value) -> Usage {

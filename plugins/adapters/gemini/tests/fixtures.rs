@@ -197,6 +197,161 @@ fn invalid_model_fails_with_the_api_error() {
     }
 }
 
+fn errors(events: &[AgentEvent]) -> Vec<&str> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            AgentEvent::Error(message) => Some(message.as_str()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Feeds `(stream, line)` pairs to a fresh parser.
+fn feed(lines: &[(OutputStream, &str)]) -> (Vec<AgentEvent>, GeminiParser) {
+    let mut parser = GeminiParser::default();
+    let events = lines
+        .iter()
+        .flat_map(|(stream, line)| parser.parse_line(*stream, line))
+        .collect();
+    (events, parser)
+}
+
+/// The shape Gemini CLI 0.4x prints when the model's stream breaks off: an
+/// `error` line that says why, then a `result` with `status: "error"` and
+/// no `error` object. (Not in `shared/fixtures`; the lines follow a capture
+/// of that case with the session, text and counts changed.)
+#[test]
+fn an_invalid_stream_fails_with_the_reason_the_error_line_gave() {
+    use OutputStream::Stdout;
+    let (events, parser) = feed(&[
+        (
+            Stdout,
+            r#"{"type":"init","timestamp":"2026-05-31T22:57:23.596Z","session_id":"6f1e0c2a-0000-4000-8000-00000000000a","model":"auto"}"#,
+        ),
+        (
+            Stdout,
+            r#"{"type":"message","timestamp":"2026-05-31T22:57:30.135Z","role":"assistant","content":"The directory holds two files.","delta":true}"#,
+        ),
+        (
+            Stdout,
+            r#"{"type":"error","timestamp":"2026-05-31T22:57:32.176Z","severity":"error","message":"Invalid stream: The model returned an empty response or malformed tool call."}"#,
+        ),
+        (
+            Stdout,
+            r#"{"type":"result","timestamp":"2026-05-31T22:57:32.177Z","status":"error","stats":{"total_tokens":700,"input_tokens":600,"output_tokens":100,"cached":50,"input":550,"duration_ms":8581,"tool_calls":0}}"#,
+        ),
+    ]);
+    let reason = "Invalid stream: The model returned an empty response or malformed tool call.";
+    assert_eq!(errors(&events), [reason], "reported once");
+    assert!(events.iter().any(|e| matches!(
+        e,
+        AgentEvent::FinalResult(r) if r.is_error && r.summary == "The directory holds two files."
+    )));
+    let usage = usage(&events).unwrap();
+    assert_eq!(
+        (usage.input_tokens, usage.output_tokens, usage.cached_tokens),
+        (600, 100, 50)
+    );
+    for exit in [Some(0), Some(1)] {
+        let outcome = parser.finish(exit);
+        assert!(!outcome.success);
+        assert_eq!(outcome.error.as_deref(), Some(reason));
+    }
+}
+
+/// What the Gemini CLI prints on stderr when a quota runs out while it
+/// retries: a retry notice with the API's 429 dumped as JSON, a stack, a
+/// pointer to a report file, the CLI's own `[API Error: …]` line; then it
+/// exits 1 without a `result`.
+const QUOTA_STDERR: &[&str] = &[
+    "Loaded cached credentials.",
+    "Attempt 1 failed with status 429. Retrying with backoff... GaxiosError: [{",
+    r#"  "error": {"#,
+    r#"    "code": 429,"#,
+    r#"    "message": "No capacity available for model gemini-2.5-pro on the server","#,
+    r#"    "errors": ["#,
+    r#"      {"#,
+    r#"        "message": "No capacity available for model gemini-2.5-pro on the server","#,
+    r#"        "domain": "global","#,
+    r#"        "reason": "rateLimitExceeded""#,
+    r#"      }"#,
+    r#"    ],"#,
+    r#"    "status": "RESOURCE_EXHAUSTED""#,
+    r#"  }"#,
+    r#"}"#,
+    r#"]"#,
+    "    at Gaxios._request (/usr/lib/node_modules/@google/gemini-cli/node_modules/gaxios/build/src/gaxios.js:142:23)",
+    "Error when talking to Gemini API Full report available at: /tmp/gemini-client-error-Turn.run-sendMessageStream-2026-01-01T10-36-16-891Z.json",
+    "[API Error: You have exhausted your capacity on this model. Your quota will reset after 2h52m39s.]",
+    "An unexpected critical error occurred:[object Object]",
+];
+
+#[test]
+fn a_quota_failure_on_stderr_becomes_the_error_with_the_retried_429() {
+    let mut lines = vec![(
+        OutputStream::Stdout,
+        r#"{"type":"init","timestamp":"2026-01-01T10:36:10.000Z","session_id":"6f1e0c2a-0000-4000-8000-00000000000b","model":"gemini-2.5-pro"}"#,
+    )];
+    lines.extend(
+        QUOTA_STDERR
+            .iter()
+            .map(|line| (OutputStream::Stderr, *line)),
+    );
+    let (events, parser) = feed(&lines);
+    assert!(errors(&events).is_empty(), "a retry is not an error");
+    assert_eq!(raw_lines(&events).len(), QUOTA_STDERR.len());
+    let outcome = parser.finish(Some(1));
+    assert!(!outcome.success);
+    assert_eq!(
+        outcome.error.as_deref(),
+        Some(
+            "[API Error: You have exhausted your capacity on this model. Your quota will reset after 2h52m39s.] (after 1 retry; the last: status 429: No capacity available for model gemini-2.5-pro on the server)"
+        )
+    );
+}
+
+#[test]
+fn a_quota_result_after_retries_keeps_its_type_and_message() {
+    let mut lines: Vec<_> = QUOTA_STDERR[..16]
+        .iter()
+        .map(|line| (OutputStream::Stderr, *line))
+        .collect();
+    lines.push((
+        OutputStream::Stderr,
+        "Attempt 2 failed: You have exhausted your capacity on this model. Your quota will reset after 0s.. Retrying after 282.610258ms...",
+    ));
+    lines.push((
+        OutputStream::Stdout,
+        r#"{"type":"result","timestamp":"2026-01-01T10:36:16.000Z","status":"error","error":{"type":"TerminalQuotaError","message":"You have exhausted your daily quota on this model."},"stats":{"total_tokens":0,"input_tokens":0,"output_tokens":0,"cached":0}}"#,
+    ));
+    let (events, parser) = feed(&lines);
+    let error = "TerminalQuotaError: You have exhausted your daily quota on this model.";
+    assert_eq!(errors(&events), [error]);
+    assert_eq!(
+        parser.finish(Some(1)).error.as_deref(),
+        Some(
+            "TerminalQuotaError: You have exhausted your daily quota on this model. (after 2 retries; the last: You have exhausted your capacity on this model. Your quota will reset after 0s)"
+        )
+    );
+}
+
+#[test]
+fn a_retry_that_succeeds_leaves_no_error() {
+    let mut lines: Vec<_> = QUOTA_STDERR[..16]
+        .iter()
+        .map(|line| (OutputStream::Stderr, *line))
+        .collect();
+    let transcript = std::fs::read_to_string(fixtures_dir().join("happy-path-ack.jsonl")).unwrap();
+    lines.extend(transcript.lines().map(|line| (OutputStream::Stdout, line)));
+    let (events, parser) = feed(&lines);
+    assert!(errors(&events).is_empty());
+    let outcome = parser.finish(Some(0));
+    assert!(outcome.success);
+    assert_eq!(outcome.error, None);
+    assert_eq!(outcome.summary.as_deref(), Some("ack"));
+}
+
 #[test]
 fn docs_stream_example_with_old_stats_reports_the_bash_command() {
     let (events, parser) = replay("docs-example-stream.jsonl");
