@@ -253,7 +253,8 @@ impl StderrHint {
 /// Lines that mention an error without saying which.
 fn is_noise(line: &str) -> bool {
     line.starts_with("at ")
-        || line.starts_with(['"', '{', '}', '[', ']'])
+        || line.starts_with(['"', '{', '}'])
+        || line.chars().all(|c| "[]{},".contains(c))
         || line.contains("Full report available at")
         || line.contains("[object Object]")
 }
@@ -441,11 +442,20 @@ mod tests {
         let mut hint = StderrHint::default();
         hint.note("Attempt 1 failed with status 429. Retrying with backoff... GaxiosError: [{");
         hint.note(r#"  "error": {"#);
+        hint.note("]");
         assert_eq!(
             hint.best(),
             Some("Attempt 1 failed with status 429. Retrying with backoff... GaxiosError: [{"),
             "with nothing better, the first line"
         );
+    }
+
+    #[test]
+    fn stderr_hint_keeps_a_bracketed_log_line() {
+        let mut hint = StderrHint::default();
+        hint.note("[INFO] starting");
+        hint.note("[ERROR] config.toml: no model set");
+        assert_eq!(hint.best(), Some("[ERROR] config.toml: no model set"));
     }
 
     #[test]
