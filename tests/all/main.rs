@@ -5,6 +5,7 @@ mod support;
 mod agents;
 mod config_errors;
 mod git;
+mod ids;
 mod pipelines;
 mod sandbox;
 mod server;

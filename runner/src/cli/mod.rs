@@ -221,7 +221,7 @@ async fn start_server(
 
 async fn serve(config: Arc<Config>, listen: Option<std::net::SocketAddr>) -> Result<i32, Error> {
     let plugins = Arc::new(Plugins::load(&config, None).await?);
-    let (bus, recording) = history::start(&config)?;
+    let (bus, recording) = history::start(&config).await?;
     let runner = Arc::new(Runner::new(config.clone(), plugins, bus.clone())?);
     let service = Service::new(runner.clone());
     let server = start_server(&config, service.clone(), bus, listen, &recording).await?;
@@ -265,7 +265,7 @@ async fn run(
     let pipeline = config.pipeline(pipeline).map_err(Error::Usage)?.clone();
     let used = config.plugins_used_by(&pipeline);
     let plugins = Arc::new(Plugins::load(&config, Some(&used)).await?);
-    let (bus, recording) = history::start(&config)?;
+    let (bus, recording) = history::start(&config).await?;
     let runner = Arc::new(Runner::new(config.clone(), plugins, bus.clone())?);
     let server = match serve {
         Some(listen) => Some(
@@ -407,7 +407,7 @@ async fn ask(
     resume: Option<String>,
     json: bool,
 ) -> Result<i32, Error> {
-    let (bus, recording) = history::start(&config)?;
+    let (bus, recording) = history::start(&config).await?;
     let runner = agent_runner(&config, bus.clone()).await?;
     let mut events = bus.subscribe();
     let request = crate::agents::CommandRequest {

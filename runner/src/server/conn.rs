@@ -90,10 +90,7 @@ pub(crate) async fn serve_connection<S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let client_id = format!(
-        "client-{}",
-        shared.next_client.fetch_add(1, Ordering::Relaxed)
-    );
+    let client_id = crate::ids::client_id();
     let mut conn = Conn {
         ws,
         shared,
