@@ -686,8 +686,9 @@ impl Agents {
     }
 }
 
-/// Sums what a command reported, for its result.
-fn track(result: &mut CommandResult, activity: &Activity) {
+/// Sums what a command reported, for its result (also used by a client
+/// that follows a command through its events).
+pub fn track(result: &mut CommandResult, activity: &Activity) {
     match activity {
         Activity::SessionStarted { session_id } => result.session_id = Some(session_id.clone()),
         Activity::Usage {
