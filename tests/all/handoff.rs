@@ -390,3 +390,51 @@ async fn agents_says_no_server_listens_and_shows_the_configuration() {
         "{stdout}"
     );
 }
+
+#[tokio::test]
+async fn a_handed_off_ask_resumes_the_session_it_names() {
+    let (project, _) = served_project("");
+    let dir = project.path();
+    let args_log = dir.join("args.log");
+    let server = Server::start(dir, &[("FAKE_AGENT_ARGS_LOG", args_log.to_str().unwrap())]).await;
+    let (code, stdout, stderr) = run_binary(
+        dir,
+        &["ask", "reviewer", "go on", "--resume", "sess-to-resume"],
+        &[],
+    )
+    .await;
+    assert_eq!(code, 0, "stdout: {stdout}\nstderr: {stderr}");
+    assert!(stderr.contains("handed to runner serve"), "{stderr}");
+    let line = std::fs::read_to_string(&args_log).unwrap();
+    let args: Vec<String> = serde_json::from_str(line.lines().next().unwrap()).unwrap();
+    let at = args
+        .iter()
+        .position(|a| a == "--resume")
+        .expect("--resume passed");
+    assert_eq!(args[at + 1], "sess-to-resume", "{args:?}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn ask_runs_here_when_the_server_at_the_address_serves_another_project() {
+    let (other, addr) = served_project("");
+    let server = Server::start(other.path(), &[]).await;
+    let mine = isolated_project(&format!("[server]\nlisten = \"{addr}\"\n"));
+    let (code, stdout, stderr) = run_binary(mine.path(), &["ask", "reviewer", "mine"], &[]).await;
+    assert_eq!(code, 0, "stdout: {stdout}\nstderr: {stderr}");
+    assert!(!stderr.contains("handed to"), "{stderr}");
+    assert!(
+        stderr.contains("runs ") && stderr.contains("running here"),
+        "{stderr}"
+    );
+    assert_eq!(
+        turns(mine.path()).len(),
+        1,
+        "recorded in this project's history"
+    );
+    assert!(
+        turns(other.path()).is_empty(),
+        "nothing in the other project's history"
+    );
+    server.stop().await;
+}
