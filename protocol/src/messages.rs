@@ -174,6 +174,10 @@ pub enum ClientBody {
         prompt: String,
         #[serde(default)]
         priority: Priority,
+        /// Resume this agent session (the agent's own session id, printed
+        /// by an earlier command) instead of starting a new one.
+        #[serde(default, alias = "resume", skip_serializing_if = "Option::is_none")]
+        resume_session: Option<String>,
     },
     /// Interrupts a queued or running command. Answered by `interrupt_requested`.
     CommandInterrupt { command_id: String },
@@ -335,6 +339,11 @@ pub enum ReplyBody {
         heartbeat_ms: u64,
         /// Larger messages close the connection with 1009.
         max_message_bytes: usize,
+        /// The `runner.toml` the server runs, as an absolute path: a
+        /// `runner ask` or `runner run` checks that it is its own project
+        /// before handing the server its work.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        project: Option<String>,
     },
     /// The current state, reflecting every event up to `snapshot.seq`.
     State {

@@ -189,6 +189,11 @@ export type ClientMessage = {
      * What to ask the agent.
      */
     prompt: string;
+    /**
+     * Resume this agent session (the agent's own session id, printed
+     * by an earlier command) instead of starting a new one.
+     */
+    resume_session?: string | null;
   }
   | {
     type: "command_interrupt";
@@ -582,6 +587,12 @@ export type ServerReply = {
      * Larger messages close the connection with 1009.
      */
     max_message_bytes: number;
+    /**
+     * The `runner.toml` the server runs, as an absolute path: a
+     * `runner ask` or `runner run` checks that it is its own project
+     * before handing the server its work.
+     */
+    project?: string | null;
     protocol_version: string;
     /**
      * The runner's version.

@@ -11,6 +11,7 @@ pub mod cli;
 pub mod config;
 pub mod events;
 pub mod git;
+pub mod ids;
 pub mod plugin;
 pub mod printer;
 pub mod run;

@@ -73,7 +73,8 @@ impl Service {
             .collect()
     }
 
-    /// Queues `prompt` for `agent`; returns the command id. Refused (never
+    /// Queues `prompt` for `agent` (resuming `resume_session` when given);
+    /// returns the command id. Refused (never
     /// silently queued) when the agent is unknown or offline, its queue is
     /// full, or the request is invalid.
     pub async fn request_command(
@@ -81,12 +82,13 @@ impl Service {
         agent: &str,
         prompt: &str,
         priority: Priority,
+        resume_session: Option<String>,
     ) -> Result<String, String> {
         let request = CommandRequest {
             agent: agent.to_string(),
             prompt: prompt.to_string(),
             priority,
-            resume_session: None,
+            resume_session,
             run_id: None,
             task_id: None,
             working_dir: None,

@@ -5,6 +5,8 @@ mod support;
 mod agents;
 mod config_errors;
 mod git;
+mod handoff;
+mod ids;
 mod pipelines;
 mod sandbox;
 mod server;

@@ -135,7 +135,7 @@ fn script(run: &str, batch: &str, status: ExecutionState, exit_code: Option<i32>
 }
 
 /// Opens the store at `path`, with a bus numbered after it and a recorder.
-fn open(path: &Path) -> (Store, Arc<EventBus>, Recorder) {
+pub(crate) fn open(path: &Path) -> (Store, Arc<EventBus>, Recorder) {
     let store = Store::open(path).unwrap_or_else(|err| panic!("{err}"));
     let bus = EventBus::new(store.last_seq() + 1);
     let recorder = Recorder::start(&store, &bus);
@@ -143,7 +143,7 @@ fn open(path: &Path) -> (Store, Arc<EventBus>, Recorder) {
 }
 
 /// A whole run of two batches: tasks, scripts, logs, an agent turn, git.
-fn publish_a_run(bus: &EventBus, run: &str) {
+pub(crate) fn publish_a_run(bus: &EventBus, run: &str) {
     bus.publish(run_status(run, RunStatus::Running));
     bus.publish(batch_status(run, "build", BatchStatus::Pending, None));
     bus.publish(batch_status(run, "agent", BatchStatus::Pending, None));

@@ -25,7 +25,7 @@ use protocol::{Activity, AgentStatus, CommandStatus, EventKind, LogLevel, Priori
 use serde_json::{Value, json};
 use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
@@ -144,7 +144,6 @@ pub struct Agents {
     /// Queued and running commands, to interrupt them.
     commands: Mutex<HashMap<String, CancellationToken>>,
     terminals: Mutex<HashMap<String, TerminalBuffer>>,
-    next_id: AtomicU64,
     /// Cancelled at shutdown: every command is interrupted.
     shutdown: CancellationToken,
 }
@@ -174,7 +173,6 @@ impl Agents {
             agents,
             commands: Mutex::new(HashMap::new()),
             terminals: Mutex::new(HashMap::new()),
-            next_id: AtomicU64::new(1),
             shutdown: CancellationToken::new(),
         })
     }
@@ -322,11 +320,7 @@ impl Agents {
                 limit,
             });
         }
-        let id = format!(
-            "cmd-{}-{}",
-            chrono::Utc::now().format("%H%M%S"),
-            self.next_id.fetch_add(1, Ordering::SeqCst)
-        );
+        let id = crate::ids::command_id();
         let cancel = self.shutdown.child_token();
         self.commands
             .lock()
@@ -692,8 +686,9 @@ impl Agents {
     }
 }
 
-/// Sums what a command reported, for its result.
-fn track(result: &mut CommandResult, activity: &Activity) {
+/// Sums what a command reported, for its result (also used by a client
+/// that follows a command through its events).
+pub fn track(result: &mut CommandResult, activity: &Activity) {
     match activity {
         Activity::SessionStarted { session_id } => result.session_id = Some(session_id.clone()),
         Activity::Usage {

@@ -20,8 +20,7 @@ fn open(config: &Config) -> Result<Store, Error> {
     Ok(Store::open_with(db_path(config), options)?)
 }
 
-/// An open history that records every event of a bus, or nothing when
-/// another runner is recording into the same state directory.
+/// An open history that records every event of a bus.
 pub struct Recording {
     pub store: Option<Store>,
     recorder: Option<Recorder>,
@@ -42,9 +41,14 @@ impl Recording {
 
 /// Opens the history, marks what a dead runner left running as
 /// interrupted, and returns a bus numbering on from the last event.
-pub fn start(config: &Config) -> Result<(Arc<EventBus>, Recording), Error> {
-    // Sequence numbers come from one process: a second runner on the same
-    // state directory works, but does not record.
+///
+/// Sequence numbers come from one process, so while another runner records
+/// into the same state directory this one waits until that one ends
+/// (Ctrl-C stops the wait): every run and agent turn of a project lands in
+/// its history. A `runner serve` is not waited for: `ask` and `run` hand
+/// their work to it instead (see `client`).
+pub async fn start(config: &Config) -> Result<(Arc<EventBus>, Recording), Error> {
+    use std::io::{Read, Seek, Write};
     let lock_path = config.state_dir().join("history.lock");
     std::fs::create_dir_all(config.state_dir()).map_err(|err| {
         Error::Usage(format!(
@@ -52,24 +56,37 @@ pub fn start(config: &Config) -> Result<(Arc<EventBus>, Recording), Error> {
             config.state_dir().display()
         ))
     })?;
-    let lock = std::fs::OpenOptions::new()
+    let mut lock = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
+        .read(true)
         .write(true)
         .open(&lock_path)
         .map_err(|err| Error::Usage(format!("cannot open {}: {err}", lock_path.display())))?;
-    if lock.try_lock().is_err() {
-        eprintln!(
-            "note: another runner is recording into {}; this one is not recorded (its events are numbered from 1)",
-            db_path(config).display()
-        );
-        let idle = Recording {
-            store: None,
-            recorder: None,
-            _lock: None,
-        };
-        return Ok((EventBus::new(1), idle));
+    let mut said = false;
+    while lock.try_lock().is_err() {
+        if !said {
+            let mut holder = String::new();
+            let _ = lock.read_to_string(&mut holder);
+            let holder = holder.trim();
+            let holder = if holder.is_empty() {
+                String::new()
+            } else {
+                format!(" (pid {holder})")
+            };
+            eprintln!(
+                "note: another runner{holder} is recording into {}; waiting for it to end (Ctrl-C stops)",
+                db_path(config).display()
+            );
+            said = true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
+    // Tells a waiting runner who holds the lock; nothing depends on it.
+    let _ = lock
+        .set_len(0)
+        .and_then(|()| lock.rewind())
+        .and_then(|()| write!(lock, "{}", std::process::id()));
     let store = open(config)?;
     let recovery = store.recover("the runner stopped while it was going (crash or kill)")?;
     if !recovery.runs.is_empty() {
@@ -111,12 +128,12 @@ pub fn history(config: &Config, limit: usize, json: bool) -> Result<i32, Error> 
         return Ok(super::exit::OK);
     }
     println!(
-        "{:<22} {:<12} {:<10} {:<20} {:>9} {:>12}  ERROR",
+        "{:<28} {:<12} {:<10} {:<20} {:>9} {:>12}  ERROR",
         "RUN", "PIPELINE", "STATUS", "STARTED", "BATCHES", "TASKS"
     );
     for run in runs {
         println!(
-            "{:<22} {:<12} {:<10} {:<20} {:>9} {:>12}  {}",
+            "{:<28} {:<12} {:<10} {:<20} {:>9} {:>12}  {}",
             run.id,
             run.pipeline,
             run.status,

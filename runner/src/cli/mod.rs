@@ -3,6 +3,7 @@
 //! `main` only parses, calls [`execute`], prints the error and exits with
 //! the code it returns.
 
+mod client;
 mod history;
 
 use crate::config::{Config, ConfigError};
@@ -158,6 +159,61 @@ impl Error {
     }
 }
 
+/// Prints events as the terminal printer does, or as JSON lines.
+struct Output {
+    json: bool,
+    printer: TerminalPrinter<std::io::StdoutLock<'static>>,
+}
+
+impl Output {
+    fn new(json: bool, verbose: bool) -> Self {
+        let stdout = std::io::stdout();
+        let color = !json && stdout.is_terminal() && std::env::var_os("NO_COLOR").is_none();
+        Self {
+            json,
+            printer: TerminalPrinter::new(stdout.lock(), color, verbose),
+        }
+    }
+
+    fn print(&mut self, event: &protocol::Event) {
+        let result = if self.json {
+            print_json(&mut std::io::stdout().lock(), event)
+        } else {
+            self.printer.print(event)
+        };
+        // A closed stdout (`runner run | head`) must not stop the work.
+        let _ = result;
+    }
+}
+
+/// A session with this project's `runner serve`, when one listens at
+/// `[server] listen`; `None` when nothing listens there (or a server of
+/// another project does), so the work runs in this process.
+async fn handoff(config: &Config, name: &str) -> Result<Option<client::Client>, Error> {
+    match client::connect(config, name).await {
+        Ok(client) if client.serves(config) => {
+            eprintln!("handed to runner serve at {}", client.addr);
+            Ok(Some(client))
+        }
+        Ok(client) => {
+            eprintln!(
+                "note: the runner serve at {} runs {}, not {}; running here",
+                client.addr,
+                client.project.as_deref().unwrap_or("another project"),
+                config.project_id()
+            );
+            client.close().await;
+            Ok(None)
+        }
+        Err(client::ConnectError::Refused { .. }) => Ok(None),
+        Err(err @ client::ConnectError::NotARunner { .. }) => {
+            eprintln!("note: {err}; running here");
+            Ok(None)
+        }
+        Err(err) => Err(Error::Usage(format!("cannot hand the work over: {err}"))),
+    }
+}
+
 /// Runs one command; `Ok` holds the exit code.
 pub async fn execute(cli: Cli) -> Result<i32, Error> {
     let config = Arc::new(Config::load(&cli.config)?);
@@ -221,7 +277,7 @@ async fn start_server(
 
 async fn serve(config: Arc<Config>, listen: Option<std::net::SocketAddr>) -> Result<i32, Error> {
     let plugins = Arc::new(Plugins::load(&config, None).await?);
-    let (bus, recording) = history::start(&config)?;
+    let (bus, recording) = history::start(&config).await?;
     let runner = Arc::new(Runner::new(config.clone(), plugins, bus.clone())?);
     let service = Service::new(runner.clone());
     let server = start_server(&config, service.clone(), bus, listen, &recording).await?;
@@ -263,9 +319,18 @@ async fn run(
     serve: Option<Option<std::net::SocketAddr>>,
 ) -> Result<i32, Error> {
     let pipeline = config.pipeline(pipeline).map_err(Error::Usage)?.clone();
+    if let Some(client) = handoff(&config, "runner run").await? {
+        if serve.is_some() {
+            eprintln!(
+                "note: --serve: the run is served by runner serve at {}",
+                client.addr
+            );
+        }
+        return run_remote(client, &pipeline.name, json, verbose).await;
+    }
     let used = config.plugins_used_by(&pipeline);
     let plugins = Arc::new(Plugins::load(&config, Some(&used)).await?);
-    let (bus, recording) = history::start(&config)?;
+    let (bus, recording) = history::start(&config).await?;
     let runner = Arc::new(Runner::new(config.clone(), plugins, bus.clone())?);
     let server = match serve {
         Some(listen) => Some(
@@ -289,41 +354,85 @@ async fn run(
     });
 
     let mut events = bus.subscribe();
-    let stdout = std::io::stdout();
-    let color = !json && stdout.is_terminal() && std::env::var_os("NO_COLOR").is_none();
-    let mut printer = TerminalPrinter::new(stdout.lock(), color, verbose);
-    let mut print = |event: &protocol::Event| {
-        let result = if json {
-            print_json(&mut std::io::stdout().lock(), event)
-        } else {
-            printer.print(event)
-        };
-        // A closed stdout (`runner run | head`) must not stop the run.
-        let _ = result;
-    };
+    let mut output = Output::new(json, verbose);
     let report = {
         let run = runner.run(&pipeline.name, cancel);
         tokio::pin!(run);
         loop {
             tokio::select! {
                 biased;
-                Some(event) = events.recv() => print(&event),
+                Some(event) = events.recv() => output.print(&event),
                 report = &mut run => break report,
             }
         }
     };
     while let Ok(event) = events.try_recv() {
-        print(&event);
+        output.print(&event);
     }
     if let Some(server) = server {
         server.shutdown().await;
     }
     recording.finish().await;
-    Ok(match report.status {
+    Ok(run_exit_code(report.status))
+}
+
+fn run_exit_code(status: RunStatus) -> i32 {
+    match status {
         RunStatus::Completed => exit::OK,
         RunStatus::Aborted => exit::ABORTED,
         _ => exit::FAILED,
-    })
+    }
+}
+
+/// `runner run` handed to a `runner serve`: starts the run there, prints its
+/// events until it ends, and aborts it on Ctrl-C.
+async fn run_remote(
+    mut client: client::Client,
+    pipeline: &str,
+    json: bool,
+    verbose: bool,
+) -> Result<i32, Error> {
+    let lost = |err: client::SessionError| Error::Other(err.into());
+    let start = protocol::ClientBody::StartRun {
+        pipeline: Some(pipeline.to_string()),
+    };
+    let run_id = match client.request(start).await.map_err(lost)? {
+        protocol::ReplyBody::RunStarted { run_id, .. } => run_id,
+        protocol::ReplyBody::Error { message, .. } => return Err(Error::Usage(message)),
+        other => {
+            return Err(Error::Other(anyhow::anyhow!(
+                "runner serve answered `start_run` with `{}`",
+                other.type_name()
+            )));
+        }
+    };
+    let mut output = Output::new(json, verbose);
+    let signal = shutdown_signal();
+    tokio::pin!(signal);
+    let mut aborting = false;
+    loop {
+        tokio::select! {
+            () = &mut signal, if !aborting => {
+                aborting = true;
+                let abort = protocol::ClientBody::AbortRun { run_id: run_id.clone() };
+                client.send(abort).await.map_err(lost)?;
+            }
+            event = client.next_event() => {
+                let event = event.map_err(lost)?;
+                if event.run_id() != Some(run_id.as_str()) {
+                    continue;
+                }
+                output.print(&event);
+                if let protocol::EventKind::RunStatus { status, .. } = &event.kind
+                    && *status != RunStatus::Running
+                {
+                    let code = run_exit_code(*status);
+                    client.close().await;
+                    return Ok(code);
+                }
+            }
+        }
+    }
 }
 
 async fn check(config: Arc<Config>) -> Result<i32, Error> {
@@ -407,7 +516,10 @@ async fn ask(
     resume: Option<String>,
     json: bool,
 ) -> Result<i32, Error> {
-    let (bus, recording) = history::start(&config)?;
+    if let Some(client) = handoff(&config, "runner ask").await? {
+        return ask_remote(client, agent, prompt, priority, resume, json).await;
+    }
+    let (bus, recording) = history::start(&config).await?;
     let runner = agent_runner(&config, bus.clone()).await?;
     let mut events = bus.subscribe();
     let request = crate::agents::CommandRequest {
@@ -432,30 +544,26 @@ async fn ask(
             let _ = agents.interrupt(&id);
         }
     });
-    let stdout = std::io::stdout();
-    let color = !json && stdout.is_terminal() && std::env::var_os("NO_COLOR").is_none();
-    let mut printer = TerminalPrinter::new(stdout.lock(), color, false);
-    let mut print = |event: &protocol::Event| {
-        let _ = if json {
-            print_json(&mut std::io::stdout().lock(), event)
-        } else {
-            printer.print(event)
-        };
-    };
+    let mut output = Output::new(json, false);
     let mut done = handle.done;
     let result = loop {
         tokio::select! {
             biased;
-            Some(event) = events.recv() => print(&event),
+            Some(event) = events.recv() => output.print(&event),
             result = &mut done => break result,
         }
     };
     while let Ok(event) = events.try_recv() {
-        print(&event);
+        output.print(&event);
     }
     recording.finish().await;
     let result =
         result.map_err(|_| Error::Other(anyhow::anyhow!("the command ended without a result")))?;
+    Ok(ask_outcome(&result, json))
+}
+
+/// Prints how a command ended (unless `json`) and returns its exit code.
+fn ask_outcome(result: &crate::agents::CommandResult, json: bool) -> i32 {
     if !json {
         let usage = &result.usage;
         println!(
@@ -475,40 +583,132 @@ async fn ask(
                 .unwrap_or_default(),
         );
     }
-    Ok(match result.status {
+    match result.status {
         CommandStatus::Completed => exit::OK,
         CommandStatus::Interrupted => exit::ABORTED,
         _ => exit::FAILED,
-    })
+    }
 }
 
-/// The live state of a `runner serve` on this machine, when one answers
-/// at `[server] listen` (loopback only, a short bounded wait).
-async fn live_snapshot(config: &Config) -> Option<protocol::Snapshot> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let addr = config.server.listen;
-    if !addr.ip().is_loopback() {
-        return None;
-    }
-    let exchange = async {
-        let mut stream = tokio::net::TcpStream::connect(addr).await.ok()?;
-        let request =
-            format!("GET /api/state HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-        stream.write_all(request.as_bytes()).await.ok()?;
-        let mut response = Vec::new();
-        stream.read_to_end(&mut response).await.ok()?;
-        let text = String::from_utf8(response).ok()?;
-        let (head, body) = text.split_once("\r\n\r\n")?;
-        head.starts_with("HTTP/1.1 200")
-            .then(|| serde_json::from_str(body).ok())?
+/// `runner ask` handed to a `runner serve`: queues the command there, prints
+/// its events until it ends, and interrupts it on Ctrl-C.
+async fn ask_remote(
+    mut client: client::Client,
+    agent: &str,
+    prompt: String,
+    priority: Priority,
+    resume: Option<String>,
+    json: bool,
+) -> Result<i32, Error> {
+    let lost = |err: client::SessionError| Error::Other(err.into());
+    let request = protocol::ClientBody::CommandRequest {
+        agent: agent.to_string(),
+        prompt,
+        priority,
+        resume_session: resume,
     };
-    tokio::time::timeout(std::time::Duration::from_secs(2), exchange)
-        .await
-        .ok()?
+    let command_id = match client.request(request).await.map_err(lost)? {
+        protocol::ReplyBody::CommandAccepted { command_id, .. } => command_id,
+        protocol::ReplyBody::Error { message, .. } => return Err(Error::Usage(message)),
+        other => {
+            return Err(Error::Other(anyhow::anyhow!(
+                "runner serve answered `command_request` with `{}`",
+                other.type_name()
+            )));
+        }
+    };
+    let mut result = crate::agents::CommandResult {
+        command_id: command_id.clone(),
+        status: CommandStatus::Queued,
+        exit_code: None,
+        error: None,
+        summary: None,
+        session_id: None,
+        usage: crate::agents::Usage::default(),
+        files_changed: Vec::new(),
+        tools_used: Vec::new(),
+    };
+    let mut output = Output::new(json, false);
+    let signal = shutdown_signal();
+    tokio::pin!(signal);
+    let mut interrupting = false;
+    loop {
+        tokio::select! {
+            () = &mut signal, if !interrupting => {
+                interrupting = true;
+                let interrupt = protocol::ClientBody::CommandInterrupt { command_id: command_id.clone() };
+                client.send(interrupt).await.map_err(lost)?;
+            }
+            event = client.next_event() => {
+                let event = event.map_err(lost)?;
+                use protocol::EventKind;
+                let ours = match &event.kind {
+                    EventKind::CommandStatus { command_id: id, .. }
+                    | EventKind::AgentActivity { command_id: id, .. } => *id == command_id,
+                    EventKind::TerminalOutput { command_id: Some(id), .. } => *id == command_id,
+                    EventKind::AgentStatus { agent: name, .. } => name == agent,
+                    _ => false,
+                };
+                if !ours {
+                    continue;
+                }
+                output.print(&event);
+                match &event.kind {
+                    EventKind::AgentActivity { activity, .. } => {
+                        crate::agents::track(&mut result, activity);
+                    }
+                    EventKind::CommandStatus { status, exit_code, error, .. }
+                        if !matches!(status, CommandStatus::Queued | CommandStatus::Running) =>
+                    {
+                        result.status = *status;
+                        result.exit_code = *exit_code;
+                        result.error = error.clone();
+                        client.close().await;
+                        return Ok(ask_outcome(&result, json));
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+}
+
+/// The live state of this project's `runner serve`, from the `state` it
+/// sends on joining; `None` (with a note saying why) when no server of this
+/// project listens at `[server] listen`. A server that cannot be used (a bad
+/// token, no answer) is an error that says so.
+async fn live_snapshot(
+    config: &Config,
+) -> Result<Option<(std::net::SocketAddr, protocol::Snapshot)>, Error> {
+    match client::connect(config, "runner agents").await {
+        Ok(client) if client.serves(config) => {
+            let found = (client.addr, client.snapshot.clone());
+            client.close().await;
+            Ok(Some(found))
+        }
+        Ok(client) => {
+            eprintln!(
+                "note: the runner serve at {} runs {}; showing this project's configuration",
+                client.addr,
+                client.project.as_deref().unwrap_or("another project")
+            );
+            client.close().await;
+            Ok(None)
+        }
+        Err(
+            err @ (client::ConnectError::Refused { .. } | client::ConnectError::NotARunner { .. }),
+        ) => {
+            eprintln!("note: {err}; showing the configuration (queues are empty)");
+            Ok(None)
+        }
+        Err(err) => Err(Error::Other(anyhow::anyhow!(
+            "cannot show live agents: {err}"
+        ))),
+    }
 }
 
 async fn agents(config: Arc<Config>, json: bool) -> Result<i32, Error> {
-    if let Some(snapshot) = live_snapshot(&config).await {
+    if let Some((addr, snapshot)) = live_snapshot(&config).await? {
         if json {
             println!(
                 "{}",
@@ -516,7 +716,7 @@ async fn agents(config: Arc<Config>, json: bool) -> Result<i32, Error> {
             );
             return Ok(exit::OK);
         }
-        println!("live from runner serve at {}", config.server.listen);
+        println!("live from runner serve at {addr}");
         println!("{:<14} {:<8} {:<7} RUNNING", "AGENT", "STATUS", "QUEUED");
         for agent in &snapshot.agents {
             let queued = agent

@@ -205,6 +205,15 @@ impl Config {
         }
     }
 
+    /// What tells this project apart from any other on the machine: the
+    /// absolute path of its `runner.toml` (as given when it cannot be resolved).
+    pub fn project_id(&self) -> String {
+        std::fs::canonicalize(&self.path)
+            .unwrap_or_else(|_| self.path.clone())
+            .display()
+            .to_string()
+    }
+
     /// Reads and checks `path`.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|err| ConfigError {

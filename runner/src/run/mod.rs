@@ -390,11 +390,9 @@ fn check_worlds(config: &Config, plugins: &Plugins) -> Result<(), ConfigError> {
     Ok(())
 }
 
-/// A new run id: `YYYYmmdd-HHMMSS-xxxx`.
+/// A new run id (see [`crate::ids::run_id`]).
 pub fn new_run_id() -> String {
-    let now = Utc::now();
-    let salt = (now.timestamp_subsec_nanos() ^ std::process::id().rotate_left(16)) & 0xffff;
-    format!("{}-{salt:04x}", now.format("%Y%m%d-%H%M%S"))
+    crate::ids::run_id()
 }
 
 /// What one run shares between its batches and tasks.

@@ -90,10 +90,7 @@ pub(crate) async fn serve_connection<S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let client_id = format!(
-        "client-{}",
-        shared.next_client.fetch_add(1, Ordering::Relaxed)
-    );
+    let client_id = crate::ids::client_id();
     let mut conn = Conn {
         ws,
         shared,
@@ -364,6 +361,7 @@ where
                     server_version: env!("CARGO_PKG_VERSION").to_string(),
                     heartbeat_ms: settings.heartbeat.as_millis() as u64,
                     max_message_bytes: settings.max_message_bytes,
+                    project: Some(self.shared.service.runner().config().project_id()),
                 };
                 self.reply(id.clone(), body).await?;
                 if let Some(after_seq) = after_seq {
@@ -433,11 +431,12 @@ where
                 agent,
                 prompt,
                 priority,
+                resume_session,
             } => {
                 match self
                     .shared
                     .service
-                    .request_command(&agent, &prompt, priority)
+                    .request_command(&agent, &prompt, priority, resume_session)
                     .await
                 {
                     Ok(command_id) => {

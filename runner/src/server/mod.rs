@@ -47,7 +47,7 @@ use protocol::Snapshot;
 use settings::Token;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize};
+use std::sync::atomic::AtomicUsize;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -113,7 +113,6 @@ pub(crate) struct Shared {
     hub: Arc<Hub>,
     cancel: CancellationToken,
     tracker: TaskTracker,
-    next_client: AtomicU64,
     /// Open WebSocket connections, identified or not.
     connections: Arc<AtomicUsize>,
     dashboards: Arc<AtomicUsize>,
@@ -173,7 +172,6 @@ pub async fn serve_with_history(
         hub: hub.clone(),
         cancel: cancel.clone(),
         tracker: tracker.clone(),
-        next_client: AtomicU64::new(1),
         connections: Arc::new(AtomicUsize::new(0)),
         dashboards: Arc::new(AtomicUsize::new(0)),
         agents: Arc::new(AtomicUsize::new(0)),

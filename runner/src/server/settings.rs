@@ -101,9 +101,15 @@ impl ServerSettings {
     /// Reads the token from `token_env`, else `token_file`. `None` when
     /// neither is set; an error when one is set but holds no token.
     pub(crate) fn load_token(&self) -> Result<Option<Token>, ServerError> {
+        Ok(self.token_text()?.map(|text| Token::new(&text)))
+    }
+
+    /// The token itself, read as [`Self::load_token`] does: what a client of
+    /// this server (`runner ask` handing off its work) identifies with.
+    pub fn token_text(&self) -> Result<Option<String>, ServerError> {
         if let Some(var) = &self.token_env {
             match std::env::var(var) {
-                Ok(value) if !value.trim().is_empty() => return Ok(Some(Token::new(value.trim()))),
+                Ok(value) if !value.trim().is_empty() => return Ok(Some(value.trim().to_string())),
                 _ if self.token_file.is_some() => {}
                 _ => {
                     return Err(ServerError::Token(format!(
@@ -125,7 +131,7 @@ impl ServerSettings {
                     file.display()
                 )));
             }
-            return Ok(Some(Token::new(text.trim())));
+            return Ok(Some(text.trim().to_string()));
         }
         Ok(None)
     }

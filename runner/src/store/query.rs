@@ -229,8 +229,9 @@ impl Store {
         })
     }
 
-    /// The id of the run `name` means: an id, a unique prefix of one, or
-    /// `last` for the newest run.
+    /// The id of the run `name` means: an id, a unique prefix of one (or of
+    /// a part after one of its `-`, such as its random tail), or `last` for
+    /// the newest run.
     pub fn resolve_run(&self, name: &str) -> Result<String, StoreError> {
         let found: Vec<String> = self.read(|conn| {
             if name == "last" || name == "latest" {
@@ -252,10 +253,21 @@ impl Store {
                     .replace('%', "\\%")
                     .replace('_', "\\_")
             );
+            let by_prefix: Vec<String> = conn
+                .prepare_cached(
+                    "SELECT id FROM runs WHERE id LIKE ?1 ESCAPE '\\' ORDER BY first_seq DESC LIMIT 10",
+                )?
+                .query_map([&pattern], |row| row.get(0))?
+                .collect::<Result<_, _>>()?;
+            if !by_prefix.is_empty() {
+                return Ok(by_prefix);
+            }
+            // Run ids of one day share their start; the time or the random
+            // tail after a `-` tells them apart.
             conn.prepare_cached(
                 "SELECT id FROM runs WHERE id LIKE ?1 ESCAPE '\\' ORDER BY first_seq DESC LIMIT 10",
             )?
-            .query_map([pattern], |row| row.get(0))?
+            .query_map([format!("%-{pattern}")], |row| row.get(0))?
             .collect()
         })?;
         match found.len() {
