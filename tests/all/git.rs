@@ -512,3 +512,137 @@ fn worktrees_inside_the_working_copy_stay_out_of_its_status() {
     );
     workspaces.remove(&ws).unwrap();
 }
+
+// ---- The real `runner` binary in a repository -------------------------------
+
+impl Repo {
+    /// A repository on `main` whose first commit holds `runner.toml` and
+    /// `files`; the state dir is `.runner` inside it (ignored), seeded with
+    /// the shared compile cache so built-in plugins need not compile again.
+    fn with_runner_toml(toml: &str, files: &[(&str, &str)]) -> Self {
+        let mut all = vec![("runner.toml", toml)];
+        all.extend_from_slice(files);
+        let repo = Self::new(&all);
+        let shared = Path::new(&crate::support::shared_state_dir()).join("cache");
+        if let Ok(entries) = std::fs::read_dir(&shared) {
+            let cache = repo.state().join("cache");
+            std::fs::create_dir_all(&cache).unwrap();
+            for entry in entries.flatten() {
+                let _ = std::fs::copy(entry.path(), cache.join(entry.file_name()));
+            }
+        }
+        repo
+    }
+
+    /// `runner ARGS` in the repository: (exit code, stdout, stderr).
+    async fn runner(&self, args: &[&str]) -> (i32, String, String) {
+        crate::pipelines::run_binary(self.path(), args, &[]).await
+    }
+}
+
+/// Two batches that write `a.txt`, each merged into `main` when it ends.
+const TWO_WRITERS: &str = r#"version = 1
+[git]
+merge = "ff"
+target = "main"
+
+[[pipelines.default.batches]]
+id = "left"
+[[pipelines.default.batches.tasks]]
+id = "l"
+type = "exec"
+config = { command = "echo left > a.txt" }
+
+[[pipelines.default.batches]]
+id = "right"
+[[pipelines.default.batches.tasks]]
+id = "r"
+type = "exec"
+config = { command = "echo right > a.txt" }
+"#;
+
+/// One batch that writes `a.txt`, merged into `main` when it ends.
+const ONE_WRITER: &str = r#"version = 1
+[git]
+merge = "ff"
+target = "main"
+
+[[pipelines.default.batches]]
+id = "edit"
+[[pipelines.default.batches.tasks]]
+id = "write"
+type = "exec"
+config = { command = "echo batch > a.txt" }
+"#;
+
+#[tokio::test]
+async fn a_merge_conflict_fails_the_run_with_exit_code_1_and_history_says_so() {
+    let repo = Repo::with_runner_toml(TWO_WRITERS, &[("a.txt", "base\n")]);
+    let (code, stdout, stderr) = repo.runner(&["run"]).await;
+    assert_eq!(code, 1, "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("merge into main failed: conflict in a.txt"),
+        "{stdout}"
+    );
+    // One batch got in first; the other's work stays on its own branch.
+    let main = repo.read("a.txt");
+    assert!(main == "left\n" || main == "right\n", "{main}");
+    let loser = if main == "left\n" { "right" } else { "left" };
+    let branch = repo
+        .git()
+        .branches(Some(BranchType::Local))
+        .unwrap()
+        .flatten()
+        .filter_map(|(b, _)| b.name().ok().flatten().map(str::to_string))
+        .find(|name| name.ends_with(&format!("-{loser}")))
+        .expect("the losing batch's branch");
+    assert_eq!(
+        repo.file_on(&branch, "a.txt").unwrap(),
+        format!("{loser}\n")
+    );
+
+    let (code, history, _) = repo.runner(&["history"]).await;
+    assert_eq!(code, 0);
+    let line = history.lines().nth(1).expect("one run");
+    assert!(line.contains("failed"), "{history}");
+    assert!(
+        line.contains("merge into main failed: conflict in a.txt"),
+        "{history}"
+    );
+    let (_, show, _) = repo.runner(&["show", "last"]).await;
+    assert!(
+        show.contains(&format!("batch {loser} ({loser}) failed · branch {branch}")),
+        "the failed batch names its branch: {show}"
+    );
+}
+
+#[tokio::test]
+async fn a_merge_into_a_dirty_main_fails_the_run_with_exit_code_1_and_history_says_so() {
+    let repo = Repo::with_runner_toml(ONE_WRITER, &[("a.txt", "base\n")]);
+    let base = repo.head_of("main");
+    repo.write("a.txt", "my local edit\n");
+    let (code, stdout, stderr) = repo.runner(&["run"]).await;
+    assert_eq!(code, 1, "{stdout}\n{stderr}");
+    assert_eq!(repo.read("a.txt"), "my local edit\n", "the edit is kept");
+    assert_eq!(repo.head_of("main"), base, "main is untouched");
+
+    let (_, history, _) = repo.runner(&["history"]).await;
+    let line = history.lines().nth(1).expect("one run");
+    assert!(line.contains("failed"), "{history}");
+    assert!(line.contains("merge into main failed"), "{history}");
+    assert!(line.contains("uncommitted changes"), "{history}");
+}
+
+#[tokio::test]
+async fn a_clean_fast_forward_completes_the_run_with_exit_code_0() {
+    let repo = Repo::with_runner_toml(ONE_WRITER, &[("a.txt", "base\n")]);
+    let (code, stdout, stderr) = repo.runner(&["run"]).await;
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert_eq!(repo.read("a.txt"), "batch\n", "main followed the batch");
+    assert_eq!(repo.file_on("main", "a.txt").unwrap(), "batch\n");
+    let (_, history, _) = repo.runner(&["history"]).await;
+    assert!(
+        history.lines().nth(1).unwrap().contains("completed"),
+        "{history}"
+    );
+}

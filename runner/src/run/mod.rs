@@ -534,13 +534,21 @@ impl RunCtx {
                 None,
             ),
         };
-        let mut branch = None;
+        let (mut branch, mut merge_failed) = (None, false);
         if let Some(workspace) = workspace {
             match self
                 .finish_workspace(batch, &workspace, status == BatchStatus::Completed)
                 .await
             {
-                Ok(()) => branch = Some(workspace.branch.clone()),
+                Ok(None) => branch = Some(workspace.branch.clone()),
+                // The work is committed on its branch, but not where the user
+                // asked for it: the batch fails, naming the branch.
+                Ok(Some(merge_error)) => {
+                    branch = Some(workspace.branch.clone());
+                    merge_failed = true;
+                    status = BatchStatus::Failed;
+                    error = Some(merge_error);
+                }
                 Err(message) if status == BatchStatus::Completed => {
                     status = BatchStatus::Failed;
                     error = Some(format!("cannot commit the batch's changes: {message}"));
@@ -569,7 +577,8 @@ impl RunCtx {
             batch_id: batch.id.clone(),
             batch_name: batch.name.clone(),
             status,
-            branch: if status == BatchStatus::Completed {
+            // A batch whose merge failed still names the branch its work is on.
+            branch: if status == BatchStatus::Completed || merge_failed {
                 branch
             } else {
                 None
@@ -629,12 +638,14 @@ impl RunCtx {
 
     /// Commits what the batch changed, merges it when configured and the
     /// batch completed, and removes the worktree unless it is kept.
+    /// `Ok(Some(error))`: the merge did not happen (a conflict, or a target
+    /// checkout with uncommitted changes in the way).
     async fn finish_workspace(
         self: &Arc<Self>,
         batch: &Batch,
         workspace: &BatchWorkspace,
         completed: bool,
-    ) -> Result<(), String> {
+    ) -> Result<Option<String>, String> {
         let (project, ws, name) = (self.project.clone(), workspace.clone(), batch.name.clone());
         let (committed, merged) = tokio::task::spawn_blocking(move || {
             let workspaces = project.workspaces().expect("a repository");
@@ -664,20 +675,22 @@ impl RunCtx {
             head_after: committed.head_after,
             files_changed: committed.files_changed,
         });
+        let mut merge_error = None;
         if let Some(merge) = merged {
             if !merge.status.is_success() {
-                let why = merge
-                    .error
-                    .clone()
-                    .unwrap_or_else(|| format!("conflicts in {}", merge.conflicts.join(", ")));
-                self.log(
-                    None,
-                    LogLevel::Error,
+                let why = if merge.conflicts.is_empty() {
+                    merge.error.clone().unwrap_or_else(|| "failed".into())
+                } else {
                     format!(
-                        "batch `{}`: merging {} into {} failed, the target is untouched: {why}",
-                        batch.id, merge.branch, merge.target
-                    ),
-                );
+                        "conflict in {}; {} is untouched",
+                        merge.conflicts.join(", "),
+                        merge.target
+                    )
+                };
+                merge_error = Some(format!(
+                    "merge into {} failed: {why}; the batch's work is on {}",
+                    merge.target, merge.branch
+                ));
             }
             self.publish(EventKind::MergeStatus {
                 run_id: self.run_id.clone(),
@@ -690,7 +703,7 @@ impl RunCtx {
                 error: merge.error,
             });
         }
-        Ok(())
+        Ok(merge_error)
     }
 
     /// A setup or cleanup script, recorded as an execution of its own.
