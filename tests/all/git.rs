@@ -646,3 +646,109 @@ async fn a_clean_fast_forward_completes_the_run_with_exit_code_0() {
         "{history}"
     );
 }
+
+/// Runs the `default` pipeline of the repository's `runner.toml` in-process.
+async fn run_pipeline(
+    repo: &Repo,
+) -> (runner::run::RunReport, Vec<std::sync::Arc<protocol::Event>>) {
+    use std::sync::Arc;
+    let config = Arc::new(
+        runner::config::Config::load(&repo.path().join("runner.toml"))
+            .unwrap_or_else(|err| panic!("{err}")),
+    );
+    let plugins = Arc::new(
+        runner::plugin::Plugins::load(&config, None)
+            .await
+            .unwrap_or_else(|err| panic!("{err}")),
+    );
+    let runner = runner::run::Runner::new(config, plugins, runner::events::EventBus::new(1))
+        .unwrap_or_else(|err| panic!("{err}"));
+    let mut rx = runner.bus().subscribe();
+    let report = runner
+        .run("default", tokio_util::sync::CancellationToken::new())
+        .await;
+    let mut events = Vec::new();
+    while let Ok(event) = rx.try_recv() {
+        events.push(event);
+    }
+    (report, events)
+}
+
+#[tokio::test]
+async fn granted_directories_in_the_repository_follow_the_batch_into_its_worktree() {
+    let outside = tempfile::tempdir().unwrap();
+    let toml = r#"version = 1
+[plugins.probe]
+path = "{probe}"
+capabilities.dirs = [
+  { host = "out", guest = "/out", access = "read-write" },
+  { host = "cache", guest = "/cache", access = "read-write" },
+  { host = "{outside}", guest = "/ext", access = "read-write" },
+]
+[plugins.template]
+builtin = "template"
+capabilities.dirs = [{ host = "out", guest = "/out", access = "read-write" }]
+
+[[pipelines.default.batches]]
+id = "write"
+[[pipelines.default.batches.tasks]]
+id = "probe-out"
+type = "script"
+config = { component = "probe", args = ["write", "/out/probe.txt", "on the branch"] }
+[[pipelines.default.batches.tasks]]
+id = "probe-cache"
+type = "script"
+config = { component = "probe", args = ["write", "/cache/c.txt", "ignored by git"] }
+[[pipelines.default.batches.tasks]]
+id = "probe-ext"
+type = "script"
+config = { component = "probe", args = ["write", "/ext/outside.txt", "outside the repository"] }
+[[pipelines.default.batches.tasks]]
+id = "report"
+type = "template"
+config = { path = "/out/report.md", template = "report of {{run.id}}" }
+"#
+    .replace("{probe}", &crate::support::plugin("probe"))
+    .replace("{outside}", &outside.path().display().to_string());
+    let repo = Repo::with_runner_toml(&toml, &[("cache/.keep", "")]);
+    repo.write(".gitignore", ".runner/\ncache/\n");
+    repo.commit_all("ignore the cache");
+    // `out` exists in the working copy only (git tracks no empty directory).
+    std::fs::create_dir_all(repo.path().join("out")).unwrap();
+
+    let (report, events) = run_pipeline(&repo).await;
+    assert_eq!(
+        report.status,
+        protocol::RunStatus::Completed,
+        "{:?}",
+        report.error
+    );
+    let branch = events
+        .iter()
+        .find_map(|e| match &e.kind {
+            protocol::EventKind::BatchStatus {
+                branch: Some(b), ..
+            } => Some(b.clone()),
+            _ => None,
+        })
+        .expect("the batch's branch");
+
+    // Inside the repository: on the batch's branch, not in the main checkout.
+    assert_eq!(
+        repo.file_on(&branch, "out/probe.txt").as_deref(),
+        Some("on the branch")
+    );
+    assert_eq!(
+        repo.file_on(&branch, "out/report.md"),
+        Some(format!("report of {}", report.run_id))
+    );
+    assert!(!repo.path().join("out/probe.txt").exists());
+    assert!(!repo.path().join("out/report.md").exists());
+    // Ignored by git, or outside the repository: the directory as granted.
+    assert_eq!(repo.read("cache/c.txt"), "ignored by git");
+    assert_eq!(repo.file_on(&branch, "cache/c.txt"), None);
+    assert_eq!(
+        std::fs::read_to_string(outside.path().join("outside.txt")).unwrap(),
+        "outside the repository"
+    );
+}

@@ -20,6 +20,8 @@ pub struct Workspaces {
     /// The project directory relative to the repository root.
     project_rel: PathBuf,
     worktrees_dir: PathBuf,
+    /// `<state_dir>`, whose contents never go into a worktree.
+    state_dir: PathBuf,
     base_commit: Oid,
     base_name: String,
     merge: MergeMode,
@@ -197,6 +199,7 @@ pub(super) fn open(
         repo_root: root,
         project_rel,
         worktrees_dir,
+        state_dir: state_abs.canonicalize().unwrap_or(state_abs),
         base_commit,
         base_name,
         merge: settings.merge,
@@ -610,6 +613,41 @@ impl Workspaces {
             context: format!("`{target}` is checked out in {} and the merge would overwrite uncommitted changes there", self.repo_root.display()),
             message: err.message().to_string(),
         })
+    }
+
+    /// Where a directory granted to a plugin is for `batch`: a directory in
+    /// the repository's working copy maps to the same place in the batch's
+    /// worktree (created there when the branch lacks it), so what a plugin
+    /// writes lands on the batch's branch. `None` (use `host` as it is) for
+    /// a directory outside the working copy, one git ignores (its contents
+    /// would never be on a branch), and the state directory.
+    pub fn dir_in_worktree(
+        &self,
+        batch: &BatchWorkspace,
+        host: &Path,
+    ) -> Result<Option<PathBuf>, GitError> {
+        let Ok(host) = host.canonicalize() else {
+            return Ok(None);
+        };
+        let Ok(relative) = host.strip_prefix(&self.repo_root) else {
+            return Ok(None);
+        };
+        if host.starts_with(&self.state_dir) || relative.starts_with(".git") {
+            return Ok(None);
+        }
+        let repo = self.open_repo()?;
+        if !relative.as_os_str().is_empty()
+            && repo.is_path_ignored(relative).map_err(git_err(format!(
+                "cannot tell whether git ignores {}",
+                host.display()
+            )))?
+        {
+            return Ok(None);
+        }
+        let mapped = batch.path.join(relative);
+        std::fs::create_dir_all(&mapped)
+            .map_err(io_err(format!("cannot create {}", mapped.display())))?;
+        Ok(Some(mapped))
     }
 
     /// Removes the batch's worktree (the branch stays), unless
