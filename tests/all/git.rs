@@ -349,6 +349,12 @@ fn sweeps_the_worktrees_of_a_dead_runner_and_saves_what_they_held() {
     .unwrap();
 
     let next_start = repo.workspaces(&GitSettings::default());
+    // `runner gc --dry-run` lists what would go and touches nothing.
+    let preview = next_start.orphans().unwrap();
+    assert_eq!(preview.len(), 1, "{preview:?}");
+    assert_eq!(preview[0].path, orphan.path);
+    assert_eq!(preview[0].branch.as_deref(), Some(orphan.branch.as_str()));
+    assert!(orphan.path.join("unsaved.txt").exists() && owner(&orphan).exists());
     let swept = next_start.sweep_orphans().unwrap();
     living.kill().unwrap();
     living.wait().unwrap();
@@ -751,4 +757,286 @@ config = { path = "/out/report.md", template = "report of {{run.id}}" }
         std::fs::read_to_string(outside.path().join("outside.txt")).unwrap(),
         "outside the repository"
     );
+}
+
+// ---- Branch retention --------------------------------------------------------
+
+impl Repo {
+    /// Says in the repository's config that `branch` was made at `ms`.
+    fn set_created(&self, branch: &str, ms: i64) {
+        self.git()
+            .config()
+            .unwrap()
+            .open_level(git2::ConfigLevel::Local)
+            .unwrap()
+            .set_i64(&format!("branch.{branch}.runnerCreated"), ms)
+            .unwrap();
+    }
+
+    fn has_branch(&self, branch: &str) -> bool {
+        self.git().find_branch(branch, BranchType::Local).is_ok()
+    }
+
+    /// The names of the `runner/` branches.
+    fn runner_branches(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .git()
+            .branches(Some(BranchType::Local))
+            .unwrap()
+            .flatten()
+            .filter_map(|(b, _)| b.name().ok().flatten().map(str::to_string))
+            .filter(|n| n.starts_with("runner/"))
+            .collect();
+        names.sort();
+        names
+    }
+}
+
+/// Prepares batch `batch` of run `run`, changing `changed` files in it,
+/// commits and removes the worktree; returns the branch.
+fn finished_batch(workspaces: &Workspaces, run: &str, batch: &str, changed: bool) -> String {
+    let ws = workspaces.prepare(run, batch, &[]).unwrap();
+    if changed {
+        std::fs::write(ws.dir.join(format!("{batch}.txt")), run).unwrap();
+    }
+    ws.commit(batch).unwrap();
+    workspaces.remove(&ws).unwrap();
+    ws.branch
+}
+
+fn keeping(runs: usize) -> GitSettings {
+    GitSettings {
+        keep_branches: Some(runs),
+        ..GitSettings::default()
+    }
+}
+
+#[test]
+fn keeps_the_branches_of_the_newest_runs_and_any_branch_with_unmerged_work() {
+    let repo = Repo::new(&[("a.txt", "a\n")]);
+    let workspaces = repo.workspaces(&keeping(2));
+    let idle_old = finished_batch(&workspaces, "run-1", "idle", false);
+    let work_old = finished_batch(&workspaces, "run-1", "work", true);
+    let idle_mid = finished_batch(&workspaces, "run-2", "idle", false);
+    let newest: Vec<String> = ["run-3", "run-4"]
+        .iter()
+        .map(|run| finished_batch(&workspaces, run, "idle", false))
+        .collect();
+    for (branches, ms) in [
+        (vec![&idle_old, &work_old], 1_000),
+        (vec![&idle_mid], 2_000),
+        (vec![&newest[0]], 3_000),
+        (vec![&newest[1]], 4_000),
+    ] {
+        for branch in branches {
+            repo.set_created(branch, ms);
+        }
+    }
+
+    let preview = workspaces.prune_branches(true).unwrap();
+    let removed: Vec<&str> = preview.removed.iter().map(|b| b.branch.as_str()).collect();
+    let mut expected = vec![idle_old.as_str(), idle_mid.as_str()];
+    expected.sort();
+    assert_eq!(removed, expected, "{preview:?}");
+    assert!(
+        preview.removed[0].why.contains("keep_branches = 2"),
+        "{preview:?}"
+    );
+    assert_eq!(preview.kept.len(), 1, "{preview:?}");
+    assert_eq!(preview.kept[0].branch, work_old);
+    assert!(preview.kept[0].why.contains("main does not"), "{preview:?}");
+    assert_eq!(repo.runner_branches().len(), 5, "a dry run deletes nothing");
+
+    let done = workspaces.prune_branches(false).unwrap();
+    assert_eq!(done, preview);
+    let mut left = vec![work_old.clone(), newest[0].clone(), newest[1].clone()];
+    left.sort();
+    assert_eq!(repo.runner_branches(), left);
+    assert!(
+        repo.git()
+            .config()
+            .unwrap()
+            .snapshot()
+            .unwrap()
+            .get_string(&format!("branch.{idle_old}.runnerRun"))
+            .is_err(),
+        "the branch's records went with it"
+    );
+
+    let settings = GitSettings {
+        prune_unmerged: true,
+        ..keeping(2)
+    };
+    let pruned = repo.workspaces(&settings).prune_branches(false).unwrap();
+    assert_eq!(pruned.removed.len(), 1);
+    assert_eq!(pruned.removed[0].branch, work_old);
+    assert!(!repo.has_branch(&work_old));
+    assert!(repo.has_branch(&newest[0]) && repo.has_branch(&newest[1]));
+}
+
+#[test]
+fn deletes_branches_of_runs_older_than_keep_branches_for_including_ones_named_by_old_run_ids() {
+    let repo = Repo::new(&[("a.txt", "a\n")]);
+    let settings = GitSettings {
+        keep_branches_for: Some(std::time::Duration::from_secs(7 * 86_400)),
+        ..keeping(100)
+    };
+    let workspaces = repo.workspaces(&settings);
+    let old = finished_batch(&workspaces, "run-old", "b", false);
+    let young = finished_batch(&workspaces, "run-young", "b", false);
+    let now = std::time::SystemTime::now();
+    let now_ms = now
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    repo.set_created(&old, now_ms - 8 * 86_400_000);
+    repo.set_created(&young, now_ms - 6 * 86_400_000);
+    // A branch from before runs were recorded: its run id says when it was.
+    let git = repo.git();
+    let head = git.find_commit(repo.head_of("main")).unwrap();
+    git.branch("runner/20250101-120000-abcd-build", &head, false)
+        .unwrap();
+
+    let pruned = workspaces.prune_branches_at(false, now).unwrap();
+    let removed: Vec<(&str, &str)> = pruned
+        .removed
+        .iter()
+        .map(|b| (b.branch.as_str(), b.run.as_str()))
+        .collect();
+    assert_eq!(
+        removed,
+        vec![
+            ("runner/20250101-120000-abcd-build", "20250101-120000-abcd"),
+            (old.as_str(), "run-old"),
+        ]
+    );
+    assert!(pruned.removed[1].why.contains("keep_branches_for"));
+    assert_eq!(repo.runner_branches(), vec![young]);
+}
+
+#[test]
+fn a_kept_worktree_goes_with_its_branch_unless_it_holds_uncommitted_changes() {
+    let repo = Repo::new(&[("a.txt", "a\n")]);
+    let settings = GitSettings {
+        keep_worktrees: true,
+        ..keeping(0)
+    };
+    let workspaces = repo.workspaces(&settings);
+    let clean = workspaces.prepare("run-1", "clean", &[]).unwrap();
+    clean.commit("clean").unwrap();
+    workspaces.remove(&clean).unwrap();
+    let dirty = workspaces.prepare("run-1", "dirty", &[]).unwrap();
+    dirty.commit("dirty").unwrap();
+    workspaces.remove(&dirty).unwrap();
+    std::fs::write(dirty.dir.join("later.txt"), "not committed").unwrap();
+    // A batch still running (its owner file is there) is never touched.
+    let running = workspaces.prepare("run-2", "running", &[]).unwrap();
+
+    let pruned = workspaces.prune_branches(false).unwrap();
+    assert_eq!(pruned.removed.len(), 1, "{pruned:?}");
+    assert_eq!(pruned.removed[0].branch, clean.branch);
+    assert!(pruned.removed[0].worktree.is_some());
+    assert!(!clean.path.exists() && !repo.has_branch(&clean.branch));
+    let why: Vec<(&str, &str)> = pruned
+        .kept
+        .iter()
+        .map(|k| (k.branch.as_str(), k.why.as_str()))
+        .collect();
+    assert!(
+        why.contains(&(
+            dirty.branch.as_str(),
+            &*format!(
+                "its kept worktree {} has uncommitted changes",
+                dirty.path.canonicalize().unwrap().display()
+            )
+        )),
+        "{why:?}"
+    );
+    assert!(
+        why.contains(&(running.branch.as_str(), "a running batch works on it")),
+        "{why:?}"
+    );
+    assert!(dirty.path.join("later.txt").exists());
+    assert!(running.path.exists() && repo.has_branch(&running.branch));
+    workspaces.remove(&running).unwrap();
+}
+
+/// A batch that changes nothing, so its branch is merged into `main` at once.
+const IDLE_KEEPING_ONE: &str = r#"version = 1
+[git]
+keep_branches = 1
+
+[[pipelines.default.batches]]
+id = "idle"
+[[pipelines.default.batches.tasks]]
+id = "nothing"
+type = "exec"
+config = { command = "true" }
+"#;
+
+#[tokio::test]
+async fn keep_branches_applies_at_start_and_runner_gc_applies_it_now_after_a_dry_run() {
+    let repo = Repo::with_runner_toml(IDLE_KEEPING_ONE, &[]);
+    for _ in 0..2 {
+        let (code, stdout, stderr) = repo.runner(&["run"]).await;
+        assert_eq!(code, 0, "{stdout}\n{stderr}");
+    }
+    let branches = repo.runner_branches();
+    assert_eq!(branches.len(), 2, "one run kept plus the one that ran");
+    let (first_run, second_run) = {
+        let (_, json, _) = repo.runner(&["history", "--json"]).await;
+        let runs: serde_json::Value = serde_json::from_str(&json).unwrap();
+        (
+            runs[1]["id"].as_str().unwrap().to_string(),
+            runs[0]["id"].as_str().unwrap().to_string(),
+        )
+    };
+    let first = branches
+        .iter()
+        .find(|b| b.contains(&first_run))
+        .expect("the first run's branch");
+
+    let (code, stdout, _) = repo.runner(&["gc", "--dry-run"]).await;
+    assert_eq!(code, 0, "{stdout}");
+    assert!(
+        stdout.contains(&format!("would remove branch {first}: ")),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("gc --dry-run: would remove 1 branch, 0 worktrees"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("would remove from the history"), "{stdout}");
+    assert_eq!(
+        repo.runner_branches(),
+        branches,
+        "a dry run deletes nothing"
+    );
+
+    let (code, stdout, stderr) = repo.runner(&["run"]).await;
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains(&format!(
+            "deleted 1 branch of old runs (`[git] keep_branches`): {first}"
+        )),
+        "{stdout}"
+    );
+    let now = repo.runner_branches();
+    assert_eq!(now.len(), 2);
+    assert!(!repo.has_branch(first));
+    assert!(now.iter().any(|b| b.contains(&second_run)));
+
+    let (code, stdout, _) = repo.runner(&["gc"]).await;
+    assert_eq!(code, 0, "{stdout}");
+    let second = now.iter().find(|b| b.contains(&second_run)).unwrap();
+    assert!(
+        stdout.contains(&format!("removed branch {second}: ")),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("gc: removed 1 branch, 0 worktrees"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("removed from the history"), "{stdout}");
+    assert_eq!(repo.runner_branches().len(), 1);
 }

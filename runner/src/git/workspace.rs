@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 /// Worktree names (in `.git/worktrees/`) of the runner start with this.
-const WORKTREE_PREFIX: &str = "runner-";
+pub(super) const WORKTREE_PREFIX: &str = "runner-";
 /// Branches of batches start with this.
 pub const BRANCH_PREFIX: &str = "runner/";
 
@@ -19,7 +19,7 @@ pub struct Workspaces {
     repo_root: PathBuf,
     /// The project directory relative to the repository root.
     project_rel: PathBuf,
-    worktrees_dir: PathBuf,
+    pub(super) worktrees_dir: PathBuf,
     /// `<state_dir>`, whose contents never go into a worktree.
     state_dir: PathBuf,
     base_commit: Oid,
@@ -29,7 +29,9 @@ pub struct Workspaces {
     keep: bool,
     warnings: Vec<String>,
     /// Worktree and ref changes go one at a time.
-    lock: Arc<Mutex<()>>,
+    pub(super) lock: Arc<Mutex<()>>,
+    /// How long batch branches stay.
+    pub(super) retention: super::retention::Retention,
 }
 
 /// One batch's branch and worktree.
@@ -205,6 +207,7 @@ pub(super) fn open(
         merge: settings.merge,
         target,
         keep: settings.keep_worktrees,
+        retention: super::retention::Retention::new(settings, &repo),
         warnings,
         lock: Arc::new(Mutex::new(())),
     }))
@@ -290,7 +293,7 @@ impl Workspaces {
         self.keep
     }
 
-    fn open_repo(&self) -> Result<Repository, GitError> {
+    pub(super) fn open_repo(&self) -> Result<Repository, GitError> {
         Repository::open(&self.repo_root).map_err(git_err(format!(
             "cannot open the repository at {}",
             self.repo_root.display()
@@ -376,6 +379,7 @@ impl Workspaces {
                 path.display()
             ))(err));
         }
+        super::retention::record_run(&repo, &branch, run_id);
         let dir = path.join(&self.project_rel);
         Ok(BatchWorkspace {
             run_id: run_id.to_string(),
@@ -670,6 +674,15 @@ impl Workspaces {
     /// branches, then they are removed. Worktrees of live runners, and kept
     /// ones, stay.
     pub fn sweep_orphans(&self) -> Result<Vec<Swept>, GitError> {
+        self.sweep(false)
+    }
+
+    /// The worktrees [`Workspaces::sweep_orphans`] would remove, left as they are.
+    pub fn orphans(&self) -> Result<Vec<Swept>, GitError> {
+        self.sweep(true)
+    }
+
+    fn sweep(&self, dry_run: bool) -> Result<Vec<Swept>, GitError> {
         let _guard = self
             .lock
             .lock()
@@ -714,6 +727,15 @@ impl Workspaces {
                 branch: None,
                 saved: None,
             };
+            if dry_run {
+                item.branch = Repository::open(&path).ok().and_then(|wt| {
+                    wt.head()
+                        .ok()
+                        .and_then(|h| h.shorthand().map(str::to_string))
+                });
+                swept.push(item);
+                continue;
+            }
             let message = format!(
                 "runner: changes left in the worktree of batch {batch_id} of run {run_id}, which was interrupted"
             );
@@ -730,7 +752,9 @@ impl Workspaces {
             swept.push(item);
         }
         // Registrations whose directories are gone.
-        if let Ok(names) = repo.worktrees() {
+        if let Ok(names) = repo.worktrees()
+            && !dry_run
+        {
             for name in names
                 .iter()
                 .flatten()
@@ -828,7 +852,7 @@ fn commit_worktree(path: &Path, message: &str) -> Result<Committed, GitError> {
     })
 }
 
-fn remove_worktree(repo: &Repository, name: &str, path: &Path) -> Result<(), GitError> {
+pub(super) fn remove_worktree(repo: &Repository, name: &str, path: &Path) -> Result<(), GitError> {
     if path.exists() {
         std::fs::remove_dir_all(path).map_err(io_err(format!(
             "cannot remove the worktree {}",

@@ -310,6 +310,20 @@ impl Runner {
                     })),
                     Err(err) => notes.push(format!("git: cannot sweep old worktrees: {err}")),
                 }
+                match workspaces.prune_branches(false) {
+                    Ok(pruned) if !pruned.removed.is_empty() => {
+                        let names: Vec<&str> =
+                            pruned.removed.iter().map(|b| b.branch.as_str()).collect();
+                        notes.push(format!(
+                            "git: deleted {} branch{} of old runs (`[git] keep_branches`): {}",
+                            names.len(),
+                            if names.len() == 1 { "" } else { "es" },
+                            names.join(", ")
+                        ));
+                    }
+                    Ok(_) => {}
+                    Err(err) => notes.push(format!("git: cannot prune old branches: {err}")),
+                }
             }
             (Arc::new(project), notes)
         })
