@@ -349,6 +349,12 @@ fn sweeps_the_worktrees_of_a_dead_runner_and_saves_what_they_held() {
     .unwrap();
 
     let next_start = repo.workspaces(&GitSettings::default());
+    // `runner gc --dry-run` lists what would go and touches nothing.
+    let preview = next_start.orphans().unwrap();
+    assert_eq!(preview.len(), 1, "{preview:?}");
+    assert_eq!(preview[0].path, orphan.path);
+    assert_eq!(preview[0].branch.as_deref(), Some(orphan.branch.as_str()));
+    assert!(orphan.path.join("unsaved.txt").exists() && owner(&orphan).exists());
     let swept = next_start.sweep_orphans().unwrap();
     living.kill().unwrap();
     living.wait().unwrap();
@@ -511,4 +517,526 @@ fn worktrees_inside_the_working_copy_stay_out_of_its_status() {
         "{dirty:?}"
     );
     workspaces.remove(&ws).unwrap();
+}
+
+// ---- The real `runner` binary in a repository -------------------------------
+
+impl Repo {
+    /// A repository on `main` whose first commit holds `runner.toml` and
+    /// `files`; the state dir is `.runner` inside it (ignored), seeded with
+    /// the shared compile cache so built-in plugins need not compile again.
+    fn with_runner_toml(toml: &str, files: &[(&str, &str)]) -> Self {
+        let mut all = vec![("runner.toml", toml)];
+        all.extend_from_slice(files);
+        let repo = Self::new(&all);
+        let shared = Path::new(&crate::support::shared_state_dir()).join("cache");
+        if let Ok(entries) = std::fs::read_dir(&shared) {
+            let cache = repo.state().join("cache");
+            std::fs::create_dir_all(&cache).unwrap();
+            for entry in entries.flatten() {
+                let _ = std::fs::copy(entry.path(), cache.join(entry.file_name()));
+            }
+        }
+        repo
+    }
+
+    /// `runner ARGS` in the repository: (exit code, stdout, stderr).
+    async fn runner(&self, args: &[&str]) -> (i32, String, String) {
+        crate::pipelines::run_binary(self.path(), args, &[]).await
+    }
+}
+
+/// Two batches that write `a.txt`, each merged into `main` when it ends.
+const TWO_WRITERS: &str = r#"version = 1
+[git]
+merge = "ff"
+target = "main"
+
+[[pipelines.default.batches]]
+id = "left"
+[[pipelines.default.batches.tasks]]
+id = "l"
+type = "exec"
+config = { command = "echo left > a.txt" }
+
+[[pipelines.default.batches]]
+id = "right"
+[[pipelines.default.batches.tasks]]
+id = "r"
+type = "exec"
+config = { command = "echo right > a.txt" }
+"#;
+
+/// One batch that writes `a.txt`, merged into `main` when it ends.
+const ONE_WRITER: &str = r#"version = 1
+[git]
+merge = "ff"
+target = "main"
+
+[[pipelines.default.batches]]
+id = "edit"
+[[pipelines.default.batches.tasks]]
+id = "write"
+type = "exec"
+config = { command = "echo batch > a.txt" }
+"#;
+
+#[tokio::test]
+async fn a_merge_conflict_fails_the_run_with_exit_code_1_and_history_says_so() {
+    let repo = Repo::with_runner_toml(TWO_WRITERS, &[("a.txt", "base\n")]);
+    let (code, stdout, stderr) = repo.runner(&["run"]).await;
+    assert_eq!(code, 1, "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("merge into main failed: conflict in a.txt"),
+        "{stdout}"
+    );
+    // One batch got in first; the other's work stays on its own branch.
+    let main = repo.read("a.txt");
+    assert!(main == "left\n" || main == "right\n", "{main}");
+    let loser = if main == "left\n" { "right" } else { "left" };
+    let branch = repo
+        .git()
+        .branches(Some(BranchType::Local))
+        .unwrap()
+        .flatten()
+        .filter_map(|(b, _)| b.name().ok().flatten().map(str::to_string))
+        .find(|name| name.ends_with(&format!("-{loser}")))
+        .expect("the losing batch's branch");
+    assert_eq!(
+        repo.file_on(&branch, "a.txt").unwrap(),
+        format!("{loser}\n")
+    );
+
+    let (code, history, _) = repo.runner(&["history"]).await;
+    assert_eq!(code, 0);
+    let line = history.lines().nth(1).expect("one run");
+    assert!(line.contains("failed"), "{history}");
+    assert!(
+        line.contains("merge into main failed: conflict in a.txt"),
+        "{history}"
+    );
+    let (_, show, _) = repo.runner(&["show", "last"]).await;
+    assert!(
+        show.contains(&format!("batch {loser} ({loser}) failed · branch {branch}")),
+        "the failed batch names its branch: {show}"
+    );
+}
+
+#[tokio::test]
+async fn a_merge_into_a_dirty_main_fails_the_run_with_exit_code_1_and_history_says_so() {
+    let repo = Repo::with_runner_toml(ONE_WRITER, &[("a.txt", "base\n")]);
+    let base = repo.head_of("main");
+    repo.write("a.txt", "my local edit\n");
+    let (code, stdout, stderr) = repo.runner(&["run"]).await;
+    assert_eq!(code, 1, "{stdout}\n{stderr}");
+    assert_eq!(repo.read("a.txt"), "my local edit\n", "the edit is kept");
+    assert_eq!(repo.head_of("main"), base, "main is untouched");
+
+    let (_, history, _) = repo.runner(&["history"]).await;
+    let line = history.lines().nth(1).expect("one run");
+    assert!(line.contains("failed"), "{history}");
+    assert!(line.contains("merge into main failed"), "{history}");
+    assert!(line.contains("uncommitted changes"), "{history}");
+}
+
+#[tokio::test]
+async fn a_clean_fast_forward_completes_the_run_with_exit_code_0() {
+    let repo = Repo::with_runner_toml(ONE_WRITER, &[("a.txt", "base\n")]);
+    let (code, stdout, stderr) = repo.runner(&["run"]).await;
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert_eq!(repo.read("a.txt"), "batch\n", "main followed the batch");
+    assert_eq!(repo.file_on("main", "a.txt").unwrap(), "batch\n");
+    let (_, history, _) = repo.runner(&["history"]).await;
+    assert!(
+        history.lines().nth(1).unwrap().contains("completed"),
+        "{history}"
+    );
+}
+
+/// Runs the `default` pipeline of the repository's `runner.toml` in-process.
+async fn run_pipeline(
+    repo: &Repo,
+) -> (runner::run::RunReport, Vec<std::sync::Arc<protocol::Event>>) {
+    use std::sync::Arc;
+    let config = Arc::new(
+        runner::config::Config::load(&repo.path().join("runner.toml"))
+            .unwrap_or_else(|err| panic!("{err}")),
+    );
+    let plugins = Arc::new(
+        runner::plugin::Plugins::load(&config, None)
+            .await
+            .unwrap_or_else(|err| panic!("{err}")),
+    );
+    let runner = runner::run::Runner::new(config, plugins, runner::events::EventBus::new(1))
+        .unwrap_or_else(|err| panic!("{err}"));
+    let mut rx = runner.bus().subscribe();
+    let report = runner
+        .run("default", tokio_util::sync::CancellationToken::new())
+        .await;
+    let mut events = Vec::new();
+    while let Ok(event) = rx.try_recv() {
+        events.push(event);
+    }
+    (report, events)
+}
+
+#[tokio::test]
+async fn granted_directories_in_the_repository_follow_the_batch_into_its_worktree() {
+    let outside = tempfile::tempdir().unwrap();
+    let toml = r#"version = 1
+[plugins.probe]
+path = "{probe}"
+capabilities.dirs = [
+  { host = "out", guest = "/out", access = "read-write" },
+  { host = "cache", guest = "/cache", access = "read-write" },
+  { host = "{outside}", guest = "/ext", access = "read-write" },
+]
+[plugins.template]
+builtin = "template"
+capabilities.dirs = [{ host = "out", guest = "/out", access = "read-write" }]
+
+[[pipelines.default.batches]]
+id = "write"
+[[pipelines.default.batches.tasks]]
+id = "probe-out"
+type = "script"
+config = { component = "probe", args = ["write", "/out/probe.txt", "on the branch"] }
+[[pipelines.default.batches.tasks]]
+id = "probe-cache"
+type = "script"
+config = { component = "probe", args = ["write", "/cache/c.txt", "ignored by git"] }
+[[pipelines.default.batches.tasks]]
+id = "probe-ext"
+type = "script"
+config = { component = "probe", args = ["write", "/ext/outside.txt", "outside the repository"] }
+[[pipelines.default.batches.tasks]]
+id = "report"
+type = "template"
+config = { path = "/out/report.md", template = "report of {{run.id}}" }
+"#
+    .replace("{probe}", &crate::support::plugin("probe"))
+    .replace("{outside}", &outside.path().display().to_string());
+    let repo = Repo::with_runner_toml(&toml, &[("cache/.keep", "")]);
+    repo.write(".gitignore", ".runner/\ncache/\n");
+    repo.commit_all("ignore the cache");
+    // `out` exists in the working copy only (git tracks no empty directory).
+    std::fs::create_dir_all(repo.path().join("out")).unwrap();
+
+    let (report, events) = run_pipeline(&repo).await;
+    assert_eq!(
+        report.status,
+        protocol::RunStatus::Completed,
+        "{:?}",
+        report.error
+    );
+    let branch = events
+        .iter()
+        .find_map(|e| match &e.kind {
+            protocol::EventKind::BatchStatus {
+                branch: Some(b), ..
+            } => Some(b.clone()),
+            _ => None,
+        })
+        .expect("the batch's branch");
+
+    // Inside the repository: on the batch's branch, not in the main checkout.
+    assert_eq!(
+        repo.file_on(&branch, "out/probe.txt").as_deref(),
+        Some("on the branch")
+    );
+    assert_eq!(
+        repo.file_on(&branch, "out/report.md"),
+        Some(format!("report of {}", report.run_id))
+    );
+    assert!(!repo.path().join("out/probe.txt").exists());
+    assert!(!repo.path().join("out/report.md").exists());
+    // Ignored by git, or outside the repository: the directory as granted.
+    assert_eq!(repo.read("cache/c.txt"), "ignored by git");
+    assert_eq!(repo.file_on(&branch, "cache/c.txt"), None);
+    assert_eq!(
+        std::fs::read_to_string(outside.path().join("outside.txt")).unwrap(),
+        "outside the repository"
+    );
+}
+
+// ---- Branch retention --------------------------------------------------------
+
+impl Repo {
+    /// Says in the repository's config that `branch` was made at `ms`.
+    fn set_created(&self, branch: &str, ms: i64) {
+        self.git()
+            .config()
+            .unwrap()
+            .open_level(git2::ConfigLevel::Local)
+            .unwrap()
+            .set_i64(&format!("branch.{branch}.runnerCreated"), ms)
+            .unwrap();
+    }
+
+    fn has_branch(&self, branch: &str) -> bool {
+        self.git().find_branch(branch, BranchType::Local).is_ok()
+    }
+
+    /// The names of the `runner/` branches.
+    fn runner_branches(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .git()
+            .branches(Some(BranchType::Local))
+            .unwrap()
+            .flatten()
+            .filter_map(|(b, _)| b.name().ok().flatten().map(str::to_string))
+            .filter(|n| n.starts_with("runner/"))
+            .collect();
+        names.sort();
+        names
+    }
+}
+
+/// Prepares batch `batch` of run `run`, changing `changed` files in it,
+/// commits and removes the worktree; returns the branch.
+fn finished_batch(workspaces: &Workspaces, run: &str, batch: &str, changed: bool) -> String {
+    let ws = workspaces.prepare(run, batch, &[]).unwrap();
+    if changed {
+        std::fs::write(ws.dir.join(format!("{batch}.txt")), run).unwrap();
+    }
+    ws.commit(batch).unwrap();
+    workspaces.remove(&ws).unwrap();
+    ws.branch
+}
+
+fn keeping(runs: usize) -> GitSettings {
+    GitSettings {
+        keep_branches: Some(runs),
+        ..GitSettings::default()
+    }
+}
+
+#[test]
+fn keeps_the_branches_of_the_newest_runs_and_any_branch_with_unmerged_work() {
+    let repo = Repo::new(&[("a.txt", "a\n")]);
+    let workspaces = repo.workspaces(&keeping(2));
+    let idle_old = finished_batch(&workspaces, "run-1", "idle", false);
+    let work_old = finished_batch(&workspaces, "run-1", "work", true);
+    let idle_mid = finished_batch(&workspaces, "run-2", "idle", false);
+    let newest: Vec<String> = ["run-3", "run-4"]
+        .iter()
+        .map(|run| finished_batch(&workspaces, run, "idle", false))
+        .collect();
+    for (branches, ms) in [
+        (vec![&idle_old, &work_old], 1_000),
+        (vec![&idle_mid], 2_000),
+        (vec![&newest[0]], 3_000),
+        (vec![&newest[1]], 4_000),
+    ] {
+        for branch in branches {
+            repo.set_created(branch, ms);
+        }
+    }
+
+    let preview = workspaces.prune_branches(true).unwrap();
+    let removed: Vec<&str> = preview.removed.iter().map(|b| b.branch.as_str()).collect();
+    let mut expected = vec![idle_old.as_str(), idle_mid.as_str()];
+    expected.sort();
+    assert_eq!(removed, expected, "{preview:?}");
+    assert!(
+        preview.removed[0].why.contains("keep_branches = 2"),
+        "{preview:?}"
+    );
+    assert_eq!(preview.kept.len(), 1, "{preview:?}");
+    assert_eq!(preview.kept[0].branch, work_old);
+    assert!(preview.kept[0].why.contains("main does not"), "{preview:?}");
+    assert_eq!(repo.runner_branches().len(), 5, "a dry run deletes nothing");
+
+    let done = workspaces.prune_branches(false).unwrap();
+    assert_eq!(done, preview);
+    let mut left = vec![work_old.clone(), newest[0].clone(), newest[1].clone()];
+    left.sort();
+    assert_eq!(repo.runner_branches(), left);
+    assert!(
+        repo.git()
+            .config()
+            .unwrap()
+            .snapshot()
+            .unwrap()
+            .get_string(&format!("branch.{idle_old}.runnerRun"))
+            .is_err(),
+        "the branch's records went with it"
+    );
+
+    let settings = GitSettings {
+        prune_unmerged: true,
+        ..keeping(2)
+    };
+    let pruned = repo.workspaces(&settings).prune_branches(false).unwrap();
+    assert_eq!(pruned.removed.len(), 1);
+    assert_eq!(pruned.removed[0].branch, work_old);
+    assert!(!repo.has_branch(&work_old));
+    assert!(repo.has_branch(&newest[0]) && repo.has_branch(&newest[1]));
+}
+
+#[test]
+fn deletes_branches_of_runs_older_than_keep_branches_for_including_ones_named_by_old_run_ids() {
+    let repo = Repo::new(&[("a.txt", "a\n")]);
+    let settings = GitSettings {
+        keep_branches_for: Some(std::time::Duration::from_secs(7 * 86_400)),
+        ..keeping(100)
+    };
+    let workspaces = repo.workspaces(&settings);
+    let old = finished_batch(&workspaces, "run-old", "b", false);
+    let young = finished_batch(&workspaces, "run-young", "b", false);
+    let now = std::time::SystemTime::now();
+    let now_ms = now
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    repo.set_created(&old, now_ms - 8 * 86_400_000);
+    repo.set_created(&young, now_ms - 6 * 86_400_000);
+    // A branch from before runs were recorded: its run id says when it was.
+    let git = repo.git();
+    let head = git.find_commit(repo.head_of("main")).unwrap();
+    git.branch("runner/20250101-120000-abcd-build", &head, false)
+        .unwrap();
+
+    let pruned = workspaces.prune_branches_at(false, now).unwrap();
+    let removed: Vec<(&str, &str)> = pruned
+        .removed
+        .iter()
+        .map(|b| (b.branch.as_str(), b.run.as_str()))
+        .collect();
+    assert_eq!(
+        removed,
+        vec![
+            ("runner/20250101-120000-abcd-build", "20250101-120000-abcd"),
+            (old.as_str(), "run-old"),
+        ]
+    );
+    assert!(pruned.removed[1].why.contains("keep_branches_for"));
+    assert_eq!(repo.runner_branches(), vec![young]);
+}
+
+#[test]
+fn a_kept_worktree_goes_with_its_branch_unless_it_holds_uncommitted_changes() {
+    let repo = Repo::new(&[("a.txt", "a\n")]);
+    let settings = GitSettings {
+        keep_worktrees: true,
+        ..keeping(0)
+    };
+    let workspaces = repo.workspaces(&settings);
+    let clean = workspaces.prepare("run-1", "clean", &[]).unwrap();
+    clean.commit("clean").unwrap();
+    workspaces.remove(&clean).unwrap();
+    let dirty = workspaces.prepare("run-1", "dirty", &[]).unwrap();
+    dirty.commit("dirty").unwrap();
+    workspaces.remove(&dirty).unwrap();
+    std::fs::write(dirty.dir.join("later.txt"), "not committed").unwrap();
+    // A batch still running (its owner file is there) is never touched.
+    let running = workspaces.prepare("run-2", "running", &[]).unwrap();
+
+    let pruned = workspaces.prune_branches(false).unwrap();
+    assert_eq!(pruned.removed.len(), 1, "{pruned:?}");
+    assert_eq!(pruned.removed[0].branch, clean.branch);
+    assert!(pruned.removed[0].worktree.is_some());
+    assert!(!clean.path.exists() && !repo.has_branch(&clean.branch));
+    let why: Vec<(&str, &str)> = pruned
+        .kept
+        .iter()
+        .map(|k| (k.branch.as_str(), k.why.as_str()))
+        .collect();
+    assert!(
+        why.contains(&(
+            dirty.branch.as_str(),
+            &*format!(
+                "its kept worktree {} has uncommitted changes",
+                dirty.path.canonicalize().unwrap().display()
+            )
+        )),
+        "{why:?}"
+    );
+    assert!(
+        why.contains(&(running.branch.as_str(), "a running batch works on it")),
+        "{why:?}"
+    );
+    assert!(dirty.path.join("later.txt").exists());
+    assert!(running.path.exists() && repo.has_branch(&running.branch));
+    workspaces.remove(&running).unwrap();
+}
+
+/// A batch that changes nothing, so its branch is merged into `main` at once.
+const IDLE_KEEPING_ONE: &str = r#"version = 1
+[git]
+keep_branches = 1
+
+[[pipelines.default.batches]]
+id = "idle"
+[[pipelines.default.batches.tasks]]
+id = "nothing"
+type = "exec"
+config = { command = "true" }
+"#;
+
+#[tokio::test]
+async fn keep_branches_applies_at_start_and_runner_gc_applies_it_now_after_a_dry_run() {
+    let repo = Repo::with_runner_toml(IDLE_KEEPING_ONE, &[]);
+    for _ in 0..2 {
+        let (code, stdout, stderr) = repo.runner(&["run"]).await;
+        assert_eq!(code, 0, "{stdout}\n{stderr}");
+    }
+    let branches = repo.runner_branches();
+    assert_eq!(branches.len(), 2, "one run kept plus the one that ran");
+    let (first_run, second_run) = {
+        let (_, json, _) = repo.runner(&["history", "--json"]).await;
+        let runs: serde_json::Value = serde_json::from_str(&json).unwrap();
+        (
+            runs[1]["id"].as_str().unwrap().to_string(),
+            runs[0]["id"].as_str().unwrap().to_string(),
+        )
+    };
+    let first = branches
+        .iter()
+        .find(|b| b.contains(&first_run))
+        .expect("the first run's branch");
+
+    let (code, stdout, _) = repo.runner(&["gc", "--dry-run"]).await;
+    assert_eq!(code, 0, "{stdout}");
+    assert!(
+        stdout.contains(&format!("would remove branch {first}: ")),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("gc --dry-run: would remove 1 branch, 0 worktrees"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("would remove from the history"), "{stdout}");
+    assert_eq!(
+        repo.runner_branches(),
+        branches,
+        "a dry run deletes nothing"
+    );
+
+    let (code, stdout, stderr) = repo.runner(&["run"]).await;
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains(&format!(
+            "deleted 1 branch of old runs (`[git] keep_branches`): {first}"
+        )),
+        "{stdout}"
+    );
+    let now = repo.runner_branches();
+    assert_eq!(now.len(), 2);
+    assert!(!repo.has_branch(first));
+    assert!(now.iter().any(|b| b.contains(&second_run)));
+
+    let (code, stdout, _) = repo.runner(&["gc"]).await;
+    assert_eq!(code, 0, "{stdout}");
+    let second = now.iter().find(|b| b.contains(&second_run)).unwrap();
+    assert!(
+        stdout.contains(&format!("removed branch {second}: ")),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("gc: removed 1 branch, 0 worktrees"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("removed from the history"), "{stdout}");
+    assert_eq!(repo.runner_branches().len(), 1);
 }

@@ -12,7 +12,7 @@ fn db_path(config: &Config) -> std::path::PathBuf {
     config.state_dir().join(DB_FILE)
 }
 
-fn open(config: &Config) -> Result<Store, Error> {
+pub(super) fn open(config: &Config) -> Result<Store, Error> {
     let options = StoreOptions {
         retention: config.history.retention(),
         ..StoreOptions::default()

@@ -4,6 +4,7 @@
 //! the code it returns.
 
 mod client;
+mod gc;
 mod history;
 
 use crate::config::{Config, ConfigError};
@@ -115,6 +116,12 @@ pub enum Command {
         /// Keep printing new lines until the run ends.
         #[arg(short, long)]
         follow: bool,
+    },
+    /// Apply the retentions now: old batch branches, worktrees of stopped runs, old history logs.
+    Gc {
+        /// Print what would be removed, and remove nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
 }
 
@@ -250,6 +257,7 @@ pub async fn execute(cli: Cli) -> Result<i32, Error> {
         Command::Logs { run, task, follow } => {
             history::logs(&config, &run, task.as_deref(), follow).await
         }
+        Command::Gc { dry_run } => gc::gc(&config, dry_run),
     }
 }
 

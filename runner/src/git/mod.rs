@@ -27,15 +27,29 @@
 //! failed merge and leaves the target branch and its working copy as they
 //! were. The batch's branch keeps its changes either way.
 //!
+//! ## Plugin directories
+//! A directory granted to a plugin inside the working copy is granted as
+//! the same directory of the batch's worktree
+//! ([`Workspaces::dir_in_worktree`]); one outside it, one git ignores, or
+//! the state directory stays as it is.
+//!
+//! ## Retention
+//! Branches stay after their batch; `[git] keep_branches` (runs, default
+//! 20) and `keep_branches_for` (age) bound them, applied when a run starts
+//! and by `runner gc` ([`Workspaces::prune_branches`]). A branch with work
+//! that is not in the target stays unless `prune_unmerged`.
+//!
 //! ## Crashes
 //! Every worktree has an owner file naming the runner process. At the next
 //! start, [`Workspaces::sweep_orphans`] commits what a dead runner's
 //! worktrees still held to their branches and removes them.
 
+mod retention;
 mod settings;
 mod workspace;
 
-pub use settings::{GitSettings, MergeMode};
+pub use retention::{BranchPrune, KeptBranch, PrunedBranch};
+pub use settings::{DEFAULT_KEEP_BRANCHES, GitSettings, MergeMode};
 pub use workspace::{BatchWorkspace, Committed, MergeReport, Swept, Workspaces};
 
 use std::path::{Path, PathBuf};
@@ -80,6 +94,8 @@ pub(crate) fn io_err(context: impl Into<String>) -> impl FnOnce(std::io::Error) 
 }
 
 /// Where a pipeline's batches run.
+// One per run, so the size of the `Git` variant does not matter.
+#[allow(clippy::large_enum_variant)]
 pub enum Project {
     /// In a git repository: a branch and a worktree per batch.
     Git(Workspaces),

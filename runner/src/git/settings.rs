@@ -2,6 +2,7 @@
 
 use protocol::RunReason;
 use serde::Deserialize;
+use std::time::Duration;
 
 /// How batches use git.
 ///
@@ -13,6 +14,9 @@ use serde::Deserialize;
 /// keep_worktrees = false   # keep each batch's worktree after it ends
 /// setup = "npm ci"         # run in each batch's worktree before its tasks
 /// cleanup = "rm -rf tmp"   # run in each batch's worktree after its tasks
+/// keep_branches = 20       # branches of the 20 newest runs stay (default 20)
+/// keep_branches_for = "7d" # and none older than 7 days (default: no age limit)
+/// prune_unmerged = false   # also delete branches not merged into the target
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -46,6 +50,46 @@ pub struct GitSettings {
     /// whatever their outcome; recorded with run reason `cleanup_script`.
     /// Example: `cleanup = "rm -rf node_modules/.cache"`
     pub cleanup: Option<String>,
+    /// Branch retention by count: the `runner/<run>-<batch>` branches of this
+    /// many of the newest runs stay; older runs' branches are deleted when
+    /// a run starts and by `runner gc` (default 20).
+    /// Example: `keep_branches = 50`
+    pub keep_branches: Option<usize>,
+    /// Branch retention by age: branches of runs older than this are deleted
+    /// too, whatever their count; days (`"7d"`), hours, minutes or seconds.
+    /// Example: `keep_branches_for = "14d"`
+    #[serde(default, deserialize_with = "age")]
+    pub keep_branches_for: Option<Duration>,
+    /// Also delete old branches whose commits are not all in the target
+    /// branch (default `false`: a branch with work no other branch has stays).
+    /// Example: `prune_unmerged = true`
+    #[serde(default)]
+    pub prune_unmerged: bool,
+}
+
+/// Branches of this many runs stay unless `keep_branches` says otherwise.
+pub const DEFAULT_KEEP_BRANCHES: usize = 20;
+
+/// `"7d"`, `"12h"`, `"90m"`, `"3600s"`.
+fn age<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<Duration>, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    parse_age(&text)
+        .map(Some)
+        .map_err(|err| serde::de::Error::custom(format!("`git.keep_branches_for`: {err}")))
+}
+
+pub(crate) fn parse_age(text: &str) -> Result<Duration, String> {
+    let trimmed = text.trim();
+    let not_an_age = || format!("`{text}` is not an age; write for example \"7d\" or \"12h\"");
+    if let Some(days) = trimmed.strip_suffix('d') {
+        let days: u64 = days.parse().map_err(|_| not_an_age())?;
+        return days
+            .checked_mul(86_400)
+            .filter(|secs| *secs > 0)
+            .map(Duration::from_secs)
+            .ok_or_else(not_an_age);
+    }
+    crate::config::units::parse_duration(trimmed).map_err(|_| not_an_age())
 }
 
 /// How a batch's branch goes into the target.
@@ -64,6 +108,11 @@ pub enum MergeMode {
 impl GitSettings {
     pub fn enabled(&self) -> bool {
         self.enabled.unwrap_or(true)
+    }
+
+    /// How many runs' branches stay.
+    pub fn keep_branches(&self) -> usize {
+        self.keep_branches.unwrap_or(DEFAULT_KEEP_BRANCHES)
     }
 
     /// The script to run for `reason` (`setup_script` or `cleanup_script`), if any.
@@ -108,6 +157,25 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("unknown variant `rebase`"), "{err}");
+        let settings: GitSettings =
+            toml::from_str("keep_branches = 3\nkeep_branches_for = \"7d\"\nprune_unmerged = true")
+                .unwrap();
+        assert_eq!(settings.keep_branches(), 3);
+        assert_eq!(
+            settings.keep_branches_for,
+            Some(Duration::from_secs(7 * 86_400))
+        );
+        assert!(settings.prune_unmerged);
+        assert_eq!(
+            GitSettings::default().keep_branches(),
+            DEFAULT_KEEP_BRANCHES
+        );
+        let err = toml::from_str::<GitSettings>("keep_branches_for = \"a week\"")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`a week` is not an age"), "{err}");
+        assert_eq!(parse_age("12h"), Ok(Duration::from_secs(12 * 3600)));
+        assert!(parse_age("0d").is_err() && parse_age("99999999999999999d").is_err());
         let err = toml::from_str::<GitSettings>("branch = \"x\"")
             .unwrap_err()
             .to_string();

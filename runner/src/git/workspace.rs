@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 /// Worktree names (in `.git/worktrees/`) of the runner start with this.
-const WORKTREE_PREFIX: &str = "runner-";
+pub(super) const WORKTREE_PREFIX: &str = "runner-";
 /// Branches of batches start with this.
 pub const BRANCH_PREFIX: &str = "runner/";
 
@@ -19,7 +19,9 @@ pub struct Workspaces {
     repo_root: PathBuf,
     /// The project directory relative to the repository root.
     project_rel: PathBuf,
-    worktrees_dir: PathBuf,
+    pub(super) worktrees_dir: PathBuf,
+    /// `<state_dir>`, whose contents never go into a worktree.
+    state_dir: PathBuf,
     base_commit: Oid,
     base_name: String,
     merge: MergeMode,
@@ -27,7 +29,9 @@ pub struct Workspaces {
     keep: bool,
     warnings: Vec<String>,
     /// Worktree and ref changes go one at a time.
-    lock: Arc<Mutex<()>>,
+    pub(super) lock: Arc<Mutex<()>>,
+    /// How long batch branches stay.
+    pub(super) retention: super::retention::Retention,
 }
 
 /// One batch's branch and worktree.
@@ -197,11 +201,13 @@ pub(super) fn open(
         repo_root: root,
         project_rel,
         worktrees_dir,
+        state_dir: state_abs.canonicalize().unwrap_or(state_abs),
         base_commit,
         base_name,
         merge: settings.merge,
         target,
         keep: settings.keep_worktrees,
+        retention: super::retention::Retention::new(settings, &repo),
         warnings,
         lock: Arc::new(Mutex::new(())),
     }))
@@ -287,7 +293,7 @@ impl Workspaces {
         self.keep
     }
 
-    fn open_repo(&self) -> Result<Repository, GitError> {
+    pub(super) fn open_repo(&self) -> Result<Repository, GitError> {
         Repository::open(&self.repo_root).map_err(git_err(format!(
             "cannot open the repository at {}",
             self.repo_root.display()
@@ -373,6 +379,7 @@ impl Workspaces {
                 path.display()
             ))(err));
         }
+        super::retention::record_run(&repo, &branch, run_id);
         let dir = path.join(&self.project_rel);
         Ok(BatchWorkspace {
             run_id: run_id.to_string(),
@@ -612,6 +619,41 @@ impl Workspaces {
         })
     }
 
+    /// Where a directory granted to a plugin is for `batch`: a directory in
+    /// the repository's working copy maps to the same place in the batch's
+    /// worktree (created there when the branch lacks it), so what a plugin
+    /// writes lands on the batch's branch. `None` (use `host` as it is) for
+    /// a directory outside the working copy, one git ignores (its contents
+    /// would never be on a branch), and the state directory.
+    pub fn dir_in_worktree(
+        &self,
+        batch: &BatchWorkspace,
+        host: &Path,
+    ) -> Result<Option<PathBuf>, GitError> {
+        let Ok(host) = host.canonicalize() else {
+            return Ok(None);
+        };
+        let Ok(relative) = host.strip_prefix(&self.repo_root) else {
+            return Ok(None);
+        };
+        if host.starts_with(&self.state_dir) || relative.starts_with(".git") {
+            return Ok(None);
+        }
+        let repo = self.open_repo()?;
+        if !relative.as_os_str().is_empty()
+            && repo.is_path_ignored(relative).map_err(git_err(format!(
+                "cannot tell whether git ignores {}",
+                host.display()
+            )))?
+        {
+            return Ok(None);
+        }
+        let mapped = batch.path.join(relative);
+        std::fs::create_dir_all(&mapped)
+            .map_err(io_err(format!("cannot create {}", mapped.display())))?;
+        Ok(Some(mapped))
+    }
+
     /// Removes the batch's worktree (the branch stays), unless
     /// `keep_worktrees` is set.
     pub fn remove(&self, batch: &BatchWorkspace) -> Result<(), GitError> {
@@ -632,6 +674,15 @@ impl Workspaces {
     /// branches, then they are removed. Worktrees of live runners, and kept
     /// ones, stay.
     pub fn sweep_orphans(&self) -> Result<Vec<Swept>, GitError> {
+        self.sweep(false)
+    }
+
+    /// The worktrees [`Workspaces::sweep_orphans`] would remove, left as they are.
+    pub fn orphans(&self) -> Result<Vec<Swept>, GitError> {
+        self.sweep(true)
+    }
+
+    fn sweep(&self, dry_run: bool) -> Result<Vec<Swept>, GitError> {
         let _guard = self
             .lock
             .lock()
@@ -676,6 +727,15 @@ impl Workspaces {
                 branch: None,
                 saved: None,
             };
+            if dry_run {
+                item.branch = Repository::open(&path).ok().and_then(|wt| {
+                    wt.head()
+                        .ok()
+                        .and_then(|h| h.shorthand().map(str::to_string))
+                });
+                swept.push(item);
+                continue;
+            }
             let message = format!(
                 "runner: changes left in the worktree of batch {batch_id} of run {run_id}, which was interrupted"
             );
@@ -692,7 +752,9 @@ impl Workspaces {
             swept.push(item);
         }
         // Registrations whose directories are gone.
-        if let Ok(names) = repo.worktrees() {
+        if let Ok(names) = repo.worktrees()
+            && !dry_run
+        {
             for name in names
                 .iter()
                 .flatten()
@@ -790,7 +852,7 @@ fn commit_worktree(path: &Path, message: &str) -> Result<Committed, GitError> {
     })
 }
 
-fn remove_worktree(repo: &Repository, name: &str, path: &Path) -> Result<(), GitError> {
+pub(super) fn remove_worktree(repo: &Repository, name: &str, path: &Path) -> Result<(), GitError> {
     if path.exists() {
         std::fs::remove_dir_all(path).map_err(io_err(format!(
             "cannot remove the worktree {}",

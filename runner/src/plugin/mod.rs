@@ -17,7 +17,7 @@ pub use bindings::batch::exports::runner::plugin::batch::{
 pub use engine::{Compiled, EPOCH_TICK, Engine, EngineLimits};
 pub use state::{MemoryLimitExceeded, Signal, Sink, discard};
 
-use crate::config::{Capabilities, Config, PluginDecl, PluginSource};
+use crate::config::{Capabilities, Config, DirGrant, PluginDecl, PluginSource};
 use anyhow::Context as _;
 use bindings::agent::AgentPluginPre;
 use bindings::batch::BatchPluginPre;
@@ -139,6 +139,9 @@ enum Pre {
 pub struct CallOptions {
     pub args: Vec<String>,
     pub env: Vec<(String, String)>,
+    /// Directories to grant instead of the plugin's own `capabilities.dirs`
+    /// (a batch's worktree remaps those inside the repository).
+    pub dirs: Option<Vec<DirGrant>>,
 }
 
 /// Every plugin a run needs, loaded.
@@ -335,7 +338,11 @@ impl Plugin {
             stream: Stream::Stderr,
             sink: sink.clone(),
         });
-        grant(&mut wasi, &self.decl.capabilities)
+        let dirs = options
+            .dirs
+            .as_deref()
+            .unwrap_or(&self.decl.capabilities.dirs);
+        grant(&mut wasi, dirs, &self.decl.capabilities)
             .map_err(|err| CallError::Other(format!("{err:#}")))?;
         for (key, value) in &options.env {
             wasi.env(key, value);
@@ -422,10 +429,23 @@ impl Plugin {
         timeout: Duration,
         sink: Sink,
     ) -> Result<Result<String, String>, CallError> {
+        self.run_block_with(config, input, timeout, sink, &CallOptions::default())
+            .await
+    }
+
+    /// [`Plugin::run_block`] with call options (the directories it is granted).
+    pub async fn run_block_with(
+        &self,
+        config: &str,
+        input: &str,
+        timeout: Duration,
+        sink: Sink,
+        options: &CallOptions,
+    ) -> Result<Result<String, String>, CallError> {
         let Pre::Block(pre) = &self.pre else {
             return Err(self.wrong_world(World::Block));
         };
-        let mut store = self.store(sink, timeout, &CallOptions::default())?;
+        let mut store = self.store(sink, timeout, options)?;
         self.guarded(timeout, async {
             let instance = pre.instantiate_async(&mut store).await?;
             instance
@@ -520,8 +540,12 @@ impl fmt::Debug for Plugin {
     }
 }
 
-fn grant(wasi: &mut wasmtime_wasi::WasiCtxBuilder, caps: &Capabilities) -> anyhow::Result<()> {
-    for dir in &caps.dirs {
+fn grant(
+    wasi: &mut wasmtime_wasi::WasiCtxBuilder,
+    dirs: &[DirGrant],
+    caps: &Capabilities,
+) -> anyhow::Result<()> {
+    for dir in dirs {
         let perms = if dir.writable {
             FsPerms::ReadWrite
         } else {

@@ -20,7 +20,7 @@ pub use exec::KILL_GRACE;
 pub use queue::{Permit, Slots};
 
 use crate::agents::{Agents, CommandRequest};
-use crate::config::{Batch, Config, ConfigError, Task, TaskKind};
+use crate::config::{Batch, Config, ConfigError, DirGrant, Task, TaskKind};
 use crate::events::EventBus;
 use crate::git::{BatchWorkspace, Project as GitProject};
 use crate::plugin::{
@@ -125,6 +125,7 @@ impl Runner {
             outputs: Mutex::new(Map::new()),
             project,
             heads: Mutex::new(HashMap::new()),
+            batch_dirs: Mutex::new(HashMap::new()),
         });
         let started = Instant::now();
         ctx.publish(EventKind::RunStatus {
@@ -309,6 +310,20 @@ impl Runner {
                     })),
                     Err(err) => notes.push(format!("git: cannot sweep old worktrees: {err}")),
                 }
+                match workspaces.prune_branches(false) {
+                    Ok(pruned) if !pruned.removed.is_empty() => {
+                        let names: Vec<&str> =
+                            pruned.removed.iter().map(|b| b.branch.as_str()).collect();
+                        notes.push(format!(
+                            "git: deleted {} branch{} of old runs (`[git] keep_branches`): {}",
+                            names.len(),
+                            if names.len() == 1 { "" } else { "es" },
+                            names.join(", ")
+                        ));
+                    }
+                    Ok(_) => {}
+                    Err(err) => notes.push(format!("git: cannot prune old branches: {err}")),
+                }
             }
             (Arc::new(project), notes)
         })
@@ -411,6 +426,9 @@ struct RunCtx {
     project: Arc<GitProject>,
     /// Each finished batch's head after, by batch id: where dependents branch from.
     heads: Mutex<HashMap<String, String>>,
+    /// By batch id, then plugin name: the plugin's granted directories as
+    /// the batch's worktree has them (only while the batch runs).
+    batch_dirs: Mutex<HashMap<String, HashMap<String, Vec<DirGrant>>>>,
 }
 
 /// How one task ended.
@@ -532,13 +550,21 @@ impl RunCtx {
                 None,
             ),
         };
-        let mut branch = None;
+        let (mut branch, mut merge_failed) = (None, false);
         if let Some(workspace) = workspace {
             match self
                 .finish_workspace(batch, &workspace, status == BatchStatus::Completed)
                 .await
             {
-                Ok(()) => branch = Some(workspace.branch.clone()),
+                Ok(None) => branch = Some(workspace.branch.clone()),
+                // The work is committed on its branch, but not where the user
+                // asked for it: the batch fails, naming the branch.
+                Ok(Some(merge_error)) => {
+                    branch = Some(workspace.branch.clone());
+                    merge_failed = true;
+                    status = BatchStatus::Failed;
+                    error = Some(merge_error);
+                }
                 Err(message) if status == BatchStatus::Completed => {
                     status = BatchStatus::Failed;
                     error = Some(format!("cannot commit the batch's changes: {message}"));
@@ -561,13 +587,18 @@ impl RunCtx {
                 format!("batch `{}`: the cleanup script failed: {message}", batch.id),
             );
         }
+        self.batch_dirs
+            .lock()
+            .expect("batch dirs lock")
+            .remove(&batch.id);
         self.publish(EventKind::BatchStatus {
             run_id: self.run_id.clone(),
             pipeline: self.pipeline.clone(),
             batch_id: batch.id.clone(),
             batch_name: batch.name.clone(),
             status,
-            branch: if status == BatchStatus::Completed {
+            // A batch whose merge failed still names the branch its work is on.
+            branch: if status == BatchStatus::Completed || merge_failed {
                 branch
             } else {
                 None
@@ -605,15 +636,25 @@ impl RunCtx {
                 .collect()
         };
         let (run_id, batch_id) = (self.run_id.clone(), batch.id.clone());
-        let workspace = tokio::task::spawn_blocking(move || {
-            project
-                .workspaces()
-                .expect("a repository")
-                .prepare(&run_id, &batch_id, &parents)
+        let config = self.config.clone();
+        let (workspace, dirs) = tokio::task::spawn_blocking(move || {
+            let workspaces = project.workspaces().expect("a repository");
+            let workspace = workspaces.prepare(&run_id, &batch_id, &parents)?;
+            match worktree_dirs(&config, workspaces, &workspace) {
+                Ok(dirs) => Ok((workspace, dirs)),
+                Err(err) => {
+                    let _ = workspaces.remove(&workspace);
+                    Err(err)
+                }
+            }
         })
         .await
         .map_err(|err| err.to_string())?
         .map_err(|err| err.to_string())?;
+        self.batch_dirs
+            .lock()
+            .expect("batch dirs lock")
+            .insert(batch.id.clone(), dirs);
         self.publish(EventKind::WorkspacePrepared {
             run_id: self.run_id.clone(),
             batch_id: batch.id.clone(),
@@ -627,12 +668,14 @@ impl RunCtx {
 
     /// Commits what the batch changed, merges it when configured and the
     /// batch completed, and removes the worktree unless it is kept.
+    /// `Ok(Some(error))`: the merge did not happen (a conflict, or a target
+    /// checkout with uncommitted changes in the way).
     async fn finish_workspace(
         self: &Arc<Self>,
         batch: &Batch,
         workspace: &BatchWorkspace,
         completed: bool,
-    ) -> Result<(), String> {
+    ) -> Result<Option<String>, String> {
         let (project, ws, name) = (self.project.clone(), workspace.clone(), batch.name.clone());
         let (committed, merged) = tokio::task::spawn_blocking(move || {
             let workspaces = project.workspaces().expect("a repository");
@@ -662,20 +705,22 @@ impl RunCtx {
             head_after: committed.head_after,
             files_changed: committed.files_changed,
         });
+        let mut merge_error = None;
         if let Some(merge) = merged {
             if !merge.status.is_success() {
-                let why = merge
-                    .error
-                    .clone()
-                    .unwrap_or_else(|| format!("conflicts in {}", merge.conflicts.join(", ")));
-                self.log(
-                    None,
-                    LogLevel::Error,
+                let why = if merge.conflicts.is_empty() {
+                    merge.error.clone().unwrap_or_else(|| "failed".into())
+                } else {
                     format!(
-                        "batch `{}`: merging {} into {} failed, the target is untouched: {why}",
-                        batch.id, merge.branch, merge.target
-                    ),
-                );
+                        "conflict in {}; {} is untouched",
+                        merge.conflicts.join(", "),
+                        merge.target
+                    )
+                };
+                merge_error = Some(format!(
+                    "merge into {} failed: {why}; the batch's work is on {}",
+                    merge.target, merge.branch
+                ));
             }
             self.publish(EventKind::MergeStatus {
                 run_id: self.run_id.clone(),
@@ -688,7 +733,7 @@ impl RunCtx {
                 error: merge.error,
             });
         }
-        Ok(())
+        Ok(merge_error)
     }
 
     /// A setup or cleanup script, recorded as an execution of its own.
@@ -1054,12 +1099,16 @@ impl RunCtx {
                     return TaskOutcome::failed(format!("plugin `{name}` is not loaded"), None);
                 };
                 let sink = self.task_sink(batch, &spec.id, name, chunker.clone());
+                let dirs = self.granted_dirs(&batch.id, name);
                 match plugin.world {
                     World::Command => {
-                        self.execute_script(&plugin, task, config, sink, &chunker)
+                        self.execute_script(&plugin, task, config, sink, &chunker, dirs)
                             .await
                     }
-                    _ => self.execute_block(&plugin, batch, spec, task, sink).await,
+                    _ => {
+                        self.execute_block(&plugin, batch, spec, task, sink, dirs)
+                            .await
+                    }
                 }
             }
         };
@@ -1195,11 +1244,13 @@ impl RunCtx {
         config: &Value,
         sink: Sink,
         chunker: &Mutex<Chunker>,
+        dirs: Option<Vec<DirGrant>>,
     ) -> TaskOutcome {
-        let options = match script_options(config) {
+        let mut options = match script_options(config) {
             Ok(options) => options,
             Err(message) => return TaskOutcome::failed(format!("script config: {message}"), None),
         };
+        options.dirs = dirs;
         let result = tokio::select! {
             result = plugin.run_script(&options, task.timeout, sink) => result,
             _ = self.cancel.cancelled() => return TaskOutcome::interrupted(),
@@ -1224,10 +1275,15 @@ impl RunCtx {
         spec: &TaskSpec,
         task: &Task,
         sink: Sink,
+        dirs: Option<Vec<DirGrant>>,
     ) -> TaskOutcome {
         let input = self.input(batch, spec, task);
+        let options = CallOptions {
+            dirs,
+            ..CallOptions::default()
+        };
         let result = tokio::select! {
-            result = plugin.run_block(&spec.config, &input, task.timeout, sink) => result,
+            result = plugin.run_block_with(&spec.config, &input, task.timeout, sink, &options) => result,
             _ = self.cancel.cancelled() => return TaskOutcome::interrupted(),
         };
         match result {
@@ -1245,6 +1301,46 @@ impl RunCtx {
             Err(err) => TaskOutcome::failed(format!("plugin `{}` {err}", plugin.name()), None),
         }
     }
+}
+
+impl RunCtx {
+    /// `plugin`'s directories as batch `batch_id`'s worktree has them;
+    /// `None`: its own (the batch has no worktree, or the plugin no dirs).
+    fn granted_dirs(&self, batch_id: &str, plugin: &str) -> Option<Vec<DirGrant>> {
+        self.batch_dirs
+            .lock()
+            .expect("batch dirs lock")
+            .get(batch_id)?
+            .get(plugin)
+            .cloned()
+    }
+}
+
+/// Every plugin's granted directories, those inside the repository moved
+/// into `workspace` (see [`crate::git::Workspaces::dir_in_worktree`]).
+fn worktree_dirs(
+    config: &Config,
+    workspaces: &crate::git::Workspaces,
+    workspace: &BatchWorkspace,
+) -> Result<HashMap<String, Vec<DirGrant>>, crate::git::GitError> {
+    let mut all = HashMap::new();
+    for (name, decl) in &config.plugins {
+        if decl.capabilities.dirs.is_empty() {
+            continue;
+        }
+        let mut dirs = Vec::with_capacity(decl.capabilities.dirs.len());
+        for grant in &decl.capabilities.dirs {
+            let host = workspaces
+                .dir_in_worktree(workspace, &grant.host)?
+                .unwrap_or_else(|| grant.host.clone());
+            dirs.push(DirGrant {
+                host,
+                ..grant.clone()
+            });
+        }
+        all.insert(name.clone(), dirs);
+    }
+    Ok(all)
 }
 
 /// `{"exit_code": 0, "stdout": "...", "json": <last stdout line, when it is JSON>}`.
@@ -1289,7 +1385,11 @@ fn script_options(config: &Value) -> Result<CallOptions, String> {
             .collect(),
         Some(_) => return Err("`env` must be a table".into()),
     };
-    Ok(CallOptions { args, env })
+    Ok(CallOptions {
+        args,
+        env,
+        dirs: None,
+    })
 }
 
 /// Expanded tasks must come from declared tasks and have distinct ids.

@@ -556,3 +556,38 @@ impl LogFollow {
         }
     }
 }
+
+impl Store {
+    /// What [`Store::prune`] would remove now, removing nothing
+    /// (`runner gc --dry-run`).
+    pub fn prunable(&self) -> Result<super::Pruned, StoreError> {
+        self.prunable_at(Utc::now())
+    }
+
+    /// Like [`Store::prunable`], as if it were `now`.
+    pub fn prunable_at(&self, now: DateTime<Utc>) -> Result<super::Pruned, StoreError> {
+        let retention = self.shared.retention;
+        let cutoff =
+            |days: u32| protocol::format_time(&(now - chrono::Duration::days(days.into())));
+        self.read(|conn| {
+            let count = |sql: &str, cutoff: &str| {
+                conn.query_row(sql, [cutoff], |row| row.get::<_, i64>(0))
+                    .map(|n| n as usize)
+            };
+            let mut pruned = super::Pruned::default();
+            if let Some(days) = retention.log_days {
+                let cutoff = cutoff(days);
+                pruned.logs = count("SELECT COUNT(*) FROM logs WHERE time < ?1", &cutoff)?;
+                pruned.events = count(
+                    "SELECT COUNT(*) FROM events WHERE time < ?1 AND type IN ('log', 'terminal_output', 'agent_activity')",
+                    &cutoff,
+                )?;
+            }
+            pruned.connections = count(
+                "SELECT COUNT(*) FROM connections WHERE time < ?1",
+                &cutoff(retention.audit_days),
+            )?;
+            Ok(pruned)
+        })
+    }
+}
