@@ -21,7 +21,7 @@ fn fixtures() -> PathBuf {
     repo().parent().unwrap().join("shared/fixtures/agents")
 }
 
-fn fake(cli: &str) -> String {
+pub(crate) fn fake(cli: &str) -> String {
     repo()
         .join("examples/fake-agents")
         .join(cli)
@@ -51,7 +51,7 @@ fn agent_project(cli: &str, extra: &str) -> Project {
 }
 
 /// Whether any process still carries `marker` in its environment.
-fn processes_with(marker: &str) -> Vec<String> {
+pub(crate) fn processes_with(marker: &str) -> Vec<String> {
     let mut found = Vec::new();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
         if let Ok(environ) = std::fs::read(entry.path().join("environ"))
@@ -94,7 +94,7 @@ async fn wait_until_running(events: &mut runner::events::Subscription) {
     }
 }
 
-fn unique(name: &str) -> String {
+pub(crate) fn unique(name: &str) -> String {
     format!(
         "RUNNER_TEST_MARK={name}-{}-{}",
         std::process::id(),

@@ -5,6 +5,7 @@ mod support;
 mod agents;
 mod config_errors;
 mod git;
+mod orphans;
 mod pipelines;
 mod sandbox;
 mod server;

@@ -52,6 +52,13 @@ pub fn start(config: &Config) -> Result<(Arc<EventBus>, Recording), Error> {
             config.state_dir().display()
         ))
     })?;
+    let killed = crate::run::groups::adopt(config.state_dir());
+    if !killed.is_empty() {
+        eprintln!(
+            "note: killed {} process group(s) left running by a stopped runner",
+            killed.len()
+        );
+    }
     let lock = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)

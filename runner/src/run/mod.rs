@@ -13,6 +13,7 @@
 //! were running or waiting, and ends the run `aborted`.
 
 pub(crate) mod exec;
+pub mod groups;
 pub(crate) mod output;
 mod queue;
 
