@@ -275,6 +275,25 @@ impl Agents {
         self: &Arc<Self>,
         request: CommandRequest,
     ) -> Result<CommandHandle, Refusal> {
+        self.enqueue(request, None).await
+    }
+
+    /// As [`Agents::submit`], for a task of a run: once the agent takes the
+    /// command, it also waits for one of the run's `slots` and holds it while
+    /// the command runs. A command waiting in its agent's queue holds none.
+    pub async fn submit_for_run(
+        self: &Arc<Self>,
+        request: CommandRequest,
+        slots: Arc<Slots>,
+    ) -> Result<CommandHandle, Refusal> {
+        self.enqueue(request, Some(slots)).await
+    }
+
+    async fn enqueue(
+        self: &Arc<Self>,
+        request: CommandRequest,
+        run_slots: Option<Arc<Slots>>,
+    ) -> Result<CommandHandle, Refusal> {
         let agent = self
             .agents
             .get(&request.agent)
@@ -343,7 +362,7 @@ impl Agents {
                 ..request
             };
             let result = agents
-                .run_command(&agent, plugin, &id2, request, cancel)
+                .run_command(&agent, plugin, &id2, request, run_slots, cancel)
                 .await;
             agents.commands.lock().expect("commands lock").remove(&id2);
             let _ = tx.send(result);
@@ -404,6 +423,7 @@ impl Agents {
         plugin: Arc<Plugin>,
         id: &str,
         request: CommandRequest,
+        run_slots: Option<Arc<Slots>>,
         cancel: CancellationToken,
     ) -> CommandResult {
         let mut result = CommandResult {
@@ -417,8 +437,18 @@ impl Agents {
             files_changed: Vec::new(),
             tools_used: Vec::new(),
         };
+        // The agent first, then the run: a command holds a run slot only
+        // once its agent has taken it.
+        let permits = async {
+            let agent_permit = agent.slots.acquire(request.priority).await;
+            let run_permit = match &run_slots {
+                Some(slots) => Some(slots.acquire(request.priority).await),
+                None => None,
+            };
+            (agent_permit, run_permit)
+        };
         let permit = tokio::select! {
-            permit = agent.slots.acquire(request.priority) => Some(permit),
+            permits = permits => Some(permits),
             _ = cancel.cancelled() => None,
         };
         agent.queued.fetch_sub(1, Ordering::SeqCst);
