@@ -21,7 +21,7 @@ fn fixtures() -> PathBuf {
     repo().parent().unwrap().join("shared/fixtures/agents")
 }
 
-fn fake(cli: &str) -> String {
+pub(crate) fn fake(cli: &str) -> String {
     repo()
         .join("examples/fake-agents")
         .join(cli)
@@ -51,7 +51,7 @@ fn agent_project(cli: &str, extra: &str) -> Project {
 }
 
 /// Whether any process still carries `marker` in its environment.
-fn processes_with(marker: &str) -> Vec<String> {
+pub(crate) fn processes_with(marker: &str) -> Vec<String> {
     let mut found = Vec::new();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
         if let Ok(environ) = std::fs::read(entry.path().join("environ"))
@@ -94,7 +94,7 @@ async fn wait_until_running(events: &mut runner::events::Subscription) {
     }
 }
 
-fn unique(name: &str) -> String {
+pub(crate) fn unique(name: &str) -> String {
     format!(
         "RUNNER_TEST_MARK={name}-{}-{}",
         std::process::id(),
@@ -909,4 +909,62 @@ async fn a_follow_up_task_resumes_the_agent_session_and_the_run_reports_usage() 
             .any(|t| t == "Write")
     );
     let _ = Arc::new(());
+}
+
+#[tokio::test]
+async fn agent_tasks_waiting_for_their_agent_leave_the_run_slots_to_other_tasks() {
+    let done = tempfile::tempdir().unwrap();
+    // The agent's CLI goes on only once both exec tasks have run. If agent
+    // tasks waiting for the agent held the two run slots, the exec tasks
+    // could not run and the CLI would give up.
+    let cli = done.path().join("claude-after-exec");
+    std::fs::write(
+        &cli,
+        format!(
+            "#!/bin/sh\nfor i in $(seq 1 200); do\n  [ -f {0}/one ] && [ -f {0}/two ] && exec {1} \"$@\"\n  sleep 0.1\ndone\necho 'the exec tasks never ran' >&2\nexit 1\n",
+            done.path().display(),
+            fake("claude")
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&cli, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let mut tasks = String::new();
+    for id in ["ask1", "ask2", "ask3"] {
+        tasks.push_str(&format!(
+            "[[pipelines.p.batches.tasks]]\nid = \"{id}\"\ntype = \"agent\"\nconfig = {{ agent = \"a\", prompt = \"{id}\" }}\n"
+        ));
+    }
+    for id in ["one", "two"] {
+        tasks.push_str(&format!(
+            "[[pipelines.p.batches.tasks]]\nid = \"{id}\"\ntype = \"exec\"\nconfig = {{ command = \"touch {}/{id}\" }}\n",
+            done.path().display()
+        ));
+    }
+    let project = Project::new(&format!(
+        "version = 1\n[defaults]\nstate_dir = \"{{state}}\"\nconcurrency = 2\n\
+         [agents.a]\nadapter = \"claude\"\ncommand = \"{}\"\nconcurrency = 1\n\
+         [[pipelines.p.batches]]\nid = \"b\"\ntype = \"parallel\"\n{tasks}",
+        cli.display()
+    ));
+    let (report, events) = project.run("p").await;
+    assert_eq!(
+        report.status,
+        protocol::RunStatus::Completed,
+        "{:?}",
+        report.error
+    );
+    let finished_seq = |task: &str| {
+        events
+            .iter()
+            .find(|e| matches!(&e.kind, EventKind::TaskFinished { task_id, .. } if task_id == task))
+            .map(|e| e.seq)
+            .unwrap_or_else(|| panic!("{task} finished"))
+    };
+    let first_agent_done = ["ask1", "ask2", "ask3"].map(finished_seq).into_iter().min();
+    for exec in ["one", "two"] {
+        assert!(
+            Some(finished_seq(exec)) < first_agent_done,
+            "exec task {exec} finished while the agent tasks waited"
+        );
+    }
 }

@@ -23,16 +23,13 @@ use crate::run::output::Chunker;
 use indexmap::IndexMap;
 use protocol::{Activity, AgentStatus, CommandStatus, EventKind, LogLevel, Priority, Stream};
 use serde_json::{Value, json};
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
-
-/// Terminal output kept per command for late viewers; older chunks are dropped.
-pub const TERMINAL_BUFFER_BYTES: usize = 1024 * 1024;
 
 /// A prompt for an agent.
 #[derive(Debug, Clone)]
@@ -143,7 +140,6 @@ pub struct Agents {
     agents: IndexMap<String, Arc<Agent>>,
     /// Queued and running commands, to interrupt them.
     commands: Mutex<HashMap<String, CancellationToken>>,
-    terminals: Mutex<HashMap<String, TerminalBuffer>>,
     /// Cancelled at shutdown: every command is interrupted.
     shutdown: CancellationToken,
 }
@@ -172,7 +168,6 @@ impl Agents {
             plugins,
             agents,
             commands: Mutex::new(HashMap::new()),
-            terminals: Mutex::new(HashMap::new()),
             shutdown: CancellationToken::new(),
         })
     }
@@ -273,6 +268,25 @@ impl Agents {
         self: &Arc<Self>,
         request: CommandRequest,
     ) -> Result<CommandHandle, Refusal> {
+        self.enqueue(request, None).await
+    }
+
+    /// As [`Agents::submit`], for a task of a run: once the agent takes the
+    /// command, it also waits for one of the run's `slots` and holds it while
+    /// the command runs. A command waiting in its agent's queue holds none.
+    pub async fn submit_for_run(
+        self: &Arc<Self>,
+        request: CommandRequest,
+        slots: Arc<Slots>,
+    ) -> Result<CommandHandle, Refusal> {
+        self.enqueue(request, Some(slots)).await
+    }
+
+    async fn enqueue(
+        self: &Arc<Self>,
+        request: CommandRequest,
+        run_slots: Option<Arc<Slots>>,
+    ) -> Result<CommandHandle, Refusal> {
         let agent = self
             .agents
             .get(&request.agent)
@@ -337,7 +351,7 @@ impl Agents {
                 ..request
             };
             let result = agents
-                .run_command(&agent, plugin, &id2, request, cancel)
+                .run_command(&agent, plugin, &id2, request, run_slots, cancel)
                 .await;
             agents.commands.lock().expect("commands lock").remove(&id2);
             let _ = tx.send(result);
@@ -359,15 +373,6 @@ impl Agents {
     /// Interrupts every command (their process groups are killed).
     pub fn shutdown(&self) {
         self.shutdown.cancel();
-    }
-
-    /// The terminal output kept for a command.
-    pub fn terminal(&self, command_id: &str) -> Option<String> {
-        self.terminals
-            .lock()
-            .expect("terminals lock")
-            .get(command_id)
-            .map(TerminalBuffer::text)
     }
 
     fn command_status(
@@ -398,6 +403,7 @@ impl Agents {
         plugin: Arc<Plugin>,
         id: &str,
         request: CommandRequest,
+        run_slots: Option<Arc<Slots>>,
         cancel: CancellationToken,
     ) -> CommandResult {
         let mut result = CommandResult {
@@ -411,8 +417,18 @@ impl Agents {
             files_changed: Vec::new(),
             tools_used: Vec::new(),
         };
+        // The agent first, then the run: a command holds a run slot only
+        // once its agent has taken it.
+        let permits = async {
+            let agent_permit = agent.slots.acquire(request.priority).await;
+            let run_permit = match &run_slots {
+                Some(slots) => Some(slots.acquire(request.priority).await),
+                None => None,
+            };
+            (agent_permit, run_permit)
+        };
         let permit = tokio::select! {
-            permit = agent.slots.acquire(request.priority) => Some(permit),
+            permits = permits => Some(permits),
             _ = cancel.cancelled() => None,
         };
         agent.queued.fetch_sub(1, Ordering::SeqCst);
@@ -657,23 +673,6 @@ impl Agents {
         chunks: Vec<(u64, String)>,
     ) {
         for (sequence, data) in chunks {
-            let dropped = self
-                .terminals
-                .lock()
-                .expect("terminals lock")
-                .entry(id.to_string())
-                .or_default()
-                .push(&data);
-            if dropped {
-                self.log(
-                    request,
-                    LogLevel::Warn,
-                    format!(
-                        "command {id}: terminal output over {} KiB, dropping the oldest chunks",
-                        TERMINAL_BUFFER_BYTES / 1024
-                    ),
-                );
-            }
             self.bus.publish(EventKind::TerminalOutput {
                 run_id: request.run_id.clone(),
                 task_id: request.task_id.clone(),
@@ -717,37 +716,6 @@ pub fn track(result: &mut CommandResult, activity: &Activity) {
     }
 }
 
-/// The terminal output of one command, at most [`TERMINAL_BUFFER_BYTES`].
-#[derive(Default)]
-struct TerminalBuffer {
-    chunks: VecDeque<String>,
-    bytes: usize,
-    warned: bool,
-}
-
-impl TerminalBuffer {
-    /// Keeps `chunk`; `true` the first time older chunks had to go.
-    fn push(&mut self, chunk: &str) -> bool {
-        self.bytes += chunk.len();
-        self.chunks.push_back(chunk.to_string());
-        let mut dropped = false;
-        while self.bytes > TERMINAL_BUFFER_BYTES {
-            let Some(old) = self.chunks.pop_front() else {
-                break;
-            };
-            self.bytes -= old.len();
-            dropped = true;
-        }
-        let first = dropped && !self.warned;
-        self.warned |= dropped;
-        first
-    }
-
-    fn text(&self) -> String {
-        self.chunks.iter().map(String::as_str).collect()
-    }
-}
-
 /// Where `program` would be run from: a path as given (relative to `cwd`),
 /// or the first match on `PATH`.
 pub fn find_program(program: &str, cwd: &Path) -> Option<PathBuf> {
@@ -763,27 +731,4 @@ pub fn find_program(program: &str, cwd: &Path) -> Option<PathBuf> {
     std::env::split_paths(&std::env::var_os("PATH")?)
         .map(|dir| dir.join(program))
         .find(|p| executable(p))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_terminal_buffer_drops_the_oldest_chunks_past_1_mib_and_warns_once() {
-        let mut buffer = TerminalBuffer::default();
-        let chunk = "x".repeat(10 * 1024);
-        let warnings: Vec<bool> = (0..110).map(|_| buffer.push(&chunk)).collect();
-        assert_eq!(
-            warnings.iter().filter(|w| **w).count(),
-            1,
-            "one warning, when dropping starts"
-        );
-        assert!(
-            !warnings[..102].iter().any(|w| *w),
-            "nothing dropped under 1 MiB"
-        );
-        assert!(buffer.text().len() <= TERMINAL_BUFFER_BYTES);
-        assert_eq!(buffer.chunks.len(), TERMINAL_BUFFER_BYTES / chunk.len());
-    }
 }

@@ -56,6 +56,13 @@ pub async fn start(config: &Config) -> Result<(Arc<EventBus>, Recording), Error>
             config.state_dir().display()
         ))
     })?;
+    let killed = crate::run::groups::adopt(config.state_dir());
+    if !killed.is_empty() {
+        eprintln!(
+            "note: killed {} process group(s) left running by a stopped runner",
+            killed.len()
+        );
+    }
     let mut lock = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)

@@ -3,8 +3,11 @@
 //! The group is what gets stopped: on timeout or abort it receives
 //! SIGTERM, then SIGKILL after [`KILL_GRACE`]; when the command itself
 //! ends, anything it left running in its group is killed too, so no
-//! orphan outlives its task.
+//! orphan outlives its task. The group is recorded while it lives and its
+//! leader dies with the runner, so none outlives the runner either (see
+//! [`super::groups`]).
 
+use super::groups;
 use anyhow::{Context, Result, bail};
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
@@ -89,6 +92,8 @@ impl ExecSpec {
 /// Kills the whole group if the task is dropped mid-flight.
 struct GroupGuard {
     pgid: Option<Pid>,
+    /// Dropped after the group is killed: the record goes last.
+    _record: Option<groups::Recorded>,
 }
 
 impl GroupGuard {
@@ -126,11 +131,12 @@ pub async fn run(
         .stderr(Stdio::piped())
         .process_group(0)
         .kill_on_drop(true);
-    let mut child = command
-        .spawn()
+    let mut child = groups::spawn(command)
+        .await
         .with_context(|| format!("cannot start `{}` in {}", spec.program, spec.cwd.display()))?;
     let guard = GroupGuard {
         pgid: child.id().map(|id| Pid::from_raw(id as i32)),
+        _record: child.id().map(groups::record),
     };
     if let (Some(mut stdin), Some(text)) = (child.stdin.take(), spec.stdin.clone()) {
         tokio::spawn(async move {

@@ -13,6 +13,7 @@
 //! were running or waiting, and ends the run `aborted`.
 
 pub(crate) mod exec;
+pub mod groups;
 pub(crate) mod output;
 mod queue;
 
@@ -962,13 +963,25 @@ impl RunCtx {
         if fail_fast && any_failed.load(Ordering::SeqCst) {
             return skip("an earlier task of the batch failed");
         }
-        let permit = tokio::select! {
-            permit = self.slots.acquire(task.priority) => permit,
-            _ = self.cancel.cancelled() => {
-                let outcome = TaskOutcome::interrupted();
-                finish(TaskStatus::Interrupted, None, &outcome);
-                return TaskResult { id: spec.id.clone(), state: TaskState::Failed, output: None, error: outcome.error };
+        let interrupted = || {
+            let outcome = TaskOutcome::interrupted();
+            finish(TaskStatus::Interrupted, None, &outcome);
+            TaskResult {
+                id: spec.id.clone(),
+                state: TaskState::Failed,
+                output: None,
+                error: outcome.error,
             }
+        };
+        // An agent task takes a slot only when its agent takes its command
+        // (`Agents::submit_for_run`): waiting in the agent's queue holds none.
+        let permit = match task.kind {
+            TaskKind::Agent(_) if self.cancel.is_cancelled() => return interrupted(),
+            TaskKind::Agent(_) => None,
+            _ => tokio::select! {
+                permit = self.slots.acquire(task.priority) => Some(permit),
+                _ = self.cancel.cancelled() => return interrupted(),
+            },
         };
         if fail_fast && any_failed.load(Ordering::SeqCst) {
             return skip("an earlier task of the batch failed");
@@ -1203,7 +1216,11 @@ impl RunCtx {
             working_dir: Some(dir.to_path_buf()),
             timeout: Some(task.timeout),
         };
-        let handle = match self.agents.submit(request).await {
+        let handle = match self
+            .agents
+            .submit_for_run(request, self.slots.clone())
+            .await
+        {
             Ok(handle) => handle,
             Err(refusal) => return TaskOutcome::failed(refusal.to_string(), None),
         };

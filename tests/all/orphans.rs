@@ -1,0 +1,167 @@
+//! No process outlives a runner that was killed: the group leader dies with
+//! the runner, and the next runner kills what is left of recorded groups,
+//! never a process whose pid was reused. Checked through `/proc` with the
+//! real `runner` binary and `kill -9`.
+
+use crate::agents::{fake, processes_with, unique};
+use crate::pipelines::{alive, run_binary, runner_binary};
+use crate::support::{Project, shared_state_dir};
+use runner::run::groups::{self, Record};
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+/// Polls (at most 30 s) until `done` holds.
+async fn eventually(what: &str, mut done: impl FnMut() -> bool) {
+    for _ in 0..600 {
+        if done() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("not within 30 s: {what}");
+}
+
+fn pids_in(path: &Path) -> Vec<u32> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|w| w.parse().ok())
+        .collect()
+}
+
+fn project(command: &str) -> Project {
+    project_with(command, "")
+}
+
+fn project_with(command: &str, extra: &str) -> Project {
+    Project::new(&format!(
+        r#"
+version = 1
+{extra}
+
+[defaults]
+state_dir = "{{state}}"
+
+[[pipelines.slow.batches]]
+id = "slow"
+
+[[pipelines.slow.batches.tasks]]
+id = "sleepers"
+type = "exec"
+config = {{ command = {command:?} }}
+
+[[pipelines.quick.batches]]
+id = "quick"
+
+[[pipelines.quick.batches.tasks]]
+id = "hello"
+type = "exec"
+config = {{ command = "echo hello" }}
+"#
+    ))
+}
+
+#[tokio::test]
+async fn the_processes_of_a_killed_runners_exec_task_do_not_survive_the_next_runner_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let pids = dir.path().join("pids");
+    let project = project(&format!(
+        "echo $$ > {0}; sleep 300 & echo $! >> {0}; sleep 300 & echo $! >> {0}; wait",
+        pids.display()
+    ));
+    let mut runner = tokio::process::Command::new(runner_binary())
+        .args(["run", "slow"])
+        .current_dir(project.dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    eventually("the task wrote its three pids", || {
+        pids_in(&pids).len() == 3
+    })
+    .await;
+    let pids = pids_in(&pids);
+    let (leader, sleepers) = (pids[0], &pids[1..]);
+    let record = groups::records_dir(Path::new(&shared_state_dir()))
+        .join(format!("{}-{leader}", runner.id().unwrap()));
+    eventually("the live group is recorded", || record.exists()).await;
+
+    runner.start_kill().unwrap(); // SIGKILL: no destructor runs.
+    runner.wait().await.unwrap();
+    eventually("the group leader died with the runner", || !alive(leader)).await;
+
+    let (code, stdout, stderr) = run_binary(project.dir.path(), &["run", "quick"], &[]).await;
+    assert_eq!(code, 0, "stdout: {stdout}\nstderr: {stderr}");
+    eventually("the next runner killed the rest of the group", || {
+        sleepers.iter().all(|&p| !alive(p))
+    })
+    .await;
+    assert!(!record.exists(), "the record is gone with its group");
+}
+
+#[tokio::test]
+async fn the_processes_of_a_killed_runners_agent_cli_do_not_survive_the_next_runner_start() {
+    let marker = unique("orphan-agent");
+    let (key, value) = marker.split_once('=').unwrap();
+    // The fake CLI prints its transcript, then waits on two `sleep 1000`s.
+    let project = project_with(
+        "true",
+        &format!(
+            "[agents.a]\nadapter = \"claude\"\ncommand = \"{}\"\nenv = {{ FAKE_AGENT_HANG = \"1\", {key} = \"{value}\" }}\n",
+            fake("claude")
+        ),
+    );
+    let mut runner = tokio::process::Command::new(runner_binary())
+        .args(["ask", "a", "hang"])
+        .current_dir(project.dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    eventually("the CLI and its two sleeps run", || {
+        processes_with(&marker).len() == 3
+    })
+    .await;
+    runner.start_kill().unwrap();
+    runner.wait().await.unwrap();
+
+    let (code, stdout, stderr) = run_binary(project.dir.path(), &["run", "quick"], &[]).await;
+    assert_eq!(code, 0, "stdout: {stdout}\nstderr: {stderr}");
+    eventually("nothing of the CLI's group is left", || {
+        processes_with(&marker).is_empty()
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_recorded_group_whose_leader_started_at_another_time_is_not_killed() {
+    let mut bystander = std::process::Command::new("sleep")
+        .arg("300")
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let pid = bystander.id() as i32;
+    let stat = groups::proc_stat(pid).unwrap();
+    let records = groups::records_dir(Path::new(&shared_state_dir()));
+    // A runner that is gone (no such pid) recorded a group with this id
+    // whose leader started at another time: the pid was reused since.
+    let fake = Record {
+        pgid: pid,
+        leader_start: stat.start_time + 1,
+        owner_pid: i32::MAX,
+        owner_start: 1,
+    };
+    let path = fake.write(&records).unwrap();
+
+    let project = project("true");
+    let (code, stdout, stderr) = run_binary(project.dir.path(), &["run", "quick"], &[]).await;
+    assert_eq!(code, 0, "stdout: {stdout}\nstderr: {stderr}");
+    assert!(!path.exists(), "the stale record was read and dropped");
+    assert!(alive(pid as u32), "the unrelated process was left alone");
+    bystander.kill().unwrap();
+    bystander.wait().unwrap();
+}
