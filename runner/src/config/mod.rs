@@ -5,6 +5,7 @@
 
 mod raw;
 mod resolve;
+mod suggest;
 pub mod units;
 
 use indexmap::IndexMap;

@@ -22,7 +22,7 @@ type Result<T> = std::result::Result<T, ConfigError>;
 pub fn resolve(path: &Path, text: &str) -> Result<Config> {
     let r = Resolver { file: path, text };
     let raw: RawConfig = toml::from_str(text).map_err(|err| {
-        let message = err.message().trim().to_string();
+        let message = super::suggest::did_you_mean(err.message().trim());
         match err.span() {
             Some(span) => r.error_at(span.start, None, message),
             None => r.error(None, message),
