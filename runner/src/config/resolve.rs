@@ -1,7 +1,7 @@
 //! Raw → checked: every rule of `runner.toml`, each with its own error.
 
 use super::raw::*;
-use super::units::{parse_duration, parse_size};
+use super::units::{format_size, parse_duration, parse_size};
 use super::*;
 use std::collections::{HashMap, HashSet};
 use toml::Spanned;
@@ -11,6 +11,12 @@ pub const BUILTIN_TASK_TYPES: &[&str] = &["exec", "script", "agent"];
 
 /// The only format version so far.
 const VERSION: i64 = 1;
+
+/// The smallest memory limit a plugin may have.
+const MIN_MEMORY: u64 = 1 << 20;
+/// The largest memory limit a plugin may have: 4 GiB, all that a 32-bit
+/// wasm memory can address.
+const MAX_MEMORY: u64 = 4 << 30;
 
 struct Resolver<'a> {
     file: &'a Path,
@@ -113,6 +119,26 @@ impl Resolver<'_> {
         parse_size(value.get_ref()).map_err(|msg| self.at(value, key, msg))
     }
 
+    /// A plugin's memory limit: from 1 MiB to [`MAX_MEMORY`].
+    fn memory(&self, value: &Spanned<String>, key: &str) -> Result<u64> {
+        let bytes = self.size(value, key)?;
+        if bytes < MIN_MEMORY {
+            return Err(self.at(value, key, "must be at least 1MiB"));
+        }
+        if bytes > MAX_MEMORY {
+            return Err(self.at(
+                value,
+                key,
+                format!(
+                    "`{}` is too large; at most {} (all that a 32-bit wasm memory can address)",
+                    value.get_ref(),
+                    format_size(MAX_MEMORY)
+                ),
+            ));
+        }
+        Ok(bytes)
+    }
+
     fn priority(&self, value: &Spanned<String>, key: &str) -> Result<Priority> {
         Priority::parse(value.get_ref()).ok_or_else(|| {
             self.at(
@@ -207,7 +233,7 @@ impl Resolver<'_> {
                 .max(2),
         };
         let memory = match &raw.memory {
-            Some(m) => self.size(m, "defaults.memory")?,
+            Some(m) => self.memory(m, "defaults.memory")?,
             None => DEFAULT_MEMORY,
         };
         let priority = match &raw.priority {
@@ -311,17 +337,9 @@ impl Resolver<'_> {
             };
             let capabilities = self.capabilities(&plugin.capabilities, &key, base_dir)?;
             let memory = match &plugin.limits.memory {
-                Some(m) => self.size(m, &format!("{key}.limits.memory"))?,
+                Some(m) => self.memory(m, &format!("{key}.limits.memory"))?,
                 None => defaults.memory,
             };
-            if memory < (1 << 20) {
-                let at = plugin
-                    .limits
-                    .memory
-                    .as_ref()
-                    .expect("only a configured limit is this small");
-                return Err(self.at(at, format!("{key}.limits.memory"), "must be at least 1MiB"));
-            }
             let timeout = plugin
                 .limits
                 .timeout

@@ -353,10 +353,11 @@ impl Plugin {
         };
         let mut store = Store::new(self.engine.wasmtime(), state);
         store.limiter(|state| &mut state.limiter);
-        let deadline = Instant::now() + timeout;
+        // A deadline past the clock's end is no deadline at all.
+        let deadline = Instant::now().checked_add(timeout);
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(move |_| {
-            if Instant::now() >= deadline {
+            if deadline.is_some_and(|deadline| Instant::now() >= deadline) {
                 Err(TimedOut.into())
             } else {
                 Ok(UpdateDeadline::Yield(1))
@@ -374,7 +375,7 @@ impl Plugin {
     ) -> Result<T, CallError> {
         // The epoch deadline stops wasm; this also bounds host waits.
         let grace = EPOCH_TICK * 4 + Duration::from_millis(100);
-        match tokio::time::timeout(timeout + grace, call).await {
+        match tokio::time::timeout(timeout.saturating_add(grace), call).await {
             Err(_) => Err(CallError::TimedOut(timeout)),
             Ok(Ok(value)) => Ok(value),
             Ok(Err(err)) => Err(classify(err, timeout)),
@@ -569,6 +570,7 @@ pub fn humanize(duration: Duration) -> String {
     let ms = duration.as_millis();
     match ms {
         ms if ms < 1000 => format!("{ms}ms"),
+        ms if ms % 3_600_000 == 0 => format!("{}h", ms / 3_600_000),
         ms if ms % 60_000 == 0 => format!("{}m", ms / 60_000),
         ms if ms % 1000 == 0 => format!("{}s", ms / 1000),
         ms => format!("{:.1}s", ms as f64 / 1000.0),
@@ -619,7 +621,8 @@ impl AgentSession {
     ) -> Result<T, CallError> {
         let timeout = self.timeout;
         let grace = EPOCH_TICK * 4 + Duration::from_millis(100);
-        match tokio::time::timeout(timeout + grace, call(&mut self.store, &self.instance)).await {
+        let limit = timeout.saturating_add(grace);
+        match tokio::time::timeout(limit, call(&mut self.store, &self.instance)).await {
             Err(_) => Err(CallError::TimedOut(timeout)),
             Ok(Ok(value)) => Ok(value),
             Ok(Err(err)) => Err(classify(err, timeout)),
