@@ -268,6 +268,26 @@ impl Config {
     }
 }
 
+/// A value of `[server]`, `[git]` or `[history]` that the section's own
+/// check refuses: the key within the section and why. The resolver turns it
+/// into a [`ConfigError`] pointing at the value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{key}: {message}")]
+pub struct InvalidSetting {
+    /// The key inside its section, for example `client_queue`.
+    pub key: &'static str,
+    pub message: String,
+}
+
+impl InvalidSetting {
+    pub fn new(key: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            key,
+            message: message.into(),
+        }
+    }
+}
+
 /// A line and column in `runner.toml`, both from 1.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Location {

@@ -30,7 +30,7 @@ pub fn resolve(path: &Path, text: &str) -> Result<Config> {
     let raw: RawConfig = toml::from_str(text).map_err(|err| {
         let message = super::suggest::did_you_mean(err.message().trim());
         match err.span() {
-            Some(span) => r.error_at(span.start, None, message),
+            Some(span) => r.error_at(span.start, r.section_key_at(span.start), message),
             None => r.error(None, message),
         }
     })?;
@@ -113,6 +113,46 @@ impl Resolver<'_> {
             Some(at) => self.error_at(at + prefix.len() + 1, Some(key), message),
             None => self.error(Some(key), message),
         }
+    }
+
+    /// `server.heartbeat` when `offset` is inside the value of `heartbeat`
+    /// under `[server]` (or `[git]`, `[history]`), whose types report their
+    /// own mistakes without the key.
+    fn section_key_at(&self, offset: usize) -> Option<String> {
+        let spans: RawSectionSpans = toml::from_str(self.text).ok()?;
+        [
+            ("server", &spans.server),
+            ("git", &spans.git),
+            ("history", &spans.history),
+        ]
+        .into_iter()
+        .find_map(|(section, values)| {
+            values
+                .iter()
+                .find(|(_, value)| value.span().contains(&offset))
+                .map(|(key, _)| format!("{section}.{key}"))
+        })
+    }
+
+    /// A section's own check, as an error at the refused value (or at the
+    /// section's header when the value is a default).
+    fn section(
+        &self,
+        section: &str,
+        spans: &IndexMap<String, Spanned<toml::Value>>,
+        checked: std::result::Result<(), InvalidSetting>,
+    ) -> Result<()> {
+        let Err(invalid) = checked else {
+            return Ok(());
+        };
+        let key = format!("{section}.{}", invalid.key);
+        Err(match spans.get(invalid.key) {
+            Some(value) => self.at(value, key, invalid.message),
+            None => match self.text.find(&format!("[{section}]")) {
+                Some(at) => self.error_at(at, Some(key), invalid.message),
+                None => self.error(Some(key), invalid.message),
+            },
+        })
     }
 
     fn size(&self, value: &Spanned<String>, key: &str) -> Result<u64> {
@@ -202,6 +242,10 @@ impl Resolver<'_> {
             Some(name) => Some(name.get_ref().clone()),
             None => None,
         };
+        let spans: RawSectionSpans = toml::from_str(self.text).unwrap_or_default();
+        self.section("server", &spans.server, raw.server.check())?;
+        self.section("git", &spans.git, raw.git.check())?;
+        self.section("history", &spans.history, raw.history.check())?;
         let mut server = raw.server;
         server.resolve_paths(&base_dir);
         Ok(Config {
