@@ -10,6 +10,7 @@ mod bindings;
 pub mod builtin;
 mod engine;
 mod state;
+mod trap;
 
 pub use bindings::batch::exports::runner::plugin::batch::{
     BatchOutcome, ExecutionMode, Expansion, TaskResult, TaskSpec, TaskState,
@@ -78,6 +79,9 @@ pub enum CallError {
     OutOfMemory(MemoryLimitExceeded),
     #[error("overflowed its stack")]
     StackOverflow,
+    /// The stack Rust and C keep in linear memory ran out ([`trap`]).
+    #[error("overflowed its stack (an out-of-bounds access below the stack region)")]
+    LinearStackOverflow,
     #[error("trapped: {0}")]
     Trap(String),
     #[error("exited with code {0}")]
@@ -559,6 +563,13 @@ fn classify(err: wasmtime::Error, timeout: Duration) -> CallError {
     if let Some(trap) = err.downcast_ref::<Trap>() {
         return match trap {
             Trap::StackOverflow => CallError::StackOverflow,
+            Trap::MemoryOutOfBounds => match trap::out_of_bounds(&err) {
+                Some(trap::OutOfBounds::StackOverflow) => CallError::LinearStackOverflow,
+                Some(trap::OutOfBounds::PossiblyStackOverflow) => {
+                    CallError::Trap(format!("{trap} (possibly a stack overflow)"))
+                }
+                _ => CallError::Trap(trap.to_string()),
+            },
             trap => CallError::Trap(trap.to_string()),
         };
     }
