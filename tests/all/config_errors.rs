@@ -186,3 +186,61 @@ async fn every_config_error_names_the_file_the_line_and_column_and_a_key() {
         without.join("\n")
     );
 }
+
+/// Values at the limits `runner.toml` allows run like any others: deadlines
+/// a year away are computed without overflowing (issue 9.6), for a block,
+/// a host command and an agent.
+#[tokio::test]
+async fn a_pipeline_whose_timeouts_are_a_year_runs_to_the_end_without_panicking() {
+    use crate::pipelines::status_of;
+    use protocol::{RunStatus, TaskStatus};
+    let fake_claude = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .join("examples/fake-agents/claude");
+    let project = Project::new(&format!(
+        r#"
+version = 1
+
+[defaults]
+state_dir = "{{state}}"
+timeout = "8760h"
+
+[plugins.chaos]
+path = "{{chaos}}"
+limits.timeout = "8759h60m"
+
+[agents.reviewer]
+adapter = "claude"
+command = "{}"
+timeout = "8760h"
+
+[server]
+heartbeat = "1h"
+
+[[pipelines.default.batches]]
+id = "all"
+
+[[pipelines.default.batches.tasks]]
+id = "block"
+type = "chaos"
+config = {{ mode = "echo" }}
+
+[[pipelines.default.batches.tasks]]
+id = "shell"
+type = "exec"
+config = {{ command = "echo fine" }}
+
+[[pipelines.default.batches.tasks]]
+id = "ask"
+type = "agent"
+config = {{ agent = "reviewer", prompt = "Review the change" }}
+"#,
+        fake_claude.display()
+    ));
+    let (report, events) = project.run("default").await;
+    for task in ["block", "shell", "ask"] {
+        assert_eq!(status_of(&events, task), TaskStatus::Completed, "{task}");
+    }
+    assert_eq!(report.status, RunStatus::Completed);
+}

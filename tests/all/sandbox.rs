@@ -120,6 +120,37 @@ async fn a_plugin_that_recurses_forever_fails_with_overflowed_its_stack() {
     );
 }
 
+#[tokio::test]
+async fn a_plugin_whose_stack_in_linear_memory_runs_out_fails_with_overflowed_its_stack() {
+    // Rust keeps its frames in linear memory, at the bottom: running out
+    // wraps the stack pointer below 0, an out-of-bounds access for wasm.
+    let events = misbehave("stack-overflow-in-memory", "", "").await;
+    assert_eq!(
+        error_of(&events, "culprit"),
+        "plugin `chaos` overflowed its stack (an out-of-bounds access below the stack region)"
+    );
+}
+
+#[tokio::test]
+async fn a_plugin_whose_zeroed_frames_run_out_of_stack_fails_with_possibly_a_stack_overflow() {
+    // Clearing the frame that crosses address 0 is one `memory.fill`,
+    // whose trap comes without an address: the recursion is the clue.
+    let events = misbehave("stack-overflow-in-memory-zeroed", "", "").await;
+    assert_eq!(
+        error_of(&events, "culprit"),
+        "plugin `chaos` trapped: wasm trap: out of bounds memory access (possibly a stack overflow)"
+    );
+}
+
+#[tokio::test]
+async fn a_plugin_that_reads_far_outside_its_memory_is_not_called_a_stack_overflow() {
+    let events = misbehave("out-of-bounds", "", "").await;
+    assert_eq!(
+        error_of(&events, "culprit"),
+        "plugin `chaos` trapped: wasm trap: out of bounds memory access"
+    );
+}
+
 const PROBE: &str = r#"
 version = 1
 

@@ -492,7 +492,12 @@ impl Agents {
         let sink = self.adapter_sink(&agent.decl.adapter, request);
         // The adapter lives as long as the command may, plus time to read the rest.
         let mut session = match plugin
-            .agent_session(timeout + exec::KILL_GRACE + Duration::from_secs(30), sink)
+            .agent_session(
+                timeout
+                    .saturating_add(exec::KILL_GRACE)
+                    .saturating_add(Duration::from_secs(30)),
+                sink,
+            )
             .await
         {
             Ok(session) => session,

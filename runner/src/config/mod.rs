@@ -5,6 +5,7 @@
 
 mod raw;
 mod resolve;
+mod suggest;
 pub mod units;
 
 use indexmap::IndexMap;
@@ -273,6 +274,26 @@ impl Config {
     /// Where the cache and state live.
     pub fn state_dir(&self) -> &Path {
         &self.defaults.state_dir
+    }
+}
+
+/// A value of `[server]`, `[git]` or `[history]` that the section's own
+/// check refuses: the key within the section and why. The resolver turns it
+/// into a [`ConfigError`] pointing at the value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{key}: {message}")]
+pub struct InvalidSetting {
+    /// The key inside its section, for example `client_queue`.
+    pub key: &'static str,
+    pub message: String,
+}
+
+impl InvalidSetting {
+    pub fn new(key: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            key,
+            message: message.into(),
+        }
     }
 }
 

@@ -39,6 +39,19 @@ pub struct RawConfig {
     pub pipelines: IndexMap<String, RawPipeline>,
 }
 
+/// Where each key of `[server]`, `[git]` and `[history]` is written, read
+/// beside [`RawConfig`] (whose sections are their owners' own types) so that
+/// a value those sections refuse is reported at its line and column.
+#[derive(Debug, Default, Deserialize)]
+pub struct RawSectionSpans {
+    #[serde(default)]
+    pub server: IndexMap<String, Spanned<toml::Value>>,
+    #[serde(default)]
+    pub git: IndexMap<String, Spanned<toml::Value>>,
+    #[serde(default)]
+    pub history: IndexMap<String, Spanned<toml::Value>>,
+}
+
 /// A coding agent: an adapter plugin plus the CLI it drives.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

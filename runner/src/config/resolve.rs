@@ -1,7 +1,7 @@
 //! Raw → checked: every rule of `runner.toml`, each with its own error.
 
 use super::raw::*;
-use super::units::{parse_duration, parse_size};
+use super::units::{format_size, parse_duration, parse_size};
 use super::*;
 use std::collections::{HashMap, HashSet};
 use toml::Spanned;
@@ -11,6 +11,12 @@ pub const BUILTIN_TASK_TYPES: &[&str] = &["exec", "script", "agent"];
 
 /// The only format version so far.
 const VERSION: i64 = 1;
+
+/// The smallest memory limit a plugin may have.
+const MIN_MEMORY: u64 = 1 << 20;
+/// The largest memory limit a plugin may have: 4 GiB, all that a 32-bit
+/// wasm memory can address.
+const MAX_MEMORY: u64 = 4 << 30;
 
 struct Resolver<'a> {
     file: &'a Path,
@@ -22,9 +28,9 @@ type Result<T> = std::result::Result<T, ConfigError>;
 pub fn resolve(path: &Path, text: &str) -> Result<Config> {
     let r = Resolver { file: path, text };
     let raw: RawConfig = toml::from_str(text).map_err(|err| {
-        let message = err.message().trim().to_string();
+        let message = super::suggest::did_you_mean(err.message().trim());
         match err.span() {
-            Some(span) => r.error_at(span.start, None, message),
+            Some(span) => r.error_at(span.start, r.section_key_at(span.start), message),
             None => r.error(None, message),
         }
     })?;
@@ -109,8 +115,68 @@ impl Resolver<'_> {
         }
     }
 
+    /// `server.heartbeat` when `offset` is inside the value of `heartbeat`
+    /// under `[server]` (or `[git]`, `[history]`), whose types report their
+    /// own mistakes without the key.
+    fn section_key_at(&self, offset: usize) -> Option<String> {
+        let spans: RawSectionSpans = toml::from_str(self.text).ok()?;
+        [
+            ("server", &spans.server),
+            ("git", &spans.git),
+            ("history", &spans.history),
+        ]
+        .into_iter()
+        .find_map(|(section, values)| {
+            values
+                .iter()
+                .find(|(_, value)| value.span().contains(&offset))
+                .map(|(key, _)| format!("{section}.{key}"))
+        })
+    }
+
+    /// A section's own check, as an error at the refused value (or at the
+    /// section's header when the value is a default).
+    fn section(
+        &self,
+        section: &str,
+        spans: &IndexMap<String, Spanned<toml::Value>>,
+        checked: std::result::Result<(), InvalidSetting>,
+    ) -> Result<()> {
+        let Err(invalid) = checked else {
+            return Ok(());
+        };
+        let key = format!("{section}.{}", invalid.key);
+        Err(match spans.get(invalid.key) {
+            Some(value) => self.at(value, key, invalid.message),
+            None => match self.text.find(&format!("[{section}]")) {
+                Some(at) => self.error_at(at, Some(key), invalid.message),
+                None => self.error(Some(key), invalid.message),
+            },
+        })
+    }
+
     fn size(&self, value: &Spanned<String>, key: &str) -> Result<u64> {
         parse_size(value.get_ref()).map_err(|msg| self.at(value, key, msg))
+    }
+
+    /// A plugin's memory limit: from 1 MiB to [`MAX_MEMORY`].
+    fn memory(&self, value: &Spanned<String>, key: &str) -> Result<u64> {
+        let bytes = self.size(value, key)?;
+        if bytes < MIN_MEMORY {
+            return Err(self.at(value, key, "must be at least 1MiB"));
+        }
+        if bytes > MAX_MEMORY {
+            return Err(self.at(
+                value,
+                key,
+                format!(
+                    "`{}` is too large; at most {} (all that a 32-bit wasm memory can address)",
+                    value.get_ref(),
+                    format_size(MAX_MEMORY)
+                ),
+            ));
+        }
+        Ok(bytes)
     }
 
     fn priority(&self, value: &Spanned<String>, key: &str) -> Result<Priority> {
@@ -176,6 +242,10 @@ impl Resolver<'_> {
             Some(name) => Some(name.get_ref().clone()),
             None => None,
         };
+        let spans: RawSectionSpans = toml::from_str(self.text).unwrap_or_default();
+        self.section("server", &spans.server, raw.server.check())?;
+        self.section("git", &spans.git, raw.git.check())?;
+        self.section("history", &spans.history, raw.history.check())?;
         let mut server = raw.server;
         server.resolve_paths(&base_dir);
         Ok(Config {
@@ -207,7 +277,7 @@ impl Resolver<'_> {
                 .max(2),
         };
         let memory = match &raw.memory {
-            Some(m) => self.size(m, "defaults.memory")?,
+            Some(m) => self.memory(m, "defaults.memory")?,
             None => DEFAULT_MEMORY,
         };
         let priority = match &raw.priority {
@@ -311,17 +381,9 @@ impl Resolver<'_> {
             };
             let capabilities = self.capabilities(&plugin.capabilities, &key, base_dir)?;
             let memory = match &plugin.limits.memory {
-                Some(m) => self.size(m, &format!("{key}.limits.memory"))?,
+                Some(m) => self.memory(m, &format!("{key}.limits.memory"))?,
                 None => defaults.memory,
             };
-            if memory < (1 << 20) {
-                let at = plugin
-                    .limits
-                    .memory
-                    .as_ref()
-                    .expect("only a configured limit is this small");
-                return Err(self.at(at, format!("{key}.limits.memory"), "must be at least 1MiB"));
-            }
             let timeout = plugin
                 .limits
                 .timeout

@@ -2,12 +2,28 @@
 
 use std::time::Duration;
 
-/// Parses `"250ms"`, `"30s"`, `"5m"`, `"1h"`, or a sequence such as `"1m30s"`.
+/// The longest duration `runner.toml` accepts anywhere: a year (8760h).
+/// Longer is surely a typo, and deadlines `now + duration` must stay far
+/// from the clock's limits.
+pub const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// The largest size `runner.toml` accepts anywhere: 1 TiB. Keys may allow
+/// less (a plugin's memory, a WebSocket message).
+pub const MAX_SIZE: u64 = 1 << 40;
+
+/// Parses `"250ms"`, `"30s"`, `"5m"`, `"1h"`, or a sequence such as
+/// `"1m30s"`; at most [`MAX_DURATION`].
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     if text.is_empty() {
         return Err("empty duration; write for example \"30s\" or \"5m\"".into());
     }
+    let too_long = || {
+        format!(
+            "`{text}` is too long; at most {} (a year)",
+            format_duration(MAX_DURATION)
+        )
+    };
     let mut total = Duration::ZERO;
     let mut rest = text;
     while !rest.is_empty() {
@@ -19,20 +35,19 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
                 "`{text}` is not a duration; write for example \"30s\" or \"5m\""
             ));
         }
-        let number: u64 = rest[..digits]
-            .parse()
-            .map_err(|_| format!("`{text}`: number too large"))?;
+        // A number too large for u64 is certainly too long.
+        let number: u64 = rest[..digits].parse().map_err(|_| too_long())?;
         rest = &rest[digits..];
         let unit_len = rest
             .find(|c: char| c.is_ascii_digit())
             .unwrap_or(rest.len());
         let unit = rest[..unit_len].trim();
         rest = &rest[unit_len..];
-        let part = match unit {
-            "ms" => Duration::from_millis(number),
-            "s" => Duration::from_secs(number),
-            "m" => Duration::from_secs(number * 60),
-            "h" => Duration::from_secs(number * 3600),
+        let millis_per_unit: u64 = match unit {
+            "ms" => 1,
+            "s" => 1_000,
+            "m" => 60_000,
+            "h" => 3_600_000,
             "" => {
                 return Err(format!(
                     "`{text}` has no unit; write for example \"{number}s\""
@@ -44,7 +59,12 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
                 ));
             }
         };
-        total += part;
+        total = number
+            .checked_mul(millis_per_unit)
+            .map(Duration::from_millis)
+            .and_then(|part| total.checked_add(part))
+            .filter(|total| *total <= MAX_DURATION)
+            .ok_or_else(too_long)?;
     }
     if total.is_zero() {
         return Err(format!(
@@ -54,7 +74,8 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     Ok(total)
 }
 
-/// Parses `"64MiB"`, `"1GiB"`, `"512KiB"`, `"100MB"` or a number of bytes.
+/// Parses `"64MiB"`, `"1GiB"`, `"512KiB"`, `"100MB"` or a number of bytes;
+/// at most [`MAX_SIZE`].
 pub fn parse_size(text: &str) -> Result<u64, String> {
     let text = text.trim();
     let digits = text
@@ -65,17 +86,18 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
             "`{text}` is not a size; write for example \"64MiB\""
         ));
     }
-    let number: u64 = text[..digits]
-        .parse()
-        .map_err(|_| format!("`{text}`: number too large"))?;
+    let too_large = || format!("`{text}` is too large; at most {}", format_size(MAX_SIZE));
+    let number: u64 = text[..digits].parse().map_err(|_| too_large())?;
     let factor: u64 = match text[digits..].trim() {
         "" | "B" => 1,
         "KiB" => 1 << 10,
         "MiB" => 1 << 20,
         "GiB" => 1 << 30,
+        "TiB" => 1 << 40,
         "KB" | "kB" => 1_000,
         "MB" => 1_000_000,
         "GB" => 1_000_000_000,
+        "TB" => 1_000_000_000_000,
         other => {
             return Err(format!(
                 "`{text}`: unknown unit `{other}` (use KiB, MiB or GiB)"
@@ -84,12 +106,25 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
     };
     number
         .checked_mul(factor)
-        .ok_or_else(|| format!("`{text}` is too large"))
+        .filter(|bytes| *bytes <= MAX_SIZE)
+        .ok_or_else(too_large)
+}
+
+/// Formats a duration the way `runner.toml` writes it: `8760h`, `90s`, `250ms`.
+pub fn format_duration(duration: Duration) -> String {
+    let ms = duration.as_millis();
+    match ms {
+        ms if ms >= 3_600_000 && ms % 3_600_000 == 0 => format!("{}h", ms / 3_600_000),
+        ms if ms >= 60_000 && ms % 60_000 == 0 => format!("{}m", ms / 60_000),
+        ms if ms % 1000 == 0 => format!("{}s", ms / 1000),
+        ms => format!("{ms}ms"),
+    }
 }
 
 /// Formats a byte count the way people read it: `64 MiB`.
 pub fn format_size(bytes: u64) -> String {
     match bytes {
+        b if b >= 1 << 40 && b % (1 << 40) == 0 => format!("{} TiB", b >> 40),
         b if b >= 1 << 30 && b % (1 << 30) == 0 => format!("{} GiB", b >> 30),
         b if b >= 1 << 20 => format!("{} MiB", b >> 20),
         b if b >= 1 << 10 => format!("{} KiB", b >> 10),
@@ -133,5 +168,44 @@ mod tests {
         assert_eq!(parse_size("4096"), Ok(4096));
         assert!(parse_size("lots").is_err());
         assert_eq!(format_size(64 << 20), "64 MiB");
+        assert_eq!(format_size(1 << 40), "1 TiB");
+    }
+
+    #[test]
+    fn refuses_durations_longer_than_a_year_without_overflowing() {
+        assert_eq!(parse_duration("8760h"), Ok(MAX_DURATION));
+        assert_eq!(parse_duration("8759h60m"), Ok(MAX_DURATION));
+        for text in [
+            "8760h1ms",
+            "8761h",
+            "18446744073709551615s",
+            "18446744073709551615h",
+            "99999999999999999999999s",
+            "18446744073709551615ms18446744073709551615ms",
+        ] {
+            let err = parse_duration(text).unwrap_err();
+            assert!(err.contains("too long; at most 8760h"), "{text}: {err}");
+        }
+    }
+
+    #[test]
+    fn refuses_sizes_larger_than_a_tebibyte_without_overflowing() {
+        assert_eq!(parse_size("1TiB"), Ok(1 << 40));
+        for text in [
+            "1025GiB",
+            "18446744073709551615GiB",
+            "99999999999999999999999",
+        ] {
+            let err = parse_size(text).unwrap_err();
+            assert!(err.contains("too large; at most 1 TiB"), "{text}: {err}");
+        }
+    }
+
+    #[test]
+    fn formats_durations_as_they_are_written() {
+        assert_eq!(format_duration(MAX_DURATION), "8760h");
+        assert_eq!(format_duration(Duration::from_secs(90)), "90s");
+        assert_eq!(format_duration(Duration::from_secs(120)), "2m");
+        assert_eq!(format_duration(Duration::from_millis(1500)), "1500ms");
     }
 }

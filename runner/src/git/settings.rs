@@ -131,6 +131,33 @@ impl GitSettings {
     }
 }
 
+impl GitSettings {
+    /// The rules `[git]` has that need no repository: `runner check` runs
+    /// them; whether `base` and `target` exist is known only in the repository.
+    pub fn check(&self) -> Result<(), crate::config::InvalidSetting> {
+        use crate::config::InvalidSetting;
+        if self
+            .base
+            .as_deref()
+            .is_some_and(|base| base.trim().is_empty())
+        {
+            return Err(InvalidSetting::new(
+                "base",
+                "is empty; name a branch, tag or commit, or leave it out for HEAD",
+            ));
+        }
+        if let Some(target) = &self.target
+            && !git2::Branch::name_is_valid(target).unwrap_or(false)
+        {
+            return Err(InvalidSetting::new(
+                "target",
+                format!("`{target}` is not a valid branch name"),
+            ));
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,6 +10,7 @@ mod bindings;
 pub mod builtin;
 mod engine;
 mod state;
+mod trap;
 
 pub use bindings::batch::exports::runner::plugin::batch::{
     BatchOutcome, ExecutionMode, Expansion, TaskResult, TaskSpec, TaskState,
@@ -78,6 +79,9 @@ pub enum CallError {
     OutOfMemory(MemoryLimitExceeded),
     #[error("overflowed its stack")]
     StackOverflow,
+    /// The stack Rust and C keep in linear memory ran out ([`trap`]).
+    #[error("overflowed its stack (an out-of-bounds access below the stack region)")]
+    LinearStackOverflow,
     #[error("trapped: {0}")]
     Trap(String),
     #[error("exited with code {0}")]
@@ -360,10 +364,11 @@ impl Plugin {
         };
         let mut store = Store::new(self.engine.wasmtime(), state);
         store.limiter(|state| &mut state.limiter);
-        let deadline = Instant::now() + timeout;
+        // A deadline past the clock's end is no deadline at all.
+        let deadline = Instant::now().checked_add(timeout);
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(move |_| {
-            if Instant::now() >= deadline {
+            if deadline.is_some_and(|deadline| Instant::now() >= deadline) {
                 Err(TimedOut.into())
             } else {
                 Ok(UpdateDeadline::Yield(1))
@@ -381,7 +386,7 @@ impl Plugin {
     ) -> Result<T, CallError> {
         // The epoch deadline stops wasm; this also bounds host waits.
         let grace = EPOCH_TICK * 4 + Duration::from_millis(100);
-        match tokio::time::timeout(timeout + grace, call).await {
+        match tokio::time::timeout(timeout.saturating_add(grace), call).await {
             Err(_) => Err(CallError::TimedOut(timeout)),
             Ok(Ok(value)) => Ok(value),
             Ok(Err(err)) => Err(classify(err, timeout)),
@@ -582,6 +587,13 @@ fn classify(err: wasmtime::Error, timeout: Duration) -> CallError {
     if let Some(trap) = err.downcast_ref::<Trap>() {
         return match trap {
             Trap::StackOverflow => CallError::StackOverflow,
+            Trap::MemoryOutOfBounds => match trap::out_of_bounds(&err) {
+                Some(trap::OutOfBounds::StackOverflow) => CallError::LinearStackOverflow,
+                Some(trap::OutOfBounds::PossiblyStackOverflow) => {
+                    CallError::Trap(format!("{trap} (possibly a stack overflow)"))
+                }
+                _ => CallError::Trap(trap.to_string()),
+            },
             trap => CallError::Trap(trap.to_string()),
         };
     }
@@ -593,6 +605,7 @@ pub fn humanize(duration: Duration) -> String {
     let ms = duration.as_millis();
     match ms {
         ms if ms < 1000 => format!("{ms}ms"),
+        ms if ms % 3_600_000 == 0 => format!("{}h", ms / 3_600_000),
         ms if ms % 60_000 == 0 => format!("{}m", ms / 60_000),
         ms if ms % 1000 == 0 => format!("{}s", ms / 1000),
         ms => format!("{:.1}s", ms as f64 / 1000.0),
@@ -643,7 +656,8 @@ impl AgentSession {
     ) -> Result<T, CallError> {
         let timeout = self.timeout;
         let grace = EPOCH_TICK * 4 + Duration::from_millis(100);
-        match tokio::time::timeout(timeout + grace, call(&mut self.store, &self.instance)).await {
+        let limit = timeout.saturating_add(grace);
+        match tokio::time::timeout(limit, call(&mut self.store, &self.instance)).await {
             Err(_) => Err(CallError::TimedOut(timeout)),
             Ok(Ok(value)) => Ok(value),
             Ok(Err(err)) => Err(classify(err, timeout)),

@@ -71,8 +71,8 @@ pub enum ServerError {
     NoTokenConfigured,
     #[error("{0}")]
     Token(String),
-    #[error("{0}")]
-    Invalid(String),
+    #[error("[server] {0}")]
+    Invalid(#[from] crate::config::InvalidSetting),
 }
 
 /// A running server. Dropping it stops the server too.

@@ -1,6 +1,7 @@
 //! `[server]` in `runner.toml`, and the token it points to.
 
 use super::ServerError;
+use crate::config::InvalidSetting;
 use crate::config::units::{parse_duration, parse_size};
 use serde::{Deserialize, Deserializer};
 use sha2::{Digest, Sha256};
@@ -57,6 +58,15 @@ pub struct ServerSettings {
 /// Where `runner serve` listens unless told otherwise.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7420";
 
+/// The largest `max_message_bytes`: larger messages are not a protocol's.
+const MAX_MESSAGE_BYTES: usize = 256 << 20;
+/// The longest `heartbeat`: a dead peer is noticed within two of them.
+const MAX_HEARTBEAT: Duration = Duration::from_secs(3600);
+/// The largest `client_queue`.
+const MAX_CLIENT_QUEUE: usize = 1_000_000;
+/// The largest `max_dashboards` and `max_agents`.
+const MAX_CLIENTS: usize = 10_000;
+
 impl Default for ServerSettings {
     fn default() -> Self {
         Self {
@@ -83,17 +93,50 @@ impl ServerSettings {
         }
     }
 
-    pub(crate) fn check(&self) -> Result<(), ServerError> {
-        let invalid =
-            |key: &str, why: &str| Err(ServerError::Invalid(format!("[server] {key}: {why}")));
+    /// Every rule `[server]` has that needs nothing but the file itself;
+    /// run by `runner check` (config resolution) and again by the server.
+    /// Whether the token variable or file exists is checked at start.
+    pub fn check(&self) -> Result<(), InvalidSetting> {
+        let invalid = |key: &'static str, why: &str| Err(InvalidSetting::new(key, why));
         if self.max_message_bytes < 1024 {
             return invalid("max_message_bytes", "must be at least 1KiB");
+        }
+        if self.max_message_bytes > MAX_MESSAGE_BYTES {
+            return invalid("max_message_bytes", "must be at most 256MiB");
         }
         if self.client_queue == 0 {
             return invalid("client_queue", "must be at least 1");
         }
+        if self.client_queue > MAX_CLIENT_QUEUE {
+            return invalid("client_queue", "must be at most 1000000");
+        }
         if self.heartbeat < Duration::from_millis(10) {
             return invalid("heartbeat", "must be at least 10ms");
+        }
+        if self.heartbeat > MAX_HEARTBEAT {
+            return invalid("heartbeat", "must be at most 1h");
+        }
+        if self.max_dashboards > MAX_CLIENTS {
+            return invalid("max_dashboards", "must be at most 10000");
+        }
+        if self.max_agents > MAX_CLIENTS {
+            return invalid("max_agents", "must be at most 10000");
+        }
+        let no_token = self.token_env.is_none() && self.token_file.is_none();
+        if no_token && !self.listen.ip().to_canonical().is_loopback() {
+            return invalid(
+                "listen",
+                &format!(
+                    "{} is not a loopback address, so it needs a token: set `token_env` or `token_file`",
+                    self.listen
+                ),
+            );
+        }
+        if no_token && !self.allow_loopback_without_token {
+            return invalid(
+                "allow_loopback_without_token",
+                "false needs a token: set `token_env` or `token_file`",
+            );
         }
         Ok(())
     }

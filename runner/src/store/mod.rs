@@ -157,7 +157,27 @@ pub struct HistorySettings {
     pub audit_retention_days: Option<u32>,
 }
 
+/// The longest retention `[history]` accepts: a hundred years (a date that
+/// far back is still one the clock can compute).
+const MAX_RETENTION_DAYS: u32 = 36_500;
+
 impl HistorySettings {
+    /// The rules `[history]` has; `runner check` runs them.
+    pub fn check(&self) -> Result<(), crate::config::InvalidSetting> {
+        for (key, days) in [
+            ("log_retention_days", self.log_retention_days),
+            ("audit_retention_days", self.audit_retention_days),
+        ] {
+            if days.is_some_and(|days| days > MAX_RETENTION_DAYS) {
+                return Err(crate::config::InvalidSetting::new(
+                    key,
+                    format!("must be at most {MAX_RETENTION_DAYS} (a hundred years)"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     pub fn retention(&self) -> Retention {
         let default = Retention::default();
         Retention {

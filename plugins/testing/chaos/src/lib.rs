@@ -1,7 +1,8 @@
 //! A block type that misbehaves on purpose, for tests and benchmarks.
 //!
 //! `config.mode` picks the behaviour: `noop`, `echo`, `log`, `fail`, `spin`,
-//! `memory-bomb`, `trap`, `stack-overflow`.
+//! `memory-bomb`, `trap`, `stack-overflow`, `stack-overflow-in-memory`,
+//! `stack-overflow-in-memory-zeroed`, `out-of-bounds`.
 
 use runner_plugin_sdk::block::{Guest, LogLevel, PluginInfo, host};
 use serde_json::{Value, json};
@@ -48,6 +49,19 @@ impl Guest for Chaos {
             }
             "trap" => panic!("chaos trapped on purpose"),
             "stack-overflow" => Ok(recurse(std::hint::black_box(1)).to_string()),
+            "stack-overflow-in-memory" => {
+                Ok(recurse_with_frame(std::hint::black_box(1)).to_string())
+            }
+            "stack-overflow-in-memory-zeroed" => {
+                Ok(recurse_with_zeroed_frame(std::hint::black_box(1)).to_string())
+            }
+            "out-of-bounds" => {
+                // 3 GiB: far beyond this plugin's memory, far from its stack.
+                let far = std::hint::black_box(0xC000_0000usize) as *const u8;
+                // SAFETY: none; reading outside memory is the point, and
+                // wasm turns it into a trap.
+                Ok(unsafe { std::ptr::read_volatile(far) }.to_string())
+            }
             other => Err(format!("unknown mode `{other}`")),
         }
     }
@@ -58,6 +72,28 @@ impl Guest for Chaos {
 #[allow(unconditional_recursion)]
 fn recurse(n: u64) -> u64 {
     recurse(std::hint::black_box(n + 1)).wrapping_add(n)
+}
+
+/// Recurses with a 4 KiB frame in linear memory, as real Rust and C code
+/// does, so it is the stack in linear memory that runs out first. The frame
+/// is written word by word (plain stores, as most frames are).
+#[allow(unconditional_recursion)]
+#[inline(never)]
+fn recurse_with_frame(n: u64) -> u64 {
+    let frame: [u64; 512] = std::array::from_fn(|i| std::hint::black_box(n ^ i as u64));
+    std::hint::black_box(&frame);
+    recurse_with_frame(std::hint::black_box(n + 1)).wrapping_add(frame[0])
+}
+
+/// The same with a zeroed frame, which the compiler clears with one
+/// `memory.fill`: that out-of-bounds trap comes without an address.
+#[allow(unconditional_recursion)]
+#[inline(never)]
+fn recurse_with_zeroed_frame(n: u64) -> u64 {
+    let mut frame = [0u8; 4096];
+    frame[(n % 4096) as usize] = n as u8;
+    std::hint::black_box(&mut frame);
+    recurse_with_zeroed_frame(std::hint::black_box(n + 1)).wrapping_add(u64::from(frame[0]))
 }
 
 runner_plugin_sdk::export_block!(Chaos);
