@@ -75,7 +75,7 @@ fn age<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<Durat
     let text = String::deserialize(deserializer)?;
     parse_age(&text)
         .map(Some)
-        .map_err(|err| serde::de::Error::custom(format!("`git.keep_branches_for`: {err}")))
+        .map_err(serde::de::Error::custom)
 }
 
 pub(crate) fn parse_age(text: &str) -> Result<Duration, String> {
