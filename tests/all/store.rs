@@ -665,13 +665,18 @@ fn keeps_every_written_event_through_kill_9_and_marks_the_run_interrupted() {
 
     let recovered = store.events_after(last, 100).unwrap();
     assert_eq!(recovered.len() as u64, end - last);
-    assert!(matches!(
-        recovered.last().unwrap().kind,
-        EventKind::RunStatus {
-            status: RunStatus::Aborted,
-            ..
-        }
-    ));
+    assert!(
+        matches!(
+            &recovered.last().unwrap().kind,
+            EventKind::RunStatus {
+                status: RunStatus::Interrupted,
+                error: Some(error),
+                ..
+            } if error.contains("crash or kill")
+        ),
+        "the event says what the table says: {:?}",
+        recovered.last()
+    );
     drop(store);
 
     // A second recovery finds nothing; the next runner numbers on.
@@ -685,4 +690,59 @@ fn keeps_every_written_event_through_kill_9_and_marks_the_run_interrupted() {
     );
     recorder.flush().unwrap();
     assert_eq!(store.list_runs(10).unwrap().len(), 2);
+}
+
+#[test]
+fn an_older_history_that_recorded_a_recovered_run_as_aborted_reads_interrupted_after_the_upgrade() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("history.db");
+    {
+        let (_store, bus, recorder) = open(&path);
+        bus.publish(run_status("crashed", RunStatus::Running));
+        // What recovery recorded before `interrupted` was a run status.
+        bus.publish(EventKind::RunStatus {
+            run_id: "crashed".into(),
+            pipeline: "default".into(),
+            status: RunStatus::Aborted,
+            message: Some("interrupted: the runner stopped".into()),
+            error: Some("the runner stopped".into()),
+        });
+        bus.publish(run_status("stopped", RunStatus::Running));
+        bus.publish(EventKind::RunStatus {
+            run_id: "stopped".into(),
+            pipeline: "default".into(),
+            status: RunStatus::Aborted,
+            message: Some("aborted after 2s".into()),
+            error: Some("the run was aborted".into()),
+        });
+        recorder.flush().unwrap();
+    }
+    let old = rusqlite::Connection::open(&path).unwrap();
+    old.execute_batch(
+        "UPDATE runs SET status = 'interrupted' WHERE id = 'crashed'; PRAGMA user_version = 1;",
+    )
+    .unwrap();
+    drop(old);
+
+    let store = Store::open(&path).unwrap();
+    let statuses: Vec<(String, RunStatus)> = store
+        .events_after(0, 100)
+        .unwrap()
+        .into_iter()
+        .filter_map(|event| match event.kind {
+            EventKind::RunStatus { run_id, status, .. } if status.is_final() => {
+                Some((run_id, status))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        statuses,
+        vec![
+            ("crashed".to_string(), RunStatus::Interrupted),
+            ("stopped".to_string(), RunStatus::Aborted),
+        ]
+    );
+    assert_eq!(store.run_detail("crashed").unwrap().run.status, "interrupted");
+    assert_eq!(store.run_detail("stopped").unwrap().run.status, "aborted");
 }

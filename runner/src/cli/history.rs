@@ -110,23 +110,63 @@ pub fn history(config: &Config, limit: usize, json: bool) -> Result<i32, Error> 
         );
         return Ok(super::exit::OK);
     }
-    println!(
-        "{:<22} {:<12} {:<10} {:<20} {:>9} {:>12}  ERROR",
-        "RUN", "PIPELINE", "STATUS", "STARTED", "BATCHES", "TASKS"
-    );
-    for run in runs {
-        println!(
-            "{:<22} {:<12} {:<10} {:<20} {:>9} {:>12}  {}",
-            run.id,
-            run.pipeline,
-            run.status,
-            run.started_at.format("%Y-%m-%d %H:%M:%S"),
-            format!("{}/{} ok", run.batches - run.batches_failed, run.batches),
-            format!("{}/{} ok", run.tasks - run.tasks_failed, run.tasks),
-            run.error.as_deref().unwrap_or("")
-        );
-    }
+    let rows: Vec<[String; 7]> = runs
+        .iter()
+        .map(|run| {
+            [
+                run.id.clone(),
+                run.pipeline.clone(),
+                run.status.clone(),
+                run.started_at.format("%Y-%m-%d %H:%M:%S").to_string(),
+                format!("{}/{} ok", run.batches - run.batches_failed, run.batches),
+                format!("{}/{} ok", run.tasks - run.tasks_failed, run.tasks),
+                run.error.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    print!("{}", table(&HISTORY_COLUMNS, &rows));
     Ok(super::exit::OK)
+}
+
+/// The columns of `runner history`: a header and whether it is right-aligned.
+const HISTORY_COLUMNS: [(&str, bool); 7] = [
+    ("RUN", false),
+    ("PIPELINE", false),
+    ("STATUS", false),
+    ("STARTED", false),
+    ("BATCHES", true),
+    ("TASKS", true),
+    ("ERROR", false),
+];
+
+/// A plain-text table: each column as wide as its widest cell, two spaces
+/// between columns, the last column unpadded.
+fn table<const N: usize>(columns: &[(&str, bool); N], rows: &[[String; N]]) -> String {
+    let mut widths = columns.map(|(header, _)| header.chars().count());
+    for row in rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let headers = columns.map(|(header, _)| header.to_string());
+    let mut out = String::new();
+    for row in std::iter::once(&headers).chain(rows) {
+        let mut line = String::new();
+        for (i, cell) in row.iter().enumerate() {
+            if i > 0 {
+                line.push_str("  ");
+            }
+            let pad = " ".repeat(widths[i] - cell.chars().count());
+            match (columns[i].1, i + 1 == N) {
+                (true, _) => line.push_str(&format!("{pad}{cell}")),
+                (false, true) => line.push_str(cell),
+                (false, false) => line.push_str(&format!("{cell}{pad}")),
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
 }
 
 pub fn show(config: &Config, run: &str, json: bool) -> Result<i32, Error> {
@@ -266,4 +306,34 @@ pub async fn logs(
 
 fn short(commit: &str) -> &str {
     &commit[..commit.len().min(10)]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_table_lines_up_every_column_whatever_its_longest_cell() {
+        let rows = [
+            ["run-1", "ci", "completed", "3/3 ok", "boom"].map(String::from),
+            ["run-22", "default", "interrupted", "10/12 ok", ""].map(String::from),
+        ];
+        let columns = [
+            ("RUN", false),
+            ("PIPELINE", false),
+            ("STATUS", false),
+            ("TASKS", true),
+            ("ERROR", false),
+        ];
+        let text = table(&columns, &rows);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines,
+            vec![
+                "RUN     PIPELINE  STATUS          TASKS  ERROR",
+                "run-1   ci        completed      3/3 ok  boom",
+                "run-22  default   interrupted  10/12 ok",
+            ]
+        );
+    }
 }

@@ -181,14 +181,6 @@ impl Writer {
         }
         let mut events: Vec<Arc<Event>> = events.into_iter().map(Arc::new).collect();
         self.write_events(&mut events);
-        for run in &recovery.runs {
-            self.conn
-                .execute(
-                    "UPDATE runs SET status = 'interrupted' WHERE id = ?1",
-                    [run],
-                )
-                .map_err(sqlite)?;
-        }
         let mut progress = self.shared.progress.lock().expect("store progress lock");
         match progress.error.take() {
             Some(message) => Err(StoreError::Write(message)),
@@ -333,7 +325,7 @@ impl Writer {
             push(EventKind::RunStatus {
                 run_id: run_id.clone(),
                 pipeline,
-                status: RunStatus::Aborted,
+                status: RunStatus::Interrupted,
                 message: Some(format!("interrupted: {reason}")),
                 error: Some(reason.to_string()),
             });
