@@ -4,7 +4,7 @@
 use super::Error;
 use crate::config::Config;
 use crate::events::EventBus;
-use crate::store::{DB_FILE, LogKind, Recorder, Store, StoreOptions};
+use crate::store::{DB_FILE, LogKind, Recorder, RecorderLock, RunSummary, Store, StoreOptions, lock_path};
 use std::sync::Arc;
 
 /// Where `config`'s history lives.
@@ -26,7 +26,7 @@ pub struct Recording {
     pub store: Option<Store>,
     recorder: Option<Recorder>,
     /// Held while this process records: one writer numbers the events.
-    _lock: Option<std::fs::File>,
+    _lock: Option<RecorderLock>,
 }
 
 impl Recording {
@@ -45,20 +45,13 @@ impl Recording {
 pub fn start(config: &Config) -> Result<(Arc<EventBus>, Recording), Error> {
     // Sequence numbers come from one process: a second runner on the same
     // state directory works, but does not record.
-    let lock_path = config.state_dir().join("history.lock");
-    std::fs::create_dir_all(config.state_dir()).map_err(|err| {
+    let lock = RecorderLock::try_acquire(&db_path(config)).map_err(|err| {
         Error::Usage(format!(
-            "cannot create {}: {err}",
-            config.state_dir().display()
+            "cannot lock {}: {err}",
+            lock_path(&db_path(config)).display()
         ))
     })?;
-    let lock = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .map_err(|err| Error::Usage(format!("cannot open {}: {err}", lock_path.display())))?;
-    if lock.try_lock().is_err() {
+    let Some(lock) = lock else {
         eprintln!(
             "note: another runner is recording into {}; this one is not recorded (its events are numbered from 1)",
             db_path(config).display()
@@ -69,7 +62,7 @@ pub fn start(config: &Config) -> Result<(Arc<EventBus>, Recording), Error> {
             _lock: None,
         };
         return Ok((EventBus::new(1), idle));
-    }
+    };
     let store = open(config)?;
     let recovery = store.recover("the runner stopped while it was going (crash or kill)")?;
     if !recovery.runs.is_empty() {
@@ -116,16 +109,25 @@ pub fn history(config: &Config, limit: usize, json: bool) -> Result<i32, Error> 
             [
                 run.id.clone(),
                 run.pipeline.clone(),
-                run.status.clone(),
+                run.status_text(),
                 run.started_at.format("%Y-%m-%d %H:%M:%S").to_string(),
-                format!("{}/{} ok", run.batches - run.batches_failed, run.batches),
-                format!("{}/{} ok", run.tasks - run.tasks_failed, run.tasks),
+                format!("{}/{} ok", run.batches_ok, run.batches),
+                tasks_text(run),
                 run.error.clone().unwrap_or_default(),
             ]
         })
         .collect();
     print!("{}", table(&HISTORY_COLUMNS, &rows));
     Ok(super::exit::OK)
+}
+
+/// `2/3 ok`, and how many are still going: `0/1 ok, 1 running`.
+fn tasks_text(run: &RunSummary) -> String {
+    let mut text = format!("{}/{} ok", run.tasks_ok, run.tasks);
+    if run.tasks_running > 0 {
+        text.push_str(&format!(", {} running", run.tasks_running));
+    }
+    text
 }
 
 /// The columns of `runner history`: a header and whether it is right-aligned.
@@ -186,10 +188,11 @@ pub fn show(config: &Config, run: &str, json: bool) -> Result<i32, Error> {
         )
     });
     println!(
-        "run {} · pipeline {} · {}{}",
+        "run {} · pipeline {} · {} · tasks {}{}",
         r.id,
         r.pipeline,
-        r.status,
+        r.status_text(),
+        tasks_text(r),
         took.unwrap_or_default()
     );
     if let Some(error) = &r.error {

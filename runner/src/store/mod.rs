@@ -30,7 +30,11 @@
 //! A committed transaction survives `kill -9` (WAL, `synchronous = NORMAL`);
 //! at most the events still queued in memory are lost. [`Store::recover`], at
 //! the next start, marks what the dead runner left running as interrupted and
-//! records that as events, numbered after the last one written.
+//! records that as events, numbered after the last one written. Until then,
+//! the queries already tell the truth: a run whose runner is gone (see
+//! [`RecorderLock`]: its lock names a process that has ended) reads as
+//! `interrupted` with [`RunSummary::owner_gone`] set, and what it left
+//! running reads as recovery will record it.
 //!
 //! ## Retention
 //! Log lines, terminal output and agent activity older than
@@ -38,11 +42,13 @@
 //! batches, executions, agent turns and merges are kept. The connection audit
 //! keeps [`Retention::audit_days`] (30) days.
 
+mod lock;
 mod query;
 mod recorder;
 mod schema;
 mod writer;
 
+pub use lock::{LOCK_FILE, RecorderLock, lock_path};
 pub use query::*;
 pub use recorder::Recorder;
 
