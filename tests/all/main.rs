@@ -5,6 +5,7 @@ mod support;
 mod agents;
 mod config_errors;
 mod git;
+mod output;
 mod pipelines;
 mod sandbox;
 mod server;

@@ -435,6 +435,7 @@ fn prunes_old_logs_and_the_connection_audit_but_keeps_the_runs() {
             retention: Retention {
                 log_days: Some(7),
                 audit_days: 30,
+                max_bytes: None,
             },
             ..StoreOptions::default()
         },
@@ -638,7 +639,10 @@ fn keeps_every_written_event_through_kill_9_and_marks_the_run_interrupted() {
         ("interrupted", true)
     );
     assert!(
-        unrecovered.executions.iter().all(|e| e.status == "interrupted"),
+        unrecovered
+            .executions
+            .iter()
+            .all(|e| e.status == "interrupted"),
         "{:?}",
         unrecovered.executions
     );
@@ -756,7 +760,10 @@ fn an_older_history_that_recorded_a_recovered_run_as_aborted_reads_interrupted_a
             ("stopped".to_string(), RunStatus::Aborted),
         ]
     );
-    assert_eq!(store.run_detail("crashed").unwrap().run.status, "interrupted");
+    assert_eq!(
+        store.run_detail("crashed").unwrap().run.status,
+        "interrupted"
+    );
     assert_eq!(store.run_detail("stopped").unwrap().run.status, "aborted");
 }
 
@@ -816,17 +823,26 @@ fn history_row(table: &str, run: &str) -> Vec<(String, String)> {
     let row = lines
         .find(|line| line.starts_with(run))
         .unwrap_or_else(|| panic!("no row for {run}: {table}"));
-    let starts: Vec<usize> = ["RUN", "PIPELINE", "STATUS", "STARTED", "BATCHES", "TASKS", "ERROR"]
-        .iter()
-        .map(|name| header.find(name).unwrap_or_else(|| panic!("{name}: {header}")))
-        .collect();
+    let starts: Vec<usize> = [
+        "RUN", "PIPELINE", "STATUS", "STARTED", "BATCHES", "TASKS", "ERROR",
+    ]
+    .iter()
+    .map(|name| {
+        header
+            .find(name)
+            .unwrap_or_else(|| panic!("{name}: {header}"))
+    })
+    .collect();
     // BATCHES and TASKS are right-aligned: their cells end where the headers end.
     let cell = |from: usize, to: usize| row.get(from..to.min(row.len())).unwrap_or("").trim();
     vec![
         ("run".into(), cell(starts[0], starts[1]).into()),
         ("status".into(), cell(starts[2], starts[3]).into()),
         ("started".into(), cell(starts[3], starts[3] + 19).into()),
-        ("tasks".into(), cell(starts[4] + "BATCHES".len(), starts[5] + "TASKS".len()).into()),
+        (
+            "tasks".into(),
+            cell(starts[4] + "BATCHES".len(), starts[5] + "TASKS".len()).into(),
+        ),
         ("error".into(), cell(starts[6], row.len()).into()),
     ]
 }
@@ -889,7 +905,12 @@ fn a_run_whose_runner_was_killed_reads_interrupted_and_its_running_task_never_co
     assert_eq!(run["status"], "interrupted", "{run}");
     assert_eq!(run["owner_gone"], true, "{run}");
     assert_eq!(
-        (&run["tasks"], &run["tasks_ok"], &run["tasks_failed"], &run["tasks_running"]),
+        (
+            &run["tasks"],
+            &run["tasks_ok"],
+            &run["tasks_failed"],
+            &run["tasks_running"]
+        ),
         (&1.into(), &0.into(), &1.into(), &0.into()),
         "{run}"
     );
@@ -928,5 +949,65 @@ fn a_run_whose_runner_was_killed_reads_interrupted_and_its_running_task_never_co
         "{run}"
     );
     let (_, table) = runner_in(dir, &["history"]);
-    assert_eq!(cell(&history_row(&table, &run_id), "status"), "interrupted", "{table}");
+    assert_eq!(
+        cell(&history_row(&table, &run_id), "status"),
+        "interrupted",
+        "{table}"
+    );
+}
+
+#[test]
+fn keeps_an_older_history_within_its_max_size_by_pruning_the_oldest_logs_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("history.db");
+    // A history from before the budget: pages are never given back.
+    let old = rusqlite::Connection::open(&path).unwrap();
+    old.execute_batch("PRAGMA auto_vacuum = NONE; CREATE TABLE leftover (x);")
+        .unwrap();
+    drop(old);
+    let max: u64 = 2 << 20;
+    let store = Store::open_with(
+        &path,
+        StoreOptions {
+            retention: Retention {
+                max_bytes: Some(max),
+                ..Retention::default()
+            },
+            ..StoreOptions::default()
+        },
+    )
+    .unwrap();
+    let bus = EventBus::new(store.last_seq() + 1);
+    let recorder = Recorder::start(&store, &bus);
+    let chunk = "x".repeat(10_000);
+    for run in 0..8 {
+        let run = format!("run-{run}");
+        bus.publish(run_status(&run, RunStatus::Running));
+        for i in 0..40 {
+            bus.publish(output(&run, "noisy", i, &chunk));
+        }
+        bus.publish(run_status(&run, RunStatus::Completed));
+        recorder.flush().unwrap();
+    }
+
+    let check = rusqlite::Connection::open(&path).unwrap();
+    let pragma = |name: &str| -> u64 {
+        check
+            .query_row(&format!("PRAGMA {name}"), [], |row| row.get::<_, i64>(0))
+            .unwrap() as u64
+    };
+    assert_eq!(pragma("auto_vacuum"), 2, "converted to incremental vacuum");
+    let pages = pragma("page_count");
+    assert!(
+        pages * pragma("page_size") <= max,
+        "{pages} pages: over the budget"
+    );
+    assert_eq!(
+        pragma("freelist_count"),
+        0,
+        "freed pages went back to the file system"
+    );
+    assert_eq!(store.list_runs(10).unwrap().len(), 8, "every run is kept");
+    assert_eq!(store.logs("run-7", None, 0, 1000).unwrap().len(), 40);
+    assert!(store.logs("run-0", None, 0, 1000).unwrap().is_empty());
 }

@@ -4,7 +4,9 @@
 use super::Error;
 use crate::config::Config;
 use crate::events::EventBus;
-use crate::store::{DB_FILE, LogKind, Recorder, RecorderLock, RunSummary, Store, StoreOptions, lock_path};
+use crate::store::{
+    DB_FILE, LogKind, Recorder, RecorderLock, RunSummary, Store, StoreOptions, lock_path,
+};
 use std::sync::Arc;
 
 /// Where `config`'s history lives.

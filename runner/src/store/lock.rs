@@ -148,7 +148,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("history.db");
         assert_eq!(Holder::of(&db), Holder::Unknown);
-        let lock = RecorderLock::try_acquire(&db).unwrap().expect("a free lock");
+        let lock = RecorderLock::try_acquire(&db)
+            .unwrap()
+            .expect("a free lock");
         let me = std::process::id();
         assert_eq!(Holder::of(&db), Holder::Alive(me));
         assert!(Holder::of(&db).owns(Some(i64::from(me))));

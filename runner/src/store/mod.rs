@@ -41,6 +41,16 @@
 //! [`Retention::log_days`] are pruned at open and by [`Store::prune`]; runs,
 //! batches, executions, agent turns and merges are kept. The connection audit
 //! keeps [`Retention::audit_days`] (30) days.
+//!
+//! ## Size budget
+//! With [`Retention::max_bytes`], the writer checks the database's size at
+//! open and after every 1/32 of the budget written; from 13/16 of the budget
+//! it deletes the oldest log lines, terminal output and agent activity until
+//! it is under 3/4 of it, except those of the newest run (a run larger than
+//! the budget stays whole until the next one starts), and frees the pages
+//! (`auto_vacuum = INCREMENTAL`; an older database is converted once with
+//! `VACUUM`). The WAL is checkpointed every 1/16 of the budget, so file and
+//! WAL together stay under it.
 
 mod lock;
 mod query;
@@ -135,6 +145,9 @@ pub struct Retention {
     pub log_days: Option<u32>,
     /// Days of the connection audit (seed 001 asks for 30).
     pub audit_days: u32,
+    /// The size the database may reach before its oldest log lines,
+    /// terminal output and agent activity are pruned; `None`: no budget.
+    pub max_bytes: Option<u64>,
 }
 
 impl Default for Retention {
@@ -142,9 +155,13 @@ impl Default for Retention {
         Self {
             log_days: Some(30),
             audit_days: 30,
+            max_bytes: None,
         }
     }
 }
+
+/// The smallest `[history] max_size`.
+pub const MIN_MAX_SIZE: u64 = 1 << 20;
 
 /// `[history]` in `runner.toml`.
 ///
@@ -152,6 +169,7 @@ impl Default for Retention {
 /// [history]
 /// log_retention_days = 14   # 0 keeps logs forever; default 30
 /// audit_retention_days = 30
+/// max_size = "500MiB"       # prune the oldest logs beyond it; default no budget
 /// ```
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -161,6 +179,13 @@ pub struct HistorySettings {
     pub log_retention_days: Option<u32>,
     /// Days of the WebSocket connection audit to keep. Example: `audit_retention_days = 30`
     pub audit_retention_days: Option<u32>,
+    /// A size budget for `history.db`: beyond it the oldest log lines,
+    /// terminal output and agent activity are pruned (runs, batches,
+    /// executions, agent turns and merges stay). Example: `max_size = "500MiB"`
+    pub max_size: Option<toml::Spanned<String>>,
+    /// `max_size` in bytes, once the config has checked it.
+    #[serde(skip)]
+    pub max_size_bytes: Option<u64>,
 }
 
 impl HistorySettings {
@@ -173,6 +198,7 @@ impl HistorySettings {
                 None => default.log_days,
             },
             audit_days: self.audit_retention_days.unwrap_or(default.audit_days),
+            max_bytes: self.max_size_bytes,
         }
     }
 }
@@ -281,6 +307,11 @@ impl Store {
         let sqlite = |err| StoreError::from_sqlite(&path, err);
         let mut conn = Connection::open(&path).map_err(sqlite)?;
         conn.busy_timeout(options.busy_timeout).map_err(sqlite)?;
+        // Freed pages go back to the file system (the size budget needs
+        // it). This takes effect for a new database; an older one is
+        // converted below, when it has a budget.
+        conn.execute_batch("PRAGMA auto_vacuum = INCREMENTAL;")
+            .map_err(sqlite)?;
         let mode: String = conn
             .query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))
             .map_err(sqlite)?;
@@ -293,6 +324,30 @@ impl Store {
         conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = OFF;")
             .map_err(sqlite)?;
         schema::migrate(&mut conn, &path)?;
+        if let Some(max) = options.retention.max_bytes {
+            let auto_vacuum: i64 = conn
+                .query_row("PRAGMA auto_vacuum", [], |row| row.get(0))
+                .map_err(sqlite)?;
+            if auto_vacuum != 2 {
+                // Once: rewrite the file so that pruning can shrink it.
+                conn.execute_batch("VACUUM;").map_err(sqlite)?;
+            }
+            // The WAL counts too: checkpointed every 1/16 of the budget
+            // (at most SQLite's default 1000 pages), and cut back to that
+            // size after a checkpoint.
+            let page_size: i64 = conn
+                .query_row("PRAGMA page_size", [], |row| row.get(0))
+                .map_err(sqlite)?;
+            let wal = (max / 16) as i64;
+            conn.pragma_update(
+                None,
+                "wal_autocheckpoint",
+                (wal / page_size.max(512)).clamp(16, 1000),
+            )
+            .map_err(sqlite)?;
+            conn.pragma_update(None, "journal_size_limit", wal)
+                .map_err(sqlite)?;
+        }
         let last_seq: u64 = conn
             .query_row("SELECT COALESCE(MAX(seq), 0) FROM events", [], |row| {
                 row.get::<_, i64>(0)
