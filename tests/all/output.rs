@@ -253,6 +253,17 @@ config = {{ command = "yes two | head -c 1000000" }}
         2,
         "`runner logs` says each task's output was cut"
     );
+    let shown = runner_in(dir.path(), &["show", "last"]);
+    assert_eq!(
+        shown
+            .matches(&format!(
+                "output cut: {} bytes dropped",
+                1_000_000 - 256 * 1024
+            ))
+            .count(),
+        2,
+        "{shown}"
+    );
     let oldest = runs.last().unwrap()["id"].as_str().unwrap().to_string();
     let old_logs = runner_in(dir.path(), &["logs", &oldest]);
     assert!(

@@ -8,7 +8,7 @@ use protocol::{
 };
 use runner::events::EventBus;
 use runner::store::{
-    ConnectionAudit, LogKind, Recorder, Retention, Store, StoreError, StoreOptions,
+    ConnectionAudit, LogKind, Recorder, RecorderLock, Retention, Store, StoreError, StoreOptions,
 };
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
@@ -1010,4 +1010,40 @@ fn keeps_an_older_history_within_its_max_size_by_pruning_the_oldest_logs_first()
     assert_eq!(store.list_runs(10).unwrap().len(), 8, "every run is kept");
     assert_eq!(store.logs("run-7", None, 0, 1000).unwrap().len(), 40);
     assert!(store.logs("run-0", None, 0, 1000).unwrap().is_empty());
+}
+
+#[test]
+fn the_lock_holder_recovers_a_run_whose_process_id_now_belongs_to_another_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("history.db");
+    {
+        let (_store, bus, recorder) = open(&path);
+        bus.publish(run_status("reused", RunStatus::Running));
+        recorder.flush().unwrap();
+    }
+    // The id of the runner that recorded it now names an unrelated process.
+    let mut other = Command::new("sleep").arg("60").spawn().unwrap();
+    let db = rusqlite::Connection::open(&path).unwrap();
+    db.execute("UPDATE runs SET owner_pid = ?1", [other.id()])
+        .unwrap();
+    drop(db);
+
+    let store = Store::open(&path).unwrap();
+    assert!(
+        store.recover("gone").unwrap().runs.is_empty(),
+        "without a lock file, a live process counts as the owner"
+    );
+    let _lock = RecorderLock::try_acquire(&path)
+        .unwrap()
+        .expect("a free lock");
+    assert_eq!(
+        store.recover("gone").unwrap().runs,
+        vec!["reused".to_string()]
+    );
+    assert_eq!(
+        store.run_detail("reused").unwrap().run.status,
+        "interrupted"
+    );
+    other.kill().unwrap();
+    other.wait().unwrap();
 }

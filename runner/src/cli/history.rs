@@ -236,8 +236,14 @@ pub fn show(config: &Config, run: &str, json: bool) -> Result<i32, Error> {
                 .as_deref()
                 .map(|e| format!(": {e}"))
                 .unwrap_or_default();
+            let cut = exec
+                .result
+                .as_ref()
+                .and_then(|r| r["output_cut"]["dropped_bytes"].as_u64())
+                .map(|dropped| format!(" · output cut: {dropped} bytes dropped"))
+                .unwrap_or_default();
             println!(
-                "    {} [{} · {}] {}{code}{took}{error}",
+                "    {} [{} · {}] {}{code}{took}{cut}{error}",
                 exec.execution_id, exec.kind, exec.reason, exec.status
             );
         }

@@ -410,7 +410,9 @@ impl Store {
     /// Marks what a dead runner left running as interrupted, and records
     /// that as events numbered after the last one. Call it at start, after
     /// [`Store::open`] and before the event bus and the [`Recorder`] exist.
-    /// Runs owned by a runner process that is still alive are left alone.
+    /// Runs owned by a runner process that is still alive are left alone;
+    /// while this process holds the [`RecorderLock`], every other process's
+    /// run counts as dead (its id may have been reused since).
     pub fn recover(&self, reason: &str) -> Result<Recovery, StoreError> {
         if self.shared.recorder_attached.load(Ordering::SeqCst) {
             return Err(StoreError::RecoverTooLate);

@@ -1,7 +1,8 @@
 //! The writer thread: owns the writing connection, stores each event and
 //! projects it into the tables `runner history` and `runner show` read.
 
-use super::{ConnectionAudit, Pruned, Recovery, Shared, StoreError, process_alive};
+use super::lock::Holder;
+use super::{ConnectionAudit, Pruned, Recovery, Shared, StoreError};
 use chrono::{DateTime, Duration as Days, Utc};
 use protocol::{
     Activity, BatchStatus, CommandStatus, Event, EventKind, ExecutionState, Priority, RunReason,
@@ -331,8 +332,12 @@ impl Writer {
             });
         };
         let mut recovery = Recovery::default();
-        let dead =
-            |pid: Option<i64>| pid.is_none_or(|pid| pid as u32 == self.pid || !process_alive(pid));
+        // The lock file tells who records: while this process holds it, a
+        // run of any other process is dead, even one whose id was reused.
+        let holder = Holder::of(&self.shared.path);
+        let dead = |pid: Option<i64>| {
+            pid.is_none_or(|pid| pid as u32 == self.pid || !holder.owns(Some(pid)))
+        };
 
         let runs: Vec<(String, String, Option<i64>)> = self
             .conn
