@@ -58,7 +58,7 @@ pub enum EventKind {
         status: RunStatus,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         message: Option<String>,
-        /// Why the run failed or was aborted.
+        /// Why the run failed, was aborted or was interrupted.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         error: Option<String>,
     },

@@ -13,14 +13,20 @@ macro_rules! display_as_serde {
     )*};
 }
 
-/// A pipeline run: `running → completed | failed | aborted`.
+/// A pipeline run: `running → completed | failed | aborted | interrupted`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RunStatus {
     Running,
+    /// Every batch completed.
     Completed,
+    /// A batch failed.
     Failed,
+    /// Stopped on request: Ctrl-C, `abort_run`, a shutting-down server.
     Aborted,
+    /// The runner stopped without finishing it (a crash or `kill -9`); the
+    /// next runner to open the history records this, with the reason.
+    Interrupted,
 }
 
 impl RunStatus {
@@ -30,6 +36,7 @@ impl RunStatus {
             Self::Completed => "completed",
             Self::Failed => "failed",
             Self::Aborted => "aborted",
+            Self::Interrupted => "interrupted",
         }
     }
 

@@ -242,7 +242,7 @@ export type Event = {
   | {
     type: "run_status";
     /**
-     * Why the run failed or was aborted.
+     * Why the run failed, was aborted or was interrupted.
      */
     error?: string | null;
     message?: string | null;
@@ -550,9 +550,9 @@ export interface RunState {
 }
 
 /**
- * A pipeline run: `running → completed | failed | aborted`.
+ * A pipeline run: `running → completed | failed | aborted | interrupted`.
  */
-export type RunStatus = "running" | "completed" | "failed" | "aborted";
+export type RunStatus = "running" | "completed" | "failed" | "aborted" | "interrupted";
 
 /**
  * A secret (the token): serialized as-is, never shown by `Debug`.

@@ -53,6 +53,7 @@ impl<W: Write> TerminalPrinter<W> {
                 RunStatus::Completed => Some(self.paint(GREEN, &format!("✓ run completed: {}", message.as_deref().unwrap_or("")))),
                 RunStatus::Failed => Some(self.paint(RED, &format!("✗ run failed: {}", error.as_deref().unwrap_or("")))),
                 RunStatus::Aborted => Some(self.paint(YELLOW, &format!("■ run aborted: {}", message.as_deref().unwrap_or("")))),
+                RunStatus::Interrupted => Some(self.paint(YELLOW, &format!("■ run interrupted: {}", error.as_deref().unwrap_or("")))),
             },
             EventKind::BatchStatus { batch_id, batch_name, status, error, summary, branch, .. } => {
                 let name = if batch_name != batch_id { format!("{batch_id} ({batch_name})") } else { batch_id.clone() };

@@ -8,6 +8,7 @@ mod git;
 mod handoff;
 mod ids;
 mod orphans;
+mod output;
 mod pipelines;
 mod sandbox;
 mod server;

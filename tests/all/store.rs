@@ -8,7 +8,7 @@ use protocol::{
 };
 use runner::events::EventBus;
 use runner::store::{
-    ConnectionAudit, LogKind, Recorder, Retention, Store, StoreError, StoreOptions,
+    ConnectionAudit, LogKind, Recorder, RecorderLock, Retention, Store, StoreError, StoreOptions,
 };
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
@@ -435,6 +435,7 @@ fn prunes_old_logs_and_the_connection_audit_but_keeps_the_runs() {
             retention: Retention {
                 log_days: Some(7),
                 audit_days: 30,
+                max_bytes: None,
             },
             ..StoreOptions::default()
         },
@@ -631,7 +632,22 @@ fn keeps_every_written_event_through_kill_9_and_marks_the_run_interrupted() {
         events.iter().map(|e| e.seq).collect::<Vec<_>>(),
         (1..=last).collect::<Vec<_>>()
     );
-    assert_eq!(store.run_detail("doomed").unwrap().run.status, "running");
+    // Before any recovery, the reads already say the runner is gone.
+    let unrecovered = store.run_detail("doomed").unwrap();
+    assert_eq!(
+        (unrecovered.run.status.as_str(), unrecovered.run.owner_gone),
+        ("interrupted", true)
+    );
+    assert!(
+        unrecovered
+            .executions
+            .iter()
+            .all(|e| e.status == "interrupted"),
+        "{:?}",
+        unrecovered.executions
+    );
+    assert_eq!(unrecovered.agent_turns[0].status, "interrupted");
+    assert_eq!(store.list_runs(1).unwrap()[0].tasks_ok, 0);
 
     let recovery = store
         .recover("the runner stopped without finishing (crash or kill)")
@@ -647,6 +663,7 @@ fn keeps_every_written_event_through_kill_9_and_marks_the_run_interrupted() {
 
     let detail = store.run_detail("doomed").unwrap();
     assert_eq!(detail.run.status, "interrupted");
+    assert!(!detail.run.owner_gone, "recorded now");
     assert!(
         detail
             .run
@@ -665,13 +682,18 @@ fn keeps_every_written_event_through_kill_9_and_marks_the_run_interrupted() {
 
     let recovered = store.events_after(last, 100).unwrap();
     assert_eq!(recovered.len() as u64, end - last);
-    assert!(matches!(
-        recovered.last().unwrap().kind,
-        EventKind::RunStatus {
-            status: RunStatus::Aborted,
-            ..
-        }
-    ));
+    assert!(
+        matches!(
+            &recovered.last().unwrap().kind,
+            EventKind::RunStatus {
+                status: RunStatus::Interrupted,
+                error: Some(error),
+                ..
+            } if error.contains("crash or kill")
+        ),
+        "the event says what the table says: {:?}",
+        recovered.last()
+    );
     drop(store);
 
     // A second recovery finds nothing; the next runner numbers on.
@@ -685,4 +707,343 @@ fn keeps_every_written_event_through_kill_9_and_marks_the_run_interrupted() {
     );
     recorder.flush().unwrap();
     assert_eq!(store.list_runs(10).unwrap().len(), 2);
+}
+
+#[test]
+fn an_older_history_that_recorded_a_recovered_run_as_aborted_reads_interrupted_after_the_upgrade() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("history.db");
+    {
+        let (_store, bus, recorder) = open(&path);
+        bus.publish(run_status("crashed", RunStatus::Running));
+        // What recovery recorded before `interrupted` was a run status.
+        bus.publish(EventKind::RunStatus {
+            run_id: "crashed".into(),
+            pipeline: "default".into(),
+            status: RunStatus::Aborted,
+            message: Some("interrupted: the runner stopped".into()),
+            error: Some("the runner stopped".into()),
+        });
+        bus.publish(run_status("stopped", RunStatus::Running));
+        bus.publish(EventKind::RunStatus {
+            run_id: "stopped".into(),
+            pipeline: "default".into(),
+            status: RunStatus::Aborted,
+            message: Some("aborted after 2s".into()),
+            error: Some("the run was aborted".into()),
+        });
+        recorder.flush().unwrap();
+    }
+    let old = rusqlite::Connection::open(&path).unwrap();
+    old.execute_batch(
+        "UPDATE runs SET status = 'interrupted' WHERE id = 'crashed'; PRAGMA user_version = 1;",
+    )
+    .unwrap();
+    drop(old);
+
+    let store = Store::open(&path).unwrap();
+    let statuses: Vec<(String, RunStatus)> = store
+        .events_after(0, 100)
+        .unwrap()
+        .into_iter()
+        .filter_map(|event| match event.kind {
+            EventKind::RunStatus { run_id, status, .. } if status.is_final() => {
+                Some((run_id, status))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        statuses,
+        vec![
+            ("crashed".to_string(), RunStatus::Interrupted),
+            ("stopped".to_string(), RunStatus::Aborted),
+        ]
+    );
+    assert_eq!(
+        store.run_detail("crashed").unwrap().run.status,
+        "interrupted"
+    );
+    assert_eq!(store.run_detail("stopped").unwrap().run.status, "aborted");
+}
+
+/// A project whose only task sleeps for five minutes, with a history of
+/// its own (and the shared compile cache, so nothing compiles again).
+fn sleeping_project() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    let cache = Path::new(&crate::support::shared_state_dir()).join("cache");
+    std::fs::create_dir_all(&cache).unwrap();
+    std::os::unix::fs::symlink(&cache, state.join("cache")).unwrap();
+    let toml = format!(
+        r#"version = 1
+[defaults]
+state_dir = "{state}"
+
+[[pipelines.default.batches]]
+id = "wait"
+
+[[pipelines.default.batches.tasks]]
+id = "sleeper"
+type = "exec"
+config = {{ command = "echo $$ > '{pid}'; exec sleep 300" }}
+"#,
+        state = state.display(),
+        pid = dir.path().join("sleeper.pid").display()
+    );
+    std::fs::write(dir.path().join("runner.toml"), toml).unwrap();
+    dir
+}
+
+/// Runs the `runner` binary in `dir` and returns (exit code, stdout).
+fn runner_in(dir: &Path, args: &[&str]) -> (i32, String) {
+    let output = Command::new(crate::pipelines::runner_binary())
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "runner {args:?}: {}\n{stdout}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.code().unwrap(), stdout)
+}
+
+fn json_of(text: &str) -> serde_json::Value {
+    serde_json::from_str(text).unwrap_or_else(|err| panic!("not JSON ({err}): {text}"))
+}
+
+/// The row of `runner history` text for `run`, split at the header's columns.
+fn history_row(table: &str, run: &str) -> Vec<(String, String)> {
+    let mut lines = table.lines();
+    let header = lines.next().expect("a header");
+    let row = lines
+        .find(|line| line.starts_with(run))
+        .unwrap_or_else(|| panic!("no row for {run}: {table}"));
+    let starts: Vec<usize> = [
+        "RUN", "PIPELINE", "STATUS", "STARTED", "BATCHES", "TASKS", "ERROR",
+    ]
+    .iter()
+    .map(|name| {
+        header
+            .find(name)
+            .unwrap_or_else(|| panic!("{name}: {header}"))
+    })
+    .collect();
+    // BATCHES and TASKS are right-aligned: their cells end where the headers end.
+    let cell = |from: usize, to: usize| row.get(from..to.min(row.len())).unwrap_or("").trim();
+    vec![
+        ("run".into(), cell(starts[0], starts[1]).into()),
+        ("status".into(), cell(starts[2], starts[3]).into()),
+        ("started".into(), cell(starts[3], starts[3] + 19).into()),
+        (
+            "tasks".into(),
+            cell(starts[4] + "BATCHES".len(), starts[5] + "TASKS".len()).into(),
+        ),
+        ("error".into(), cell(starts[6], row.len()).into()),
+    ]
+}
+
+fn cell<'a>(row: &'a [(String, String)], name: &str) -> &'a str {
+    &row.iter().find(|(n, _)| n == name).unwrap().1
+}
+
+#[test]
+fn a_run_whose_runner_was_killed_reads_interrupted_and_its_running_task_never_counts_as_ok() {
+    let project = sleeping_project();
+    let dir = project.path();
+    let mut child = Command::new(crate::pipelines::runner_binary())
+        .args(["run"])
+        .current_dir(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let db = dir.join("state/history.db");
+    let pid_file = dir.join("sleeper.pid");
+    let mut run_id = None;
+    for _ in 0..600 {
+        if pid_file.exists()
+            && let Ok(store) = Store::open(&db)
+            && let Ok(detail) = store.run_detail("last")
+            && detail.executions.iter().any(|e| e.status == "running")
+        {
+            run_id = Some(detail.run.id.clone());
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let run_id = run_id.expect("the sleeper task runs within a minute");
+
+    // While its runner lives, the run is running and its task is not ok.
+    let (_, table) = runner_in(dir, &["history"]);
+    let row = history_row(&table, &run_id);
+    assert_eq!(cell(&row, "status"), "running", "{table}");
+    assert_eq!(cell(&row, "tasks"), "0/1 ok, 1 running", "{table}");
+
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+
+    let (_, table) = runner_in(dir, &["history"]);
+    let row = history_row(&table, &run_id);
+    assert_eq!(cell(&row, "run"), run_id, "{table}");
+    assert_eq!(cell(&row, "status"), "interrupted (runner gone)", "{table}");
+    assert!(
+        chrono::NaiveDateTime::parse_from_str(cell(&row, "started"), "%Y-%m-%d %H:%M:%S").is_ok(),
+        "the columns line up: {table}"
+    );
+    assert_eq!(cell(&row, "tasks"), "0/1 ok", "{table}");
+    assert!(cell(&row, "error").contains("crash or kill"), "{table}");
+
+    let (_, json) = runner_in(dir, &["history", "--json"]);
+    let runs = json_of(&json);
+    let run = &runs[0];
+    assert_eq!(run["id"], run_id.as_str());
+    assert_eq!(run["status"], "interrupted", "{run}");
+    assert_eq!(run["owner_gone"], true, "{run}");
+    assert_eq!(
+        (
+            &run["tasks"],
+            &run["tasks_ok"],
+            &run["tasks_failed"],
+            &run["tasks_running"]
+        ),
+        (&1.into(), &0.into(), &1.into(), &0.into()),
+        "{run}"
+    );
+
+    let (_, text) = runner_in(dir, &["show", "last"]);
+    assert!(text.contains("interrupted (runner gone)"), "{text}");
+    assert!(text.contains("sleeper [exec · task] interrupted"), "{text}");
+    assert!(text.contains("tasks 0/1 ok"), "{text}");
+    let (_, json) = runner_in(dir, &["show", "last", "--json"]);
+    let detail = json_of(&json);
+    assert_eq!(detail["run"]["status"], "interrupted", "{detail}");
+    assert_eq!(detail["executions"][0]["status"], "interrupted", "{detail}");
+    assert_eq!(detail["batches"][0]["status"], "failed", "{detail}");
+
+    // `runner logs --follow` of the run ends instead of waiting forever.
+    let (_, _) = runner_in(dir, &["logs", "last", "--follow"]);
+
+    // The sleeper outlived its runner (issue 8.7): stop it.
+    if let Ok(pid) = std::fs::read_to_string(&pid_file) {
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", pid.trim())])
+            .status();
+    }
+
+    // The next run records what the read commands said, and says no more
+    // that the runner is gone.
+    let store = Store::open(&db).unwrap();
+    let recovery = store.recover("the runner stopped (crash or kill)").unwrap();
+    assert_eq!(recovery.runs, vec![run_id.clone()]);
+    drop(store);
+    let (_, json) = runner_in(dir, &["history", "--json"]);
+    let run = &json_of(&json)[0];
+    assert_eq!(
+        (&run["status"], &run["owner_gone"], &run["tasks_failed"]),
+        (&"interrupted".into(), &false.into(), &1.into()),
+        "{run}"
+    );
+    let (_, table) = runner_in(dir, &["history"]);
+    assert_eq!(
+        cell(&history_row(&table, &run_id), "status"),
+        "interrupted",
+        "{table}"
+    );
+}
+
+#[test]
+fn keeps_an_older_history_within_its_max_size_by_pruning_the_oldest_logs_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("history.db");
+    // A history from before the budget: pages are never given back.
+    let old = rusqlite::Connection::open(&path).unwrap();
+    old.execute_batch("PRAGMA auto_vacuum = NONE; CREATE TABLE leftover (x);")
+        .unwrap();
+    drop(old);
+    let max: u64 = 2 << 20;
+    let store = Store::open_with(
+        &path,
+        StoreOptions {
+            retention: Retention {
+                max_bytes: Some(max),
+                ..Retention::default()
+            },
+            ..StoreOptions::default()
+        },
+    )
+    .unwrap();
+    let bus = EventBus::new(store.last_seq() + 1);
+    let recorder = Recorder::start(&store, &bus);
+    let chunk = "x".repeat(10_000);
+    for run in 0..8 {
+        let run = format!("run-{run}");
+        bus.publish(run_status(&run, RunStatus::Running));
+        for i in 0..40 {
+            bus.publish(output(&run, "noisy", i, &chunk));
+        }
+        bus.publish(run_status(&run, RunStatus::Completed));
+        recorder.flush().unwrap();
+    }
+
+    let check = rusqlite::Connection::open(&path).unwrap();
+    let pragma = |name: &str| -> u64 {
+        check
+            .query_row(&format!("PRAGMA {name}"), [], |row| row.get::<_, i64>(0))
+            .unwrap() as u64
+    };
+    assert_eq!(pragma("auto_vacuum"), 2, "converted to incremental vacuum");
+    let pages = pragma("page_count");
+    assert!(
+        pages * pragma("page_size") <= max,
+        "{pages} pages: over the budget"
+    );
+    assert_eq!(
+        pragma("freelist_count"),
+        0,
+        "freed pages went back to the file system"
+    );
+    assert_eq!(store.list_runs(10).unwrap().len(), 8, "every run is kept");
+    assert_eq!(store.logs("run-7", None, 0, 1000).unwrap().len(), 40);
+    assert!(store.logs("run-0", None, 0, 1000).unwrap().is_empty());
+}
+
+#[test]
+fn the_lock_holder_recovers_a_run_whose_process_id_now_belongs_to_another_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("history.db");
+    {
+        let (_store, bus, recorder) = open(&path);
+        bus.publish(run_status("reused", RunStatus::Running));
+        recorder.flush().unwrap();
+    }
+    // The id of the runner that recorded it now names an unrelated process.
+    let mut other = Command::new("sleep").arg("60").spawn().unwrap();
+    let db = rusqlite::Connection::open(&path).unwrap();
+    db.execute("UPDATE runs SET owner_pid = ?1", [other.id()])
+        .unwrap();
+    drop(db);
+
+    let store = Store::open(&path).unwrap();
+    assert!(
+        store.recover("gone").unwrap().runs.is_empty(),
+        "without a lock file, a live process counts as the owner"
+    );
+    let _lock = RecorderLock::try_acquire(&path)
+        .unwrap()
+        .expect("a free lock");
+    assert_eq!(
+        store.recover("gone").unwrap().runs,
+        vec!["reused".to_string()]
+    );
+    assert_eq!(
+        store.run_detail("reused").unwrap().run.status,
+        "interrupted"
+    );
+    other.kill().unwrap();
+    other.wait().unwrap();
 }

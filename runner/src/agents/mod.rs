@@ -74,6 +74,8 @@ pub struct CommandResult {
     pub usage: Usage,
     pub files_changed: Vec<String>,
     pub tools_used: Vec<String>,
+    /// Terminal output dropped past the agent's `output` limit.
+    pub output_cut: Option<crate::run::output::OutputCut>,
 }
 
 /// Tokens and cost an agent reported for one command, summed.
@@ -88,7 +90,7 @@ pub struct Usage {
 impl CommandResult {
     /// The output of an agent task.
     pub fn to_json(&self, agent: &str) -> Value {
-        json!({
+        let json = json!({
             "agent": agent,
             "command_id": self.command_id,
             "session_id": self.session_id,
@@ -102,7 +104,11 @@ impl CommandResult {
             },
             "files_changed": self.files_changed,
             "tools_used": self.tools_used,
-        })
+        });
+        match self.output_cut {
+            Some(cut) => cut.annotate(Some(json)),
+            None => json,
+        }
     }
 }
 
@@ -416,6 +422,7 @@ impl Agents {
             usage: Usage::default(),
             files_changed: Vec::new(),
             tools_used: Vec::new(),
+            output_cut: None,
         };
         // The agent first, then the run: a command holds a run slot only
         // once its agent has taken it.
@@ -533,7 +540,7 @@ impl Agents {
         };
 
         let (line_tx, mut line_rx) = mpsc::unbounded_channel::<(Stream, String)>();
-        let mut chunker = Chunker::default();
+        let mut chunker = Chunker::with_limit(agent.decl.output);
         let mut partial: HashMap<Stream, Vec<u8>> = HashMap::new();
         // Owns the sender, so the line reader below ends when the process does.
         let on_output = {
@@ -584,6 +591,15 @@ impl Agents {
         }
         let rest = chunker.finish();
         self.terminal_chunks(id, request, Stream::Stdout, rest);
+        // Every line still reached the adapter; only the terminal output was cut.
+        if let Some(cut) = chunker.cut() {
+            self.log(
+                request,
+                LogLevel::Warn,
+                format!("command {id}: {}", cut.message()),
+            );
+            result.output_cut = Some(cut);
+        }
         if let Some(err) = session_errors.first() {
             self.log(
                 request,

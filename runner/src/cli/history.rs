@@ -4,7 +4,9 @@
 use super::Error;
 use crate::config::Config;
 use crate::events::EventBus;
-use crate::store::{DB_FILE, LogKind, Recorder, Store, StoreOptions};
+use crate::store::{
+    DB_FILE, LogKind, Recorder, RecorderLock, RunSummary, Store, StoreOptions, lock_path,
+};
 use std::sync::Arc;
 
 /// Where `config`'s history lives.
@@ -25,7 +27,7 @@ pub struct Recording {
     pub store: Option<Store>,
     recorder: Option<Recorder>,
     /// Held while this process records: one writer numbers the events.
-    _lock: Option<std::fs::File>,
+    _lock: Option<RecorderLock>,
 }
 
 impl Recording {
@@ -48,14 +50,7 @@ impl Recording {
 /// its history. A `runner serve` is not waited for: `ask` and `run` hand
 /// their work to it instead (see `client`).
 pub async fn start(config: &Config) -> Result<(Arc<EventBus>, Recording), Error> {
-    use std::io::{Read, Seek, Write};
-    let lock_path = config.state_dir().join("history.lock");
-    std::fs::create_dir_all(config.state_dir()).map_err(|err| {
-        Error::Usage(format!(
-            "cannot create {}: {err}",
-            config.state_dir().display()
-        ))
-    })?;
+    let db = db_path(config);
     let killed = crate::run::groups::adopt(config.state_dir());
     if !killed.is_empty() {
         eprintln!(
@@ -63,37 +58,27 @@ pub async fn start(config: &Config) -> Result<(Arc<EventBus>, Recording), Error>
             killed.len()
         );
     }
-    let mut lock = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .read(true)
-        .write(true)
-        .open(&lock_path)
-        .map_err(|err| Error::Usage(format!("cannot open {}: {err}", lock_path.display())))?;
     let mut said = false;
-    while lock.try_lock().is_err() {
+    let lock = loop {
+        let acquired = RecorderLock::try_acquire(&db).map_err(|err| {
+            Error::Usage(format!("cannot lock {}: {err}", lock_path(&db).display()))
+        })?;
+        if let Some(lock) = acquired {
+            break lock;
+        }
         if !said {
-            let mut holder = String::new();
-            let _ = lock.read_to_string(&mut holder);
-            let holder = holder.trim();
-            let holder = if holder.is_empty() {
-                String::new()
-            } else {
-                format!(" (pid {holder})")
+            let holder = match crate::store::Holder::of(&db) {
+                crate::store::Holder::Alive(pid) => format!(" (pid {pid})"),
+                _ => String::new(),
             };
             eprintln!(
                 "note: another runner{holder} is recording into {}; waiting for it to end (Ctrl-C stops)",
-                db_path(config).display()
+                db.display()
             );
             said = true;
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    // Tells a waiting runner who holds the lock; nothing depends on it.
-    let _ = lock
-        .set_len(0)
-        .and_then(|()| lock.rewind())
-        .and_then(|()| write!(lock, "{}", std::process::id()));
+    };
     let store = open(config)?;
     let recovery = store.recover("the runner stopped while it was going (crash or kill)")?;
     if !recovery.runs.is_empty() {
@@ -134,23 +119,72 @@ pub fn history(config: &Config, limit: usize, json: bool) -> Result<i32, Error> 
         );
         return Ok(super::exit::OK);
     }
-    println!(
-        "{:<28} {:<12} {:<10} {:<20} {:>9} {:>12}  ERROR",
-        "RUN", "PIPELINE", "STATUS", "STARTED", "BATCHES", "TASKS"
-    );
-    for run in runs {
-        println!(
-            "{:<28} {:<12} {:<10} {:<20} {:>9} {:>12}  {}",
-            run.id,
-            run.pipeline,
-            run.status,
-            run.started_at.format("%Y-%m-%d %H:%M:%S"),
-            format!("{}/{} ok", run.batches - run.batches_failed, run.batches),
-            format!("{}/{} ok", run.tasks - run.tasks_failed, run.tasks),
-            run.error.as_deref().unwrap_or("")
-        );
-    }
+    let rows: Vec<[String; 7]> = runs
+        .iter()
+        .map(|run| {
+            [
+                run.id.clone(),
+                run.pipeline.clone(),
+                run.status_text(),
+                run.started_at.format("%Y-%m-%d %H:%M:%S").to_string(),
+                format!("{}/{} ok", run.batches_ok, run.batches),
+                tasks_text(run),
+                run.error.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    print!("{}", table(&HISTORY_COLUMNS, &rows));
     Ok(super::exit::OK)
+}
+
+/// `2/3 ok`, and how many are still going: `0/1 ok, 1 running`.
+fn tasks_text(run: &RunSummary) -> String {
+    let mut text = format!("{}/{} ok", run.tasks_ok, run.tasks);
+    if run.tasks_running > 0 {
+        text.push_str(&format!(", {} running", run.tasks_running));
+    }
+    text
+}
+
+/// The columns of `runner history`: a header and whether it is right-aligned.
+const HISTORY_COLUMNS: [(&str, bool); 7] = [
+    ("RUN", false),
+    ("PIPELINE", false),
+    ("STATUS", false),
+    ("STARTED", false),
+    ("BATCHES", true),
+    ("TASKS", true),
+    ("ERROR", false),
+];
+
+/// A plain-text table: each column as wide as its widest cell, two spaces
+/// between columns, the last column unpadded.
+fn table<const N: usize>(columns: &[(&str, bool); N], rows: &[[String; N]]) -> String {
+    let mut widths = columns.map(|(header, _)| header.chars().count());
+    for row in rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let headers = columns.map(|(header, _)| header.to_string());
+    let mut out = String::new();
+    for row in std::iter::once(&headers).chain(rows) {
+        let mut line = String::new();
+        for (i, cell) in row.iter().enumerate() {
+            if i > 0 {
+                line.push_str("  ");
+            }
+            let pad = " ".repeat(widths[i] - cell.chars().count());
+            match (columns[i].1, i + 1 == N) {
+                (true, _) => line.push_str(&format!("{pad}{cell}")),
+                (false, true) => line.push_str(cell),
+                (false, false) => line.push_str(&format!("{cell}{pad}")),
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
 }
 
 pub fn show(config: &Config, run: &str, json: bool) -> Result<i32, Error> {
@@ -170,10 +204,11 @@ pub fn show(config: &Config, run: &str, json: bool) -> Result<i32, Error> {
         )
     });
     println!(
-        "run {} · pipeline {} · {}{}",
+        "run {} · pipeline {} · {} · tasks {}{}",
         r.id,
         r.pipeline,
-        r.status,
+        r.status_text(),
+        tasks_text(r),
         took.unwrap_or_default()
     );
     if let Some(error) = &r.error {
@@ -215,8 +250,14 @@ pub fn show(config: &Config, run: &str, json: bool) -> Result<i32, Error> {
                 .as_deref()
                 .map(|e| format!(": {e}"))
                 .unwrap_or_default();
+            let cut = exec
+                .result
+                .as_ref()
+                .and_then(|r| r["output_cut"]["dropped_bytes"].as_u64())
+                .map(|dropped| format!(" · output cut: {dropped} bytes dropped"))
+                .unwrap_or_default();
             println!(
-                "    {} [{} · {}] {}{code}{took}{error}",
+                "    {} [{} · {}] {}{code}{took}{cut}{error}",
                 exec.execution_id, exec.kind, exec.reason, exec.status
             );
         }
@@ -290,4 +331,34 @@ pub async fn logs(
 
 fn short(commit: &str) -> &str {
     &commit[..commit.len().min(10)]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_table_lines_up_every_column_whatever_its_longest_cell() {
+        let rows = [
+            ["run-1", "ci", "completed", "3/3 ok", "boom"].map(String::from),
+            ["run-22", "default", "interrupted", "10/12 ok", ""].map(String::from),
+        ];
+        let columns = [
+            ("RUN", false),
+            ("PIPELINE", false),
+            ("STATUS", false),
+            ("TASKS", true),
+            ("ERROR", false),
+        ];
+        let text = table(&columns, &rows);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines,
+            vec![
+                "RUN     PIPELINE  STATUS          TASKS  ERROR",
+                "run-1   ci        completed      3/3 ok  boom",
+                "run-22  default   interrupted  10/12 ok",
+            ]
+        );
+    }
 }

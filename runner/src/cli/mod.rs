@@ -635,6 +635,7 @@ async fn ask_remote(
         usage: crate::agents::Usage::default(),
         files_changed: Vec::new(),
         tools_used: Vec::new(),
+        output_cut: None,
     };
     let mut output = Output::new(json, false);
     let signal = shutdown_signal();

@@ -55,6 +55,8 @@ pub struct AgentDecl {
     pub concurrency: usize,
     pub queue_limit: usize,
     pub timeout: Duration,
+    /// Bytes of terminal output one command may write.
+    pub output: u64,
     pub working_dir: PathBuf,
     /// Adapter options: (key, JSON value).
     pub options: Vec<(String, String)>,
@@ -68,6 +70,8 @@ pub struct Defaults {
     pub timeout: Duration,
     pub concurrency: usize,
     pub memory: u64,
+    /// Bytes of output one task may write (both streams).
+    pub output: u64,
     pub priority: Priority,
     pub state_dir: PathBuf,
 }
@@ -76,6 +80,10 @@ pub struct Defaults {
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
 /// Memory one plugin instance may use unless its limits say otherwise.
 pub const DEFAULT_MEMORY: u64 = 256 << 20;
+/// Output one task may write unless configured otherwise (GitLab Runner's default).
+pub const DEFAULT_OUTPUT: u64 = 4 << 20;
+/// The smallest output limit: enough for a line of why.
+pub const MIN_OUTPUT: u64 = 1 << 10;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PluginSource {
@@ -94,6 +102,8 @@ pub struct PluginDecl {
     pub capabilities: Capabilities,
     pub memory: u64,
     pub timeout: Option<Duration>,
+    /// Bytes of output one of its tasks may write; `None`: the default.
+    pub output: Option<u64>,
     /// Where in `runner.toml` it was declared, for errors (`None` for implicit built-ins).
     pub declared_at: Option<Location>,
 }
@@ -145,6 +155,8 @@ pub struct Task {
     /// The `config` table, as JSON.
     pub config: Value,
     pub timeout: Duration,
+    /// Bytes of output it may write (both streams); agent tasks use their agent's.
+    pub output: u64,
     pub priority: Priority,
     /// Where its `type` is written.
     pub type_at: Location,

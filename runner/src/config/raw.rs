@@ -73,6 +73,8 @@ pub struct RawAgent {
     pub queue_limit: Option<Spanned<i64>>,
     /// Per-command timeout. Example: `timeout = "10m"`
     pub timeout: Option<Spanned<toml::Value>>,
+    /// Terminal output one command may write. Example: `output = "8MiB"`
+    pub output: Option<Spanned<String>>,
     /// Where the CLI runs, relative to `runner.toml`. Example: `working_dir = "."`
     pub working_dir: Option<Spanned<String>>,
     /// Adapter options. Example: `options = { skip_permissions = true }`
@@ -92,6 +94,9 @@ pub struct RawDefaults {
     pub concurrency: Option<Spanned<i64>>,
     /// Memory limit of one plugin instance. Example: `memory = "256MiB"`
     pub memory: Option<Spanned<String>>,
+    /// Output a task (exec, script, plugin, agent command) may write, both
+    /// streams together; the rest is dropped (default 4MiB). Example: `output = "8MiB"`
+    pub output: Option<Spanned<String>>,
     /// Priority of tasks that give none. Example: `priority = "normal"`
     pub priority: Option<Spanned<String>>,
     /// Where the runner keeps its cache and state. Example: `state_dir = ".runner"`
@@ -147,6 +152,8 @@ pub struct RawLimits {
     pub memory: Option<Spanned<String>>,
     /// Default timeout of this plugin's tasks. Example: `timeout = "30s"`
     pub timeout: Option<Spanned<toml::Value>>,
+    /// Output one of this plugin's tasks may write. Example: `output = "1MiB"`
+    pub output: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

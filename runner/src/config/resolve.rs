@@ -179,6 +179,30 @@ impl Resolver<'_> {
         Ok(bytes)
     }
 
+    /// `[history]`: `max_size` checked and read.
+    fn history(
+        &self,
+        mut history: crate::store::HistorySettings,
+    ) -> Result<crate::store::HistorySettings> {
+        if let Some(max) = &history.max_size {
+            let bytes = self.size(max, "history.max_size")?;
+            if bytes < crate::store::MIN_MAX_SIZE {
+                return Err(self.at(max, "history.max_size", "must be at least 1MiB"));
+            }
+            history.max_size_bytes = Some(bytes);
+        }
+        Ok(history)
+    }
+
+    /// An output limit: a size of at least [`MIN_OUTPUT`].
+    fn output_limit(&self, value: &Spanned<String>, key: &str) -> Result<u64> {
+        let limit = self.size(value, key)?;
+        if limit < MIN_OUTPUT {
+            return Err(self.at(value, key, "must be at least 1KiB"));
+        }
+        Ok(limit)
+    }
+
     fn priority(&self, value: &Spanned<String>, key: &str) -> Result<Priority> {
         Priority::parse(value.get_ref()).ok_or_else(|| {
             self.at(
@@ -251,7 +275,7 @@ impl Resolver<'_> {
         Ok(Config {
             server,
             git: raw.git,
-            history: raw.history,
+            history: self.history(raw.history)?,
             path: self.file.to_path_buf(),
             base_dir,
             defaults,
@@ -280,6 +304,10 @@ impl Resolver<'_> {
             Some(m) => self.memory(m, "defaults.memory")?,
             None => DEFAULT_MEMORY,
         };
+        let output = match &raw.output {
+            Some(o) => self.output_limit(o, "defaults.output")?,
+            None => DEFAULT_OUTPUT,
+        };
         let priority = match &raw.priority {
             Some(p) => self.priority(p, "defaults.priority")?,
             None => Priority::Normal,
@@ -289,6 +317,7 @@ impl Resolver<'_> {
             timeout,
             concurrency,
             memory,
+            output,
             priority,
             state_dir,
         })
@@ -311,6 +340,7 @@ impl Resolver<'_> {
                     capabilities: Capabilities::default(),
                     memory: defaults.memory,
                     timeout: None,
+                    output: None,
                     declared_at: None,
                 },
             );
@@ -390,6 +420,12 @@ impl Resolver<'_> {
                 .as_ref()
                 .map(|t| self.duration(t, &format!("{key}.limits.timeout")))
                 .transpose()?;
+            let output = plugin
+                .limits
+                .output
+                .as_ref()
+                .map(|o| self.output_limit(o, &format!("{key}.limits.output")))
+                .transpose()?;
             let declared_at = plugin
                 .path
                 .as_ref()
@@ -404,6 +440,7 @@ impl Resolver<'_> {
                     capabilities,
                     memory,
                     timeout,
+                    output,
                     declared_at,
                 },
             );
@@ -511,6 +548,10 @@ impl Resolver<'_> {
             Some(t) => self.duration(t, &format!("{key}.timeout"))?,
             None => defaults.timeout,
         };
+        let output = match &raw.output {
+            Some(o) => self.output_limit(o, &format!("{key}.output"))?,
+            None => defaults.output,
+        };
         let working_dir = match &raw.working_dir {
             Some(dir) => {
                 let full = base_dir.join(dir.get_ref());
@@ -534,6 +575,7 @@ impl Resolver<'_> {
             concurrency,
             queue_limit,
             timeout,
+            output,
             working_dir,
             options: raw
                 .options
@@ -836,6 +878,12 @@ impl Resolver<'_> {
             Some(t) => self.duration(t, &format!("{key}.timeout"))?,
             None => plugin_timeout.unwrap_or(defaults.timeout),
         };
+        let output = match &kind {
+            TaskKind::Script(p) | TaskKind::Plugin(p) => plugins[p].output,
+            TaskKind::Agent(a) => Some(agents[a].output),
+            TaskKind::Exec => None,
+        }
+        .unwrap_or(defaults.output);
         let priority = match &raw.priority {
             Some(p) => self.priority(p, &format!("{key}.priority"))?,
             None => defaults.priority,
@@ -851,6 +899,7 @@ impl Resolver<'_> {
             kind,
             config,
             timeout,
+            output,
             priority,
             type_at,
         })

@@ -14,7 +14,7 @@
 
 pub(crate) mod exec;
 pub mod groups;
-pub(crate) mod output;
+pub mod output;
 mod queue;
 
 pub use exec::KILL_GRACE;
@@ -438,15 +438,27 @@ struct TaskOutcome {
     output: Option<Value>,
     error: Option<String>,
     exit_code: Option<i32>,
+    /// Output dropped past the task's limit.
+    output_cut: Option<output::OutputCut>,
 }
 
 impl TaskOutcome {
+    /// The `result` of its `task_finished`: the output, saying whether the
+    /// terminal output was cut (later tasks see the output as it is).
+    fn result(&self) -> Option<Value> {
+        match self.output_cut {
+            Some(cut) => Some(cut.annotate(self.output.clone())),
+            None => self.output.clone(),
+        }
+    }
+
     fn completed(output: Value, exit_code: Option<i32>) -> Self {
         Self {
             status: TaskStatus::Completed,
             output: Some(output),
             error: None,
             exit_code,
+            output_cut: None,
         }
     }
 
@@ -456,6 +468,7 @@ impl TaskOutcome {
             output: None,
             error: Some(error.into()),
             exit_code,
+            output_cut: None,
         }
     }
 
@@ -465,6 +478,7 @@ impl TaskOutcome {
             output: None,
             error: Some("the run was aborted".into()),
             exit_code: None,
+            output_cut: None,
         }
     }
 }
@@ -771,7 +785,7 @@ impl RunCtx {
             env: Vec::new(),
             stdin: None,
         };
-        let mut chunker = Chunker::default();
+        let mut chunker = Chunker::with_limit(self.config.defaults.output);
         let on_output = |stream: Stream, data: &[u8]| {
             let chunks = chunker.push(stream, data);
             self.output_chunks(&execution_id, stream, chunks);
@@ -801,6 +815,9 @@ impl RunCtx {
                 ),
                 Err(err) => (ExecutionState::Failed, None, Some(format!("{err:#}"))),
             };
+        if let Some(cut) = chunker.cut() {
+            self.log(Some(&execution_id), LogLevel::Warn, cut.message());
+        }
         status(state, code, error.clone());
         match error {
             None => Ok(()),
@@ -940,7 +957,7 @@ impl RunCtx {
                     started_at,
                     finished_at,
                     duration_ms,
-                    result: outcome.output.clone(),
+                    result: outcome.result(),
                     error: outcome.error.clone(),
                     exit_code: outcome.exit_code,
                 });
@@ -951,6 +968,7 @@ impl RunCtx {
                 output: None,
                 error: Some(reason.into()),
                 exit_code: None,
+                output_cut: None,
             };
             finish(TaskStatus::Skipped, None, &outcome);
             TaskResult {
@@ -1103,8 +1121,8 @@ impl RunCtx {
         task: &Task,
         config: &Value,
     ) -> TaskOutcome {
-        let chunker = Arc::new(Mutex::new(Chunker::default()));
-        let outcome = match &task.kind {
+        let chunker = Arc::new(Mutex::new(Chunker::with_limit(task.output)));
+        let mut outcome = match &task.kind {
             TaskKind::Exec => self.execute_exec(dir, spec, task, config, &chunker).await,
             TaskKind::Agent(agent) => self.execute_agent(agent, dir, spec, task, config).await,
             TaskKind::Script(name) | TaskKind::Plugin(name) => {
@@ -1125,8 +1143,15 @@ impl RunCtx {
                 }
             }
         };
-        let rest = chunker.lock().expect("chunker lock").finish();
+        let (rest, cut) = {
+            let mut chunker = chunker.lock().expect("chunker lock");
+            (chunker.finish(), chunker.cut())
+        };
         self.output_chunks(&spec.id, Stream::Stdout, rest);
+        if let Some(cut) = cut {
+            self.log(Some(&spec.id), LogLevel::Warn, cut.message());
+            outcome.output_cut = Some(cut);
+        }
         outcome
     }
 

@@ -30,19 +30,36 @@
 //! A committed transaction survives `kill -9` (WAL, `synchronous = NORMAL`);
 //! at most the events still queued in memory are lost. [`Store::recover`], at
 //! the next start, marks what the dead runner left running as interrupted and
-//! records that as events, numbered after the last one written.
+//! records that as events, numbered after the last one written. Until then,
+//! the queries already tell the truth: a run whose runner is gone (see
+//! [`RecorderLock`]: its lock names a process that has ended) reads as
+//! `interrupted` with [`RunSummary::owner_gone`] set, and what it left
+//! running reads as recovery will record it.
 //!
 //! ## Retention
 //! Log lines, terminal output and agent activity older than
 //! [`Retention::log_days`] are pruned at open and by [`Store::prune`]; runs,
 //! batches, executions, agent turns and merges are kept. The connection audit
 //! keeps [`Retention::audit_days`] (30) days.
+//!
+//! ## Size budget
+//! With [`Retention::max_bytes`], the writer checks the database's size at
+//! open and after every 1/32 of the budget written; from 13/16 of the budget
+//! it deletes the oldest log lines, terminal output and agent activity until
+//! it is under 3/4 of it, except those of the newest run (a run larger than
+//! the budget stays whole until the next one starts), and frees the pages
+//! (`auto_vacuum = INCREMENTAL`; an older database is converted once with
+//! `VACUUM`). The WAL is checkpointed every 1/16 of the budget, so file and
+//! WAL together stay under it.
 
+mod lock;
 mod query;
 mod recorder;
 mod schema;
 mod writer;
 
+pub use lock::{LOCK_FILE, RecorderLock, lock_path};
+pub(crate) use lock::Holder;
 pub use query::*;
 pub use recorder::Recorder;
 
@@ -129,6 +146,9 @@ pub struct Retention {
     pub log_days: Option<u32>,
     /// Days of the connection audit (seed 001 asks for 30).
     pub audit_days: u32,
+    /// The size the database may reach before its oldest log lines,
+    /// terminal output and agent activity are pruned; `None`: no budget.
+    pub max_bytes: Option<u64>,
 }
 
 impl Default for Retention {
@@ -136,9 +156,13 @@ impl Default for Retention {
         Self {
             log_days: Some(30),
             audit_days: 30,
+            max_bytes: None,
         }
     }
 }
+
+/// The smallest `[history] max_size`.
+pub const MIN_MAX_SIZE: u64 = 1 << 20;
 
 /// `[history]` in `runner.toml`.
 ///
@@ -146,6 +170,7 @@ impl Default for Retention {
 /// [history]
 /// log_retention_days = 14   # 0 keeps logs forever; default 30
 /// audit_retention_days = 30
+/// max_size = "500MiB"       # prune the oldest logs beyond it; default no budget
 /// ```
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -155,6 +180,13 @@ pub struct HistorySettings {
     pub log_retention_days: Option<u32>,
     /// Days of the WebSocket connection audit to keep. Example: `audit_retention_days = 30`
     pub audit_retention_days: Option<u32>,
+    /// A size budget for `history.db`: beyond it the oldest log lines,
+    /// terminal output and agent activity are pruned (runs, batches,
+    /// executions, agent turns and merges stay). Example: `max_size = "500MiB"`
+    pub max_size: Option<toml::Spanned<String>>,
+    /// `max_size` in bytes, once the config has checked it.
+    #[serde(skip)]
+    pub max_size_bytes: Option<u64>,
 }
 
 /// The longest retention `[history]` accepts: a hundred years (a date that
@@ -187,6 +219,7 @@ impl HistorySettings {
                 None => default.log_days,
             },
             audit_days: self.audit_retention_days.unwrap_or(default.audit_days),
+            max_bytes: self.max_size_bytes,
         }
     }
 }
@@ -295,6 +328,11 @@ impl Store {
         let sqlite = |err| StoreError::from_sqlite(&path, err);
         let mut conn = Connection::open(&path).map_err(sqlite)?;
         conn.busy_timeout(options.busy_timeout).map_err(sqlite)?;
+        // Freed pages go back to the file system (the size budget needs
+        // it). This takes effect for a new database; an older one is
+        // converted below, when it has a budget.
+        conn.execute_batch("PRAGMA auto_vacuum = INCREMENTAL;")
+            .map_err(sqlite)?;
         let mode: String = conn
             .query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))
             .map_err(sqlite)?;
@@ -307,6 +345,30 @@ impl Store {
         conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = OFF;")
             .map_err(sqlite)?;
         schema::migrate(&mut conn, &path)?;
+        if let Some(max) = options.retention.max_bytes {
+            let auto_vacuum: i64 = conn
+                .query_row("PRAGMA auto_vacuum", [], |row| row.get(0))
+                .map_err(sqlite)?;
+            if auto_vacuum != 2 {
+                // Once: rewrite the file so that pruning can shrink it.
+                conn.execute_batch("VACUUM;").map_err(sqlite)?;
+            }
+            // The WAL counts too: checkpointed every 1/16 of the budget
+            // (at most SQLite's default 1000 pages), and cut back to that
+            // size after a checkpoint.
+            let page_size: i64 = conn
+                .query_row("PRAGMA page_size", [], |row| row.get(0))
+                .map_err(sqlite)?;
+            let wal = (max / 16) as i64;
+            conn.pragma_update(
+                None,
+                "wal_autocheckpoint",
+                (wal / page_size.max(512)).clamp(16, 1000),
+            )
+            .map_err(sqlite)?;
+            conn.pragma_update(None, "journal_size_limit", wal)
+                .map_err(sqlite)?;
+        }
         let last_seq: u64 = conn
             .query_row("SELECT COALESCE(MAX(seq), 0) FROM events", [], |row| {
                 row.get::<_, i64>(0)
@@ -369,7 +431,9 @@ impl Store {
     /// Marks what a dead runner left running as interrupted, and records
     /// that as events numbered after the last one. Call it at start, after
     /// [`Store::open`] and before the event bus and the [`Recorder`] exist.
-    /// Runs owned by a runner process that is still alive are left alone.
+    /// Runs owned by a runner process that is still alive are left alone;
+    /// while this process holds the [`RecorderLock`], every other process's
+    /// run counts as dead (its id may have been reused since).
     pub fn recover(&self, reason: &str) -> Result<Recovery, StoreError> {
         if self.shared.recorder_attached.load(Ordering::SeqCst) {
             return Err(StoreError::RecoverTooLate);

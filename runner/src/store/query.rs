@@ -1,6 +1,7 @@
 //! What `runner history`, `runner show` and `runner logs` read: plain
 //! structs, newest runs first, logs in sequence order.
 
+use super::lock::Holder;
 use super::writer::read_time;
 use super::{Store, StoreError};
 use chrono::{DateTime, Utc};
@@ -15,24 +16,64 @@ use std::time::Duration;
 pub struct RunSummary {
     pub id: String,
     pub pipeline: String,
-    /// `running`, `completed`, `failed`, `aborted`, or `interrupted` (the
-    /// runner died while it was going).
+    /// `running`, `completed`, `failed`, `aborted` (stopped on request), or
+    /// `interrupted` (the runner stopped without finishing it: a crash or a
+    /// kill).
     pub status: String,
+    /// The runner that recorded the run is gone (its lock names a process
+    /// that has ended) and no runner has recorded the end yet: `status`
+    /// reads `interrupted`, what it left running reads as interrupted, and
+    /// the next `runner run` or `runner serve` records that.
+    pub owner_gone: bool,
     pub message: Option<String>,
     pub error: Option<String>,
     pub started_at: DateTime<Utc>,
     pub finished_at: Option<DateTime<Utc>>,
     pub batches: usize,
+    /// Batches that completed.
+    pub batches_ok: usize,
     pub batches_failed: usize,
     pub tasks: usize,
+    /// Tasks that completed; a running, pending or skipped task is not ok.
+    pub tasks_ok: usize,
+    /// Tasks that failed, were killed or were interrupted.
     pub tasks_failed: usize,
+    /// Tasks still running or waiting to start.
+    pub tasks_running: usize,
 }
+
+/// The error of a run whose runner is gone, until a runner records why.
+pub const OWNER_GONE: &str = "the runner stopped without finishing it (crash or kill); the next `runner run` or `runner serve` records it as interrupted";
 
 impl RunSummary {
     /// How long it took; `None` while it is still going.
     pub fn duration(&self) -> Option<Duration> {
         self.finished_at
             .map(|end| (end - self.started_at).to_std().unwrap_or_default())
+    }
+
+    /// The status as a person reads it: `interrupted (runner gone)` for a
+    /// run whose runner is gone.
+    pub fn status_text(&self) -> String {
+        if self.owner_gone {
+            format!("{} (runner gone)", self.status)
+        } else {
+            self.status.clone()
+        }
+    }
+
+    /// A run recorded `running` whose runner is gone reads as its recovery
+    /// will record it.
+    fn settle(&mut self, holder: Holder, owner_pid: Option<i64>) {
+        if self.status != "running" || holder.owns(owner_pid) {
+            return;
+        }
+        self.status = "interrupted".into();
+        self.owner_gone = true;
+        self.error.get_or_insert_with(|| OWNER_GONE.into());
+        self.tasks_failed += self.tasks_running;
+        self.tasks_running = 0;
+        self.batches_failed = self.batches - self.batches_ok;
     }
 }
 
@@ -133,6 +174,33 @@ pub struct RunDetail {
 }
 
 impl RunDetail {
+    /// What a run whose runner is gone left going reads as its recovery
+    /// will record it.
+    fn settle(&mut self) {
+        if !self.run.owner_gone {
+            return;
+        }
+        let reason = || Some(OWNER_GONE.to_string());
+        for batch in &mut self.batches {
+            if matches!(batch.status.as_str(), "pending" | "running") {
+                batch.status = "failed".into();
+                batch.error = batch.error.take().or_else(reason);
+            }
+        }
+        for execution in &mut self.executions {
+            if matches!(execution.status.as_str(), "pending" | "running") {
+                execution.status = "interrupted".into();
+                execution.error = execution.error.take().or_else(reason);
+            }
+        }
+        for turn in &mut self.agent_turns {
+            if matches!(turn.status.as_str(), "queued" | "running") {
+                turn.status = "interrupted".into();
+                turn.error = turn.error.take().or_else(reason);
+            }
+        }
+    }
+
     /// Tokens (input, output, cached) and cost of every agent turn of the run.
     pub fn agent_totals(&self) -> (u64, u64, u64, Option<f64>) {
         let mut totals = (0, 0, 0, None);
@@ -187,26 +255,39 @@ pub struct ConnectionRecord {
 }
 
 const RUN_COLUMNS: &str = "r.id, r.pipeline, r.status, r.message, r.error, r.started_at, r.finished_at,
+    r.owner_pid,
     (SELECT COUNT(*) FROM batches b WHERE b.run_id = r.id),
+    (SELECT COUNT(*) FROM batches b WHERE b.run_id = r.id AND b.status = 'completed'),
     (SELECT COUNT(*) FROM batches b WHERE b.run_id = r.id AND b.status = 'failed'),
     (SELECT COUNT(*) FROM executions e WHERE e.run_id = r.id AND e.reason IN ('task', 'coding_agent')),
     (SELECT COUNT(*) FROM executions e WHERE e.run_id = r.id AND e.reason IN ('task', 'coding_agent')
-        AND e.status IN ('failed', 'interrupted', 'killed'))";
+        AND e.status = 'completed'),
+    (SELECT COUNT(*) FROM executions e WHERE e.run_id = r.id AND e.reason IN ('task', 'coding_agent')
+        AND e.status IN ('failed', 'interrupted', 'killed')),
+    (SELECT COUNT(*) FROM executions e WHERE e.run_id = r.id AND e.reason IN ('task', 'coding_agent')
+        AND e.status IN ('running', 'pending'))";
 
-fn run_summary(row: &Row) -> rusqlite::Result<RunSummary> {
-    Ok(RunSummary {
+/// A run as recorded, with the process that recorded it.
+fn run_summary(row: &Row) -> rusqlite::Result<(RunSummary, Option<i64>)> {
+    let count = |i| row.get::<_, i64>(i).map(|n| n.max(0) as usize);
+    let summary = RunSummary {
         id: row.get(0)?,
         pipeline: row.get(1)?,
         status: row.get(2)?,
+        owner_gone: false,
         message: row.get(3)?,
         error: row.get(4)?,
         started_at: read_time(row.get(5)?).unwrap_or_default(),
         finished_at: read_time(row.get(6)?),
-        batches: row.get::<_, i64>(7)? as usize,
-        batches_failed: row.get::<_, i64>(8)? as usize,
-        tasks: row.get::<_, i64>(9)? as usize,
-        tasks_failed: row.get::<_, i64>(10)? as usize,
-    })
+        batches: count(8)?,
+        batches_ok: count(9)?,
+        batches_failed: count(10)?,
+        tasks: count(11)?,
+        tasks_ok: count(12)?,
+        tasks_failed: count(13)?,
+        tasks_running: count(14)?,
+    };
+    Ok((summary, row.get(7)?))
 }
 
 impl Store {
@@ -218,15 +299,29 @@ impl Store {
         query(&conn).map_err(|err| StoreError::from_sqlite(&self.shared.path, err))
     }
 
-    /// The newest `limit` runs, newest first.
+    /// Who records into this history, from its lock file.
+    fn holder(&self) -> Holder {
+        Holder::of(&self.shared.path)
+    }
+
+    /// The newest `limit` runs, newest first. A run whose runner is gone
+    /// reads `interrupted` (see [`RunSummary::owner_gone`]).
     pub fn list_runs(&self, limit: usize) -> Result<Vec<RunSummary>, StoreError> {
-        self.read(|conn| {
+        let holder = self.holder();
+        let runs: Vec<(RunSummary, Option<i64>)> = self.read(|conn| {
             conn.prepare_cached(&format!(
                 "SELECT {RUN_COLUMNS} FROM runs r ORDER BY r.first_seq DESC LIMIT ?1"
             ))?
             .query_map([limit as i64], run_summary)?
             .collect()
-        })
+        })?;
+        Ok(runs
+            .into_iter()
+            .map(|(mut run, owner_pid)| {
+                run.settle(holder, owner_pid);
+                run
+            })
+            .collect())
     }
 
     /// The id of the run `name` means: an id, a unique prefix of one (or of
@@ -284,10 +379,12 @@ impl Store {
     /// be anything [`Store::resolve_run`] accepts.
     pub fn run_detail(&self, run: &str) -> Result<RunDetail, StoreError> {
         let id = self.resolve_run(run)?;
-        self.read(|conn| {
-            let run = conn
+        let holder = self.holder();
+        let mut detail = self.read(|conn| {
+            let (mut run, owner_pid) = conn
                 .prepare_cached(&format!("SELECT {RUN_COLUMNS} FROM runs r WHERE r.id = ?1"))?
                 .query_row([&id], run_summary)?;
+            run.settle(holder, owner_pid);
             let batches = conn
                 .prepare_cached(
                     "SELECT batch_id, name, status, error, summary, branch, worktree, base_commit, head_before, head_after,
@@ -387,7 +484,9 @@ impl Store {
                 })?
                 .collect::<rusqlite::Result<_>>()?;
             Ok(RunDetail { run, batches, executions, agent_turns, merges })
-        })
+        })?;
+        detail.settle();
+        Ok(detail)
     }
 
     /// Log lines and output of run `run_id` (of one task or agent command
@@ -444,13 +543,22 @@ impl Store {
         }
     }
 
-    /// The run's status (`running`, `completed`, ...).
+    /// The run's status (`running`, `completed`, ...); `interrupted` for a
+    /// run whose runner is gone.
     pub fn run_status(&self, run_id: &str) -> Result<Option<String>, StoreError> {
-        self.read(|conn| {
-            conn.prepare_cached("SELECT status FROM runs WHERE id = ?1")?
-                .query_row([run_id], |row| row.get(0))
+        let holder = self.holder();
+        let found: Option<(String, Option<i64>)> = self.read(|conn| {
+            conn.prepare_cached("SELECT status, owner_pid FROM runs WHERE id = ?1")?
+                .query_row([run_id], |row| Ok((row.get(0)?, row.get(1)?)))
                 .optional()
-        })
+        })?;
+        Ok(found.map(|(status, owner_pid)| {
+            if status == "running" && !holder.owns(owner_pid) {
+                "interrupted".to_string()
+            } else {
+                status
+            }
+        }))
     }
 
     /// The recorded events after `after_seq`, at most `limit`, in order: how

@@ -137,6 +137,15 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX connections_by_time ON connections (time);
     "#,
+    // 2: a recovered run ended with a `run_status` `aborted` event while
+    // `runs.status` said `interrupted`; the event now says `interrupted` too.
+    r#"
+    UPDATE events SET json = json_set(json, '$.status', 'interrupted')
+    WHERE type = 'run_status' AND json_extract(json, '$.status') = 'aborted'
+        AND json_extract(json, '$.message') LIKE 'interrupted: %';
+    UPDATE runs SET status = 'interrupted'
+    WHERE status = 'aborted' AND message LIKE 'interrupted: %';
+    "#,
 ];
 
 /// The schema version this runner writes.

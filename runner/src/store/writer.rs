@@ -1,7 +1,8 @@
 //! The writer thread: owns the writing connection, stores each event and
 //! projects it into the tables `runner history` and `runner show` read.
 
-use super::{ConnectionAudit, Pruned, Recovery, Shared, StoreError, process_alive};
+use super::lock::Holder;
+use super::{ConnectionAudit, Pruned, Recovery, Shared, StoreError};
 use chrono::{DateTime, Duration as Days, Utc};
 use protocol::{
     Activity, BatchStatus, CommandStatus, Event, EventKind, ExecutionState, Priority, RunReason,
@@ -33,14 +34,37 @@ pub struct Writer {
     conn: Connection,
     shared: Arc<Shared>,
     pid: u32,
+    /// Bytes of event JSON written since the size budget was last checked.
+    since_budget_check: u64,
+    /// Whether it said that the newest run alone is over the budget.
+    warned_over_budget: bool,
+    /// At most this many events go into one transaction: fewer under a
+    /// small size budget, so one transaction never floods the WAL.
+    max_batch: usize,
 }
+
+/// Event types whose rows the retention and the size budget prune.
+const PRUNABLE: &str = "('log', 'terminal_output', 'agent_activity')";
+
+/// What a pruned event row costs beyond its JSON: its row in `logs`, and
+/// index entries.
+const ROW_OVERHEAD: u64 = 160;
 
 impl Writer {
     pub fn new(conn: Connection, shared: Arc<Shared>) -> Self {
+        // A chunk of terminal output is at most 10 KB.
+        let max_batch = shared.retention.max_bytes.map_or(MAX_BATCH, |max| {
+            usize::try_from(max / 32 / 10_240)
+                .unwrap_or(MAX_BATCH)
+                .clamp(16, MAX_BATCH)
+        });
         Self {
+            max_batch,
             conn,
             shared,
             pid: std::process::id(),
+            since_budget_check: 0,
+            warned_over_budget: false,
         }
     }
 
@@ -57,7 +81,7 @@ impl Writer {
                         self.handle(other);
                     }
                 }
-                if pending.len() >= MAX_BATCH {
+                if pending.len() >= self.max_batch {
                     self.write_events(&mut pending);
                 }
                 next = rx.try_recv().ok();
@@ -115,13 +139,14 @@ impl Writer {
             let mut problems = Vec::new();
             for event in events.iter() {
                 match insert_event(&tx, event) {
-                    Ok(true) => {
+                    Ok(Some(bytes)) => {
+                        self.since_budget_check += bytes as u64;
                         written = written.max(event.seq);
                         if let Err(err) = project(&tx, event, self.pid) {
                             problems.push(format!("event {} ({}): {err}", event.seq, event.type_name()));
                         }
                     }
-                    Ok(false) => problems.push(format!(
+                    Ok(None) => problems.push(format!(
                         "event {} is already recorded; create the bus with `EventBus::new(store.last_seq() + 1)`",
                         event.seq
                     )),
@@ -150,6 +175,106 @@ impl Writer {
         }
         progress.handled_seq = progress.handled_seq.max(handled);
         self.shared.written.notify_all();
+        drop(progress);
+        // Checked every 1/32 of the budget written, so the file overshoots
+        // it by little between checks.
+        if let Some(max) = self.shared.retention.max_bytes
+            && self.since_budget_check >= (max / 32).max(64 << 10)
+            && let Err(err) = self.fit_budget()
+        {
+            self.failed(format!(
+                "cannot keep the history within its max_size: {err}"
+            ));
+        }
+    }
+
+    /// The bytes the database's pages hold (free pages not counted).
+    fn used_bytes(&self) -> rusqlite::Result<u64> {
+        let pragma = |name: &str| -> rusqlite::Result<i64> {
+            self.conn
+                .query_row(&format!("PRAGMA {name}"), [], |row| row.get(0))
+        };
+        let pages = pragma("page_count")? - pragma("freelist_count")?;
+        Ok((pages.max(0) as u64) * pragma("page_size")?.max(0) as u64)
+    }
+
+    /// Keeps the database within `max_size`: from 13/16 of it (so that what
+    /// is written until the next check, and the WAL, still fit), deletes the
+    /// oldest log lines, terminal output and agent activity (never those of
+    /// the newest run) until it is back under 3/4 of it, and gives the pages
+    /// back to the file system. Returns the events removed.
+    pub fn fit_budget(&mut self) -> rusqlite::Result<usize> {
+        self.since_budget_check = 0;
+        let Some(max) = self.shared.retention.max_bytes else {
+            return Ok(0);
+        };
+        if self.used_bytes()? <= max / 16 * 13 {
+            self.truncate_wal()?;
+            return Ok(0);
+        }
+        let target = max / 4 * 3;
+        let newest_run: Option<i64> =
+            self.conn
+                .query_row("SELECT MAX(first_seq) FROM runs", [], |row| row.get(0))?;
+        let mut removed = 0;
+        // Estimates of what a row frees are rough: a few rounds at most.
+        for _ in 0..8 {
+            let used = self.used_bytes()?;
+            if used <= target {
+                break;
+            }
+            let to_free = used - target;
+            let candidates: Vec<(i64, i64)> = self
+                .conn
+                .prepare_cached(&format!(
+                    "SELECT seq, length(json) FROM events WHERE type IN {PRUNABLE} AND seq < ?1
+                     ORDER BY seq LIMIT 20000"
+                ))?
+                .query_map([newest_run.unwrap_or(i64::MAX)], |row| {
+                    Ok((row.get(0)?, row.get(1)?))
+                })?
+                .collect::<rusqlite::Result<_>>()?;
+            let mut freed = 0;
+            let mut cutoff = None;
+            for (seq, bytes) in candidates {
+                freed += bytes.max(0) as u64 + ROW_OVERHEAD;
+                cutoff = Some(seq);
+                if freed >= to_free {
+                    break;
+                }
+            }
+            let Some(cutoff) = cutoff else {
+                if !self.warned_over_budget {
+                    self.warned_over_budget = true;
+                    tracing::warn!(
+                        "history: {} is over its max_size ({max} bytes) with only the newest run's logs left; they are kept until the next run",
+                        self.shared.path.display()
+                    );
+                }
+                break;
+            };
+            let tx = self.conn.transaction()?;
+            removed += tx.execute(
+                &format!("DELETE FROM events WHERE seq <= ?1 AND type IN {PRUNABLE}"),
+                [cutoff],
+            )?;
+            tx.execute("DELETE FROM logs WHERE seq <= ?1", [cutoff])?;
+            tx.commit()?;
+            // One row per page freed: it frees them all only when read to the end.
+            let mut vacuum = self.conn.prepare("PRAGMA incremental_vacuum")?;
+            let mut pages = vacuum.query([])?;
+            while pages.next()?.is_some() {}
+        }
+        self.truncate_wal()?;
+        Ok(removed)
+    }
+
+    /// Writes the WAL into the file and empties it: the file shrinks to
+    /// what pruning left, and the WAL takes no room. A reader in another
+    /// process can hold it back; the next check tries again.
+    fn truncate_wal(&self) -> rusqlite::Result<()> {
+        self.conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
     }
 
     /// Deletes logs and the audit past their retention.
@@ -161,13 +286,14 @@ impl Writer {
             let cutoff = format_time(&(now - Days::days(days.into())));
             pruned.logs = tx.execute("DELETE FROM logs WHERE time < ?1", [&cutoff])?;
             pruned.events = tx.execute(
-                "DELETE FROM events WHERE time < ?1 AND type IN ('log', 'terminal_output', 'agent_activity')",
+                &format!("DELETE FROM events WHERE time < ?1 AND type IN {PRUNABLE}"),
                 [&cutoff],
             )?;
         }
         let cutoff = format_time(&(now - Days::days(retention.audit_days.into())));
         pruned.connections = tx.execute("DELETE FROM connections WHERE time < ?1", [&cutoff])?;
         tx.commit()?;
+        pruned.events += self.fit_budget()?;
         Ok(pruned)
     }
 
@@ -181,14 +307,6 @@ impl Writer {
         }
         let mut events: Vec<Arc<Event>> = events.into_iter().map(Arc::new).collect();
         self.write_events(&mut events);
-        for run in &recovery.runs {
-            self.conn
-                .execute(
-                    "UPDATE runs SET status = 'interrupted' WHERE id = ?1",
-                    [run],
-                )
-                .map_err(sqlite)?;
-        }
         let mut progress = self.shared.progress.lock().expect("store progress lock");
         match progress.error.take() {
             Some(message) => Err(StoreError::Write(message)),
@@ -214,8 +332,12 @@ impl Writer {
             });
         };
         let mut recovery = Recovery::default();
-        let dead =
-            |pid: Option<i64>| pid.is_none_or(|pid| pid as u32 == self.pid || !process_alive(pid));
+        // The lock file tells who records: while this process holds it, a
+        // run of any other process is dead, even one whose id was reused.
+        let holder = Holder::of(&self.shared.path);
+        let dead = |pid: Option<i64>| {
+            pid.is_none_or(|pid| pid as u32 == self.pid || !holder.owns(Some(pid)))
+        };
 
         let runs: Vec<(String, String, Option<i64>)> = self
             .conn
@@ -333,7 +455,7 @@ impl Writer {
             push(EventKind::RunStatus {
                 run_id: run_id.clone(),
                 pipeline,
-                status: RunStatus::Aborted,
+                status: RunStatus::Interrupted,
                 message: Some(format!("interrupted: {reason}")),
                 error: Some(reason.to_string()),
             });
@@ -405,14 +527,15 @@ pub(crate) fn parse_time(text: &str) -> Option<DateTime<Utc>> {
         .map(|t| t.with_timezone(&Utc))
 }
 
-/// Inserts the event itself; `false` when its sequence number is taken.
-fn insert_event(tx: &Transaction, event: &Event) -> rusqlite::Result<bool> {
+/// Inserts the event itself; the bytes of its JSON, or `None` when its
+/// sequence number is taken.
+fn insert_event(tx: &Transaction, event: &Event) -> rusqlite::Result<Option<usize>> {
     let json = serde_json::to_string(event).expect("events serialize");
     let inserted = tx.prepare_cached(
         "INSERT INTO events (seq, time, type, run_id, json) VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (seq) DO NOTHING",
     )?
     .execute(params![event.seq as i64, format_time(&event.time), event.type_name(), event.run_id(), json])?;
-    Ok(inserted == 1)
+    Ok((inserted == 1).then_some(json.len()))
 }
 
 fn task_reason(task_type: &str) -> RunReason {
