@@ -371,6 +371,82 @@ async fn plain_http_gets_426_on_ws_and_answers_health() {
 }
 
 #[tokio::test]
+async fn a_page_from_another_origin_or_a_rebound_host_is_refused_with_403_everywhere() {
+    let settings = runner::server::ServerSettings {
+        allowed_origins: vec!["https://dashboard.example".into()],
+        ..settings()
+    };
+    let served = Served::start(PIPELINES, settings).await;
+    let addr = served.addr();
+    let port = addr.port();
+    let own_host = addr.to_string();
+    let evil = "Origin: http://evil.example\r\n";
+
+    // A script on another site opening the WebSocket, or fetching the endpoints.
+    let mut requests = vec![upgrade_request(&own_host, evil)];
+    for path in ["/api/state", "/healthz", "/ws"] {
+        requests.push(get_request(path, &own_host, evil));
+    }
+    for request in &requests {
+        let refused = raw_request(addr, request).await;
+        assert_eq!(refused.status, 403, "{request}\n{refused:?}");
+        assert!(
+            refused.body.contains("`http://evil.example`")
+                && refused.body.contains("`allowed_origins` under [server]"),
+            "{}",
+            refused.body
+        );
+    }
+
+    // DNS rebinding: the page's own name, resolved to 127.0.0.1, is the Host.
+    for request in [
+        upgrade_request(&format!("evil.example:{port}"), ""),
+        get_request("/api/state", "evil.example", ""),
+        get_request("/healthz", &format!("evil.example:{port}"), ""),
+    ] {
+        let refused = raw_request(addr, &request).await;
+        assert_eq!(refused.status, 403, "{request}\n{refused:?}");
+        assert!(
+            refused.body.contains("the Host `evil.example")
+                && refused.body.contains("allowed_origins"),
+            "{}",
+            refused.body
+        );
+    }
+
+    // The server's own origins, a listed one, and none at all (a CLI) are let in.
+    for origin in [
+        format!("http://127.0.0.1:{port}"),
+        format!("http://localhost:{port}"),
+        format!("http://[::1]:{port}"),
+        "https://dashboard.example".to_string(),
+    ] {
+        let header = format!("Origin: {origin}\r\n");
+        let upgraded = raw_request(addr, &upgrade_request(&own_host, &header)).await;
+        assert_eq!(upgraded.status, 101, "{origin}: {upgraded:?}");
+        let state = raw_request(
+            addr,
+            &get_request("/api/state", &format!("localhost:{port}"), &header),
+        )
+        .await;
+        assert_eq!(state.status, 200, "{origin}: {state:?}");
+    }
+    for host in [
+        own_host.clone(),
+        format!("[::1]:{port}"),
+        "localhost".into(),
+    ] {
+        let upgraded = raw_request(addr, &upgrade_request(&host, "")).await;
+        assert_eq!(upgraded.status, 101, "{host}: {upgraded:?}");
+    }
+    assert_eq!(
+        http_get(addr, "/healthz", "").await,
+        (200, "ok\n".to_string())
+    );
+    served.dashboard().await;
+}
+
+#[tokio::test]
 async fn a_bad_or_missing_token_closes_with_1008() {
     let project_token = "correct horse battery staple";
     let dir = tempfile::tempdir().unwrap();

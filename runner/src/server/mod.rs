@@ -17,6 +17,12 @@
 //! - `GET /api/state`: the snapshot a client gets on join, as JSON.
 //! - `GET /healthz`: `ok`.
 //!
+//! ## Browsers
+//! Every request, the WebSocket upgrade included, first passes the `Origin`
+//! and `Host` checks of [`guard`]: a page from another web origin, or one
+//! reached through DNS rebinding, gets 403 (`[server] allowed_origins` lets
+//! a web app in).
+//!
 //! ## Auth
 //! Binding anything but a loopback address needs a token (`token_env` or
 //! `token_file`). Loopback clients may leave it out when
@@ -30,6 +36,7 @@
 //! The run never waits for a client.
 
 mod conn;
+mod guard;
 mod http;
 mod hub;
 mod settings;
@@ -108,6 +115,10 @@ impl Drop for ServerHandle {
 /// What every connection shares.
 pub(crate) struct Shared {
     settings: ServerSettings,
+    /// The bound address (with the real port).
+    addr: SocketAddr,
+    /// The `Origin` and `Host` checks.
+    guard: guard::Guard,
     token: Option<Token>,
     service: Arc<Service>,
     hub: Arc<Hub>,
@@ -162,12 +173,15 @@ pub async fn serve_with_history(
     let addr = listener
         .local_addr()
         .map_err(|source| ServerError::Bind { addr, source })?;
+    let guard = guard::Guard::new(addr, &settings.allowed_origins);
 
     let cancel = CancellationToken::new();
     let tracker = TaskTracker::new();
     let hub = Hub::start(bus, settings.client_queue, cancel.clone(), history);
     let shared = Arc::new(Shared {
         settings,
+        addr,
+        guard,
         token,
         service,
         hub: hub.clone(),
