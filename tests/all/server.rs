@@ -681,6 +681,93 @@ async fn shutting_down_closes_clients_with_1001() {
         .unwrap();
 }
 
+/// Reads `client` to its close frame; the messages before it and the code.
+async fn read_to_close(client: &mut Client) -> (Vec<Value>, u16) {
+    let mut seen = Vec::new();
+    for _ in 0..100_000 {
+        match tokio::time::timeout(WAIT, client.ws.next())
+            .await
+            .expect("closed in time")
+        {
+            Some(Ok(tokio_tungstenite::tungstenite::Message::Text(text))) => {
+                seen.push(serde_json::from_str(&text).unwrap())
+            }
+            Some(Ok(tokio_tungstenite::tungstenite::Message::Close(frame))) => {
+                return (seen, frame.map_or(0, |f| f.code.into()));
+            }
+            Some(Ok(_)) => continue,
+            Some(Err(err)) => panic!("failed before a close frame: {err}; read {seen:?}"),
+            None => panic!("ended without a close frame; read {seen:?}"),
+        }
+    }
+    panic!("no close frame");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutting_down_right_after_a_run_sends_its_last_events_before_closing() {
+    // A failing batch: its `batch_status` and the final `run_status` are the
+    // last events, published just before the server is told to shut down,
+    // as `runner run --serve` does.
+    let pipelines = r#"
+[[pipelines.default.batches]]
+id = "doomed"
+
+[[pipelines.default.batches.tasks]]
+id = "fail"
+type = "exec"
+config = { command = "echo bye; exit 3" }
+"#;
+    for round in 0..5 {
+        let served = Served::start(pipelines, settings()).await;
+        let mut from_zero = Client::connect(served.addr()).await;
+        let mut hello = identify();
+        hello["after_seq"] = json!(0);
+        from_zero.send(hello).await;
+        assert_eq!(from_zero.recv().await["type"], "identified");
+        let (mut from_snapshot, _) = served.dashboard().await;
+
+        let mut bus = served.bus.subscribe();
+        served.service.start_run(Some("default")).unwrap();
+        let last = loop {
+            let event = tokio::time::timeout(WAIT, bus.recv())
+                .await
+                .expect("the run ends")
+                .unwrap();
+            if matches!(&event.kind, EventKind::RunStatus { status, .. } if status.is_final()) {
+                break event.seq;
+            }
+        };
+        // Shut down at once, in this task, before the connections run again.
+        let Served { server, .. } = served;
+        let read_both = async {
+            let zero = read_to_close(&mut from_zero).await;
+            let snapshot = read_to_close(&mut from_snapshot).await;
+            [("after_seq 0", zero), ("snapshot", snapshot)]
+        };
+        let ((), read) =
+            tokio::time::timeout(WAIT, async { tokio::join!(server.shutdown(), read_both) })
+                .await
+                .expect("shut down in time");
+        for (name, (seen, code)) in read {
+            assert_eq!(code, 1001, "round {round}, {name}");
+            let end = seen
+                .iter()
+                .find(|m| m["seq"].as_u64() == Some(last))
+                .unwrap_or_else(|| panic!("round {round}, {name}: no final event in {seen:?}"));
+            assert_eq!(
+                (end["type"].as_str(), end["status"].as_str()),
+                (Some("run_status"), Some("failed")),
+                "round {round}, {name}"
+            );
+            assert!(
+                seen.iter()
+                    .any(|m| m["type"] == "batch_status" && m["status"] == "failed"),
+                "round {round}, {name}: {seen:?}"
+            );
+        }
+    }
+}
+
 #[tokio::test]
 async fn a_peer_that_misses_a_heartbeat_is_dropped_and_one_that_answers_stays() {
     let settings = runner::server::ServerSettings {

@@ -4,6 +4,10 @@
 //! next frame from the hub, the heartbeat and the shutdown signal, and
 //! writes everything itself, so answers and events go out in order.
 //!
+//! ## Closing
+//! On shutdown the connection first writes every frame the hub broadcast
+//! before it (see [`super::ServerHandle::shutdown`]), then closes with 1001.
+//!
 //! ## Slow clients
 //! Every write has a deadline of one heartbeat interval: a client that
 //! stops reading for that long is dropped. A client that reads, but too
@@ -151,7 +155,7 @@ where
         loop {
             let result = tokio::select! {
                 biased;
-                _ = cancel.cancelled() => Err(End::Close(CloseCode::Away, "the server is shutting down".into())),
+                _ = cancel.cancelled() => self.drain().await.and(Err(End::Close(CloseCode::Away, "the server is shutting down".into()))),
                 _ = heartbeat.tick() => self.on_heartbeat().await,
                 incoming = self.ws.next() => self.on_incoming(incoming).await,
                 frame = next_frame(&mut self.frames) => self.on_frame(frame).await,
@@ -230,6 +234,23 @@ where
                 "the server is shutting down".into(),
             )),
         }
+    }
+
+    /// Writes every frame the hub has already broadcast and this client has
+    /// not been sent, replaying when it had lagged: the last events of a run
+    /// come before the close frame.
+    async fn drain(&mut self) -> Result<(), End> {
+        loop {
+            match self.frames.as_mut().map(|f| f.try_recv()) {
+                Some(Ok(frame)) => self.feed_frame(&frame).await?,
+                Some(Err(broadcast::error::TryRecvError::Lagged(missed))) => {
+                    self.flush().await?;
+                    self.on_lagged(missed).await?;
+                }
+                _ => break,
+            }
+        }
+        self.flush().await
     }
 
     async fn on_lagged(&mut self, missed: u64) -> Result<(), End> {

@@ -18,7 +18,7 @@ use crate::events::EventBus;
 use crate::store::Store;
 use protocol::{Event, EventKind, Filter, NodeStatus, ReplyBody, ServerReply, Snapshot};
 use std::sync::{Arc, Mutex};
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 use tokio_util::sync::CancellationToken;
 
@@ -175,6 +175,8 @@ pub(crate) struct Hub {
     bus: Arc<EventBus>,
     state: Mutex<State>,
     frames: broadcast::Sender<Arc<Frame>>,
+    /// The sequence number of the last event broadcast.
+    broadcast_seq: watch::Sender<u64>,
     /// Where a resume older than the bus's ring is read from.
     history: Option<Store>,
 }
@@ -211,6 +213,7 @@ impl Hub {
             bus,
             state: Mutex::new(State::new(first_seq)),
             frames,
+            broadcast_seq: watch::Sender::new(first_seq),
             history,
         });
         for event in backlog {
@@ -237,8 +240,17 @@ impl Hub {
         let mut state = self.state.lock().expect("hub state lock");
         state.apply(&frame.event);
         frame.pipeline = state.pipeline_of(&frame.event);
+        let seq = frame.event.seq;
         // No receivers is fine: nobody is connected.
         let _ = self.frames.send(Arc::new(frame));
+        drop(state);
+        self.broadcast_seq.send_replace(seq);
+    }
+
+    /// Returns once every event up to `seq` has been broadcast.
+    pub async fn broadcast_up_to(&self, seq: u64) {
+        let mut seen = self.broadcast_seq.subscribe();
+        let _ = seen.wait_for(|done| *done >= seq).await;
     }
 
     pub fn snapshot(&self) -> Snapshot {

@@ -34,6 +34,11 @@
 //! serialized once, into a bounded ring; a connection that falls behind the
 //! ring is told it lagged and replays from the bus's ring (see [`hub`]).
 //! The run never waits for a client.
+//!
+//! ## Closing
+//! [`ServerHandle::shutdown`] waits until the hub has broadcast every event
+//! published before it was called; each connection then writes what it has
+//! not sent yet (replaying if it had lagged) before its 1001 close frame.
 
 mod conn;
 mod guard;
@@ -97,9 +102,14 @@ impl ServerHandle {
         self.hub.snapshot()
     }
 
-    /// Stops listening, closes every connection with 1001 and waits (a few
-    /// seconds at most) for them to end. Runs are not touched.
+    /// Stops listening, sends each client every event published so far,
+    /// closes every connection with 1001 and waits (a few seconds at most)
+    /// for them to end. Runs are not touched.
     pub async fn shutdown(self) {
+        // `runner run --serve` ends right after the run's last events: they
+        // must reach the hub's stream before the connections drain it.
+        let last = self.hub.next_seq().saturating_sub(1);
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.hub.broadcast_up_to(last)).await;
         self.cancel.cancel();
         self.tracker.close();
         let _ = tokio::time::timeout(Duration::from_secs(5), self.tracker.wait()).await;
