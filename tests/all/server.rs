@@ -918,3 +918,79 @@ async fn a_client_resumes_after_a_restart_from_the_history_database() {
         "{audit:?}"
     );
 }
+
+#[tokio::test]
+async fn after_a_restart_the_snapshot_lists_the_runs_recorded_before_it() {
+    use runner::store::{Recorder, Store};
+    let project = crate::support::Project::new(&format!("{HEADER}\n{PIPELINES}"));
+    let db = project.dir.path().join("history.db");
+    let config = project.config();
+    let plugins = Arc::new(runner::plugin::Plugins::load(&config, None).await.unwrap());
+    // A first runner life: one run of `default`, recorded, then gone.
+    let run_id = {
+        let store = Store::open(&db).unwrap();
+        let bus = runner::events::EventBus::new(store.last_seq() + 1);
+        let recorder = Recorder::start(&store, &bus);
+        let runner = runner::run::Runner::new(config.clone(), plugins.clone(), bus).unwrap();
+        let report = runner
+            .run("default", tokio_util::sync::CancellationToken::new())
+            .await;
+        assert_eq!(report.status, protocol::RunStatus::Completed);
+        recorder.flush_async().await.unwrap();
+        report.run_id
+    };
+    // The next life serves the same history; no event of that run is on its bus.
+    let store = Store::open(&db).unwrap();
+    store.recover("test restart").unwrap();
+    let bus = runner::events::EventBus::new(store.last_seq() + 1);
+    let _recorder = Recorder::start(&store, &bus);
+    let runner = runner::run::Runner::new(config, plugins, bus.clone()).unwrap();
+    let service = runner::service::Service::new(Arc::new(runner));
+    let server = runner::server::serve_with_history(service, bus, settings(), Some(store))
+        .await
+        .unwrap();
+
+    let mut client = Client::connect(server.addr).await;
+    client.send(identify()).await;
+    let state = client
+        .recv_until(|m| m["type"] == "state")
+        .await
+        .pop()
+        .unwrap();
+    let snapshot = &state["snapshot"];
+    let recent = &snapshot["recent_runs"][0];
+    assert_eq!(
+        (recent["run_id"].as_str(), recent["status"].as_str()),
+        (Some(run_id.as_str()), Some("completed")),
+        "{snapshot}"
+    );
+    assert_eq!(recent["pipeline"], "default");
+    let batches: Vec<(&str, &str)> = recent["batches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| {
+            (
+                b["batch_id"].as_str().unwrap(),
+                b["status"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(batches, [("first", "completed"), ("second", "completed")]);
+    let mut tasks: Vec<&str> = recent["batches"][0]["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["task_id"].as_str().unwrap())
+        .collect();
+    tasks.sort();
+    assert_eq!(tasks, ["hello", "world"]);
+    assert!(recent["finished_at"].is_string(), "{recent}");
+    assert_eq!(snapshot["pipelines"][0]["run_id"], run_id.as_str());
+    assert_eq!(snapshot["pipelines"][0]["nodes"][1]["status"], "completed");
+    // `/api/state` says the same.
+    let (status, body) = http_get(server.addr, "/api/state", "").await;
+    assert_eq!(status, 200);
+    let over_http: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(over_http["recent_runs"][0]["run_id"], run_id.as_str());
+}

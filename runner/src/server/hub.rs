@@ -191,12 +191,14 @@ impl Hub {
     }
 
     /// Subscribes to `bus` (taking in what its ring still holds, so a server
-    /// started mid-run knows the run) and starts the hub task.
+    /// started mid-run knows the run) and starts the hub task. `recorded`
+    /// are finished runs from the history, newest first.
     pub fn start(
         bus: Arc<EventBus>,
         capacity: usize,
         cancel: CancellationToken,
         history: Option<Store>,
+        recorded: Vec<protocol::RunState>,
     ) -> Arc<Self> {
         let (backlog, mut events, first_seq) = match bus.subscribe_after(0) {
             Some((backlog, events)) => (backlog, events, 0),
@@ -219,6 +221,10 @@ impl Hub {
         for event in backlog {
             hub.process(event);
         }
+        hub.state
+            .lock()
+            .expect("hub state lock")
+            .remember_recorded(recorded);
         let task_hub = hub.clone();
         tokio::spawn(async move {
             loop {

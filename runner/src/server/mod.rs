@@ -185,9 +185,32 @@ pub async fn serve_with_history(
         .map_err(|source| ServerError::Bind { addr, source })?;
     let guard = guard::Guard::new(addr, &settings.allowed_origins);
 
+    let recorded = match history.clone() {
+        Some(store) => {
+            let read = tokio::task::spawn_blocking(move || state::recorded_runs(&store)).await;
+            match read.map_err(|err| err.to_string()) {
+                Ok(Ok(runs)) => runs,
+                Ok(Err(err)) => {
+                    tracing::warn!("the snapshot lists no runs from before this start: {err}");
+                    Vec::new()
+                }
+                Err(err) => {
+                    tracing::warn!("the snapshot lists no runs from before this start: {err}");
+                    Vec::new()
+                }
+            }
+        }
+        None => Vec::new(),
+    };
     let cancel = CancellationToken::new();
     let tracker = TaskTracker::new();
-    let hub = Hub::start(bus, settings.client_queue, cancel.clone(), history);
+    let hub = Hub::start(
+        bus,
+        settings.client_queue,
+        cancel.clone(),
+        history,
+        recorded,
+    );
     let shared = Arc::new(Shared {
         settings,
         addr,
