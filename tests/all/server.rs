@@ -580,6 +580,35 @@ async fn malformed_input_gets_an_error_and_the_connection_stays_usable() {
 }
 
 #[tokio::test]
+async fn an_unsupported_protocol_version_gets_an_error_then_a_1002_close_at_once() {
+    // A heartbeat longer than every wait here: only an immediate close passes.
+    let settings = runner::server::ServerSettings {
+        heartbeat: Duration::from_secs(300),
+        ..settings()
+    };
+    let served = Served::start(PIPELINES, settings).await;
+    let mut client = Client::connect(served.addr()).await;
+    client
+        .send(json!({"type": "identify", "id": "v", "protocol_version": "2.0.0", "client": {"kind": "dashboard"}}))
+        .await;
+    let refused = client.recv().await;
+    assert_eq!(
+        (
+            refused["type"].as_str(),
+            refused["code"].as_str(),
+            refused["id"].as_str()
+        ),
+        (Some("error"), Some("unsupported_version"), Some("v")),
+        "{refused}"
+    );
+    assert!(
+        refused["message"].as_str().unwrap().contains("2.0.0"),
+        "{refused}"
+    );
+    assert_eq!(client.close_code().await, 1002);
+}
+
+#[tokio::test]
 async fn a_client_that_never_reads_holds_back_neither_the_others_nor_the_run() {
     // Much output (a few MB), so the stuck client's socket fills up.
     let pipelines = r#"

@@ -315,9 +315,19 @@ where
         let message = match parse(text) {
             Ok(message) => message,
             Err(rejection) => {
-                return self
-                    .reply_error(rejection.id, rejection.code, &rejection.message)
-                    .await;
+                self.reply_error(rejection.id, rejection.code, &rejection.message)
+                    .await?;
+                // A client speaking another version will not understand
+                // anything else either: say why, then close at once.
+                if rejection.code == ErrorCode::UnsupportedVersion && self.identified.is_none() {
+                    return Err(End::Close(
+                        CloseCode::Protocol,
+                        format!(
+                            "unsupported protocol version; this server speaks {PROTOCOL_VERSION}"
+                        ),
+                    ));
+                }
+                return Ok(());
             }
         };
         let ClientMessage { id, body } = message;
