@@ -1038,3 +1038,62 @@ async fn after_a_restart_the_snapshot_lists_the_runs_recorded_before_it() {
     let over_http: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(over_http["recent_runs"][0]["run_id"], run_id.as_str());
 }
+
+#[tokio::test]
+async fn a_resume_from_an_unreadable_history_says_why_and_sends_the_state() {
+    use runner::store::{Recorder, Store};
+    let project = crate::support::Project::new("version = 1\n");
+    let db = project.dir.path().join("history.db");
+    {
+        let store = Store::open(&db).unwrap();
+        let bus = runner::events::EventBus::new(store.last_seq() + 1);
+        let recorder = Recorder::start(&store, &bus);
+        for i in 1..=10 {
+            bus.publish(EventKind::Log {
+                run_id: None,
+                task_id: None,
+                level: LogLevel::Info,
+                source: "test".into(),
+                stream: None,
+                message: format!("before {i}"),
+            });
+        }
+        recorder.flush_async().await.unwrap();
+    }
+    let store = Store::open(&db).unwrap();
+    let bus = runner::events::EventBus::new(store.last_seq() + 1);
+    let config = project.config();
+    let plugins = Arc::new(
+        runner::plugin::Plugins::load(&config, Some(&[]))
+            .await
+            .unwrap(),
+    );
+    let runner = runner::run::Runner::new(config, plugins, bus.clone()).unwrap();
+    let service = runner::service::Service::new(Arc::new(runner));
+    let server = runner::server::serve_with_history(service, bus, settings(), Some(store))
+        .await
+        .unwrap();
+    // Another program breaks the history while the server holds it open.
+    rusqlite::Connection::open(&db)
+        .unwrap()
+        .execute_batch("DROP TABLE events;")
+        .unwrap();
+
+    let mut client = Client::connect(server.addr).await;
+    client
+        .send(json!({"type": "identify", "id": 1, "protocol_version": "1.0.0", "client": {"kind": "dashboard"}, "after_seq": 4}))
+        .await;
+    assert_eq!(client.recv().await["type"], "identified");
+    let refused = client.recv().await;
+    assert_eq!(
+        (refused["type"].as_str(), refused["code"].as_str()),
+        (Some("error"), Some("resume_unavailable")),
+        "{refused}"
+    );
+    let message = refused["message"].as_str().unwrap();
+    assert!(
+        message.contains("could not be read from the history") && message.contains("events"),
+        "{message}"
+    );
+    assert_eq!(client.recv().await["type"], "state");
+}

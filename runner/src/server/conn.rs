@@ -14,7 +14,7 @@
 //! slowly, falls behind the hub's ring; it gets `lagged` and a replay.
 
 use super::Shared;
-use super::hub::{Frame, Frames};
+use super::hub::{Frame, Frames, Unavailable};
 use futures_util::{SinkExt, StreamExt};
 use protocol::{
     ClientBody, ClientKind, ClientMessage, ErrorCode, Filter, PROTOCOL_VERSION, ReplyBody,
@@ -263,29 +263,51 @@ where
             },
         )
         .await?;
-        if !self.resume(self.last_seq).await? {
+        if let Err(why) = self.resume(self.last_seq).await? {
+            let reason = match why {
+                Unavailable::NotHeld => "fell too far behind to replay what was missed",
+                Unavailable::History(_) => "fell behind, and the history could not be read",
+            };
             return Err(End::Close(
                 CloseCode::Again,
-                "fell too far behind to replay what was missed; reconnect and send `request_state`"
-                    .into(),
+                format!("{reason}; reconnect and send `request_state`"),
             ));
         }
         Ok(())
     }
 
-    /// Sends every event after `after_seq`, then goes on live. `false` when
-    /// the bus no longer holds them.
-    async fn resume(&mut self, after_seq: u64) -> Result<bool, End> {
-        let Some((live, missed)) = self.shared.hub.resume(after_seq) else {
-            return Ok(false);
+    /// Sends every event after `after_seq`, then goes on live; `Err(why)`
+    /// inside when they cannot be replayed.
+    async fn resume(&mut self, after_seq: u64) -> Result<Result<(), Unavailable>, End> {
+        let replay = match self.shared.hub.resume(after_seq).await {
+            Ok(replay) => replay,
+            Err(why) => return Ok(Err(why)),
         };
-        self.frames = Some(live);
+        self.frames = Some(replay.live);
         self.last_seq = after_seq;
-        for frame in missed {
-            self.feed_frame(&frame).await?;
+        for (written, (event, pipeline)) in replay.missed.into_iter().enumerate() {
+            if event.seq <= self.last_seq {
+                continue;
+            }
+            self.feed_frame(&Frame::new(event, pipeline)).await?;
+            if written % WRITE_BATCH == WRITE_BATCH - 1 {
+                self.flush().await?;
+            }
         }
         self.flush().await?;
-        Ok(true)
+        Ok(Ok(()))
+    }
+
+    /// What a client that asked to resume after `after_seq` is told when it cannot.
+    fn unavailable(after_seq: u64, why: &Unavailable, then: &str) -> String {
+        match why {
+            Unavailable::NotHeld => {
+                format!("the events after {after_seq} are no longer held; {then}")
+            }
+            Unavailable::History(err) => format!(
+                "the events after {after_seq} could not be read from the history ({err}); {then}"
+            ),
+        }
     }
 
     async fn send_state(&mut self, id: Option<RequestId>) -> Result<(), End> {
@@ -398,20 +420,15 @@ where
                 };
                 self.reply(id.clone(), body).await?;
                 if let Some(after_seq) = after_seq {
-                    match self.check_resumable(after_seq) {
-                        Ok(()) if self.resume(after_seq).await? => return Ok(()),
-                        Ok(()) => {
-                            let message = format!(
-                                "the events after {after_seq} are no longer held; here is the state"
-                            );
-                            self.reply_error(id.clone(), ErrorCode::ResumeUnavailable, &message)
-                                .await?;
-                        }
-                        Err(message) => {
-                            self.reply_error(id.clone(), ErrorCode::ResumeUnavailable, &message)
-                                .await?
-                        }
-                    }
+                    let message = match self.check_resumable(after_seq) {
+                        Ok(()) => match self.resume(after_seq).await? {
+                            Ok(()) => return Ok(()),
+                            Err(why) => Self::unavailable(after_seq, &why, "here is the state"),
+                        },
+                        Err(message) => message,
+                    };
+                    self.reply_error(id.clone(), ErrorCode::ResumeUnavailable, &message)
+                        .await?;
                 }
                 self.send_state(id).await
             }
@@ -430,10 +447,8 @@ where
                 // Announce first: the replayed events follow the answer.
                 self.reply(id.clone(), ReplyBody::Resumed { after_seq })
                     .await?;
-                if !self.resume(after_seq).await? {
-                    let message = format!(
-                        "the events after {after_seq} are no longer held; send `request_state`"
-                    );
+                if let Err(why) = self.resume(after_seq).await? {
+                    let message = Self::unavailable(after_seq, &why, "send `request_state`");
                     return self
                         .reply_error(id, ErrorCode::ResumeUnavailable, &message)
                         .await;

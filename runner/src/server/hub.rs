@@ -37,7 +37,7 @@ pub(crate) struct Frame {
 }
 
 impl Frame {
-    fn new(event: Arc<Event>, pipeline: Option<Arc<str>>) -> Self {
+    pub fn new(event: Arc<Event>, pipeline: Option<Arc<str>>) -> Self {
         let json = serde_json::to_string(&*event)
             .expect("events serialize")
             .into();
@@ -274,10 +274,10 @@ impl Hub {
         self.bus.next_seq()
     }
 
-    /// A receiver for the live stream, then the frames of every event after
-    /// `after_seq`; together they leave no gap. `None` when the bus no
-    /// longer holds those events.
-    pub fn resume(&self, after_seq: u64) -> Option<(Frames, Vec<Arc<Frame>>)> {
+    /// A receiver for the live stream, then every event after `after_seq`
+    /// (with its pipeline); together they leave no gap. Events older than
+    /// the bus's ring are read from the history on a blocking thread.
+    pub async fn resume(&self, after_seq: u64) -> Result<Replay, Unavailable> {
         // Subscribe first: everything the hub broadcasts from now on is in
         // `live`; everything published before is in the bus's ring.
         let live = self.frames.subscribe();
@@ -286,13 +286,20 @@ impl Hub {
             // Older than the ring (a restart, a long absence): the history
             // holds them, and the ring holds what it has not written yet.
             None => {
-                let stored = self
-                    .history
-                    .as_ref()?
-                    .events_after(after_seq, MAX_HISTORY_REPLAY)
-                    .ok()?;
+                let history = self.history.clone().ok_or(Unavailable::NotHeld)?;
+                let read = tokio::task::spawn_blocking(move || {
+                    history.events_after(after_seq, MAX_HISTORY_REPLAY)
+                })
+                .await
+                .map_err(|err| err.to_string())
+                .and_then(|read| read.map_err(|err| err.to_string()));
+                let stored = read.map_err(|err| {
+                    tracing::warn!(after_seq, "cannot replay from the history: {err}");
+                    Unavailable::History(err)
+                })?;
                 let last = stored.last().map_or(after_seq, |event| event.seq);
-                let (mut newer, subscription) = self.bus.subscribe_after(last)?;
+                let (mut newer, subscription) =
+                    self.bus.subscribe_after(last).ok_or(Unavailable::NotHeld)?;
                 let mut all: Vec<Arc<Event>> = stored.into_iter().map(Arc::new).collect();
                 all.append(&mut newer);
                 (all, subscription)
@@ -300,15 +307,32 @@ impl Hub {
         };
         drop(subscription);
         let state = self.state.lock().expect("hub state lock");
-        let frames = missed
+        let missed = missed
             .into_iter()
             .map(|event| {
                 let pipeline = state.pipeline_of(&event);
-                Arc::new(Frame::new(event, pipeline))
+                (event, pipeline)
             })
             .collect();
-        Some((live, frames))
+        Ok(Replay { live, missed })
     }
+}
+
+/// What a resuming connection sends: `missed` first, then `live`.
+pub(crate) struct Replay {
+    pub live: Frames,
+    /// Serialized one at a time as they are written, so a replay of
+    /// thousands of events holds no more than one frame at once.
+    pub missed: Vec<(Arc<Event>, Option<Arc<str>>)>,
+}
+
+/// Why the events after a number cannot be replayed.
+#[derive(Debug)]
+pub(crate) enum Unavailable {
+    /// Neither the bus's ring nor the history holds them any more.
+    NotHeld,
+    /// The history could not be read (the error, as the client is told).
+    History(String),
 }
 
 #[cfg(test)]
