@@ -30,7 +30,8 @@
 //! ## Close codes
 //! | code | when |
 //! |---|---|
-//! | 1001 | the server shuts down |
+//! | 1001 | the server shuts down (after every event published before it was sent) |
+//! | 1002 | `identify` with a `protocol_version` whose major version the server does not speak (after an `error` with code `unsupported_version`) |
 //! | 1008 | bad or missing token, or no `identify` within one heartbeat interval |
 //! | 1009 | a message larger than the limit (1 MiB by default) |
 //! | 1013 | too many dashboards or agents, or the client fell behind the replay ring |

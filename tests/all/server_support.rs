@@ -210,3 +210,65 @@ pub async fn http_get(addr: SocketAddr, path: &str, headers: &str) -> (u16, Stri
         .unwrap_or_default();
     (status, body)
 }
+
+/// A response read off a raw socket: the status, the head, the body.
+#[derive(Debug)]
+pub struct RawResponse {
+    pub status: u16,
+    pub head: String,
+    pub body: String,
+}
+
+/// Writes `request` (the whole HTTP request, bytes as given) to `addr` and
+/// reads the answer: its head, then `Content-Length` bytes of body (none
+/// for a `101`).
+pub async fn raw_request(addr: SocketAddr, request: &str) -> RawResponse {
+    let mut tcp = timeout(WAIT, TcpStream::connect(addr))
+        .await
+        .expect("connect in time")
+        .expect("connect");
+    tcp.write_all(request.as_bytes()).await.unwrap();
+    let mut response = Vec::new();
+    let mut buffer = [0u8; 4096];
+    loop {
+        let text = String::from_utf8_lossy(&response).to_string();
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let length = head
+                .lines()
+                .filter_map(|line| line.split_once(':'))
+                .find(|(name, _)| name.eq_ignore_ascii_case("content-length"))
+                .map_or(0, |(_, value)| value.trim().parse().unwrap());
+            if body.len() >= length {
+                let status = head
+                    .split(' ')
+                    .nth(1)
+                    .and_then(|s| s.parse().ok())
+                    .expect("a status line");
+                return RawResponse {
+                    status,
+                    head: head.to_string(),
+                    body: body.to_string(),
+                };
+            }
+        }
+        let read = timeout(WAIT, tcp.read(&mut buffer))
+            .await
+            .unwrap_or_else(|_| panic!("a response in time to {request:?}; got {text:?}"))
+            .unwrap();
+        assert!(read > 0, "the connection ended; got {text:?}");
+        response.extend_from_slice(&buffer[..read]);
+    }
+}
+
+/// A WebSocket upgrade request for `/ws` with the given `Host` and extra header lines.
+pub fn upgrade_request(host: &str, headers: &str) -> String {
+    format!(
+        "GET /ws HTTP/1.1\r\nHost: {host}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n{headers}\r\n"
+    )
+}
+
+/// A plain GET of `path` with the given `Host` and extra header lines, closing after.
+pub fn get_request(path: &str, host: &str, headers: &str) -> String {
+    format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n{headers}\r\n")
+}

@@ -4,13 +4,17 @@
 //! next frame from the hub, the heartbeat and the shutdown signal, and
 //! writes everything itself, so answers and events go out in order.
 //!
+//! ## Closing
+//! On shutdown the connection first writes every frame the hub broadcast
+//! before it (see [`super::ServerHandle::shutdown`]), then closes with 1001.
+//!
 //! ## Slow clients
 //! Every write has a deadline of one heartbeat interval: a client that
 //! stops reading for that long is dropped. A client that reads, but too
 //! slowly, falls behind the hub's ring; it gets `lagged` and a replay.
 
 use super::Shared;
-use super::hub::{Frame, Frames};
+use super::hub::{Frame, Frames, Unavailable};
 use futures_util::{SinkExt, StreamExt};
 use protocol::{
     ClientBody, ClientKind, ClientMessage, ErrorCode, Filter, PROTOCOL_VERSION, ReplyBody,
@@ -148,7 +152,7 @@ where
         loop {
             let result = tokio::select! {
                 biased;
-                _ = cancel.cancelled() => Err(End::Close(CloseCode::Away, "the server is shutting down".into())),
+                _ = cancel.cancelled() => self.drain().await.and(Err(End::Close(CloseCode::Away, "the server is shutting down".into()))),
                 _ = heartbeat.tick() => self.on_heartbeat().await,
                 incoming = self.ws.next() => self.on_incoming(incoming).await,
                 frame = next_frame(&mut self.frames) => self.on_frame(frame).await,
@@ -229,6 +233,23 @@ where
         }
     }
 
+    /// Writes every frame the hub has already broadcast and this client has
+    /// not been sent, replaying when it had lagged: the last events of a run
+    /// come before the close frame.
+    async fn drain(&mut self) -> Result<(), End> {
+        loop {
+            match self.frames.as_mut().map(|f| f.try_recv()) {
+                Some(Ok(frame)) => self.feed_frame(&frame).await?,
+                Some(Err(broadcast::error::TryRecvError::Lagged(missed))) => {
+                    self.flush().await?;
+                    self.on_lagged(missed).await?;
+                }
+                _ => break,
+            }
+        }
+        self.flush().await
+    }
+
     async fn on_lagged(&mut self, missed: u64) -> Result<(), End> {
         tracing::debug!(client = %self.client_id, missed, after_seq = self.last_seq, "client lagged");
         self.reply(
@@ -239,29 +260,51 @@ where
             },
         )
         .await?;
-        if !self.resume(self.last_seq).await? {
+        if let Err(why) = self.resume(self.last_seq).await? {
+            let reason = match why {
+                Unavailable::NotHeld => "fell too far behind to replay what was missed",
+                Unavailable::History(_) => "fell behind, and the history could not be read",
+            };
             return Err(End::Close(
                 CloseCode::Again,
-                "fell too far behind to replay what was missed; reconnect and send `request_state`"
-                    .into(),
+                format!("{reason}; reconnect and send `request_state`"),
             ));
         }
         Ok(())
     }
 
-    /// Sends every event after `after_seq`, then goes on live. `false` when
-    /// the bus no longer holds them.
-    async fn resume(&mut self, after_seq: u64) -> Result<bool, End> {
-        let Some((live, missed)) = self.shared.hub.resume(after_seq) else {
-            return Ok(false);
+    /// Sends every event after `after_seq`, then goes on live; `Err(why)`
+    /// inside when they cannot be replayed.
+    async fn resume(&mut self, after_seq: u64) -> Result<Result<(), Unavailable>, End> {
+        let replay = match self.shared.hub.resume(after_seq).await {
+            Ok(replay) => replay,
+            Err(why) => return Ok(Err(why)),
         };
-        self.frames = Some(live);
+        self.frames = Some(replay.live);
         self.last_seq = after_seq;
-        for frame in missed {
-            self.feed_frame(&frame).await?;
+        for (written, (event, pipeline)) in replay.missed.into_iter().enumerate() {
+            if event.seq <= self.last_seq {
+                continue;
+            }
+            self.feed_frame(&Frame::new(event, pipeline)).await?;
+            if written % WRITE_BATCH == WRITE_BATCH - 1 {
+                self.flush().await?;
+            }
         }
         self.flush().await?;
-        Ok(true)
+        Ok(Ok(()))
+    }
+
+    /// What a client that asked to resume after `after_seq` is told when it cannot.
+    fn unavailable(after_seq: u64, why: &Unavailable, then: &str) -> String {
+        match why {
+            Unavailable::NotHeld => {
+                format!("the events after {after_seq} are no longer held; {then}")
+            }
+            Unavailable::History(err) => format!(
+                "the events after {after_seq} could not be read from the history ({err}); {then}"
+            ),
+        }
     }
 
     async fn send_state(&mut self, id: Option<RequestId>) -> Result<(), End> {
@@ -291,9 +334,19 @@ where
         let message = match parse(text) {
             Ok(message) => message,
             Err(rejection) => {
-                return self
-                    .reply_error(rejection.id, rejection.code, &rejection.message)
-                    .await;
+                self.reply_error(rejection.id, rejection.code, &rejection.message)
+                    .await?;
+                // A client speaking another version will not understand
+                // anything else either: say why, then close at once.
+                if rejection.code == ErrorCode::UnsupportedVersion && self.identified.is_none() {
+                    return Err(End::Close(
+                        CloseCode::Protocol,
+                        format!(
+                            "unsupported protocol version; this server speaks {PROTOCOL_VERSION}"
+                        ),
+                    ));
+                }
+                return Ok(());
             }
         };
         let ClientMessage { id, body } = message;
@@ -365,20 +418,15 @@ where
                 };
                 self.reply(id.clone(), body).await?;
                 if let Some(after_seq) = after_seq {
-                    match self.check_resumable(after_seq) {
-                        Ok(()) if self.resume(after_seq).await? => return Ok(()),
-                        Ok(()) => {
-                            let message = format!(
-                                "the events after {after_seq} are no longer held; here is the state"
-                            );
-                            self.reply_error(id.clone(), ErrorCode::ResumeUnavailable, &message)
-                                .await?;
-                        }
-                        Err(message) => {
-                            self.reply_error(id.clone(), ErrorCode::ResumeUnavailable, &message)
-                                .await?
-                        }
-                    }
+                    let message = match self.check_resumable(after_seq) {
+                        Ok(()) => match self.resume(after_seq).await? {
+                            Ok(()) => return Ok(()),
+                            Err(why) => Self::unavailable(after_seq, &why, "here is the state"),
+                        },
+                        Err(message) => message,
+                    };
+                    self.reply_error(id.clone(), ErrorCode::ResumeUnavailable, &message)
+                        .await?;
                 }
                 self.send_state(id).await
             }
@@ -397,10 +445,8 @@ where
                 // Announce first: the replayed events follow the answer.
                 self.reply(id.clone(), ReplyBody::Resumed { after_seq })
                     .await?;
-                if !self.resume(after_seq).await? {
-                    let message = format!(
-                        "the events after {after_seq} are no longer held; send `request_state`"
-                    );
+                if let Err(why) = self.resume(after_seq).await? {
+                    let message = Self::unavailable(after_seq, &why, "send `request_state`");
                     return self
                         .reply_error(id, ErrorCode::ResumeUnavailable, &message)
                         .await;

@@ -38,6 +38,37 @@ pub(crate) async fn route(
     shared: Arc<Shared>,
 ) -> Result<Response<Body>, Infallible> {
     const PLAIN: &str = "text/plain; charset=utf-8";
+    let header_text = |name: header::HeaderName| {
+        req.headers()
+            .get(name)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+    };
+    let origin = header_text(header::ORIGIN);
+    let host = header_text(header::HOST);
+    if let Err(refusal) = shared.guard.check(origin.as_deref(), host.as_deref()) {
+        tracing::warn!(
+            %peer,
+            path = req.uri().path(),
+            origin = ?origin,
+            host = ?host,
+            "refused a request from a browser: {refusal:?}"
+        );
+        if req.uri().path() == "/ws"
+            && let Some(history) = shared.hub.history()
+        {
+            history.audit_connection(crate::store::ConnectionAudit {
+                client: "client".into(),
+                peer: peer.to_string(),
+                action: "rejected".into(),
+                detail: Some(format!("403: {refusal:?}")),
+            });
+        }
+        let mut response = text(StatusCode::FORBIDDEN, PLAIN, refusal.explain(shared.addr));
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        return Ok(response);
+    }
     let response = match (req.method(), req.uri().path()) {
         (&Method::GET, "/healthz") => text(StatusCode::OK, PLAIN, "ok\n"),
         (&Method::GET, "/api/state") => {

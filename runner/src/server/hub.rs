@@ -18,7 +18,7 @@ use crate::events::EventBus;
 use crate::store::Store;
 use protocol::{Event, EventKind, Filter, NodeStatus, ReplyBody, ServerReply, Snapshot};
 use std::sync::{Arc, Mutex};
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 use tokio_util::sync::CancellationToken;
 
@@ -37,7 +37,7 @@ pub(crate) struct Frame {
 }
 
 impl Frame {
-    fn new(event: Arc<Event>, pipeline: Option<Arc<str>>) -> Self {
+    pub fn new(event: Arc<Event>, pipeline: Option<Arc<str>>) -> Self {
         let json = serde_json::to_string(&*event)
             .expect("events serialize")
             .into();
@@ -175,6 +175,8 @@ pub(crate) struct Hub {
     bus: Arc<EventBus>,
     state: Mutex<State>,
     frames: broadcast::Sender<Arc<Frame>>,
+    /// The sequence number of the last event broadcast.
+    broadcast_seq: watch::Sender<u64>,
     /// Where a resume older than the bus's ring is read from.
     history: Option<Store>,
 }
@@ -189,12 +191,14 @@ impl Hub {
     }
 
     /// Subscribes to `bus` (taking in what its ring still holds, so a server
-    /// started mid-run knows the run) and starts the hub task.
+    /// started mid-run knows the run) and starts the hub task. `recorded`
+    /// are finished runs from the history, newest first.
     pub fn start(
         bus: Arc<EventBus>,
         capacity: usize,
         cancel: CancellationToken,
         history: Option<Store>,
+        recorded: Vec<protocol::RunState>,
     ) -> Arc<Self> {
         let (backlog, mut events, first_seq) = match bus.subscribe_after(0) {
             Some((backlog, events)) => (backlog, events, 0),
@@ -211,11 +215,16 @@ impl Hub {
             bus,
             state: Mutex::new(State::new(first_seq)),
             frames,
+            broadcast_seq: watch::Sender::new(first_seq),
             history,
         });
         for event in backlog {
             hub.process(event);
         }
+        hub.state
+            .lock()
+            .expect("hub state lock")
+            .remember_recorded(recorded);
         let task_hub = hub.clone();
         tokio::spawn(async move {
             loop {
@@ -237,8 +246,17 @@ impl Hub {
         let mut state = self.state.lock().expect("hub state lock");
         state.apply(&frame.event);
         frame.pipeline = state.pipeline_of(&frame.event);
+        let seq = frame.event.seq;
         // No receivers is fine: nobody is connected.
         let _ = self.frames.send(Arc::new(frame));
+        drop(state);
+        self.broadcast_seq.send_replace(seq);
+    }
+
+    /// Returns once every event up to `seq` has been broadcast.
+    pub async fn broadcast_up_to(&self, seq: u64) {
+        let mut seen = self.broadcast_seq.subscribe();
+        let _ = seen.wait_for(|done| *done >= seq).await;
     }
 
     pub fn snapshot(&self) -> Snapshot {
@@ -256,10 +274,10 @@ impl Hub {
         self.bus.next_seq()
     }
 
-    /// A receiver for the live stream, then the frames of every event after
-    /// `after_seq`; together they leave no gap. `None` when the bus no
-    /// longer holds those events.
-    pub fn resume(&self, after_seq: u64) -> Option<(Frames, Vec<Arc<Frame>>)> {
+    /// A receiver for the live stream, then every event after `after_seq`
+    /// (with its pipeline); together they leave no gap. Events older than
+    /// the bus's ring are read from the history on a blocking thread.
+    pub async fn resume(&self, after_seq: u64) -> Result<Replay, Unavailable> {
         // Subscribe first: everything the hub broadcasts from now on is in
         // `live`; everything published before is in the bus's ring.
         let live = self.frames.subscribe();
@@ -268,13 +286,20 @@ impl Hub {
             // Older than the ring (a restart, a long absence): the history
             // holds them, and the ring holds what it has not written yet.
             None => {
-                let stored = self
-                    .history
-                    .as_ref()?
-                    .events_after(after_seq, MAX_HISTORY_REPLAY)
-                    .ok()?;
+                let history = self.history.clone().ok_or(Unavailable::NotHeld)?;
+                let read = tokio::task::spawn_blocking(move || {
+                    history.events_after(after_seq, MAX_HISTORY_REPLAY)
+                })
+                .await
+                .map_err(|err| err.to_string())
+                .and_then(|read| read.map_err(|err| err.to_string()));
+                let stored = read.map_err(|err| {
+                    tracing::warn!(after_seq, "cannot replay from the history: {err}");
+                    Unavailable::History(err)
+                })?;
                 let last = stored.last().map_or(after_seq, |event| event.seq);
-                let (mut newer, subscription) = self.bus.subscribe_after(last)?;
+                let (mut newer, subscription) =
+                    self.bus.subscribe_after(last).ok_or(Unavailable::NotHeld)?;
                 let mut all: Vec<Arc<Event>> = stored.into_iter().map(Arc::new).collect();
                 all.append(&mut newer);
                 (all, subscription)
@@ -282,15 +307,32 @@ impl Hub {
         };
         drop(subscription);
         let state = self.state.lock().expect("hub state lock");
-        let frames = missed
+        let missed = missed
             .into_iter()
             .map(|event| {
                 let pipeline = state.pipeline_of(&event);
-                Arc::new(Frame::new(event, pipeline))
+                (event, pipeline)
             })
             .collect();
-        Some((live, frames))
+        Ok(Replay { live, missed })
     }
+}
+
+/// What a resuming connection sends: `missed` first, then `live`.
+pub(crate) struct Replay {
+    pub live: Frames,
+    /// Serialized one at a time as they are written, so a replay of
+    /// thousands of events holds no more than one frame at once.
+    pub missed: Vec<(Arc<Event>, Option<Arc<str>>)>,
+}
+
+/// Why the events after a number cannot be replayed.
+#[derive(Debug)]
+pub(crate) enum Unavailable {
+    /// Neither the bus's ring nor the history holds them any more.
+    NotHeld,
+    /// The history could not be read (the error, as the client is told).
+    History(String),
 }
 
 #[cfg(test)]

@@ -17,6 +17,12 @@
 //! - `GET /api/state`: the snapshot a client gets on join, as JSON.
 //! - `GET /healthz`: `ok`.
 //!
+//! ## Browsers
+//! Every request, the WebSocket upgrade included, first passes the `Origin`
+//! and `Host` checks of [`guard`]: a page from another web origin, or one
+//! reached through DNS rebinding, gets 403 (`[server] allowed_origins` lets
+//! a web app in).
+//!
 //! ## Auth
 //! Binding anything but a loopback address needs a token (`token_env` or
 //! `token_file`). Loopback clients may leave it out when
@@ -28,8 +34,14 @@
 //! serialized once, into a bounded ring; a connection that falls behind the
 //! ring is told it lagged and replays from the bus's ring (see [`hub`]).
 //! The run never waits for a client.
+//!
+//! ## Closing
+//! [`ServerHandle::shutdown`] waits until the hub has broadcast every event
+//! published before it was called; each connection then writes what it has
+//! not sent yet (replaying if it had lagged) before its 1001 close frame.
 
 mod conn;
+mod guard;
 mod http;
 mod hub;
 mod settings;
@@ -90,9 +102,14 @@ impl ServerHandle {
         self.hub.snapshot()
     }
 
-    /// Stops listening, closes every connection with 1001 and waits (a few
-    /// seconds at most) for them to end. Runs are not touched.
+    /// Stops listening, sends each client every event published so far,
+    /// closes every connection with 1001 and waits (a few seconds at most)
+    /// for them to end. Runs are not touched.
     pub async fn shutdown(self) {
+        // `runner run --serve` ends right after the run's last events: they
+        // must reach the hub's stream before the connections drain it.
+        let last = self.hub.next_seq().saturating_sub(1);
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.hub.broadcast_up_to(last)).await;
         self.cancel.cancel();
         self.tracker.close();
         let _ = tokio::time::timeout(Duration::from_secs(5), self.tracker.wait()).await;
@@ -108,6 +125,10 @@ impl Drop for ServerHandle {
 /// What every connection shares.
 pub(crate) struct Shared {
     settings: ServerSettings,
+    /// The bound address (with the real port).
+    addr: SocketAddr,
+    /// The `Origin` and `Host` checks.
+    guard: guard::Guard,
     token: Option<Token>,
     service: Arc<Service>,
     hub: Arc<Hub>,
@@ -161,12 +182,38 @@ pub async fn serve_with_history(
     let addr = listener
         .local_addr()
         .map_err(|source| ServerError::Bind { addr, source })?;
+    let guard = guard::Guard::new(addr, &settings.allowed_origins);
 
+    let recorded = match history.clone() {
+        Some(store) => {
+            let read = tokio::task::spawn_blocking(move || state::recorded_runs(&store)).await;
+            match read.map_err(|err| err.to_string()) {
+                Ok(Ok(runs)) => runs,
+                Ok(Err(err)) => {
+                    tracing::warn!("the snapshot lists no runs from before this start: {err}");
+                    Vec::new()
+                }
+                Err(err) => {
+                    tracing::warn!("the snapshot lists no runs from before this start: {err}");
+                    Vec::new()
+                }
+            }
+        }
+        None => Vec::new(),
+    };
     let cancel = CancellationToken::new();
     let tracker = TaskTracker::new();
-    let hub = Hub::start(bus, settings.client_queue, cancel.clone(), history);
+    let hub = Hub::start(
+        bus,
+        settings.client_queue,
+        cancel.clone(),
+        history,
+        recorded,
+    );
     let shared = Arc::new(Shared {
         settings,
+        addr,
+        guard,
         token,
         service,
         hub: hub.clone(),

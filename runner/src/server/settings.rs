@@ -1,6 +1,7 @@
 //! `[server]` in `runner.toml`, and the token it points to.
 
 use super::ServerError;
+use super::guard::parse_origin;
 use crate::config::InvalidSetting;
 use crate::config::units::{parse_duration, parse_size};
 use serde::{Deserialize, Deserializer};
@@ -23,6 +24,7 @@ use subtle::ConstantTimeEq;
 /// heartbeat = "30s"
 /// max_message_bytes = "1MiB"
 /// client_queue = 4096
+/// allowed_origins = ["https://dashboard.example"]
 /// ```
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -53,6 +55,12 @@ pub struct ServerSettings {
     /// How many messages may wait for one client before it is told it
     /// lagged and replayed from the server's ring. Example: `client_queue = 4096`
     pub client_queue: usize,
+    /// Web origins (`scheme://host[:port]`, no path) whose pages may use the
+    /// server besides its own (`http://127.0.0.1:PORT`, `http://localhost:PORT`);
+    /// a request with any other `Origin` is refused with 403.
+    /// Example: `allowed_origins = ["https://dashboard.example"]`
+    #[serde(deserialize_with = "origins")]
+    pub allowed_origins: Vec<String>,
 }
 
 /// Where `runner serve` listens unless told otherwise.
@@ -79,6 +87,7 @@ impl Default for ServerSettings {
             heartbeat: Duration::from_secs(30),
             max_message_bytes: 1 << 20,
             client_queue: 4096,
+            allowed_origins: Vec::new(),
         }
     }
 }
@@ -137,6 +146,11 @@ impl ServerSettings {
                 "allow_loopback_without_token",
                 "false needs a token: set `token_env` or `token_file`",
             );
+        }
+        for origin in &self.allowed_origins {
+            if let Err(why) = parse_origin(origin) {
+                return invalid("allowed_origins", &format!("`{origin}`: {why}"));
+            }
         }
         Ok(())
     }
@@ -206,6 +220,17 @@ fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     parse_duration(&String::deserialize(d)?).map_err(serde::de::Error::custom)
 }
 
+/// `allowed_origins`: each entry checked here, so `runner.toml` errors point at it.
+fn origins<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    let entries = Vec::<String>::deserialize(d)?;
+    for origin in &entries {
+        if let Err(why) = parse_origin(origin) {
+            return Err(serde::de::Error::custom(format!("`{origin}`: {why}")));
+        }
+    }
+    Ok(entries)
+}
+
 fn size<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
@@ -236,6 +261,7 @@ mod tests {
             heartbeat = "5s"
             max_message_bytes = "64KiB"
             client_queue = 16
+            allowed_origins = ["https://dashboard.example", "http://localhost:3000"]
             "#,
         )
         .unwrap();
@@ -243,6 +269,10 @@ mod tests {
         assert_eq!(settings.heartbeat, Duration::from_secs(5));
         assert_eq!(settings.max_message_bytes, 64 << 10);
         assert_eq!(settings.client_queue, 16);
+        assert_eq!(
+            settings.allowed_origins,
+            ["https://dashboard.example", "http://localhost:3000"]
+        );
     }
 
     #[test]
@@ -258,6 +288,28 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("unknown field `port`"), "{err}");
+    }
+
+    #[test]
+    fn refuses_an_allowed_origin_with_a_path_naming_the_key() {
+        let err =
+            toml::from_str::<ServerSettings>(r#"allowed_origins = ["https://x.example/app"]"#)
+                .unwrap_err()
+                .to_string();
+        assert!(
+            err.contains("`https://x.example/app`"),
+            "{err}"
+        );
+        assert!(err.contains("no path"), "{err}");
+        let settings = ServerSettings {
+            allowed_origins: vec!["x.example".into()],
+            ..ServerSettings::default()
+        };
+        let err = settings.check().unwrap_err().to_string();
+        assert!(
+            err.contains("allowed_origins: `x.example`"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -4,7 +4,14 @@
 //!
 //! [`State::apply`] takes every event in sequence order; [`State::snapshot`]
 //! copies it out, stamped with the last sequence number applied.
+//!
+//! ## After a restart
+//! The events of runs recorded before the server started are not replayed;
+//! [`State::remember_recorded`] takes those runs as the history holds them
+//! ([`recorded_run`]), so `recent_runs` and the pipelines' nodes are not
+//! empty for a dashboard that joins a freshly started server.
 
+use crate::store::{RunDetail, Store, StoreError};
 use protocol::{
     AgentState, AgentStatus, BatchState, BatchStatus, CommandState, CommandStatus, Event,
     EventKind, NodeState, NodeStatus, PipelineNodes, RunState, RunStatus, Snapshot, TaskState,
@@ -286,6 +293,36 @@ impl State {
         }
     }
 
+    /// Adds finished runs read from the history (newest first) after the
+    /// runs this state already knows, up to [`RECENT_RUNS`]; a pipeline
+    /// without nodes yet gets those of its newest recorded run.
+    pub fn remember_recorded(&mut self, runs: Vec<RunState>) {
+        for run in runs {
+            if self.recent.len() >= RECENT_RUNS {
+                break;
+            }
+            if !run.status.is_final() || self.run_mut(&run.run_id).is_some() {
+                continue;
+            }
+            if !self.pipelines.iter().any(|p| p.pipeline == run.pipeline) {
+                self.pipelines.push(PipelineNodes {
+                    pipeline: run.pipeline.clone(),
+                    run_id: run.run_id.clone(),
+                    nodes: run
+                        .batches
+                        .iter()
+                        .map(|b| NodeState {
+                            node_id: b.batch_id.clone(),
+                            node_name: b.batch_name.clone(),
+                            status: NodeStatus::from(b.status),
+                        })
+                        .collect(),
+                });
+            }
+            self.recent.push_back(run);
+        }
+    }
+
     fn run_mut(&mut self, run_id: &str) -> Option<&mut RunState> {
         self.active
             .iter_mut()
@@ -367,6 +404,78 @@ impl State {
         };
         &mut self.agents[index]
     }
+}
+
+/// A run as the history recorded it, in the snapshot's terms. A status the
+/// protocol has no word for (`interrupted`: the runner died) reads as
+/// `aborted`, as the recovery's event says; a task `killed` as `interrupted`.
+pub fn recorded_run(detail: &RunDetail) -> RunState {
+    fn parse<T: serde::de::DeserializeOwned>(status: &str) -> Option<T> {
+        serde_json::from_value(serde_json::Value::String(status.to_string())).ok()
+    }
+    let run = &detail.run;
+    let batches = detail
+        .batches
+        .iter()
+        .map(|batch| BatchState {
+            batch_id: batch.batch_id.clone(),
+            batch_name: batch.name.clone(),
+            status: parse(&batch.status).unwrap_or(BatchStatus::Failed),
+            branch: batch.branch.clone(),
+            error: batch.error.clone(),
+            summary: batch.summary.clone(),
+            started_at: batch.started_at,
+            finished_at: batch.finished_at,
+            tasks: detail
+                .executions
+                .iter()
+                .filter(|e| {
+                    e.batch_id == batch.batch_id
+                        && matches!(e.reason.as_str(), "task" | "coding_agent")
+                })
+                .map(|task| TaskState {
+                    task_id: task.execution_id.clone(),
+                    task_type: task.kind.clone(),
+                    name: task.name.clone(),
+                    status: match task.status.as_str() {
+                        "killed" => TaskStatus::Interrupted,
+                        status => parse(status).unwrap_or(TaskStatus::Failed),
+                    },
+                    priority: Default::default(),
+                    display_text: task.progress.clone(),
+                    percent: None,
+                    started_at: task.started_at,
+                    finished_at: task.finished_at,
+                    duration_ms: task.duration_ms,
+                    error: task.error.clone(),
+                    exit_code: task.exit_code,
+                })
+                .collect(),
+        })
+        .collect();
+    RunState {
+        run_id: run.id.clone(),
+        pipeline: run.pipeline.clone(),
+        status: parse(&run.status).unwrap_or(RunStatus::Aborted),
+        started_at: run.started_at,
+        finished_at: run.finished_at,
+        message: run.message.clone(),
+        error: run.error.clone(),
+        batches,
+    }
+}
+
+/// The newest finished runs of `history`, for [`State::remember_recorded`].
+/// Blocking: call it off the async threads.
+pub fn recorded_runs(history: &Store) -> Result<Vec<RunState>, StoreError> {
+    let mut runs = Vec::new();
+    for summary in history.list_runs(RECENT_RUNS)? {
+        if summary.status == "running" {
+            continue;
+        }
+        runs.push(recorded_run(&history.run_detail(&summary.id)?));
+    }
+    Ok(runs)
 }
 
 #[cfg(test)]
