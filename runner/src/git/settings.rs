@@ -73,9 +73,7 @@ pub const DEFAULT_KEEP_BRANCHES: usize = 20;
 /// `"7d"`, `"12h"`, `"90m"`, `"3600s"`.
 fn age<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<Duration>, D::Error> {
     let text = String::deserialize(deserializer)?;
-    parse_age(&text)
-        .map(Some)
-        .map_err(serde::de::Error::custom)
+    parse_age(&text).map(Some).map_err(serde::de::Error::custom)
 }
 
 pub(crate) fn parse_age(text: &str) -> Result<Duration, String> {

@@ -296,20 +296,14 @@ mod tests {
             toml::from_str::<ServerSettings>(r#"allowed_origins = ["https://x.example/app"]"#)
                 .unwrap_err()
                 .to_string();
-        assert!(
-            err.contains("`https://x.example/app`"),
-            "{err}"
-        );
+        assert!(err.contains("`https://x.example/app`"), "{err}");
         assert!(err.contains("no path"), "{err}");
         let settings = ServerSettings {
             allowed_origins: vec!["x.example".into()],
             ..ServerSettings::default()
         };
         let err = settings.check().unwrap_err().to_string();
-        assert!(
-            err.contains("allowed_origins: `x.example`"),
-            "{err}"
-        );
+        assert!(err.contains("allowed_origins: `x.example`"), "{err}");
     }
 
     #[test]

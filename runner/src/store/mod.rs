@@ -58,8 +58,8 @@ mod recorder;
 mod schema;
 mod writer;
 
-pub use lock::{LOCK_FILE, RecorderLock, lock_path};
 pub(crate) use lock::Holder;
+pub use lock::{LOCK_FILE, RecorderLock, lock_path};
 pub use query::*;
 pub use recorder::Recorder;
 
