@@ -1,0 +1,273 @@
+//! `runner watch`: real files in temp dirs, real notify, real runs.
+//!
+//! "Nothing ran" is shown without sleeping: after the change that must run
+//! nothing, a sentinel file of another batch is changed, and the next
+//! trigger must name only the sentinel.
+
+use crate::support::Project;
+use runner::config::OnBusy;
+use runner::watch::{WatchEvent, WatchOptions, watch};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+const PIPELINE: &str = r#"
+version = 1
+[git]
+enabled = false
+
+[[pipelines.default.batches]]
+id = "build"
+inputs = ["src/**"]
+[[pipelines.default.batches.tasks]]
+id = "compile"
+type = "exec"
+config = { command = "echo ran >> out/build.log" }
+
+[[pipelines.default.batches]]
+id = "test"
+depends_on = ["build"]
+inputs = ["tests/**"]
+[[pipelines.default.batches.tasks]]
+id = "check"
+type = "exec"
+config = { command = "echo ran >> out/test.log" }
+
+[[pipelines.default.batches]]
+id = "docs"
+inputs = ["docs/**"]
+[[pipelines.default.batches.tasks]]
+id = "render"
+type = "exec"
+config = { command = "echo ran >> out/docs.log" }
+"#;
+
+struct Watching {
+    project: Project,
+    rx: mpsc::UnboundedReceiver<WatchEvent>,
+    cancel: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Watching {
+    async fn start(project: Project, debounce: Duration) -> Self {
+        let runner = Arc::new(project.runner().await);
+        let (tx, rx) = mpsc::unbounded_channel();
+        let cancel = CancellationToken::new();
+        let options = WatchOptions {
+            pipeline: "default".into(),
+            debounce,
+            poll: None,
+            on_busy: OnBusy::Queue,
+        };
+        let stop = cancel.clone();
+        let task = tokio::spawn(async move {
+            watch(runner, options, stop, tx).await.expect("watching");
+        });
+        let mut watching = Self {
+            project,
+            rx,
+            cancel,
+            task,
+        };
+        watching.next_watching().await;
+        watching
+    }
+
+    /// The next event matching `pred`; every event before it is returned too.
+    async fn until(&mut self, pred: impl Fn(&WatchEvent) -> bool) -> Vec<WatchEvent> {
+        let mut seen = Vec::new();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let event = tokio::time::timeout_at(deadline, self.rx.recv())
+                .await
+                .unwrap_or_else(|_| panic!("no matching watch event; saw {seen:?}"))
+                .expect("the watcher ended");
+            let done = pred(&event);
+            seen.push(event);
+            if done {
+                return seen;
+            }
+        }
+    }
+
+    async fn next_watching(&mut self) -> Vec<WatchEvent> {
+        self.until(|e| matches!(e, WatchEvent::Watching { .. })).await
+    }
+
+    /// Waits for the next trigger and the run it starts; returns the trigger's
+    /// paths and batches, and every event seen.
+    async fn next_run(&mut self) -> (Vec<String>, Vec<String>, Vec<WatchEvent>) {
+        let seen = self
+            .until(|e| matches!(e, WatchEvent::Triggered { .. }))
+            .await;
+        let Some(WatchEvent::Triggered { paths, batches, .. }) = seen.last().cloned() else {
+            unreachable!()
+        };
+        let mut all = seen;
+        all.extend(self.next_watching().await);
+        (paths, batches, all)
+    }
+
+    fn lines(&self, file: &str) -> usize {
+        std::fs::read_to_string(self.project.dir.path().join(file))
+            .unwrap_or_default()
+            .lines()
+            .count()
+    }
+
+    async fn stop(self) {
+        self.cancel.cancel();
+        self.task.await.unwrap();
+    }
+}
+
+fn project() -> Project {
+    let project = Project::new(PIPELINE);
+    project.file("src/a.rs", "fn a() {}\n");
+    project.file("tests/t.rs", "#[test] fn t() {}\n");
+    project.file("docs/index.md", "# Docs\n");
+    std::fs::create_dir_all(project.dir.path().join("out")).unwrap();
+    project
+}
+
+fn runs(events: &[WatchEvent]) -> usize {
+    events
+        .iter()
+        .filter(|e| matches!(e, WatchEvent::Finished(_)))
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn editing_a_file_in_one_batchs_inputs_reruns_that_batch_and_its_dependents_only() {
+    let mut w = Watching::start(project(), Duration::from_millis(50)).await;
+    assert_eq!(
+        (w.lines("out/build.log"), w.lines("out/test.log"), w.lines("out/docs.log")),
+        (1, 1, 1)
+    );
+    w.project.file("src/a.rs", "fn a() { 1; }\n");
+    let (paths, batches, events) = w.next_run().await;
+    assert_eq!(paths, vec!["src/a.rs"]);
+    assert_eq!(batches, vec!["build", "test"]);
+    let Some(WatchEvent::Finished(report)) =
+        events.iter().find(|e| matches!(e, WatchEvent::Finished(_)))
+    else {
+        panic!("no finished run in {events:?}")
+    };
+    assert_eq!(report.status, protocol::RunStatus::Completed);
+    assert_eq!(
+        (w.lines("out/build.log"), w.lines("out/test.log"), w.lines("out/docs.log")),
+        (2, 2, 1)
+    );
+    w.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn touching_or_saving_unchanged_or_writing_swap_files_runs_nothing() {
+    let mut w = Watching::start(project(), Duration::from_millis(50)).await;
+    let source = w.project.dir.path().join("src/a.rs");
+    std::fs::write(&source, "fn a() {}\n").unwrap();
+    let file = std::fs::File::options().append(true).open(&source).unwrap();
+    file.set_modified(std::time::SystemTime::now() + Duration::from_secs(5))
+        .unwrap();
+    drop(file);
+    w.project.file("src/.a.rs.swp", "swap");
+    w.project.file("src/a.rs~", "backup");
+    w.project.file("src/4913", "");
+    w.project.file("src/#a.rs#", "autosave");
+    // The sentinel: the next run must be for it alone.
+    w.project.file("docs/index.md", "# Docs, edited\n");
+    let (paths, batches, events) = w.next_run().await;
+    assert_eq!(paths, vec!["docs/index.md"], "{events:?}");
+    assert_eq!(batches, vec!["docs"]);
+    assert_eq!(runs(&events), 1);
+    assert_eq!(w.lines("out/build.log"), 1);
+    w.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_writing_into_a_watched_directory_gives_exactly_one_run() {
+    // `stamp` has no inputs: it reads the whole project, where it writes
+    // something new every time.
+    let project = Project::new(
+        r#"
+version = 1
+[git]
+enabled = false
+[[pipelines.default.batches]]
+id = "stamp"
+[[pipelines.default.batches.tasks]]
+id = "write"
+type = "exec"
+config = { command = "date +%s%N > stamp.txt; echo ran >> runs.log" }
+"#,
+    );
+    project.file("src/a.rs", "one\n");
+    let mut w = Watching::start(project, Duration::from_millis(50)).await;
+    w.project.file("src/a.rs", "two\n");
+    let (paths, _, events) = w.next_run().await;
+    assert_eq!(paths, vec!["src/a.rs"]);
+    assert_eq!(runs(&events), 1);
+    w.project.file("src/a.rs", "three\n");
+    let (paths, _, events) = w.next_run().await;
+    assert_eq!(paths, vec!["src/a.rs"], "the run's own writes started a run: {events:?}");
+    assert_eq!(runs(&events), 1);
+    assert_eq!(w.lines("runs.log"), 3);
+    w.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_writes_gives_one_run() {
+    // A debounce long enough that a loaded machine does not split the burst.
+    let mut w = Watching::start(project(), Duration::from_millis(1000)).await;
+    for i in 0..1000 {
+        w.project.file(&format!("src/gen/f{}.rs", i % 100), &format!("{i}\n"));
+    }
+    let (paths, batches, events) = w.next_run().await;
+    assert_eq!(paths.len(), 100);
+    assert_eq!(batches, vec!["build", "test"]);
+    assert_eq!(runs(&events), 1);
+    w.project.file("docs/index.md", "# Docs, edited\n");
+    let (paths, _, events) = w.next_run().await;
+    assert_eq!(paths, vec!["docs/index.md"], "{events:?}");
+    assert_eq!(w.lines("out/build.log"), 2);
+    w.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_stops_watching_with_exit_code_130() {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let project = project();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_runner-under-test"))
+        .arg("--config")
+        .arg(project.path())
+        .arg("watch")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let wait = async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if line.contains("[watch] watching 3 files for 3 batches") {
+                return;
+            }
+        }
+        panic!("the watcher ended before watching");
+    };
+    tokio::time::timeout(Duration::from_secs(60), wait)
+        .await
+        .expect("watching line");
+    let killed = std::process::Command::new("kill")
+        .args(["-INT", &child.id().unwrap().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = tokio::time::timeout(Duration::from_secs(60), child.wait())
+        .await
+        .expect("exits after Ctrl-C")
+        .unwrap();
+    assert_eq!(status.code(), Some(130));
+}
