@@ -12,8 +12,11 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+/// The compile cache is the one every test shares (outside the watched tree).
 const PIPELINE: &str = r#"
 version = 1
+[defaults]
+state_dir = "{state}"
 [git]
 enabled = false
 
@@ -193,6 +196,8 @@ async fn a_task_writing_into_a_watched_directory_gives_exactly_one_run() {
     let project = Project::new(
         r#"
 version = 1
+[defaults]
+state_dir = "{state}"
 [git]
 enabled = false
 [[pipelines.default.batches]]
@@ -220,10 +225,16 @@ config = { command = "date +%s%N > stamp.txt; echo ran >> runs.log" }
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_of_writes_gives_one_run() {
     // A debounce long enough that a loaded machine does not split the burst.
-    let mut w = Watching::start(project(), Duration::from_millis(1000)).await;
-    for i in 0..1000 {
-        w.project.file(&format!("src/gen/f{}.rs", i % 100), &format!("{i}\n"));
-    }
+    let mut w = Watching::start(project(), Duration::from_secs(3)).await;
+    let dir = w.project.dir.path().join("src/gen");
+    tokio::task::spawn_blocking(move || {
+        std::fs::create_dir_all(&dir).unwrap();
+        for i in 0..1000 {
+            std::fs::write(dir.join(format!("f{}.rs", i % 100)), format!("{i}\n")).unwrap();
+        }
+    })
+    .await
+    .unwrap();
     let (paths, batches, events) = w.next_run().await;
     assert_eq!(paths.len(), 100);
     assert_eq!(batches, vec!["build", "test"]);
@@ -270,4 +281,37 @@ async fn ctrl_c_stops_watching_with_exit_code_130() {
         .expect("exits after Ctrl-C")
         .unwrap();
     assert_eq!(status.code(), Some(130));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalid_runner_toml_is_reported_and_watching_goes_on_then_the_fixed_one_is_used() {
+    let mut w = Watching::start(project(), Duration::from_millis(50)).await;
+    let text = std::fs::read_to_string(w.project.path()).unwrap();
+    let broken = text.replace("depends_on = [\"build\"]", "depends_on = [\"bild\"]");
+    std::fs::write(w.project.path(), &broken).unwrap();
+    let seen = w
+        .until(|e| matches!(e, WatchEvent::ConfigError(_)))
+        .await;
+    let Some(WatchEvent::ConfigError(message)) = seen.last() else {
+        unreachable!()
+    };
+    assert!(message.contains("runner.toml:"), "{message}");
+    assert!(message.contains("no batch `bild`"), "{message}");
+    // Still watching with the old configuration: docs alone re-runs.
+    w.project.file("docs/index.md", "# Docs, edited\n");
+    let (paths, batches, events) = w.next_run().await;
+    assert_eq!(paths, vec!["docs/index.md"], "{events:?}");
+    assert_eq!(batches, vec!["docs"]);
+    // The fixed file, with a new task, is used.
+    let fixed = text.replace("echo ran >> out/docs.log", "echo fixed >> out/docs.log");
+    std::fs::write(w.project.path(), &fixed).unwrap();
+    let seen = w
+        .until(|e| matches!(e, WatchEvent::ConfigReloaded))
+        .await;
+    assert_eq!(runs(&seen), 0);
+    let (_, batches, _) = w.next_run().await;
+    assert_eq!(batches, vec!["build", "test", "docs"]);
+    let docs = std::fs::read_to_string(w.project.dir.path().join("out/docs.log")).unwrap();
+    assert_eq!(docs.lines().last(), Some("fixed"));
+    w.stop().await;
 }

@@ -374,17 +374,14 @@ async fn run(
     })
 }
 
-/// `runner watch`: batches run in the project directory (no worktrees), so
-/// uncommitted edits are what runs.
+/// `runner watch`: see [`crate::watch`].
 async fn watch(
     config: Arc<Config>,
     options: crate::watch::WatchOptions,
     json: bool,
     verbose: bool,
 ) -> Result<i32, Error> {
-    let mut plain = (*config).clone();
-    plain.git.enabled = Some(false);
-    let config = Arc::new(plain);
+    let config = Arc::new(crate::watch::for_watch(&config));
     let pipeline = config.pipelines[&options.pipeline].clone();
     let used = config.plugins_used_by(&pipeline);
     let plugins = Arc::new(Plugins::load(&config, Some(&used)).await?);

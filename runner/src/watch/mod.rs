@@ -24,6 +24,11 @@
 //! did not run give one follow-up run once it ends (a follow-up never
 //! queues another, so two runs cannot feed each other). `ignore`: dropped.
 //!
+//! ## Reload
+//! A change to `runner.toml` is checked as `runner check` would; a good one
+//! replaces the runner and every batch re-runs, a bad one is reported and
+//! the last good configuration stays.
+//!
 //! ## Lost events
 //! A `Rescan` flag, a full event buffer or a watcher error means anything
 //! may have changed: every input is re-checked and the error is reported.
@@ -32,7 +37,9 @@ mod files;
 
 pub use files::{BUILTIN_IGNORES, Snapshot, Tree, changed};
 
-use crate::config::{OnBusy, Pipeline};
+use crate::config::{Config, OnBusy, Pipeline};
+use crate::events::EventBus;
+use crate::plugin::Plugins;
 use crate::run::{RunReport, RunScope, Runner, new_run_id};
 use globset::{Glob, GlobSet, GlobSetBuilder};
 use notify::{PollWatcher, RecommendedWatcher, RecursiveMode};
@@ -74,6 +81,10 @@ pub enum WatchEvent {
     },
     /// A re-run ended.
     Finished(RunReport),
+    /// `runner.toml` changed and checks: the next run uses it.
+    ConfigReloaded,
+    /// `runner.toml` changed and does not check: the last good one stays.
+    ConfigError(String),
     /// Something the user should know (lost events, polling fallback).
     Warning(String),
 }
@@ -104,6 +115,11 @@ impl std::fmt::Display for WatchEvent {
                 }
                 Ok(())
             }
+            Self::ConfigReloaded => write!(f, "configuration reloaded; re-running every batch"),
+            Self::ConfigError(message) => write!(
+                f,
+                "the configuration has an error; still using the last good one\n{message}"
+            ),
             Self::Warning(message) => write!(f, "warning: {message}"),
         }
     }
@@ -310,6 +326,32 @@ impl Last {
     }
 }
 
+/// `config` as `runner watch` uses it: batches run in the project
+/// directory (no worktrees), so uncommitted edits are what runs.
+pub fn for_watch(config: &Config) -> Config {
+    let mut config = config.clone();
+    config.git.enabled = Some(false);
+    config
+}
+
+/// Reads `path` again into a runner publishing on `bus`; the error text is
+/// what `runner check` would print.
+async fn reload(
+    path: &std::path::Path,
+    pipeline: &str,
+    bus: Arc<EventBus>,
+) -> Result<Arc<Runner>, String> {
+    let config = Config::load(path).map_err(|err| err.to_string())?;
+    let config = Arc::new(for_watch(&config));
+    let used = config.plugins_used_by(config.pipeline(Some(pipeline))?);
+    let plugins = Plugins::load(&config, Some(&used))
+        .await
+        .map_err(|err| err.to_string())?;
+    Runner::new(config, Arc::new(plugins), bus)
+        .map(Arc::new)
+        .map_err(|err| err.to_string())
+}
+
 /// Runs `options.pipeline`, then re-runs what changes affect until `cancel`.
 /// Returns the status of the last run (`Aborted` when `cancel` stopped one).
 pub async fn watch(
@@ -318,14 +360,20 @@ pub async fn watch(
     cancel: CancellationToken,
     events: mpsc::UnboundedSender<WatchEvent>,
 ) -> Result<RunStatus, WatchError> {
+    let mut runner = runner;
     let config = runner.config().clone();
-    let pipeline = config
+    let mut pipeline = config
         .pipelines
         .get(&options.pipeline)
         .cloned()
         .ok_or_else(|| WatchError::Ignore(format!("no pipeline `{}`", options.pipeline)))?;
-    let inputs = Inputs::new(&pipeline)?;
+    let mut inputs = Inputs::new(&pipeline)?;
     let root = config.base_dir.clone();
+    let config_path = std::path::absolute(&config.path).unwrap_or_else(|_| config.path.clone());
+    let config_rel = config_path
+        .strip_prefix(&root)
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from("runner.toml"));
     let mut tree =
         Tree::new(&root, config.state_dir(), &config.watch.ignore).map_err(WatchError::Ignore)?;
     let shared = Arc::new(Shared {
@@ -423,6 +471,40 @@ pub async fn watch(
             tree = t;
             let paths = changed(&baseline, &now);
             baseline = now;
+            if paths.contains(&config_rel) {
+                match reload(&config_path, &pipeline.name, runner.bus().clone()).await {
+                    Ok(reloaded) => {
+                        let next = reloaded.config().pipelines[&pipeline.name].clone();
+                        let next_inputs = Inputs::new(&next)?;
+                        match Tree::new(&root, reloaded.config().state_dir(), &reloaded.config().watch.ignore) {
+                            Ok(next_tree) => {
+                                let _ = events.send(WatchEvent::ConfigReloaded);
+                                runner = reloaded;
+                                pipeline = next;
+                                inputs = next_inputs;
+                                // Hashed again (with the new ignores) when the run ends.
+                                tree = next_tree;
+                                last = Last::default();
+                                let all: HashSet<String> =
+                                    pipeline.batches.iter().map(|b| b.id.clone()).collect();
+                                selection = with_dependents(&pipeline, &all);
+                                let _ = events.send(WatchEvent::Triggered {
+                                    paths: paths.iter().map(|p| p.display().to_string()).collect(),
+                                    batches: selection.clone(),
+                                    follow_up: false,
+                                });
+                                break;
+                            }
+                            Err(message) => {
+                                let _ = events.send(WatchEvent::ConfigError(message));
+                            }
+                        }
+                    }
+                    Err(message) => {
+                        let _ = events.send(WatchEvent::ConfigError(message));
+                    }
+                }
+            }
             let seeds = inputs.reading(&paths);
             if seeds.is_empty() {
                 continue;
