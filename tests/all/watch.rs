@@ -55,13 +55,17 @@ struct Watching {
 
 impl Watching {
     async fn start(project: Project, debounce: Duration) -> Self {
+        Self::start_with(project, debounce, None).await
+    }
+
+    async fn start_with(project: Project, debounce: Duration, poll: Option<Duration>) -> Self {
         let runner = Arc::new(project.runner().await);
         let (tx, rx) = mpsc::unbounded_channel();
         let cancel = CancellationToken::new();
         let options = WatchOptions {
             pipeline: "default".into(),
             debounce,
-            poll: None,
+            poll,
             on_busy: OnBusy::Queue,
         };
         let stop = cancel.clone();
@@ -314,4 +318,68 @@ async fn an_invalid_runner_toml_is_reported_and_watching_goes_on_then_the_fixed_
     let docs = std::fs::read_to_string(w.project.dir.path().join("out/docs.log")).unwrap();
     assert_eq!(docs.lines().last(), Some("fixed"));
     w.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rename_is_seen_by_events_and_by_polling() {
+    for poll in [None, Some(Duration::from_millis(100))] {
+        let mut w = Watching::start_with(project(), Duration::from_millis(50), poll).await;
+        let dir = w.project.dir.path().to_path_buf();
+        std::fs::rename(dir.join("src/a.rs"), dir.join("src/b.rs")).unwrap();
+        let (paths, batches, _) = w.next_run().await;
+        assert_eq!(paths, vec!["src/a.rs", "src/b.rs"], "poll: {poll:?}");
+        assert_eq!(batches, vec!["build", "test"]);
+        w.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_during_a_run_leaves_no_process_and_exits_130() {
+    let project = project();
+    let text = std::fs::read_to_string(project.path())
+        .unwrap()
+        .replace("echo ran >> out/docs.log", "echo $$ > out/pid; exec sleep 1000");
+    std::fs::write(project.path(), text).unwrap();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_runner-under-test"))
+        .arg("--config")
+        .arg(project.path())
+        .arg("watch")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let pid_file = project.dir.path().join("out/pid");
+    let mut pid = String::new();
+    for _ in 0..600 {
+        pid = std::fs::read_to_string(&pid_file).unwrap_or_default();
+        if pid.ends_with('\n') {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let pid = pid.trim().to_string();
+    assert!(!pid.is_empty(), "the task never started");
+    assert!(std::path::Path::new(&format!("/proc/{pid}")).exists());
+    let killed = std::process::Command::new("kill")
+        .args(["-INT", &child.id().unwrap().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = tokio::time::timeout(Duration::from_secs(60), child.wait())
+        .await
+        .expect("exits after Ctrl-C")
+        .unwrap();
+    assert_eq!(status.code(), Some(130));
+    // Gone, or a zombie waiting for init to reap it.
+    let mut alive = true;
+    for _ in 0..600 {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        alive = !stat.is_empty() && !stat.contains(") Z ");
+        if !alive {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(!alive, "the task's sleep {pid} outlived the runner");
 }
