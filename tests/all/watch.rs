@@ -100,7 +100,8 @@ impl Watching {
     }
 
     async fn next_watching(&mut self) -> Vec<WatchEvent> {
-        self.until(|e| matches!(e, WatchEvent::Watching { .. })).await
+        self.until(|e| matches!(e, WatchEvent::Watching { .. }))
+            .await
     }
 
     /// Waits for the next trigger and the run it starts; returns the trigger's
@@ -150,7 +151,11 @@ fn runs(events: &[WatchEvent]) -> usize {
 async fn editing_a_file_in_one_batchs_inputs_reruns_that_batch_and_its_dependents_only() {
     let mut w = Watching::start(project(), Duration::from_millis(50)).await;
     assert_eq!(
-        (w.lines("out/build.log"), w.lines("out/test.log"), w.lines("out/docs.log")),
+        (
+            w.lines("out/build.log"),
+            w.lines("out/test.log"),
+            w.lines("out/docs.log")
+        ),
         (1, 1, 1)
     );
     w.project.file("src/a.rs", "fn a() { 1; }\n");
@@ -164,7 +169,11 @@ async fn editing_a_file_in_one_batchs_inputs_reruns_that_batch_and_its_dependent
     };
     assert_eq!(report.status, protocol::RunStatus::Completed);
     assert_eq!(
-        (w.lines("out/build.log"), w.lines("out/test.log"), w.lines("out/docs.log")),
+        (
+            w.lines("out/build.log"),
+            w.lines("out/test.log"),
+            w.lines("out/docs.log")
+        ),
         (2, 2, 1)
     );
     w.stop().await;
@@ -220,7 +229,11 @@ config = { command = "date +%s%N > stamp.txt; echo ran >> runs.log" }
     assert_eq!(runs(&events), 1);
     w.project.file("src/a.rs", "three\n");
     let (paths, _, events) = w.next_run().await;
-    assert_eq!(paths, vec!["src/a.rs"], "the run's own writes started a run: {events:?}");
+    assert_eq!(
+        paths,
+        vec!["src/a.rs"],
+        "the run's own writes started a run: {events:?}"
+    );
     assert_eq!(runs(&events), 1);
     assert_eq!(w.lines("runs.log"), 3);
     w.stop().await;
@@ -293,9 +306,7 @@ async fn an_invalid_runner_toml_is_reported_and_watching_goes_on_then_the_fixed_
     let text = std::fs::read_to_string(w.project.path()).unwrap();
     let broken = text.replace("depends_on = [\"build\"]", "depends_on = [\"bild\"]");
     std::fs::write(w.project.path(), &broken).unwrap();
-    let seen = w
-        .until(|e| matches!(e, WatchEvent::ConfigError(_)))
-        .await;
+    let seen = w.until(|e| matches!(e, WatchEvent::ConfigError(_))).await;
     let Some(WatchEvent::ConfigError(message)) = seen.last() else {
         unreachable!()
     };
@@ -309,9 +320,7 @@ async fn an_invalid_runner_toml_is_reported_and_watching_goes_on_then_the_fixed_
     // The fixed file, with a new task, is used.
     let fixed = text.replace("echo ran >> out/docs.log", "echo fixed >> out/docs.log");
     std::fs::write(w.project.path(), &fixed).unwrap();
-    let seen = w
-        .until(|e| matches!(e, WatchEvent::ConfigReloaded))
-        .await;
+    let seen = w.until(|e| matches!(e, WatchEvent::ConfigReloaded)).await;
     assert_eq!(runs(&seen), 0);
     let (_, batches, _) = w.next_run().await;
     assert_eq!(batches, vec!["build", "test", "docs"]);
@@ -336,9 +345,10 @@ async fn a_rename_is_seen_by_events_and_by_polling() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ctrl_c_during_a_run_leaves_no_process_and_exits_130() {
     let project = project();
-    let text = std::fs::read_to_string(project.path())
-        .unwrap()
-        .replace("echo ran >> out/docs.log", "echo $$ > out/pid; exec sleep 1000");
+    let text = std::fs::read_to_string(project.path()).unwrap().replace(
+        "echo ran >> out/docs.log",
+        "echo $$ > out/pid; exec sleep 1000",
+    );
     std::fs::write(project.path(), text).unwrap();
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_runner-under-test"))
         .arg("--config")

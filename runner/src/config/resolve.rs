@@ -210,9 +210,9 @@ impl Resolver<'_> {
                 return Err(self.at(pattern, key, "an empty pattern ignores nothing"));
             }
             let mut builder = ignore::gitignore::GitignoreBuilder::new("/");
-            builder
-                .add_line(None, pattern.get_ref())
-                .map_err(|err| self.at(pattern, key.clone(), format!("not a valid pattern: {err}")))?;
+            builder.add_line(None, pattern.get_ref()).map_err(|err| {
+                self.at(pattern, key.clone(), format!("not a valid pattern: {err}"))
+            })?;
             patterns.push(pattern.get_ref().clone());
         }
         let on_busy = match &raw.on_busy {
@@ -243,7 +243,11 @@ impl Resolver<'_> {
             if text.trim().is_empty() {
                 return Err(self.at(glob, key, "an empty glob matches nothing"));
             }
-            if text.starts_with('/') || Path::new(text).components().any(|c| c == std::path::Component::ParentDir) {
+            if text.starts_with('/')
+                || Path::new(text)
+                    .components()
+                    .any(|c| c == std::path::Component::ParentDir)
+            {
                 return Err(self.at(
                     glob,
                     key,

@@ -32,11 +32,14 @@ pub const BUILTIN_IGNORES: &[&str] = &[
 /// Every counted file (relative to the project) and its content hash.
 pub type Snapshot = BTreeMap<PathBuf, [u8; 32]>;
 
+/// What says a cached hash is still right: size, mtime in ns, inode.
+type Stamp = (u64, i128, u64);
+
 pub struct Tree {
     root: PathBuf,
     ignores: Arc<Gitignore>,
-    /// (size, mtime in ns, inode) → hash, by relative path.
-    cache: HashMap<PathBuf, ((u64, i128, u64), [u8; 32])>,
+    /// The last hash of each file, by relative path, with its stamp.
+    cache: HashMap<PathBuf, (Stamp, [u8; 32])>,
 }
 
 impl Tree {

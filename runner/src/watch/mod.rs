@@ -101,11 +101,20 @@ impl std::fmt::Display for WatchEvent {
                 follow_up,
             } => {
                 const SHOWN: usize = 10;
-                let mut shown = paths.iter().take(SHOWN).cloned().collect::<Vec<_>>().join(", ");
+                let mut shown = paths
+                    .iter()
+                    .take(SHOWN)
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ");
                 if paths.len() > SHOWN {
                     shown.push_str(&format!(" and {} more", paths.len() - SHOWN));
                 }
-                let what = if *follow_up { "changed while running" } else { "changed" };
+                let what = if *follow_up {
+                    "changed while running"
+                } else {
+                    "changed"
+                };
                 write!(f, "{what}: {shown} -> batches: {}", batches.join(", "))
             }
             Self::Finished(report) => {
@@ -266,7 +275,11 @@ impl Inputs {
                         })?;
                         builder.add(glob);
                     }
-                    Some(builder.build().map_err(|err| WatchError::Ignore(err.to_string()))?)
+                    Some(
+                        builder
+                            .build()
+                            .map_err(|err| WatchError::Ignore(err.to_string()))?,
+                    )
                 }
             };
             matchers.push((batch.id.clone(), set));
@@ -420,7 +433,12 @@ pub async fn watch(
             if others.iter().any(|b| !ran.contains(b)) {
                 queued = seen
                     .into_iter()
-                    .filter(|p| inputs.reading(std::slice::from_ref(p)).iter().any(|b| !ran.contains(b)))
+                    .filter(|p| {
+                        inputs
+                            .reading(std::slice::from_ref(p))
+                            .iter()
+                            .any(|b| !ran.contains(b))
+                    })
                     .collect();
             }
         }
@@ -476,7 +494,11 @@ pub async fn watch(
                     Ok(reloaded) => {
                         let next = reloaded.config().pipelines[&pipeline.name].clone();
                         let next_inputs = Inputs::new(&next)?;
-                        match Tree::new(&root, reloaded.config().state_dir(), &reloaded.config().watch.ignore) {
+                        match Tree::new(
+                            &root,
+                            reloaded.config().state_dir(),
+                            &reloaded.config().watch.ignore,
+                        ) {
                             Ok(next_tree) => {
                                 let _ = events.send(WatchEvent::ConfigReloaded);
                                 runner = reloaded;
@@ -509,8 +531,10 @@ pub async fn watch(
             if seeds.is_empty() {
                 continue;
             }
-            let seeds: HashSet<String> =
-                seeds.into_iter().chain(last.not_completed.iter().cloned()).collect();
+            let seeds: HashSet<String> = seeds
+                .into_iter()
+                .chain(last.not_completed.iter().cloned())
+                .collect();
             selection = with_dependents(&pipeline, &seeds);
             let _ = events.send(WatchEvent::Triggered {
                 paths: paths.iter().map(|p| p.display().to_string()).collect(),
