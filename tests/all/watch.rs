@@ -393,3 +393,99 @@ async fn ctrl_c_during_a_run_leaves_no_process_and_exits_130() {
     }
     assert!(!alive, "the task's sleep {pid} outlived the runner");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_that_is_not_rerun_keeps_its_outputs_for_the_batches_that_are() {
+    let project = Project::new(
+        r#"
+version = 1
+[defaults]
+state_dir = "{state}"
+[git]
+enabled = false
+[[pipelines.default.batches]]
+id = "build"
+inputs = ["src/**"]
+[[pipelines.default.batches.tasks]]
+id = "compile"
+type = "exec"
+config = { command = "cat src/a.rs; echo ran >> out/build.log" }
+[[pipelines.default.batches]]
+id = "test"
+depends_on = ["build"]
+inputs = ["tests/**"]
+[[pipelines.default.batches.tasks]]
+id = "show"
+type = "template"
+config = { template = "built: {{outputs.compile.stdout}}" }
+"#,
+    );
+    project.file("src/a.rs", "fn a() {}\n");
+    project.file("tests/t.rs", "one\n");
+    std::fs::create_dir_all(project.dir.path().join("out")).unwrap();
+    let mut w = Watching::start(project, Duration::from_millis(50)).await;
+    w.project.file("tests/t.rs", "two\n");
+    let (_, batches, events) = w.next_run().await;
+    assert_eq!(batches, vec!["test"]);
+    let Some(WatchEvent::Finished(report)) =
+        events.iter().find(|e| matches!(e, WatchEvent::Finished(_)))
+    else {
+        panic!("no finished run in {events:?}")
+    };
+    assert_eq!(report.status, protocol::RunStatus::Completed, "{report:?}");
+    let text = report.outputs["show"]["text"].as_str().unwrap_or_default();
+    assert!(text.starts_with("built: fn a() {}"), "{report:?}");
+    assert_eq!(w.lines("out/build.log"), 1, "build ran again");
+    w.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_to_another_batchs_inputs_during_a_run_gives_one_follow_up_run() {
+    let project = project();
+    // `build` waits for `out/go` once its re-run starts, so the test can
+    // change `docs` while it runs.
+    let text = std::fs::read_to_string(project.path()).unwrap().replace(
+        "echo ran >> out/build.log",
+        "echo ran >> out/build.log; if [ -f src/wait ]; then touch out/started; \
+         while [ ! -f out/go ]; do sleep 0.05; done; fi",
+    );
+    std::fs::write(project.path(), text).unwrap();
+    let mut w = Watching::start(project, Duration::from_millis(50)).await;
+    w.project.file("src/wait", "");
+    let seen = w.until(|e| matches!(e, WatchEvent::Triggered { .. })).await;
+    assert_eq!(runs(&seen), 0);
+    let started = w.project.dir.path().join("out/started");
+    for _ in 0..1200 {
+        if started.exists() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(started.exists(), "the re-run of build never started");
+    w.project
+        .file("docs/index.md", "# Docs, edited while building\n");
+    let seen = w
+        .until(|e| matches!(e, WatchEvent::SeenWhileBusy { .. }))
+        .await;
+    let Some(WatchEvent::SeenWhileBusy { paths, queued }) = seen.last().cloned() else {
+        unreachable!()
+    };
+    assert_eq!((paths, queued), (vec!["docs/index.md".to_string()], true));
+    w.project.file("out/go", "");
+    let seen = w.until(|e| matches!(e, WatchEvent::Triggered { .. })).await;
+    let Some(WatchEvent::Triggered {
+        paths,
+        batches,
+        follow_up,
+    }) = seen.last().cloned()
+    else {
+        unreachable!()
+    };
+    assert!(follow_up, "{seen:?}");
+    assert_eq!(paths, vec!["docs/index.md"]);
+    assert_eq!(batches, vec!["docs"]);
+    assert_eq!(runs(&seen), 1);
+    w.next_watching().await;
+    assert_eq!(w.lines("out/docs.log"), 2);
+    w.stop().await;
+}

@@ -79,6 +79,9 @@ pub enum WatchEvent {
         batches: Vec<String>,
         follow_up: bool,
     },
+    /// Changes seen while a run is going, to inputs of batches it does not
+    /// run: re-run after it (`queued`) or dropped (`on_busy = "ignore"`).
+    SeenWhileBusy { paths: Vec<String>, queued: bool },
     /// A re-run ended.
     Finished(RunReport),
     /// `runner.toml` changed and checks: the next run uses it.
@@ -117,6 +120,12 @@ impl std::fmt::Display for WatchEvent {
                 };
                 write!(f, "{what}: {shown} -> batches: {}", batches.join(", "))
             }
+            Self::SeenWhileBusy { paths, queued } => write!(
+                f,
+                "changed while running: {} ({})",
+                paths.join(", "),
+                if *queued { "queued" } else { "ignored" }
+            ),
             Self::Finished(report) => {
                 write!(f, "re-run {}: {}", report.run_id, report.status.as_str())?;
                 if let Some(error) = &report.error {
@@ -401,14 +410,49 @@ pub async fn watch(
     // The first run: everything, and what it writes is absorbed.
     let mut selection = with_dependents(&pipeline, &all);
     let mut follow_up = false;
+    let mut baseline = Snapshot::new();
     loop {
         let scope = RunScope {
             only: selection.iter().cloned().collect(),
             reused_outputs: last.outputs.clone(),
         };
         let run_cancel = cancel.child_token();
-        let run = runner.run_scoped(new_run_id(), &pipeline.name, run_cancel, Some(scope));
-        let report = run.await;
+        // Changed paths seen while running that are inputs of batches this
+        // run does not run: what `queue` re-runs afterwards.
+        let mut outside: Vec<PathBuf> = Vec::new();
+        let ran: HashSet<String> = selection.iter().cloned().collect();
+        let report = {
+            let run = runner.run_scoped(new_run_id(), &pipeline.name, run_cancel, Some(scope));
+            tokio::pin!(run);
+            loop {
+                tokio::select! {
+                    report = &mut run => break report,
+                    _ = shared.wake.notified() => {
+                        let fresh: Vec<PathBuf> = shared
+                            .take()
+                            .paths
+                            .into_iter()
+                            .filter(|p| !tree.ignores_event(p))
+                            .filter_map(|p| p.strip_prefix(&root).ok().map(PathBuf::from))
+                            .filter(|p| !outside.contains(p))
+                            .filter(|p| {
+                                inputs
+                                    .reading(std::slice::from_ref(p))
+                                    .iter()
+                                    .any(|b| !ran.contains(b))
+                            })
+                            .collect();
+                        if !fresh.is_empty() && !follow_up {
+                            let _ = events.send(WatchEvent::SeenWhileBusy {
+                                paths: fresh.iter().map(|p| p.display().to_string()).collect(),
+                                queued: options.on_busy == OnBusy::Queue,
+                            });
+                            outside.extend(fresh);
+                        }
+                    }
+                }
+            }
+        };
         status = report.status;
         last.update(&report);
         if cancel.is_cancelled() {
@@ -416,38 +460,23 @@ pub async fn watch(
         }
         let _ = events.send(WatchEvent::Finished(report));
         // Settle: what the run wrote becomes the baseline.
-        let during = shared.take();
-        let (t, baseline_now) = hash(tree).await;
+        let _ = shared.take();
+        let (t, now) = hash(tree).await;
         tree = t;
-        let mut baseline = baseline_now;
-        let mut queued = Vec::new();
-        if options.on_busy == OnBusy::Queue && !follow_up && !during.paths.is_empty() {
-            let ran: HashSet<&String> = selection.iter().collect();
-            let seen: Vec<PathBuf> = during
-                .paths
-                .iter()
-                .filter(|p| !tree.ignores_event(p))
-                .filter_map(|p| p.strip_prefix(&root).ok().map(PathBuf::from))
-                .collect();
-            let others = inputs.reading(&seen);
-            if others.iter().any(|b| !ran.contains(b)) {
-                queued = seen
-                    .into_iter()
-                    .filter(|p| {
-                        inputs
-                            .reading(std::slice::from_ref(p))
-                            .iter()
-                            .any(|b| !ran.contains(b))
-                    })
-                    .collect();
-            }
-        }
+        let before = std::mem::replace(&mut baseline, now);
+        let queued: Vec<PathBuf> = if options.on_busy == OnBusy::Queue && !follow_up {
+            outside
+                .into_iter()
+                .filter(|p| before.get(p) != baseline.get(p))
+                .collect()
+        } else {
+            Vec::new()
+        };
         let _ = events.send(WatchEvent::Watching {
             files: inputs.watched(&baseline),
             batches: pipeline.batches.len(),
         });
         if !queued.is_empty() {
-            let ran: HashSet<&String> = selection.iter().collect();
             let seeds: HashSet<String> = inputs
                 .reading(&queued)
                 .into_iter()
