@@ -584,3 +584,99 @@ async fn hash(mut tree: Tree) -> (Tree, Snapshot) {
     .await
     .expect("hashing the tree does not panic")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use notify::event::{EventKind, Flag, ModifyKind};
+    use notify_debouncer_full::DebouncedEvent;
+    use std::time::Instant;
+
+    fn shared() -> Shared {
+        Shared {
+            pending: Mutex::new(Pending::default()),
+            wake: Notify::new(),
+        }
+    }
+
+    fn event(path: &str) -> notify::Event {
+        notify::Event::new(EventKind::Modify(ModifyKind::Any)).add_path(PathBuf::from(path))
+    }
+
+    #[test]
+    fn a_rescan_flag_a_watcher_error_or_too_many_paths_mean_recheck_everything() {
+        let s = shared();
+        s.record(Ok(vec![DebouncedEvent::new(event("/p/a"), Instant::now())]));
+        assert!(!s.take().rescan);
+
+        s.record(Ok(vec![DebouncedEvent::new(
+            event("/p/a").set_flag(Flag::Rescan),
+            Instant::now(),
+        )]));
+        assert!(s.take().rescan);
+
+        s.record(Err(vec![notify::Error::generic("queue overflow")]));
+        let pending = s.take();
+        assert!(pending.rescan);
+        assert_eq!(pending.errors, vec!["queue overflow".to_string()]);
+
+        let many = (0..MAX_PENDING_PATHS + 5)
+            .map(|i| DebouncedEvent::new(event(&format!("/p/{i}")), Instant::now()))
+            .collect();
+        s.record(Ok(many));
+        let pending = s.take();
+        assert!(pending.rescan);
+        assert_eq!(pending.paths.len(), MAX_PENDING_PATHS);
+    }
+
+    #[test]
+    fn running_out_of_inotify_watches_is_recognised() {
+        assert!(out_of_watches(&notify::Error::new(
+            notify::ErrorKind::MaxFilesWatch
+        )));
+        assert!(out_of_watches(&notify::Error::io(
+            std::io::Error::from_raw_os_error(nix::libc::ENOSPC)
+        )));
+        assert!(!out_of_watches(&notify::Error::generic("other")));
+    }
+
+    #[test]
+    fn dependents_are_selected_transitively_in_pipeline_order() {
+        let config = Config::parse(
+            std::path::Path::new("/p/runner.toml"),
+            r#"
+version = 1
+[[pipelines.default.batches]]
+id = "a"
+[[pipelines.default.batches.tasks]]
+id = "ta"
+type = "exec"
+config = { command = "true" }
+[[pipelines.default.batches]]
+id = "b"
+depends_on = ["a"]
+[[pipelines.default.batches.tasks]]
+id = "tb"
+type = "exec"
+config = { command = "true" }
+[[pipelines.default.batches]]
+id = "c"
+depends_on = ["b"]
+[[pipelines.default.batches.tasks]]
+id = "tc"
+type = "exec"
+config = { command = "true" }
+[[pipelines.default.batches]]
+id = "d"
+[[pipelines.default.batches.tasks]]
+id = "td"
+type = "exec"
+config = { command = "true" }
+"#,
+        )
+        .unwrap();
+        let pipeline = &config.pipelines["default"];
+        let seeds = HashSet::from(["b".to_string()]);
+        assert_eq!(with_dependents(pipeline, &seeds), vec!["b", "c"]);
+    }
+}
