@@ -39,7 +39,7 @@ config = { command = "echo ran >> out/test.log" }
 
 [[pipelines.default.batches]]
 id = "docs"
-inputs = ["docs/**"]
+inputs = ["docs/**", "*.log"]
 [[pipelines.default.batches.tasks]]
 id = "render"
 type = "exec"
@@ -67,6 +67,7 @@ impl Watching {
             debounce,
             poll,
             on_busy: OnBusy::Queue,
+            own_output: Vec::new(),
         };
         let stop = cancel.clone();
         let task = tokio::spawn(async move {
@@ -488,4 +489,55 @@ async fn a_change_to_another_batchs_inputs_during_a_run_gives_one_follow_up_run(
     w.next_watching().await;
     assert_eq!(w.lines("out/docs.log"), 2);
     w.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn output_redirected_into_the_project_does_not_start_runs() {
+    let project = project();
+    let log_path = project.dir.path().join("watch.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_runner-under-test"))
+        .arg("--config")
+        .arg(project.path())
+        .arg("watch")
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let wait_for = |needle: &'static str, count: usize| {
+        let log_path = log_path.clone();
+        async move {
+            for _ in 0..1200 {
+                let text = std::fs::read_to_string(&log_path).unwrap_or_default();
+                if text.matches(needle).count() >= count {
+                    return text;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            panic!("no {count} × `{needle}` in the log");
+        }
+    };
+    wait_for("[watch] watching", 1).await;
+    project.file("docs/index.md", "# Docs, edited\n");
+    let text = wait_for("[watch] watching", 2).await;
+    assert!(
+        text.contains("[watch] changed: docs/index.md -> batches: docs"),
+        "{text}"
+    );
+    project.file("src/a.rs", "fn a() { 2; }\n");
+    let text = wait_for("[watch] watching", 3).await;
+    let changes: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("[watch] changed"))
+        .collect();
+    assert_eq!(
+        changes,
+        vec![
+            "[watch] changed: docs/index.md -> batches: docs",
+            "[watch] changed: src/a.rs -> batches: build, test"
+        ],
+        "{text}"
+    );
+    let _ = child.start_kill();
 }

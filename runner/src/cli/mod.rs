@@ -223,6 +223,7 @@ pub async fn execute(cli: Cli) -> Result<i32, Error> {
                 debounce: debounce.unwrap_or(config.watch.debounce),
                 poll,
                 on_busy: on_busy.unwrap_or(config.watch.on_busy),
+                own_output: crate::watch::own_output_files(),
             };
             watch(config, options, json, verbose).await
         }

@@ -254,7 +254,9 @@ impl Resolver<'_> {
                     format!("`{text}` leaves the project; inputs are relative to the directory of runner.toml"),
                 ));
             }
-            globset::Glob::new(text)
+            globset::GlobBuilder::new(text)
+                .literal_separator(true)
+                .build()
                 .map_err(|err| self.at(glob, key, format!("not a valid glob: {}", err.kind())))?;
             inputs.push(text.clone());
         }

@@ -41,7 +41,7 @@ use crate::config::{Config, OnBusy, Pipeline};
 use crate::events::EventBus;
 use crate::plugin::Plugins;
 use crate::run::{RunReport, RunScope, Runner, new_run_id};
-use globset::{Glob, GlobSet, GlobSetBuilder};
+use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 use notify::{PollWatcher, RecommendedWatcher, RecursiveMode};
 use notify_debouncer_full::{DebounceEventResult, Debouncer, NoCache, RecommendedCache};
 use protocol::{BatchStatus, RunStatus};
@@ -66,6 +66,18 @@ pub struct WatchOptions {
     /// Poll the tree at this interval instead of using kernel events.
     pub poll: Option<Duration>,
     pub on_busy: OnBusy,
+    /// Files never counted: where this process's own output goes
+    /// (`runner watch > log.txt` inside the project must not loop).
+    pub own_output: Vec<PathBuf>,
+}
+
+/// Regular files this process's stdout and stderr write to.
+pub fn own_output_files() -> Vec<PathBuf> {
+    ["/proc/self/fd/1", "/proc/self/fd/2"]
+        .iter()
+        .filter_map(|fd| std::fs::read_link(fd).ok())
+        .filter(|path| path.is_file())
+        .collect()
 }
 
 /// What the watcher tells its user, besides the runs' own events.
@@ -127,7 +139,7 @@ impl std::fmt::Display for WatchEvent {
                 if *queued { "queued" } else { "ignored" }
             ),
             Self::Finished(report) => {
-                write!(f, "re-run {}: {}", report.run_id, report.status.as_str())?;
+                write!(f, "run {}: {}", report.run_id, report.status.as_str())?;
                 if let Some(error) = &report.error {
                     write!(f, " ({error})")?;
                 }
@@ -279,9 +291,13 @@ impl Inputs {
                     let mut builder = GlobSetBuilder::new();
                     for glob in globs {
                         // Checked when runner.toml was loaded.
-                        let glob = Glob::new(glob).map_err(|err| {
-                            WatchError::Ignore(format!("batch `{}`: {err}", batch.id))
-                        })?;
+                        // `*` stays within a directory; `**` crosses them.
+                        let glob = GlobBuilder::new(glob)
+                            .literal_separator(true)
+                            .build()
+                            .map_err(|err| {
+                                WatchError::Ignore(format!("batch `{}`: {err}", batch.id))
+                            })?;
                         builder.add(glob);
                     }
                     Some(
@@ -396,8 +412,17 @@ pub async fn watch(
         .strip_prefix(&root)
         .map(PathBuf::from)
         .unwrap_or_else(|_| PathBuf::from("runner.toml"));
-    let mut tree =
-        Tree::new(&root, config.state_dir(), &config.watch.ignore).map_err(WatchError::Ignore)?;
+    let ignores = |patterns: &[String]| -> Vec<String> {
+        let own = options.own_output.iter().filter_map(|path| {
+            let path = std::fs::canonicalize(path).ok()?;
+            let root = std::fs::canonicalize(&root).ok()?;
+            let rel = path.strip_prefix(root).ok()?;
+            Some(format!("/{}", rel.display()))
+        });
+        patterns.iter().cloned().chain(own).collect()
+    };
+    let mut tree = Tree::new(&root, config.state_dir(), &ignores(&config.watch.ignore))
+        .map_err(WatchError::Ignore)?;
     let shared = Arc::new(Shared {
         pending: Mutex::new(Pending::default()),
         wake: Notify::new(),
@@ -526,7 +551,7 @@ pub async fn watch(
                         match Tree::new(
                             &root,
                             reloaded.config().state_dir(),
-                            &reloaded.config().watch.ignore,
+                            &ignores(&reloaded.config().watch.ignore),
                         ) {
                             Ok(next_tree) => {
                                 let _ = events.send(WatchEvent::ConfigReloaded);
@@ -638,6 +663,31 @@ mod tests {
             std::io::Error::from_raw_os_error(nix::libc::ENOSPC)
         )));
         assert!(!out_of_watches(&notify::Error::generic("other")));
+    }
+
+    #[test]
+    fn a_star_stays_in_its_directory_and_two_stars_cross_them() {
+        let config = Config::parse(
+            std::path::Path::new("/p/runner.toml"),
+            r#"
+version = 1
+[[pipelines.default.batches]]
+id = "a"
+inputs = ["*.toml", "src/**/*.rs"]
+[[pipelines.default.batches.tasks]]
+id = "ta"
+type = "exec"
+config = { command = "true" }
+"#,
+        )
+        .unwrap();
+        let inputs = Inputs::new(&config.pipelines["default"]).unwrap();
+        let reads = |path: &str| !inputs.reading(&[PathBuf::from(path)]).is_empty();
+        assert!(reads("Cargo.toml"));
+        assert!(!reads("sub/Cargo.toml"));
+        assert!(reads("src/a.rs"));
+        assert!(reads("src/deep/er/a.rs"));
+        assert!(!reads("tests/a.rs"));
     }
 
     #[test]
