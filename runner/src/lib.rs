@@ -4,6 +4,7 @@
 //! - [`config`] reads and checks `runner.toml`.
 //! - [`plugin`] loads components and calls them, sandboxed.
 //! - [`run`] schedules a pipeline's batches and tasks and publishes [`events`].
+//! - [`watch`] re-runs what file changes affect (`runner watch`).
 //! - [`printer`] shows those events to people, or prints them as JSON lines.
 
 pub mod agents;
@@ -18,3 +19,4 @@ pub mod run;
 pub mod server;
 pub mod service;
 pub mod store;
+pub mod watch;

@@ -14,3 +14,4 @@ mod sandbox;
 mod server;
 mod server_support;
 mod store;
+mod watch;

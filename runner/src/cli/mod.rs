@@ -54,6 +54,26 @@ pub enum Command {
         #[arg(long)]
         listen: Option<std::net::SocketAddr>,
     },
+    /// Run a pipeline, then re-run what file changes affect, until Ctrl-C.
+    Watch {
+        /// The pipeline to run.
+        pipeline: Option<String>,
+        /// Print one JSON event per line instead of progress (watch lines go to stderr).
+        #[arg(long)]
+        json: bool,
+        /// Also show task starts, progress and debug logs.
+        #[arg(short, long)]
+        verbose: bool,
+        /// Quiet time that closes a burst of changes (default: `[watch] debounce`, else 50ms).
+        #[arg(long, value_parser = parse_duration_arg)]
+        debounce: Option<std::time::Duration>,
+        /// Poll the files at this interval instead of using file-system events.
+        #[arg(long, value_parser = parse_duration_arg)]
+        poll: Option<std::time::Duration>,
+        /// A change seen while a run is going: queue or ignore (default: `[watch] on_busy`).
+        #[arg(long, value_parser = parse_on_busy)]
+        on_busy: Option<crate::config::OnBusy>,
+    },
     /// Serve the event stream and accept runs and agent commands over WebSocket (`/ws`), until Ctrl-C.
     Serve {
         /// The address to listen on (default: `[server] listen`, else 127.0.0.1:7420).
@@ -123,6 +143,14 @@ pub enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+}
+
+fn parse_duration_arg(text: &str) -> Result<std::time::Duration, String> {
+    crate::config::units::parse_duration(text)
+}
+
+fn parse_on_busy(text: &str) -> Result<crate::config::OnBusy, String> {
+    crate::config::OnBusy::parse(text).ok_or_else(|| format!("`{text}`: use queue or ignore"))
 }
 
 fn parse_priority(text: &str) -> Result<Priority, String> {
@@ -240,6 +268,27 @@ pub async fn execute(cli: Cli) -> Result<i32, Error> {
                 serve.then_some(listen),
             )
             .await
+        }
+        Command::Watch {
+            pipeline,
+            json,
+            verbose,
+            debounce,
+            poll,
+            on_busy,
+        } => {
+            let options = crate::watch::WatchOptions {
+                pipeline: config
+                    .pipeline(pipeline.as_deref())
+                    .map_err(Error::Usage)?
+                    .name
+                    .clone(),
+                debounce: debounce.unwrap_or(config.watch.debounce),
+                poll,
+                on_busy: on_busy.unwrap_or(config.watch.on_busy),
+                own_output: crate::watch::own_output_files(),
+            };
+            watch(config, options, json, verbose).await
         }
         Command::Serve { listen } => serve(config, listen).await,
         Command::Check => check(config).await,
@@ -441,6 +490,73 @@ async fn run_remote(
             }
         }
     }
+}
+
+/// `runner watch`: see [`crate::watch`].
+async fn watch(
+    config: Arc<Config>,
+    options: crate::watch::WatchOptions,
+    json: bool,
+    verbose: bool,
+) -> Result<i32, Error> {
+    let config = Arc::new(crate::watch::for_watch(&config));
+    let pipeline = config.pipelines[&options.pipeline].clone();
+    let used = config.plugins_used_by(&pipeline);
+    let plugins = Arc::new(Plugins::load(&config, Some(&used)).await?);
+    let (bus, recording) = history::start(&config)?;
+    let runner = Arc::new(Runner::new(config.clone(), plugins, bus.clone())?);
+    let cancel = CancellationToken::new();
+    let on_signal = cancel.clone();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        on_signal.cancel();
+    });
+    let mut events = bus.subscribe();
+    let (watch_tx, mut watch_rx) = tokio::sync::mpsc::unbounded_channel();
+    let stdout = std::io::stdout();
+    let color = !json && stdout.is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let mut printer = TerminalPrinter::new(stdout.lock(), color, verbose);
+    let show = |event: &crate::watch::WatchEvent| {
+        use std::io::Write;
+        if json {
+            eprintln!("[watch] {event}");
+        } else {
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "[watch] {event}");
+            let _ = out.flush();
+        }
+    };
+    let result = {
+        let watching = crate::watch::watch(runner, options, cancel.clone(), watch_tx);
+        tokio::pin!(watching);
+        loop {
+            tokio::select! {
+                biased;
+                Some(event) = events.recv() => {
+                    let _ = if json {
+                        print_json(&mut std::io::stdout().lock(), &event)
+                    } else {
+                        printer.print(&event)
+                    };
+                }
+                Some(event) = watch_rx.recv() => show(&event),
+                result = &mut watching => break result,
+            }
+        }
+    };
+    while let Ok(event) = events.try_recv() {
+        let _ = if json {
+            print_json(&mut std::io::stdout().lock(), &event)
+        } else {
+            printer.print(&event)
+        };
+    }
+    while let Ok(event) = watch_rx.try_recv() {
+        show(&event);
+    }
+    recording.finish().await;
+    result.map_err(|err| Error::Usage(err.to_string()))?;
+    Ok(exit::ABORTED)
 }
 
 async fn check(config: Arc<Config>) -> Result<i32, Error> {

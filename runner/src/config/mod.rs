@@ -36,6 +36,51 @@ pub struct Config {
     pub history: crate::store::HistorySettings,
     pub pipelines: IndexMap<String, Pipeline>,
     pub default_pipeline: Option<String>,
+    /// `[watch]`: how `runner watch` watches.
+    pub watch: WatchSettings,
+}
+
+/// `[watch]`, checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WatchSettings {
+    /// Quiet time that closes a burst of changes.
+    pub debounce: Duration,
+    /// Extra ignore globs (gitignore syntax, relative to the project).
+    pub ignore: Vec<String>,
+    pub on_busy: OnBusy,
+}
+
+/// The debounce of `runner watch` unless `[watch] debounce` says otherwise.
+pub const DEFAULT_DEBOUNCE: Duration = Duration::from_millis(50);
+
+impl Default for WatchSettings {
+    fn default() -> Self {
+        Self {
+            debounce: DEFAULT_DEBOUNCE,
+            ignore: Vec::new(),
+            on_busy: OnBusy::Queue,
+        }
+    }
+}
+
+/// What a change seen while a run is going does.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum OnBusy {
+    /// One follow-up run once the current one ends, with every change seen.
+    #[default]
+    Queue,
+    /// Dropped.
+    Ignore,
+}
+
+impl OnBusy {
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "queue" => Some(Self::Queue),
+            "ignore" => Some(Self::Ignore),
+            _ => None,
+        }
+    }
 }
 
 /// Default number of commands an agent runs at once: one, as the seeds ask.
@@ -143,6 +188,9 @@ pub struct Batch {
     /// The `with` table, as JSON.
     pub with: Value,
     pub tasks: Vec<Task>,
+    /// Globs of the files it reads, relative to the project (`runner watch`);
+    /// `None`: the whole project directory.
+    pub inputs: Option<Vec<String>>,
     /// Where its `type` (or `id`, when it has no type) is written.
     pub type_at: Location,
 }

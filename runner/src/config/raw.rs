@@ -37,6 +37,22 @@ pub struct RawConfig {
     /// Example: `[[pipelines.default.batches]]`
     #[serde(default)]
     pub pipelines: IndexMap<String, RawPipeline>,
+    /// How `runner watch` watches. Example: `[watch]` with `debounce = "100ms"`
+    #[serde(default)]
+    pub watch: RawWatch,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWatch {
+    /// Quiet time that closes a burst of changes. Example: `debounce = "50ms"`
+    pub debounce: Option<Spanned<toml::Value>>,
+    /// More paths to ignore, gitignore syntax. Example: `ignore = ["dist/", "*.log"]`
+    #[serde(default)]
+    pub ignore: Vec<Spanned<String>>,
+    /// A change seen while a run is going: `queue` (default) or `ignore`.
+    /// Example: `on_busy = "ignore"`
+    pub on_busy: Option<Spanned<String>>,
 }
 
 /// Where each key of `[server]`, `[git]` and `[history]` is written, read
@@ -184,6 +200,9 @@ pub struct RawBatch {
     /// Example: `[[pipelines.default.batches.tasks]]`
     #[serde(default)]
     pub tasks: Vec<RawTask>,
+    /// The files it reads, globs relative to the project, for `runner watch`
+    /// (default: the whole project). Example: `inputs = ["src/**/*.rs", "Cargo.toml"]`
+    pub inputs: Option<Vec<Spanned<String>>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -270,6 +270,7 @@ impl Resolver<'_> {
         self.section("server", &spans.server, raw.server.check())?;
         self.section("git", &spans.git, raw.git.check())?;
         self.section("history", &spans.history, raw.history.check())?;
+        let watch = self.watch(&raw.watch)?;
         let mut server = raw.server;
         server.resolve_paths(&base_dir);
         Ok(Config {
@@ -283,7 +284,77 @@ impl Resolver<'_> {
             agents,
             pipelines,
             default_pipeline,
+            watch,
         })
+    }
+
+    fn watch(&self, raw: &RawWatch) -> Result<WatchSettings> {
+        let debounce = match &raw.debounce {
+            Some(d) => self.duration(d, "watch.debounce")?,
+            None => DEFAULT_DEBOUNCE,
+        };
+        if debounce.is_zero() || debounce > Duration::from_secs(60) {
+            let at = raw.debounce.as_ref().expect("a configured debounce");
+            return Err(self.at(at, "watch.debounce", "must be between 1ms and 60s"));
+        }
+        let mut patterns = Vec::new();
+        for (i, pattern) in raw.ignore.iter().enumerate() {
+            let key = format!("watch.ignore[{i}]");
+            if pattern.get_ref().trim().is_empty() {
+                return Err(self.at(pattern, key, "an empty pattern ignores nothing"));
+            }
+            let mut builder = ignore::gitignore::GitignoreBuilder::new("/");
+            builder.add_line(None, pattern.get_ref()).map_err(|err| {
+                self.at(pattern, key.clone(), format!("not a valid pattern: {err}"))
+            })?;
+            patterns.push(pattern.get_ref().clone());
+        }
+        let on_busy = match &raw.on_busy {
+            Some(text) => OnBusy::parse(text.get_ref()).ok_or_else(|| {
+                self.at(
+                    text,
+                    "watch.on_busy",
+                    format!("unknown value `{}`; use queue or ignore", text.get_ref()),
+                )
+            })?,
+            None => OnBusy::Queue,
+        };
+        Ok(WatchSettings {
+            debounce,
+            ignore: patterns,
+            on_busy,
+        })
+    }
+
+    fn inputs(&self, raw: &Option<Vec<Spanned<String>>>, key: &str) -> Result<Option<Vec<String>>> {
+        let Some(raw) = raw else {
+            return Ok(None);
+        };
+        let mut inputs = Vec::new();
+        for (i, glob) in raw.iter().enumerate() {
+            let key = format!("{key}.inputs[{i}]");
+            let text = glob.get_ref();
+            if text.trim().is_empty() {
+                return Err(self.at(glob, key, "an empty glob matches nothing"));
+            }
+            if text.starts_with('/')
+                || Path::new(text)
+                    .components()
+                    .any(|c| c == std::path::Component::ParentDir)
+            {
+                return Err(self.at(
+                    glob,
+                    key,
+                    format!("`{text}` leaves the project; inputs are relative to the directory of runner.toml"),
+                ));
+            }
+            globset::GlobBuilder::new(text)
+                .literal_separator(true)
+                .build()
+                .map_err(|err| self.at(glob, key, format!("not a valid glob: {}", err.kind())))?;
+            inputs.push(text.clone());
+        }
+        Ok(Some(inputs))
     }
 
     fn defaults(&self, raw: &RawDefaults, base_dir: &Path) -> Result<Defaults> {
@@ -660,7 +731,9 @@ impl Resolver<'_> {
                 None => Value::Object(Default::default()),
             };
             let type_at = self.location(batch.batch_type.as_ref().unwrap_or(&batch.id));
+            let inputs = self.inputs(&batch.inputs, &batch_key)?;
             batches.push(Batch {
+                inputs,
                 type_at,
                 id: id.clone(),
                 name: batch.name.clone().unwrap_or_else(|| id.clone()),

@@ -61,6 +61,20 @@ pub struct RunReport {
     pub error: Option<String>,
     /// Every batch's final status, in pipeline order.
     pub batches: Vec<(String, BatchStatus)>,
+    /// Every completed task's output by task id (reused ones included).
+    pub outputs: Map<String, Value>,
+}
+
+/// Which batches a run runs; the others count as completed with the
+/// outputs of an earlier run (`runner watch` re-runs only what changed).
+///
+/// `only` must hold every dependent of each batch it holds: a batch that is
+/// not run is never waiting on one that is.
+#[derive(Debug, Clone, Default)]
+pub struct RunScope {
+    pub only: std::collections::HashSet<String>,
+    /// Outputs of the batches that are not run, by task id.
+    pub reused_outputs: Map<String, Value>,
 }
 
 impl Runner {
@@ -107,6 +121,19 @@ impl Runner {
         pipeline: &str,
         cancel: CancellationToken,
     ) -> RunReport {
+        self.run_scoped(run_id, pipeline, cancel, None).await
+    }
+
+    /// Like [`Runner::run_with_id`], running only the batches in `scope`
+    /// (every batch when `None`); the others are reported completed
+    /// ("not re-run") and their `reused_outputs` stay available to later tasks.
+    pub async fn run_scoped(
+        &self,
+        run_id: String,
+        pipeline: &str,
+        cancel: CancellationToken,
+        scope: Option<RunScope>,
+    ) -> RunReport {
         let pipeline = self
             .config
             .pipelines
@@ -123,7 +150,12 @@ impl Runner {
             bus: self.bus.clone(),
             slots: self.slots.clone(),
             cancel: cancel.clone(),
-            outputs: Mutex::new(Map::new()),
+            outputs: Mutex::new(
+                scope
+                    .as_ref()
+                    .map(|s| s.reused_outputs.clone())
+                    .unwrap_or_default(),
+            ),
             project,
             heads: Mutex::new(HashMap::new()),
             batch_dirs: Mutex::new(HashMap::new()),
@@ -149,6 +181,15 @@ impl Runner {
         loop {
             for batch in &pipeline.batches {
                 if started_batches.contains(&batch.id) {
+                    continue;
+                }
+                if let Some(scope) = &scope
+                    && !scope.only.contains(&batch.id)
+                {
+                    started_batches.insert(batch.id.clone());
+                    let summary = "not re-run: its inputs did not change".to_string();
+                    ctx.batch_status(batch, BatchStatus::Completed, None, Some(summary));
+                    states.insert(batch.id.clone(), (BatchStatus::Completed, None));
                     continue;
                 }
                 if cancel.is_cancelled() {
@@ -263,12 +304,14 @@ impl Runner {
             message: Some(message),
             error: error.clone(),
         });
+        let outputs = ctx.outputs.lock().expect("outputs lock").clone();
         RunReport {
             run_id,
             pipeline: pipeline.name.clone(),
             status,
             error,
             batches,
+            outputs,
         }
     }
 }

@@ -1,0 +1,732 @@
+//! `runner watch`: run a pipeline, then re-run what file changes affect.
+//!
+//! It sits beside the service layer: it uses [`crate::config`],
+//! [`crate::run`] and [`crate::events`]; nothing below imports it.
+//!
+//! ## What re-runs
+//! Each batch's `inputs` globs (default: the whole project) select the
+//! files it reads. A change is decided by content: after a burst of events
+//! (debounced) the tree is re-hashed (only files whose size, mtime or inode
+//! moved are read again) and compared with the baseline; the batches whose
+//! inputs gained, lost or changed a file re-run with every batch that
+//! depends on them, transitively. The others are reported "not re-run" and
+//! their last outputs stay available. A batch that did not complete last
+//! time runs again with the next re-run.
+//!
+//! ## Never a loop
+//! When a run ends the tree is hashed again and becomes the new baseline,
+//! so whatever the run wrote itself is absorbed. The cost: a file saved
+//! while a run is going that is an input of a batch the run ran is absorbed
+//! too (save it again to re-run).
+//!
+//! ## While busy
+//! `queue` (default): changes seen during a run to the inputs of batches it
+//! did not run give one follow-up run once it ends (a follow-up never
+//! queues another, so two runs cannot feed each other). `ignore`: dropped.
+//!
+//! ## Reload
+//! A change to `runner.toml` is checked as `runner check` would; a good one
+//! replaces the runner and every batch re-runs, a bad one is reported and
+//! the last good configuration stays.
+//!
+//! ## Lost events
+//! A `Rescan` flag, a full event buffer or a watcher error means anything
+//! may have changed: every input is re-checked and the error is reported.
+
+mod files;
+
+pub use files::{BUILTIN_IGNORES, Snapshot, Tree, changed};
+
+use crate::config::{Config, OnBusy, Pipeline};
+use crate::events::EventBus;
+use crate::plugin::Plugins;
+use crate::run::{RunReport, RunScope, Runner, new_run_id};
+use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
+use notify::{PollWatcher, RecommendedWatcher, RecursiveMode};
+use notify_debouncer_full::{DebounceEventResult, Debouncer, NoCache, RecommendedCache};
+use protocol::{BatchStatus, RunStatus};
+use serde_json::{Map, Value};
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{Notify, mpsc};
+use tokio_util::sync::CancellationToken;
+
+/// Paths remembered between two checks; past this the next check re-hashes
+/// everything anyway.
+const MAX_PENDING_PATHS: usize = 10_000;
+/// Poll interval when inotify runs out of watches and no `--poll` is given.
+const FALLBACK_POLL: Duration = Duration::from_secs(1);
+
+#[derive(Debug, Clone)]
+pub struct WatchOptions {
+    pub pipeline: String,
+    pub debounce: Duration,
+    /// Poll the tree at this interval instead of using kernel events.
+    pub poll: Option<Duration>,
+    pub on_busy: OnBusy,
+    /// Files never counted: where this process's own output goes
+    /// (`runner watch > log.txt` inside the project must not loop).
+    pub own_output: Vec<PathBuf>,
+}
+
+/// Regular files this process's stdout and stderr write to.
+pub fn own_output_files() -> Vec<PathBuf> {
+    ["/proc/self/fd/1", "/proc/self/fd/2"]
+        .iter()
+        .filter_map(|fd| std::fs::read_link(fd).ok())
+        .filter(|path| path.is_file())
+        .collect()
+}
+
+/// What the watcher tells its user, besides the runs' own events.
+#[derive(Debug, Clone)]
+pub enum WatchEvent {
+    /// Watching (again) after a run.
+    Watching { files: usize, batches: usize },
+    /// Changed files and the batches they re-run.
+    Triggered {
+        paths: Vec<String>,
+        batches: Vec<String>,
+        follow_up: bool,
+    },
+    /// Changes seen while a run is going, to inputs of batches it does not
+    /// run: re-run after it (`queued`) or dropped (`on_busy = "ignore"`).
+    SeenWhileBusy { paths: Vec<String>, queued: bool },
+    /// A re-run ended.
+    Finished(RunReport),
+    /// `runner.toml` changed and checks: the next run uses it.
+    ConfigReloaded,
+    /// `runner.toml` changed and does not check: the last good one stays.
+    ConfigError(String),
+    /// Something the user should know (lost events, polling fallback).
+    Warning(String),
+}
+
+impl std::fmt::Display for WatchEvent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Watching { files, batches } => {
+                write!(f, "watching {files} files for {batches} batches")
+            }
+            Self::Triggered {
+                paths,
+                batches,
+                follow_up,
+            } => {
+                const SHOWN: usize = 10;
+                let mut shown = paths
+                    .iter()
+                    .take(SHOWN)
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                if paths.len() > SHOWN {
+                    shown.push_str(&format!(" and {} more", paths.len() - SHOWN));
+                }
+                let what = if *follow_up {
+                    "changed while running"
+                } else {
+                    "changed"
+                };
+                write!(f, "{what}: {shown} -> batches: {}", batches.join(", "))
+            }
+            Self::SeenWhileBusy { paths, queued } => write!(
+                f,
+                "changed while running: {} ({})",
+                paths.join(", "),
+                if *queued { "queued" } else { "ignored" }
+            ),
+            Self::Finished(report) => {
+                write!(f, "run {}: {}", report.run_id, report.status.as_str())?;
+                if let Some(error) = &report.error {
+                    write!(f, " ({error})")?;
+                }
+                Ok(())
+            }
+            Self::ConfigReloaded => write!(f, "configuration reloaded; re-running every batch"),
+            Self::ConfigError(message) => write!(
+                f,
+                "the configuration has an error; still using the last good one\n{message}"
+            ),
+            Self::Warning(message) => write!(f, "warning: {message}"),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WatchError {
+    #[error("cannot watch {path}: {message}")]
+    Watcher { path: PathBuf, message: String },
+    #[error("{0}")]
+    Ignore(String),
+}
+
+/// Events gathered by the watcher thread until the loop takes them.
+#[derive(Default)]
+struct Pending {
+    paths: HashSet<PathBuf>,
+    rescan: bool,
+    errors: Vec<String>,
+}
+
+struct Shared {
+    pending: Mutex<Pending>,
+    wake: Notify,
+}
+
+impl Shared {
+    fn take(&self) -> Pending {
+        std::mem::take(&mut *self.pending.lock().expect("pending lock"))
+    }
+
+    fn record(&self, result: DebounceEventResult) {
+        let mut pending = self.pending.lock().expect("pending lock");
+        match result {
+            Ok(events) => {
+                for event in events {
+                    if event.need_rescan() {
+                        pending.rescan = true;
+                    }
+                    for path in &event.paths {
+                        if pending.paths.len() >= MAX_PENDING_PATHS {
+                            pending.rescan = true;
+                        } else {
+                            pending.paths.insert(path.clone());
+                        }
+                    }
+                }
+            }
+            Err(errors) => {
+                pending.rescan = true;
+                for error in errors {
+                    if pending.errors.len() < 16 {
+                        pending.errors.push(error.to_string());
+                    }
+                }
+            }
+        }
+        drop(pending);
+        self.wake.notify_one();
+    }
+}
+
+/// Keeps the kernel (or polling) watcher alive.
+#[allow(dead_code)]
+enum Handle {
+    Native(Debouncer<RecommendedWatcher, RecommendedCache>),
+    Poll(Debouncer<PollWatcher, NoCache>),
+}
+
+fn start_watcher(
+    root: &std::path::Path,
+    options: &WatchOptions,
+    shared: &Arc<Shared>,
+    events: &mpsc::UnboundedSender<WatchEvent>,
+) -> Result<Handle, WatchError> {
+    let error = |err: notify::Error| WatchError::Watcher {
+        path: root.to_path_buf(),
+        message: err.to_string(),
+    };
+    let poll = |interval: Duration| -> Result<Handle, WatchError> {
+        let sink = shared.clone();
+        let mut debouncer = notify_debouncer_full::new_debouncer_opt::<_, PollWatcher, NoCache>(
+            options.debounce,
+            None,
+            move |result| sink.record(result),
+            NoCache,
+            notify::Config::default().with_poll_interval(interval),
+        )
+        .map_err(error)?;
+        debouncer
+            .watch(root, RecursiveMode::Recursive)
+            .map_err(error)?;
+        Ok(Handle::Poll(debouncer))
+    };
+    if let Some(interval) = options.poll {
+        return poll(interval);
+    }
+    let sink = shared.clone();
+    let mut debouncer =
+        notify_debouncer_full::new_debouncer(options.debounce, None, move |result| {
+            sink.record(result)
+        })
+        .map_err(error)?;
+    match debouncer.watch(root, RecursiveMode::Recursive) {
+        Ok(()) => Ok(Handle::Native(debouncer)),
+        Err(err) if out_of_watches(&err) => {
+            let _ = events.send(WatchEvent::Warning(format!(
+                "the kernel ran out of inotify watches ({err}); raise fs.inotify.max_user_watches \
+                 (sysctl fs.inotify.max_user_watches=524288); polling every {} meanwhile",
+                crate::plugin::humanize(FALLBACK_POLL)
+            )));
+            drop(debouncer);
+            poll(FALLBACK_POLL)
+        }
+        Err(err) => Err(error(err)),
+    }
+}
+
+fn out_of_watches(err: &notify::Error) -> bool {
+    match &err.kind {
+        notify::ErrorKind::MaxFilesWatch => true,
+        notify::ErrorKind::Io(io) => io.raw_os_error() == Some(nix::libc::ENOSPC),
+        _ => false,
+    }
+}
+
+/// Each batch's input matcher (`None`: the whole project).
+struct Inputs {
+    matchers: Vec<(String, Option<GlobSet>)>,
+}
+
+impl Inputs {
+    fn new(pipeline: &Pipeline) -> Result<Self, WatchError> {
+        let mut matchers = Vec::new();
+        for batch in &pipeline.batches {
+            let set = match &batch.inputs {
+                None => None,
+                Some(globs) => {
+                    let mut builder = GlobSetBuilder::new();
+                    for glob in globs {
+                        // Checked when runner.toml was loaded.
+                        // `*` stays within a directory; `**` crosses them.
+                        let glob = GlobBuilder::new(glob)
+                            .literal_separator(true)
+                            .build()
+                            .map_err(|err| {
+                                WatchError::Ignore(format!("batch `{}`: {err}", batch.id))
+                            })?;
+                        builder.add(glob);
+                    }
+                    Some(
+                        builder
+                            .build()
+                            .map_err(|err| WatchError::Ignore(err.to_string()))?,
+                    )
+                }
+            };
+            matchers.push((batch.id.clone(), set));
+        }
+        Ok(Self { matchers })
+    }
+
+    /// How many counted files some batch reads.
+    fn watched(&self, snapshot: &Snapshot) -> usize {
+        snapshot
+            .keys()
+            .filter(|path| self.matchers.iter().any(|(_, set)| matches(set, path)))
+            .count()
+    }
+
+    /// The batches reading any of `paths`.
+    fn reading(&self, paths: &[PathBuf]) -> HashSet<String> {
+        self.matchers
+            .iter()
+            .filter(|(_, set)| paths.iter().any(|p| matches(set, p)))
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+}
+
+fn matches(set: &Option<GlobSet>, path: &std::path::Path) -> bool {
+    set.as_ref().is_none_or(|set| set.is_match(path))
+}
+
+/// `seeds` plus every batch depending on one of them, in pipeline order.
+pub fn with_dependents(pipeline: &Pipeline, seeds: &HashSet<String>) -> Vec<String> {
+    let mut selected: Vec<String> = Vec::new();
+    for batch in &pipeline.batches {
+        if seeds.contains(&batch.id) || batch.depends_on.iter().any(|d| selected.contains(d)) {
+            selected.push(batch.id.clone());
+        }
+    }
+    selected
+}
+
+/// The last outcome of every batch, for the next scoped run.
+#[derive(Default)]
+struct Last {
+    outputs: Map<String, Value>,
+    not_completed: HashSet<String>,
+}
+
+impl Last {
+    fn update(&mut self, report: &RunReport) {
+        self.outputs = report.outputs.clone();
+        self.not_completed = report
+            .batches
+            .iter()
+            .filter(|(_, status)| *status != BatchStatus::Completed)
+            .map(|(id, _)| id.clone())
+            .collect();
+    }
+}
+
+/// `config` as `runner watch` uses it: batches run in the project
+/// directory (no worktrees), so uncommitted edits are what runs.
+pub fn for_watch(config: &Config) -> Config {
+    let mut config = config.clone();
+    config.git.enabled = Some(false);
+    config
+}
+
+/// Reads `path` again into a runner publishing on `bus`; the error text is
+/// what `runner check` would print.
+async fn reload(
+    path: &std::path::Path,
+    pipeline: &str,
+    bus: Arc<EventBus>,
+) -> Result<Arc<Runner>, String> {
+    let config = Config::load(path).map_err(|err| err.to_string())?;
+    let config = Arc::new(for_watch(&config));
+    let used = config.plugins_used_by(config.pipeline(Some(pipeline))?);
+    let plugins = Plugins::load(&config, Some(&used))
+        .await
+        .map_err(|err| err.to_string())?;
+    Runner::new(config, Arc::new(plugins), bus)
+        .map(Arc::new)
+        .map_err(|err| err.to_string())
+}
+
+/// Runs `options.pipeline`, then re-runs what changes affect until `cancel`.
+/// Returns the status of the last run (`Aborted` when `cancel` stopped one).
+pub async fn watch(
+    runner: Arc<Runner>,
+    options: WatchOptions,
+    cancel: CancellationToken,
+    events: mpsc::UnboundedSender<WatchEvent>,
+) -> Result<RunStatus, WatchError> {
+    let mut runner = runner;
+    let config = runner.config().clone();
+    let mut pipeline = config
+        .pipelines
+        .get(&options.pipeline)
+        .cloned()
+        .ok_or_else(|| WatchError::Ignore(format!("no pipeline `{}`", options.pipeline)))?;
+    let mut inputs = Inputs::new(&pipeline)?;
+    let root = config.base_dir.clone();
+    let config_path = std::path::absolute(&config.path).unwrap_or_else(|_| config.path.clone());
+    let config_rel = config_path
+        .strip_prefix(&root)
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from("runner.toml"));
+    let ignores = |patterns: &[String]| -> Vec<String> {
+        let own = options.own_output.iter().filter_map(|path| {
+            let path = std::fs::canonicalize(path).ok()?;
+            let root = std::fs::canonicalize(&root).ok()?;
+            let rel = path.strip_prefix(root).ok()?;
+            Some(format!("/{}", rel.display()))
+        });
+        patterns.iter().cloned().chain(own).collect()
+    };
+    let mut tree = Tree::new(&root, config.state_dir(), &ignores(&config.watch.ignore))
+        .map_err(WatchError::Ignore)?;
+    let shared = Arc::new(Shared {
+        pending: Mutex::new(Pending::default()),
+        wake: Notify::new(),
+    });
+    let _handle = start_watcher(&root, &options, &shared, &events)?;
+
+    let all: HashSet<String> = pipeline.batches.iter().map(|b| b.id.clone()).collect();
+    let mut last = Last::default();
+    let mut status;
+    // The first run: everything, and what it writes is absorbed.
+    let mut selection = with_dependents(&pipeline, &all);
+    let mut follow_up = false;
+    let mut baseline = Snapshot::new();
+    loop {
+        let scope = RunScope {
+            only: selection.iter().cloned().collect(),
+            reused_outputs: last.outputs.clone(),
+        };
+        let run_cancel = cancel.child_token();
+        // Changed paths seen while running that are inputs of batches this
+        // run does not run: what `queue` re-runs afterwards.
+        let mut outside: Vec<PathBuf> = Vec::new();
+        let ran: HashSet<String> = selection.iter().cloned().collect();
+        let report = {
+            let run = runner.run_scoped(new_run_id(), &pipeline.name, run_cancel, Some(scope));
+            tokio::pin!(run);
+            loop {
+                tokio::select! {
+                    report = &mut run => break report,
+                    _ = shared.wake.notified() => {
+                        let fresh: Vec<PathBuf> = shared
+                            .take()
+                            .paths
+                            .into_iter()
+                            .filter(|p| !tree.ignores_event(p))
+                            .filter_map(|p| p.strip_prefix(&root).ok().map(PathBuf::from))
+                            .filter(|p| !outside.contains(p))
+                            .filter(|p| {
+                                inputs
+                                    .reading(std::slice::from_ref(p))
+                                    .iter()
+                                    .any(|b| !ran.contains(b))
+                            })
+                            .collect();
+                        if !fresh.is_empty() && !follow_up {
+                            let _ = events.send(WatchEvent::SeenWhileBusy {
+                                paths: fresh.iter().map(|p| p.display().to_string()).collect(),
+                                queued: options.on_busy == OnBusy::Queue,
+                            });
+                            outside.extend(fresh);
+                        }
+                    }
+                }
+            }
+        };
+        status = report.status;
+        last.update(&report);
+        if cancel.is_cancelled() {
+            return Ok(status);
+        }
+        let _ = events.send(WatchEvent::Finished(report));
+        // Settle: what the run wrote becomes the baseline.
+        let _ = shared.take();
+        let (t, now) = hash(tree).await;
+        tree = t;
+        let before = std::mem::replace(&mut baseline, now);
+        let queued: Vec<PathBuf> = if options.on_busy == OnBusy::Queue && !follow_up {
+            outside
+                .into_iter()
+                .filter(|p| before.get(p) != baseline.get(p))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let _ = events.send(WatchEvent::Watching {
+            files: inputs.watched(&baseline),
+            batches: pipeline.batches.len(),
+        });
+        if !queued.is_empty() {
+            let seeds: HashSet<String> = inputs
+                .reading(&queued)
+                .into_iter()
+                .filter(|b| !ran.contains(b))
+                .chain(last.not_completed.iter().cloned())
+                .collect();
+            selection = with_dependents(&pipeline, &seeds);
+            follow_up = true;
+            let _ = events.send(WatchEvent::Triggered {
+                paths: queued.iter().map(|p| p.display().to_string()).collect(),
+                batches: selection.clone(),
+                follow_up: true,
+            });
+            continue;
+        }
+        follow_up = false;
+        // Wait for a change that alters some batch's inputs.
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => return Ok(status),
+                _ = shared.wake.notified() => {}
+            }
+            let pending = shared.take();
+            for error in &pending.errors {
+                let _ = events.send(WatchEvent::Warning(format!(
+                    "the file watcher reported an error ({error}); re-checking every input"
+                )));
+            }
+            if pending.rescan && pending.errors.is_empty() {
+                let _ = events.send(WatchEvent::Warning(
+                    "file events may have been lost; re-checking every input".into(),
+                ));
+            }
+            let relevant = pending.paths.iter().any(|p| !tree.ignores_event(p));
+            if !relevant && !pending.rescan {
+                continue;
+            }
+            let (t, now) = hash(tree).await;
+            tree = t;
+            let paths = changed(&baseline, &now);
+            baseline = now;
+            if paths.contains(&config_rel) {
+                match reload(&config_path, &pipeline.name, runner.bus().clone()).await {
+                    Ok(reloaded) => {
+                        let next = reloaded.config().pipelines[&pipeline.name].clone();
+                        let next_inputs = Inputs::new(&next)?;
+                        match Tree::new(
+                            &root,
+                            reloaded.config().state_dir(),
+                            &ignores(&reloaded.config().watch.ignore),
+                        ) {
+                            Ok(next_tree) => {
+                                let _ = events.send(WatchEvent::ConfigReloaded);
+                                runner = reloaded;
+                                pipeline = next;
+                                inputs = next_inputs;
+                                // Hashed again (with the new ignores) when the run ends.
+                                tree = next_tree;
+                                last = Last::default();
+                                let all: HashSet<String> =
+                                    pipeline.batches.iter().map(|b| b.id.clone()).collect();
+                                selection = with_dependents(&pipeline, &all);
+                                let _ = events.send(WatchEvent::Triggered {
+                                    paths: paths.iter().map(|p| p.display().to_string()).collect(),
+                                    batches: selection.clone(),
+                                    follow_up: false,
+                                });
+                                break;
+                            }
+                            Err(message) => {
+                                let _ = events.send(WatchEvent::ConfigError(message));
+                            }
+                        }
+                    }
+                    Err(message) => {
+                        let _ = events.send(WatchEvent::ConfigError(message));
+                    }
+                }
+            }
+            let seeds = inputs.reading(&paths);
+            if seeds.is_empty() {
+                continue;
+            }
+            let seeds: HashSet<String> = seeds
+                .into_iter()
+                .chain(last.not_completed.iter().cloned())
+                .collect();
+            selection = with_dependents(&pipeline, &seeds);
+            let _ = events.send(WatchEvent::Triggered {
+                paths: paths.iter().map(|p| p.display().to_string()).collect(),
+                batches: selection.clone(),
+                follow_up: false,
+            });
+            break;
+        }
+    }
+}
+
+/// Hashes the tree off the async threads.
+async fn hash(mut tree: Tree) -> (Tree, Snapshot) {
+    tokio::task::spawn_blocking(move || {
+        let snapshot = tree.snapshot();
+        (tree, snapshot)
+    })
+    .await
+    .expect("hashing the tree does not panic")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use notify::event::{EventKind, Flag, ModifyKind};
+    use notify_debouncer_full::DebouncedEvent;
+    use std::time::Instant;
+
+    fn shared() -> Shared {
+        Shared {
+            pending: Mutex::new(Pending::default()),
+            wake: Notify::new(),
+        }
+    }
+
+    fn event(path: &str) -> notify::Event {
+        notify::Event::new(EventKind::Modify(ModifyKind::Any)).add_path(PathBuf::from(path))
+    }
+
+    #[test]
+    fn a_rescan_flag_a_watcher_error_or_too_many_paths_mean_recheck_everything() {
+        let s = shared();
+        s.record(Ok(vec![DebouncedEvent::new(event("/p/a"), Instant::now())]));
+        assert!(!s.take().rescan);
+
+        s.record(Ok(vec![DebouncedEvent::new(
+            event("/p/a").set_flag(Flag::Rescan),
+            Instant::now(),
+        )]));
+        assert!(s.take().rescan);
+
+        s.record(Err(vec![notify::Error::generic("queue overflow")]));
+        let pending = s.take();
+        assert!(pending.rescan);
+        assert_eq!(pending.errors, vec!["queue overflow".to_string()]);
+
+        let many = (0..MAX_PENDING_PATHS + 5)
+            .map(|i| DebouncedEvent::new(event(&format!("/p/{i}")), Instant::now()))
+            .collect();
+        s.record(Ok(many));
+        let pending = s.take();
+        assert!(pending.rescan);
+        assert_eq!(pending.paths.len(), MAX_PENDING_PATHS);
+    }
+
+    #[test]
+    fn running_out_of_inotify_watches_is_recognised() {
+        assert!(out_of_watches(&notify::Error::new(
+            notify::ErrorKind::MaxFilesWatch
+        )));
+        assert!(out_of_watches(&notify::Error::io(
+            std::io::Error::from_raw_os_error(nix::libc::ENOSPC)
+        )));
+        assert!(!out_of_watches(&notify::Error::generic("other")));
+    }
+
+    #[test]
+    fn a_star_stays_in_its_directory_and_two_stars_cross_them() {
+        let config = Config::parse(
+            std::path::Path::new("/p/runner.toml"),
+            r#"
+version = 1
+[[pipelines.default.batches]]
+id = "a"
+inputs = ["*.toml", "src/**/*.rs"]
+[[pipelines.default.batches.tasks]]
+id = "ta"
+type = "exec"
+config = { command = "true" }
+"#,
+        )
+        .unwrap();
+        let inputs = Inputs::new(&config.pipelines["default"]).unwrap();
+        let reads = |path: &str| !inputs.reading(&[PathBuf::from(path)]).is_empty();
+        assert!(reads("Cargo.toml"));
+        assert!(!reads("sub/Cargo.toml"));
+        assert!(reads("src/a.rs"));
+        assert!(reads("src/deep/er/a.rs"));
+        assert!(!reads("tests/a.rs"));
+    }
+
+    #[test]
+    fn dependents_are_selected_transitively_in_pipeline_order() {
+        let config = Config::parse(
+            std::path::Path::new("/p/runner.toml"),
+            r#"
+version = 1
+[[pipelines.default.batches]]
+id = "a"
+[[pipelines.default.batches.tasks]]
+id = "ta"
+type = "exec"
+config = { command = "true" }
+[[pipelines.default.batches]]
+id = "b"
+depends_on = ["a"]
+[[pipelines.default.batches.tasks]]
+id = "tb"
+type = "exec"
+config = { command = "true" }
+[[pipelines.default.batches]]
+id = "c"
+depends_on = ["b"]
+[[pipelines.default.batches.tasks]]
+id = "tc"
+type = "exec"
+config = { command = "true" }
+[[pipelines.default.batches]]
+id = "d"
+[[pipelines.default.batches.tasks]]
+id = "td"
+type = "exec"
+config = { command = "true" }
+"#,
+        )
+        .unwrap();
+        let pipeline = &config.pipelines["default"];
+        let seeds = HashSet::from(["b".to_string()]);
+        assert_eq!(with_dependents(pipeline, &seeds), vec!["b", "c"]);
+    }
+}
