@@ -96,6 +96,59 @@ config = { command = "echo after" }
     assert!(result.as_ref().unwrap().get("output_cut").is_none());
 }
 
+#[tokio::test]
+async fn a_wasi_plugin_writing_64_mib_of_stdout_is_cut_at_its_plugins_limit_and_its_result_kept() {
+    let project = Project::new(
+        r#"
+version = 1
+
+[defaults]
+state_dir = "{state}"
+
+[plugins.chaos]
+path = "{chaos}"
+limits.output = "1MiB"
+
+[[pipelines.default.batches]]
+id = "flood"
+
+[[pipelines.default.batches.tasks]]
+id = "loud"
+type = "chaos"
+config = { mode = "flood", bytes = 67108864 }
+
+[[pipelines.default.batches.tasks]]
+id = "after"
+type = "exec"
+config = { command = "echo after" }
+"#,
+    );
+    let (report, events) = project.run("default").await;
+    assert_eq!(report.status, RunStatus::Completed, "{:?}", report.error);
+
+    let kept = output_of(&events, "loud");
+    assert_eq!(kept.len(), 1024 * 1024);
+    assert!(kept.starts_with("xxxx"));
+    // 64 MiB in 10 KB chunks would be 6,700 events; 1 MiB is about a hundred.
+    let chunks = output_events(&events, "loud");
+    assert!((103..=300).contains(&chunks), "{chunks} chunks");
+    let dropped = 64 * 1024 * 1024 - 1024 * 1024;
+    assert_eq!(
+        warnings(&events, "loud"),
+        vec![format!(
+            "output cut at 1 MiB: {dropped} bytes dropped (the `output` limit)"
+        )]
+    );
+    let EventKind::TaskFinished { status, result, .. } = finished(&events, "loud") else {
+        unreachable!()
+    };
+    assert_eq!(*status, TaskStatus::Completed);
+    let result = result.as_ref().expect("a result");
+    assert_eq!(result["written"], 64 * 1024 * 1024, "{result}");
+    assert_eq!(result["output_cut"]["dropped_bytes"], dropped, "{result}");
+    assert_eq!(output_of(&events, "after"), "after\n");
+}
+
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()

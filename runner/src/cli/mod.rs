@@ -503,7 +503,7 @@ async fn watch(
     let pipeline = config.pipelines[&options.pipeline].clone();
     let used = config.plugins_used_by(&pipeline);
     let plugins = Arc::new(Plugins::load(&config, Some(&used)).await?);
-    let (bus, recording) = history::start(&config)?;
+    let (bus, recording) = history::start(&config).await?;
     let runner = Arc::new(Runner::new(config.clone(), plugins, bus.clone())?);
     let cancel = CancellationToken::new();
     let on_signal = cancel.clone();

@@ -141,7 +141,7 @@ impl Tree {
     }
 }
 
-fn hash_file(path: &Path) -> std::io::Result<[u8; 32]> {
+pub fn hash_file(path: &Path) -> std::io::Result<[u8; 32]> {
     let mut file = std::fs::File::open(path)?;
     let mut hasher = Sha256::new();
     let mut buffer = [0u8; 64 * 1024];

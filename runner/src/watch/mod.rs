@@ -460,6 +460,11 @@ pub async fn watch(
                             .filter(|p| !tree.ignores_event(p))
                             .filter_map(|p| p.strip_prefix(&root).ok().map(PathBuf::from))
                             .filter(|p| !outside.contains(p))
+                            // A late event for a file this run started with
+                            // (the same content) is no change.
+                            .filter(|p| {
+                                files::hash_file(&root.join(p)).ok().as_ref() != baseline.get(p)
+                            })
                             .filter(|p| {
                                 inputs
                                     .reading(std::slice::from_ref(p))

@@ -2,7 +2,8 @@
 //!
 //! `config.mode` picks the behaviour: `noop`, `echo`, `log`, `fail`, `spin`,
 //! `memory-bomb`, `trap`, `stack-overflow`, `stack-overflow-in-memory`,
-//! `stack-overflow-in-memory-zeroed`, `out-of-bounds`.
+//! `stack-overflow-in-memory-zeroed`, `out-of-bounds`, `flood` (writes
+//! `config.bytes` bytes of `x` lines to stdout, 64 MiB by default).
 
 use runner_plugin_sdk::block::{Guest, LogLevel, PluginInfo, host};
 use serde_json::{Value, json};
@@ -61,6 +62,25 @@ impl Guest for Chaos {
                 // SAFETY: none; reading outside memory is the point, and
                 // wasm turns it into a trap.
                 Ok(unsafe { std::ptr::read_volatile(far) }.to_string())
+            }
+            "flood" => {
+                use std::io::Write;
+                let total = config["bytes"].as_u64().unwrap_or(64 << 20);
+                let line = [b'x'; 1023];
+                let mut block = Vec::with_capacity(64 << 10);
+                while block.len() < 64 << 10 {
+                    block.extend_from_slice(&line);
+                    block.push(b'\n');
+                }
+                let mut stdout = std::io::stdout().lock();
+                let mut left = total;
+                while left > 0 {
+                    let n = left.min(block.len() as u64) as usize;
+                    stdout.write_all(&block[..n]).map_err(|e| e.to_string())?;
+                    left -= n as u64;
+                }
+                stdout.flush().map_err(|e| e.to_string())?;
+                Ok(json!({ "written": total }).to_string())
             }
             other => Err(format!("unknown mode `{other}`")),
         }
