@@ -59,6 +59,15 @@ impl Watching {
     }
 
     async fn start_with(project: Project, debounce: Duration, poll: Option<Duration>) -> Self {
+        Self::start_on_busy(project, debounce, poll, OnBusy::Queue).await
+    }
+
+    async fn start_on_busy(
+        project: Project,
+        debounce: Duration,
+        poll: Option<Duration>,
+        on_busy: OnBusy,
+    ) -> Self {
         let runner = Arc::new(project.runner().await);
         let (tx, rx) = mpsc::unbounded_channel();
         let cancel = CancellationToken::new();
@@ -66,7 +75,7 @@ impl Watching {
             pipeline: "default".into(),
             debounce,
             poll,
-            on_busy: OnBusy::Queue,
+            on_busy,
             own_output: Vec::new(),
         };
         let stop = cancel.clone();
@@ -540,4 +549,110 @@ async fn output_redirected_into_the_project_does_not_start_runs() {
         "{text}"
     );
     let _ = child.start_kill();
+}
+
+/// The live (not zombie) processes whose group is `pgid`, from `/proc`.
+fn group_members(pgid: i32) -> Vec<i32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+                return false;
+            };
+            let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 1..]
+                .split_whitespace()
+                .collect();
+            fields[0] != "Z" && fields[2] == pgid.to_string()
+        })
+        .collect()
+}
+
+async fn poll_until(what: &str, done: impl Fn() -> bool) {
+    for _ in 0..600 {
+        if done() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{what} never happened");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_kills_the_whole_group_of_the_running_task_before_the_next_run_starts() {
+    let project = project();
+    // Once `src/wait` exists, `build` records its group and waits on a
+    // child that ignores SIGTERM; each start first lists what is left of
+    // the group the previous start recorded.
+    let text = std::fs::read_to_string(project.path()).unwrap().replace(
+        "echo ran >> out/build.log",
+        "echo ran >> out/build.log; \
+         if [ -f out/pgid ]; then old=$(cat out/pgid); for s in /proc/[0-9]*/stat; do \
+         set -- $(cat $s 2>/dev/null); \
+         if [ \\\"$5\\\" = \\\"$old\\\" ] && [ \\\"$3\\\" != Z ]; then echo $1 >> out/survivors; fi; \
+         done; echo checked >> out/checks; fi; \
+         if [ -f src/wait ]; then echo $$ > out/pgid; (trap '' TERM; exec sleep 1000) & wait; fi",
+    );
+    std::fs::write(project.path(), text).unwrap();
+    let mut w =
+        Watching::start_on_busy(project, Duration::from_millis(50), None, OnBusy::Restart).await;
+    let dir = w.project.dir.path().to_path_buf();
+    w.project.file("src/wait", "");
+    w.until(|e| matches!(e, WatchEvent::Triggered { .. })).await;
+    let pgid_file = dir.join("out/pgid");
+    poll_until("the first long task start", || pgid_file.exists()).await;
+    let old: i32 = std::fs::read_to_string(&pgid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    poll_until("the sleeping child", || group_members(old).len() == 2).await;
+
+    w.project.file("src/a.rs", "fn a() { 2; }\n");
+    let seen = w.until(|e| matches!(e, WatchEvent::Triggered { .. })).await;
+    let kinds: Vec<&str> = seen
+        .iter()
+        .filter_map(|e| match e {
+            WatchEvent::Restarting { .. } => Some("restarting"),
+            WatchEvent::Finished(_) => Some("finished"),
+            WatchEvent::Triggered { .. } => Some("triggered"),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        vec!["restarting", "finished", "triggered"],
+        "{seen:?}"
+    );
+    let Some(WatchEvent::Finished(report)) =
+        seen.iter().find(|e| matches!(e, WatchEvent::Finished(_)))
+    else {
+        unreachable!()
+    };
+    assert_eq!(report.status, protocol::RunStatus::Aborted, "{report:?}");
+    let Some(WatchEvent::Triggered { paths, batches, .. }) = seen.last() else {
+        unreachable!()
+    };
+    assert_eq!(paths, &vec!["src/a.rs".to_string()]);
+    assert_eq!(batches, &vec!["build".to_string(), "test".to_string()]);
+    // The new start has looked at the old group before recording its own.
+    poll_until("the next start", || {
+        std::fs::read_to_string(&pgid_file).is_ok_and(|text| text.trim() != old.to_string())
+    })
+    .await;
+    assert!(
+        !dir.join("out/survivors").exists(),
+        "processes of the old group were alive when the next run started: {}",
+        std::fs::read_to_string(dir.join("out/survivors")).unwrap_or_default()
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.join("out/checks"))
+            .unwrap()
+            .lines()
+            .count(),
+        1
+    );
+    assert!(group_members(old).is_empty());
+    w.stop().await;
 }

@@ -70,7 +70,7 @@ pub enum Command {
         /// Poll the files at this interval instead of using file-system events.
         #[arg(long, value_parser = parse_duration_arg)]
         poll: Option<std::time::Duration>,
-        /// A change seen while a run is going: queue or ignore (default: `[watch] on_busy`).
+        /// A change seen while a run is going: queue, restart or ignore (default: `[watch] on_busy`).
         #[arg(long, value_parser = parse_on_busy)]
         on_busy: Option<crate::config::OnBusy>,
     },
@@ -150,7 +150,7 @@ fn parse_duration_arg(text: &str) -> Result<std::time::Duration, String> {
 }
 
 fn parse_on_busy(text: &str) -> Result<crate::config::OnBusy, String> {
-    crate::config::OnBusy::parse(text).ok_or_else(|| format!("`{text}`: use queue or ignore"))
+    crate::config::OnBusy::parse(text).ok_or_else(|| format!("`{text}`: use queue, restart or ignore"))
 }
 
 fn parse_priority(text: &str) -> Result<Priority, String> {

@@ -69,6 +69,9 @@ pub enum OnBusy {
     /// One follow-up run once the current one ends, with every change seen.
     #[default]
     Queue,
+    /// Stop the running run (and wait until its processes are gone), then
+    /// start a new one with every change seen.
+    Restart,
     /// Dropped.
     Ignore,
 }
@@ -77,6 +80,7 @@ impl OnBusy {
     pub fn parse(text: &str) -> Option<Self> {
         match text {
             "queue" => Some(Self::Queue),
+            "restart" => Some(Self::Restart),
             "ignore" => Some(Self::Ignore),
             _ => None,
         }

@@ -22,6 +22,8 @@ use tokio_util::sync::CancellationToken;
 
 /// How long a process group gets between SIGTERM and SIGKILL.
 pub const KILL_GRACE: Duration = Duration::from_secs(2);
+/// How long a SIGKILLed group may take to be gone before the task ends anyway.
+const GONE_WAIT: Duration = Duration::from_secs(5);
 
 /// How a command ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -102,6 +104,16 @@ impl GroupGuard {
             let _ = killpg(pgid, signal);
         }
     }
+
+    /// Waits (bounded) until no live process is left in the group, so a
+    /// task that ended leaves nothing running behind it.
+    async fn gone(&self) {
+        let Some(pgid) = self.pgid else { return };
+        let deadline = tokio::time::Instant::now() + GONE_WAIT;
+        while groups::group_alive(pgid.as_raw()) && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
 }
 
 impl Drop for GroupGuard {
@@ -178,6 +190,7 @@ pub async fn run(
             break Ending::Exited(status.code());
         }
     };
+    guard.gone().await;
     Ok(ending)
 }
 

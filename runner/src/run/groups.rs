@@ -170,6 +170,22 @@ fn members(record: &Record) -> Vec<i32> {
     candidates.into_iter().map(|(pid, _)| pid).collect()
 }
 
+/// Whether any live (not zombie) process is in group `pgid`.
+pub fn group_alive(pgid: i32) -> bool {
+    // No member at all (zombies included): the quick answer.
+    if kill(Pid::from_raw(-pgid), None) == Err(nix::errno::Errno::ESRCH) {
+        return false;
+    }
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return false;
+    };
+    entries
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<i32>().ok())
+        .filter_map(proc_stat)
+        .any(|stat| stat.pgrp == pgid && !stat.zombie)
+}
+
 /// SIGKILLs every member, again while new ones appear. `true` if any was found.
 fn kill_group(record: &Record) -> bool {
     let mut found = false;

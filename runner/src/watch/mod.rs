@@ -94,6 +94,9 @@ pub enum WatchEvent {
     /// Changes seen while a run is going, to inputs of batches it does not
     /// run: re-run after it (`queued`) or dropped (`on_busy = "ignore"`).
     SeenWhileBusy { paths: Vec<String>, queued: bool },
+    /// `on_busy = "restart"`: these changes stop the running run; the new
+    /// one starts once every process of it is gone.
+    Restarting { paths: Vec<String> },
     /// A re-run ended.
     Finished(RunReport),
     /// `runner.toml` changed and checks: the next run uses it.
@@ -138,6 +141,9 @@ impl std::fmt::Display for WatchEvent {
                 paths.join(", "),
                 if *queued { "queued" } else { "ignored" }
             ),
+            Self::Restarting { paths } => {
+                write!(f, "changed while running: {}; restarting", paths.join(", "))
+            }
             Self::Finished(report) => {
                 write!(f, "run {}: {}", report.run_id, report.status.as_str())?;
                 if let Some(error) = &report.error {
@@ -345,6 +351,40 @@ pub fn with_dependents(pipeline: &Pipeline, seeds: &HashSet<String>) -> Vec<Stri
     selected
 }
 
+/// How many runs in a row each path stopped (`restart`), so a task
+/// rewriting its own input with new content every time cannot restart its
+/// run forever.
+#[derive(Default)]
+struct Restarts {
+    /// Paths that stopped the last run, with how many runs in a row they stopped.
+    streak: Vec<(PathBuf, usize)>,
+}
+
+/// Runs in a row one path may stop; past this it waits for a run to end.
+const MAX_RESTARTS_IN_A_ROW: usize = 10;
+
+impl Restarts {
+    fn record(&mut self, paths: &[PathBuf]) {
+        self.streak = paths
+            .iter()
+            .map(|path| {
+                let before = self
+                    .streak
+                    .iter()
+                    .find(|(p, _)| p == path)
+                    .map_or(0, |(_, n)| *n);
+                (path.clone(), before + 1)
+            })
+            .collect();
+    }
+
+    fn exhausted(&self, path: &PathBuf) -> bool {
+        self.streak
+            .iter()
+            .any(|(p, n)| p == path && *n >= MAX_RESTARTS_IN_A_ROW)
+    }
+}
+
 /// The last outcome of every batch, for the next scoped run.
 #[derive(Default)]
 struct Last {
@@ -436,6 +476,13 @@ pub async fn watch(
     let mut selection = with_dependents(&pipeline, &all);
     let mut follow_up = false;
     let mut baseline = Snapshot::new();
+    let mut restarts = Restarts::default();
+    if options.on_busy == OnBusy::Restart {
+        // What the first run writes must be told from the user's edits.
+        let (t, now) = hash(tree).await;
+        tree = t;
+        baseline = now;
+    }
     loop {
         let scope = RunScope {
             only: selection.iter().cloned().collect(),
@@ -445,26 +492,67 @@ pub async fn watch(
         // Changed paths seen while running that are inputs of batches this
         // run does not run: what `queue` re-runs afterwards.
         let mut outside: Vec<PathBuf> = Vec::new();
+        // `restart`: the changed inputs that stopped this run.
+        let mut stopped_by: Vec<PathBuf> = Vec::new();
+        let mut warned: HashSet<PathBuf> = HashSet::new();
         let ran: HashSet<String> = selection.iter().cloned().collect();
         let report = {
-            let run = runner.run_scoped(new_run_id(), &pipeline.name, run_cancel, Some(scope));
+            let run = runner.run_scoped(
+                new_run_id(),
+                &pipeline.name,
+                run_cancel.clone(),
+                Some(scope),
+            );
             tokio::pin!(run);
             loop {
                 tokio::select! {
                     report = &mut run => break report,
                     _ = shared.wake.notified() => {
-                        let fresh: Vec<PathBuf> = shared
+                        let changed_now: Vec<PathBuf> = shared
                             .take()
                             .paths
                             .into_iter()
                             .filter(|p| !tree.ignores_event(p))
                             .filter_map(|p| p.strip_prefix(&root).ok().map(PathBuf::from))
-                            .filter(|p| !outside.contains(p))
                             // A late event for a file this run started with
                             // (the same content) is no change.
                             .filter(|p| {
                                 files::hash_file(&root.join(p)).ok().as_ref() != baseline.get(p)
                             })
+                            .collect();
+                        if options.on_busy == OnBusy::Restart {
+                            let fresh: Vec<PathBuf> = changed_now
+                                .into_iter()
+                                .filter(|p| !inputs.reading(std::slice::from_ref(p)).is_empty())
+                                .filter(|p| !stopped_by.contains(p))
+                                .filter(|p| {
+                                    let exhausted = restarts.exhausted(p);
+                                    if exhausted && warned.insert(p.clone()) {
+                                        let _ = events.send(WatchEvent::Warning(format!(
+                                            "{} changed during {MAX_RESTARTS_IN_A_ROW} runs in a row \
+                                             (does a task write it?); not restarting for it until \
+                                             a run ends",
+                                            p.display()
+                                        )));
+                                    }
+                                    !exhausted
+                                })
+                                .collect();
+                            if fresh.is_empty() {
+                                continue;
+                            }
+                            if stopped_by.is_empty() {
+                                let _ = events.send(WatchEvent::Restarting {
+                                    paths: fresh.iter().map(|p| p.display().to_string()).collect(),
+                                });
+                                run_cancel.cancel();
+                            }
+                            stopped_by.extend(fresh);
+                            continue;
+                        }
+                        let fresh: Vec<PathBuf> = changed_now
+                            .into_iter()
+                            .filter(|p| !outside.contains(p))
                             .filter(|p| {
                                 inputs
                                     .reading(std::slice::from_ref(p))
@@ -502,6 +590,25 @@ pub async fn watch(
         } else {
             Vec::new()
         };
+        if !stopped_by.is_empty() {
+            // Every process of the stopped run is gone: the new run starts
+            // with every change seen, what the old one wrote absorbed.
+            restarts.record(&stopped_by);
+            let seeds: HashSet<String> = inputs
+                .reading(&stopped_by)
+                .into_iter()
+                .chain(last.not_completed.iter().cloned())
+                .collect();
+            selection = with_dependents(&pipeline, &seeds);
+            follow_up = false;
+            let _ = events.send(WatchEvent::Triggered {
+                paths: stopped_by.iter().map(|p| p.display().to_string()).collect(),
+                batches: selection.clone(),
+                follow_up: false,
+            });
+            continue;
+        }
+        restarts = Restarts::default();
         let _ = events.send(WatchEvent::Watching {
             files: inputs.watched(&baseline),
             batches: pipeline.batches.len(),
@@ -657,6 +764,23 @@ mod tests {
         let pending = s.take();
         assert!(pending.rescan);
         assert_eq!(pending.paths.len(), MAX_PENDING_PATHS);
+    }
+
+    #[test]
+    fn a_path_that_stopped_ten_runs_in_a_row_restarts_no_more() {
+        let mut restarts = Restarts::default();
+        let own = PathBuf::from("out.txt");
+        let user = PathBuf::from("src/a.rs");
+        for _ in 0..MAX_RESTARTS_IN_A_ROW - 1 {
+            restarts.record(std::slice::from_ref(&own));
+            assert!(!restarts.exhausted(&own));
+        }
+        restarts.record(std::slice::from_ref(&own));
+        assert!(restarts.exhausted(&own));
+        assert!(!restarts.exhausted(&user));
+        // A run stopped by another path breaks the streak.
+        restarts.record(std::slice::from_ref(&user));
+        assert!(!restarts.exhausted(&own));
     }
 
     #[test]
