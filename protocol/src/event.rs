@@ -34,6 +34,7 @@ impl Event {
             }
             AgentActivity { run_id, .. } => run_id.as_deref(),
             AgentStatus { .. } => None,
+            WatchStatus { run_id, .. } => run_id.as_deref(),
             WorkspacePrepared { run_id, .. }
             | ExecutionStatus { run_id, .. }
             | RepoState { run_id, .. }
@@ -253,6 +254,35 @@ pub enum EventKind {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         error: Option<String>,
     },
+    /// `runner watch` says what it watches, what a change triggered, or what
+    /// became of a changed configuration. The runs it starts have their own
+    /// events.
+    WatchStatus {
+        pipeline: String,
+        status: WatchState,
+        /// `watching`: how many files some batch reads.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        files: Option<usize>,
+        /// The changed files, relative to the project (`triggered`,
+        /// `restarting`, `seen_while_busy`).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        paths: Vec<String>,
+        /// `watching`: the pipeline's batches; `triggered`: the batches that re-run.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        batches: Vec<String>,
+        /// `triggered`: the run these changes start.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        run_id: Option<String>,
+        /// `triggered`: changes seen while the previous run was going.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        follow_up: bool,
+        /// `seen_while_busy`: re-run once the run ends (`false`: dropped).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        queued: Option<bool>,
+        /// `config_error`, `warning`: what to tell the user.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        message: Option<String>,
+    },
 }
 
 impl EventKind {
@@ -273,6 +303,7 @@ impl EventKind {
             Self::ExecutionStatus { .. } => "execution_status",
             Self::RepoState { .. } => "repo_state",
             Self::MergeStatus { .. } => "merge_status",
+            Self::WatchStatus { .. } => "watch_status",
         }
     }
 }

@@ -260,3 +260,37 @@ display_as_serde!(
     LogLevel,
     Stream
 );
+
+/// What a `watch_status` event says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum WatchState {
+    /// Watching (again), after a run.
+    Watching,
+    /// Changed files start a run of the batches they select.
+    Triggered,
+    /// `on_busy = "restart"`: changed files stop the running run.
+    Restarting,
+    /// Changes seen while a run is going, queued or dropped.
+    SeenWhileBusy,
+    /// `runner.toml` changed and checks: the next run uses it.
+    ConfigReloaded,
+    /// `runner.toml` changed and does not check: the last good one stays.
+    ConfigError,
+    /// Something the user should know (lost events, polling fallback).
+    Warning,
+}
+
+impl WatchState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Watching => "watching",
+            Self::Triggered => "triggered",
+            Self::Restarting => "restarting",
+            Self::SeenWhileBusy => "seen_while_busy",
+            Self::ConfigReloaded => "config_reloaded",
+            Self::ConfigError => "config_error",
+            Self::Warning => "warning",
+        }
+    }
+}

@@ -451,6 +451,40 @@ export type Event = {
      */
     target: string;
   }
+  | {
+    type: "watch_status";
+    /**
+     * `watching`: the pipeline's batches; `triggered`: the batches that re-run.
+     */
+    batches?: string[];
+    /**
+     * `watching`: how many files some batch reads.
+     */
+    files?: number | null;
+    /**
+     * `triggered`: changes seen while the previous run was going.
+     */
+    follow_up?: boolean;
+    /**
+     * `config_error`, `warning`: what to tell the user.
+     */
+    message?: string | null;
+    /**
+     * The changed files, relative to the project (`triggered`,
+     * `restarting`, `seen_while_busy`).
+     */
+    paths?: string[];
+    pipeline: string;
+    /**
+     * `seen_while_busy`: re-run once the run ends (`false`: dropped).
+     */
+    queued?: boolean | null;
+    /**
+     * `triggered`: the run these changes start.
+     */
+    run_id?: string | null;
+    status: WatchState;
+  }
 );
 
 /**
@@ -721,3 +755,8 @@ export interface TaskState {
  * A task: `pending → running → completed | failed | skipped | interrupted`.
  */
 export type TaskStatus = "pending" | "running" | "completed" | "failed" | "skipped" | "interrupted";
+
+/**
+ * What a `watch_status` event says.
+ */
+export type WatchState = "watching" | "triggered" | "restarting" | "seen_while_busy" | "config_reloaded" | "config_error" | "warning";

@@ -143,6 +143,8 @@ impl<W: Write> TerminalPrinter<W> {
                 let detail = error.clone().unwrap_or_else(|| format!("conflicts in {}", conflicts.join(", ")));
                 self.paint(RED, &format!("  ✗ merge of {branch} into {target} {}: {detail}", status.as_str()))
             }),
+            // `runner watch` prints its own `[watch]` lines.
+            EventKind::WatchStatus { .. } => None,
         };
         if let Some(line) = line {
             writeln!(self.out, "{line}")?;

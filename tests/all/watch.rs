@@ -487,6 +487,7 @@ async fn a_change_to_another_batchs_inputs_during_a_run_gives_one_follow_up_run(
         paths,
         batches,
         follow_up,
+        ..
     }) = seen.last().cloned()
     else {
         unreachable!()
@@ -655,4 +656,85 @@ async fn restart_kills_the_whole_group_of_the_running_task_before_the_next_run_s
     );
     assert!(group_members(old).is_empty());
     w.stop().await;
+}
+
+/// Reads JSON event lines from `lines` until one matches `pred`.
+async fn json_until(
+    lines: &mut tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+    pred: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let wait = async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            let event: serde_json::Value = serde_json::from_str(&line)
+                .unwrap_or_else(|err| panic!("not a JSON line ({err}): {line}"));
+            if pred(&event) {
+                return event;
+            }
+        }
+        panic!("the watcher ended first");
+    };
+    tokio::time::timeout(Duration::from_secs(60), wait)
+        .await
+        .expect("a matching event")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_json_prints_watch_status_events_on_stdout_and_nothing_on_stderr() {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+    let project = project();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_runner-under-test"))
+        .arg("--config")
+        .arg(project.path())
+        .args(["watch", "--json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let watching = json_until(&mut lines, |e| {
+        e["type"] == "watch_status" && e["status"] == "watching"
+    })
+    .await;
+    assert_eq!(watching["files"], 3, "{watching}");
+    assert_eq!(
+        watching["batches"],
+        serde_json::json!(["build", "test", "docs"])
+    );
+    assert_eq!(watching["pipeline"], "default");
+
+    project.file("src/a.rs", "fn a() { 3; }\n");
+    let triggered = json_until(&mut lines, |e| {
+        e["type"] == "watch_status" && e["status"] == "triggered"
+    })
+    .await;
+    assert_eq!(triggered["paths"], serde_json::json!(["src/a.rs"]));
+    assert_eq!(triggered["batches"], serde_json::json!(["build", "test"]));
+    let run_id = triggered["run_id"].as_str().unwrap().to_string();
+    let ended = json_until(&mut lines, |e| {
+        e["type"] == "run_status" && e["run_id"] == run_id.as_str() && e["status"] != "running"
+    })
+    .await;
+    assert_eq!(ended["status"], "completed");
+    json_until(&mut lines, |e| {
+        e["type"] == "watch_status" && e["status"] == "watching"
+    })
+    .await;
+
+    let killed = std::process::Command::new("kill")
+        .args(["-INT", &child.id().unwrap().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = tokio::time::timeout(Duration::from_secs(60), child.wait())
+        .await
+        .expect("exits after Ctrl-C")
+        .unwrap();
+    assert_eq!(status.code(), Some(130));
+    let mut errors = String::new();
+    stderr.read_to_string(&mut errors).await.unwrap();
+    assert!(!errors.contains("[watch]"), "{errors}");
+
+    // TRIGGER-CHECK
 }

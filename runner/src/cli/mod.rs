@@ -58,7 +58,7 @@ pub enum Command {
     Watch {
         /// The pipeline to run.
         pipeline: Option<String>,
-        /// Print one JSON event per line instead of progress (watch lines go to stderr).
+        /// Print one JSON event per line instead of progress (`watch_status` events included).
         #[arg(long)]
         json: bool,
         /// Also show task starts, progress and debug logs.
@@ -518,9 +518,8 @@ async fn watch(
     let mut printer = TerminalPrinter::new(stdout.lock(), color, verbose);
     let show = |event: &crate::watch::WatchEvent| {
         use std::io::Write;
-        if json {
-            eprintln!("[watch] {event}");
-        } else {
+        // With `--json` the watcher's `watch_status` events say it.
+        if !json {
             let mut out = std::io::stdout().lock();
             let _ = writeln!(out, "[watch] {event}");
             let _ = out.flush();

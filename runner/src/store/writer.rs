@@ -894,6 +894,7 @@ fn project(tx: &Transaction, event: &Event, pid: u32) -> rusqlite::Result<()> {
             )?
             .execute(params![seq, time, run_id, batch_id, branch, target, status.as_str(), commit, conflicts, error])?;
         }
+        EventKind::WatchStatus { .. } => {}
     }
     Ok(())
 }

@@ -44,7 +44,7 @@ use crate::run::{RunReport, RunScope, Runner, new_run_id};
 use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 use notify::{PollWatcher, RecommendedWatcher, RecursiveMode};
 use notify_debouncer_full::{DebounceEventResult, Debouncer, NoCache, RecommendedCache};
-use protocol::{BatchStatus, RunStatus};
+use protocol::{BatchStatus, EventKind, RunStatus, WatchState};
 use serde_json::{Map, Value};
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -84,12 +84,14 @@ pub fn own_output_files() -> Vec<PathBuf> {
 #[derive(Debug, Clone)]
 pub enum WatchEvent {
     /// Watching (again) after a run.
-    Watching { files: usize, batches: usize },
+    Watching { files: usize, batches: Vec<String> },
     /// Changed files and the batches they re-run.
     Triggered {
         paths: Vec<String>,
         batches: Vec<String>,
         follow_up: bool,
+        /// The run these changes start.
+        run_id: String,
     },
     /// Changes seen while a run is going, to inputs of batches it does not
     /// run: re-run after it (`queued`) or dropped (`on_busy = "ignore"`).
@@ -111,12 +113,13 @@ impl std::fmt::Display for WatchEvent {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::Watching { files, batches } => {
-                write!(f, "watching {files} files for {batches} batches")
+                write!(f, "watching {files} files for {} batches", batches.len())
             }
             Self::Triggered {
                 paths,
                 batches,
                 follow_up,
+                ..
             } => {
                 const SHOWN: usize = 10;
                 let mut shown = paths
@@ -158,6 +161,91 @@ impl std::fmt::Display for WatchEvent {
             ),
             Self::Warning(message) => write!(f, "warning: {message}"),
         }
+    }
+}
+
+impl WatchEvent {
+    /// The `watch_status` event saying the same (`None`: the run's own
+    /// events say it).
+    pub fn to_event(&self, pipeline: &str) -> Option<EventKind> {
+        let mut kind = WatchStatusFields::default();
+        let status = match self {
+            Self::Watching { files, batches } => {
+                kind.files = Some(*files);
+                kind.batches = batches.clone();
+                WatchState::Watching
+            }
+            Self::Triggered {
+                paths,
+                batches,
+                follow_up,
+                run_id,
+            } => {
+                kind.paths = paths.clone();
+                kind.batches = batches.clone();
+                kind.follow_up = *follow_up;
+                kind.run_id = Some(run_id.clone());
+                WatchState::Triggered
+            }
+            Self::Restarting { paths } => {
+                kind.paths = paths.clone();
+                WatchState::Restarting
+            }
+            Self::SeenWhileBusy { paths, queued } => {
+                kind.paths = paths.clone();
+                kind.queued = Some(*queued);
+                WatchState::SeenWhileBusy
+            }
+            Self::Finished(_) => return None,
+            Self::ConfigReloaded => WatchState::ConfigReloaded,
+            Self::ConfigError(message) => {
+                kind.message = Some(message.clone());
+                WatchState::ConfigError
+            }
+            Self::Warning(message) => {
+                kind.message = Some(message.clone());
+                WatchState::Warning
+            }
+        };
+        Some(EventKind::WatchStatus {
+            pipeline: pipeline.to_string(),
+            status,
+            files: kind.files,
+            paths: kind.paths,
+            batches: kind.batches,
+            run_id: kind.run_id,
+            follow_up: kind.follow_up,
+            queued: kind.queued,
+            message: kind.message,
+        })
+    }
+}
+
+#[derive(Default)]
+struct WatchStatusFields {
+    files: Option<usize>,
+    paths: Vec<String>,
+    batches: Vec<String>,
+    run_id: Option<String>,
+    follow_up: bool,
+    queued: Option<bool>,
+    message: Option<String>,
+}
+
+/// Where watch events go: the caller's channel, and the bus as
+/// `watch_status` events (for `--json`, the history and WebSocket clients).
+struct Tell {
+    tx: mpsc::UnboundedSender<WatchEvent>,
+    bus: Arc<EventBus>,
+    pipeline: String,
+}
+
+impl Tell {
+    fn send(&self, event: WatchEvent) -> Result<(), mpsc::error::SendError<WatchEvent>> {
+        if let Some(kind) = event.to_event(&self.pipeline) {
+            self.bus.publish(kind);
+        }
+        self.tx.send(event)
     }
 }
 
@@ -229,7 +317,7 @@ fn start_watcher(
     root: &std::path::Path,
     options: &WatchOptions,
     shared: &Arc<Shared>,
-    events: &mpsc::UnboundedSender<WatchEvent>,
+    events: &Tell,
 ) -> Result<Handle, WatchError> {
     let error = |err: notify::Error| WatchError::Watcher {
         path: root.to_path_buf(),
@@ -440,6 +528,11 @@ pub async fn watch(
 ) -> Result<RunStatus, WatchError> {
     let mut runner = runner;
     let config = runner.config().clone();
+    let events = Tell {
+        tx: events,
+        bus: runner.bus().clone(),
+        pipeline: options.pipeline.clone(),
+    };
     let mut pipeline = config
         .pipelines
         .get(&options.pipeline)
@@ -477,6 +570,7 @@ pub async fn watch(
     let mut follow_up = false;
     let mut baseline = Snapshot::new();
     let mut restarts = Restarts::default();
+    let mut next_run = new_run_id();
     if options.on_busy == OnBusy::Restart {
         // What the first run writes must be told from the user's edits.
         let (t, now) = hash(tree).await;
@@ -498,7 +592,7 @@ pub async fn watch(
         let ran: HashSet<String> = selection.iter().cloned().collect();
         let report = {
             let run = runner.run_scoped(
-                new_run_id(),
+                next_run.clone(),
                 &pipeline.name,
                 run_cancel.clone(),
                 Some(scope),
@@ -572,6 +666,8 @@ pub async fn watch(
             }
         };
         status = report.status;
+        // The run the next trigger starts.
+        next_run = new_run_id();
         last.update(&report);
         if cancel.is_cancelled() {
             return Ok(status);
@@ -605,13 +701,14 @@ pub async fn watch(
                 paths: stopped_by.iter().map(|p| p.display().to_string()).collect(),
                 batches: selection.clone(),
                 follow_up: false,
+                run_id: next_run.clone(),
             });
             continue;
         }
         restarts = Restarts::default();
         let _ = events.send(WatchEvent::Watching {
             files: inputs.watched(&baseline),
-            batches: pipeline.batches.len(),
+            batches: pipeline.batches.iter().map(|b| b.id.clone()).collect(),
         });
         if !queued.is_empty() {
             let seeds: HashSet<String> = inputs
@@ -626,6 +723,7 @@ pub async fn watch(
                 paths: queued.iter().map(|p| p.display().to_string()).collect(),
                 batches: selection.clone(),
                 follow_up: true,
+                run_id: next_run.clone(),
             });
             continue;
         }
@@ -680,6 +778,7 @@ pub async fn watch(
                                     paths: paths.iter().map(|p| p.display().to_string()).collect(),
                                     batches: selection.clone(),
                                     follow_up: false,
+                                    run_id: next_run.clone(),
                                 });
                                 break;
                             }
@@ -706,6 +805,7 @@ pub async fn watch(
                 paths: paths.iter().map(|p| p.display().to_string()).collect(),
                 batches: selection.clone(),
                 follow_up: false,
+                run_id: next_run.clone(),
             });
             break;
         }
