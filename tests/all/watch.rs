@@ -679,7 +679,7 @@ async fn json_until(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn watch_json_prints_watch_status_events_on_stdout_and_nothing_on_stderr() {
+async fn watch_json_prints_watch_status_events_and_show_prints_the_trigger_of_a_rerun() {
     use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
     let project = project();
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_runner-under-test"))
@@ -736,5 +736,26 @@ async fn watch_json_prints_watch_status_events_on_stdout_and_nothing_on_stderr()
     stderr.read_to_string(&mut errors).await.unwrap();
     assert!(!errors.contains("[watch]"), "{errors}");
 
-    // TRIGGER-CHECK
+    // The re-run is in the history with its trigger and changed files.
+    let show = std::process::Command::new(env!("CARGO_BIN_EXE_runner-under-test"))
+        .arg("--config")
+        .arg(project.path())
+        .args(["show", &run_id])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&show.stdout);
+    assert!(show.status.success(), "{text}");
+    assert!(
+        text.contains("\n  trigger: watch (changed: src/a.rs)\n"),
+        "{text}"
+    );
+    let json = std::process::Command::new(env!("CARGO_BIN_EXE_runner-under-test"))
+        .arg("--config")
+        .arg(project.path())
+        .args(["show", &run_id, "--json"])
+        .output()
+        .unwrap();
+    let detail: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(detail["run"]["trigger"], "watch");
+    assert_eq!(detail["run"]["changed"], serde_json::json!(["src/a.rs"]));
 }

@@ -187,6 +187,19 @@ fn table<const N: usize>(columns: &[(&str, bool); N], rows: &[[String; N]]) -> S
     out
 }
 
+/// `watch (changed: a.rs, b.rs)`, at most ten paths named.
+fn trigger_text(trigger: &str, changed: &[String]) -> String {
+    const SHOWN: usize = 10;
+    if changed.is_empty() {
+        return trigger.to_string();
+    }
+    let mut names = changed[..changed.len().min(SHOWN)].join(", ");
+    if changed.len() > SHOWN {
+        names.push_str(&format!(" and {} more", changed.len() - SHOWN));
+    }
+    format!("{trigger} (changed: {names})")
+}
+
 pub fn show(config: &Config, run: &str, json: bool) -> Result<i32, Error> {
     let detail = open(config)?.run_detail(run)?;
     if json {
@@ -211,6 +224,9 @@ pub fn show(config: &Config, run: &str, json: bool) -> Result<i32, Error> {
         tasks_text(r),
         took.unwrap_or_default()
     );
+    if let Some(trigger) = &r.trigger {
+        println!("  trigger: {}", trigger_text(trigger, &r.changed));
+    }
     if let Some(error) = &r.error {
         println!("  error: {error}");
     }

@@ -40,6 +40,12 @@ pub struct RunSummary {
     pub tasks_failed: usize,
     /// Tasks still running or waiting to start.
     pub tasks_running: usize,
+    /// What started it besides a request: `watch` (a `runner watch` re-run).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trigger: Option<String>,
+    /// The changed files that triggered it, relative to the project.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub changed: Vec<String>,
 }
 
 /// The error of a run whose runner is gone, until a runner records why.
@@ -265,7 +271,9 @@ const RUN_COLUMNS: &str = "r.id, r.pipeline, r.status, r.message, r.error, r.sta
     (SELECT COUNT(*) FROM executions e WHERE e.run_id = r.id AND e.reason IN ('task', 'coding_agent')
         AND e.status IN ('failed', 'interrupted', 'killed')),
     (SELECT COUNT(*) FROM executions e WHERE e.run_id = r.id AND e.reason IN ('task', 'coding_agent')
-        AND e.status IN ('running', 'pending'))";
+        AND e.status IN ('running', 'pending')),
+    (SELECT t.trigger FROM run_triggers t WHERE t.run_id = r.id),
+    (SELECT t.changed FROM run_triggers t WHERE t.run_id = r.id)";
 
 /// A run as recorded, with the process that recorded it.
 fn run_summary(row: &Row) -> rusqlite::Result<(RunSummary, Option<i64>)> {
@@ -286,6 +294,11 @@ fn run_summary(row: &Row) -> rusqlite::Result<(RunSummary, Option<i64>)> {
         tasks_ok: count(12)?,
         tasks_failed: count(13)?,
         tasks_running: count(14)?,
+        trigger: row.get(15)?,
+        changed: row
+            .get::<_, Option<String>>(16)?
+            .and_then(|text| serde_json::from_str(&text).ok())
+            .unwrap_or_default(),
     };
     Ok((summary, row.get(7)?))
 }

@@ -146,6 +146,15 @@ const MIGRATIONS: &[&str] = &[
     UPDATE runs SET status = 'interrupted'
     WHERE status = 'aborted' AND message LIKE 'interrupted: %';
     "#,
+    // 3: what started a run other than a request: `watch`, with the changed
+    // files (a JSON array), from the `watch_status` `triggered` event.
+    r#"
+    CREATE TABLE IF NOT EXISTS run_triggers (
+        run_id TEXT PRIMARY KEY,
+        trigger TEXT NOT NULL,
+        changed TEXT NOT NULL
+    );
+    "#,
 ];
 
 /// The schema version this runner writes.

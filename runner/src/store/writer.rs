@@ -6,7 +6,7 @@ use super::{ConnectionAudit, Pruned, Recovery, Shared, StoreError};
 use chrono::{DateTime, Duration as Days, Utc};
 use protocol::{
     Activity, BatchStatus, CommandStatus, Event, EventKind, ExecutionState, Priority, RunReason,
-    RunStatus, TaskStatus, format_time,
+    RunStatus, TaskStatus, WatchState, format_time,
 };
 use rusqlite::{Connection, Transaction, params};
 use serde_json::Value;
@@ -893,6 +893,19 @@ fn project(tx: &Transaction, event: &Event, pid: u32) -> rusqlite::Result<()> {
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
             )?
             .execute(params![seq, time, run_id, batch_id, branch, target, status.as_str(), commit, conflicts, error])?;
+        }
+        EventKind::WatchStatus {
+            status: WatchState::Triggered,
+            run_id: Some(run_id),
+            paths,
+            ..
+        } => {
+            let changed = serde_json::to_string(paths).expect("strings");
+            tx.prepare_cached(
+                "INSERT INTO run_triggers (run_id, trigger, changed) VALUES (?1, 'watch', ?2)
+                 ON CONFLICT (run_id) DO UPDATE SET trigger = excluded.trigger, changed = excluded.changed",
+            )?
+            .execute(params![run_id, changed])?;
         }
         EventKind::WatchStatus { .. } => {}
     }
