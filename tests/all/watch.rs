@@ -658,6 +658,18 @@ async fn restart_kills_the_whole_group_of_the_running_task_before_the_next_run_s
     w.stop().await;
 }
 
+/// Gives `project` a history of its own (the shared state dir holds other
+/// tests' runs), in a temp dir outside the project.
+fn private_state(project: &Project) -> tempfile::TempDir {
+    let state = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(project.path()).unwrap().replace(
+        &crate::support::shared_state_dir(),
+        &state.path().display().to_string(),
+    );
+    std::fs::write(project.path(), text).unwrap();
+    state
+}
+
 /// Reads JSON event lines from `lines` until one matches `pred`.
 async fn json_until(
     lines: &mut tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
@@ -682,6 +694,7 @@ async fn json_until(
 async fn watch_json_prints_watch_status_events_and_show_prints_the_trigger_of_a_rerun() {
     use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
     let project = project();
+    let _state = private_state(&project);
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_runner-under-test"))
         .arg("--config")
         .arg(project.path())
@@ -758,4 +771,76 @@ async fn watch_json_prints_watch_status_events_and_show_prints_the_trigger_of_a_
     let detail: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
     assert_eq!(detail["run"]["trigger"], "watch");
     assert_eq!(detail["run"]["changed"], serde_json::json!(["src/a.rs"]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_serve_streams_the_watch_status_events_and_reruns_over_websocket() {
+    use crate::server_support::Client;
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let project = project();
+    let _state = private_state(&project);
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_runner-under-test"))
+        .arg("--config")
+        .arg(project.path())
+        .args(["watch", "--serve", "--listen", "127.0.0.1:0"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
+    let find_addr = async {
+        while let Some(line) = stderr.next_line().await.unwrap() {
+            if let Some(rest) = line.strip_prefix("serving on ws://") {
+                return rest
+                    .split('/')
+                    .next()
+                    .unwrap()
+                    .parse::<std::net::SocketAddr>()
+                    .unwrap();
+            }
+        }
+        panic!("the watcher ended before serving");
+    };
+    let addr = tokio::time::timeout(Duration::from_secs(60), find_addr)
+        .await
+        .expect("a serving line");
+    let mut client = Client::connect(addr).await;
+    client
+        .send(
+            serde_json::json!({"type": "identify", "protocol_version": "1.0.0",
+            "client": {"kind": "dashboard", "name": "test"}, "after_seq": 0}),
+        )
+        .await;
+    assert_eq!(client.recv().await["type"], "identified");
+    // Every event from the first on, so the first `watching` is not missed.
+    client
+        .recv_until(|m| m["type"] == "watch_status" && m["status"] == "watching")
+        .await;
+
+    project.file("tests/t.rs", "#[test] fn t() { 2; }\n");
+    let seen = client
+        .recv_until(|m| m["type"] == "watch_status" && m["status"] == "triggered")
+        .await;
+    let triggered = seen.last().unwrap();
+    assert_eq!(triggered["paths"], serde_json::json!(["tests/t.rs"]));
+    assert_eq!(triggered["batches"], serde_json::json!(["test"]));
+    let run_id = triggered["run_id"].as_str().unwrap().to_string();
+    let seen = client
+        .recv_until(|m| {
+            m["type"] == "run_status" && m["run_id"] == run_id.as_str() && m["status"] != "running"
+        })
+        .await;
+    assert_eq!(seen.last().unwrap()["status"], "completed");
+
+    let killed = std::process::Command::new("kill")
+        .args(["-INT", &child.id().unwrap().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = tokio::time::timeout(Duration::from_secs(60), child.wait())
+        .await
+        .expect("exits after Ctrl-C")
+        .unwrap();
+    assert_eq!(status.code(), Some(130));
 }

@@ -73,6 +73,12 @@ pub enum Command {
         /// A change seen while a run is going: queue, restart or ignore (default: `[watch] on_busy`).
         #[arg(long, value_parser = parse_on_busy)]
         on_busy: Option<crate::config::OnBusy>,
+        /// Also serve the event stream over WebSocket while watching.
+        #[arg(long)]
+        serve: bool,
+        /// The address to serve on (default: `[server] listen`, else 127.0.0.1:7420).
+        #[arg(long, requires = "serve")]
+        listen: Option<std::net::SocketAddr>,
     },
     /// Serve the event stream and accept runs and agent commands over WebSocket (`/ws`), until Ctrl-C.
     Serve {
@@ -276,6 +282,8 @@ pub async fn execute(cli: Cli) -> Result<i32, Error> {
             debounce,
             poll,
             on_busy,
+            serve,
+            listen,
         } => {
             let options = crate::watch::WatchOptions {
                 pipeline: config
@@ -288,7 +296,7 @@ pub async fn execute(cli: Cli) -> Result<i32, Error> {
                 on_busy: on_busy.unwrap_or(config.watch.on_busy),
                 own_output: crate::watch::own_output_files(),
             };
-            watch(config, options, json, verbose).await
+            watch(config, options, json, verbose, serve.then_some(listen)).await
         }
         Command::Serve { listen } => serve(config, listen).await,
         Command::Check => check(config).await,
@@ -498,6 +506,7 @@ async fn watch(
     options: crate::watch::WatchOptions,
     json: bool,
     verbose: bool,
+    serve: Option<Option<std::net::SocketAddr>>,
 ) -> Result<i32, Error> {
     let config = Arc::new(crate::watch::for_watch(&config));
     let pipeline = config.pipelines[&options.pipeline].clone();
@@ -505,6 +514,21 @@ async fn watch(
     let plugins = Arc::new(Plugins::load(&config, Some(&used)).await?);
     let (bus, recording) = history::start(&config).await?;
     let runner = Arc::new(Runner::new(config.clone(), plugins, bus.clone())?);
+    // The live stream (watch_status events included) while watching; runs
+    // started through it use the configuration watching began with.
+    let server = match serve {
+        Some(listen) => Some(
+            start_server(
+                &config,
+                Service::new(runner.clone()),
+                bus.clone(),
+                listen,
+                &recording,
+            )
+            .await?,
+        ),
+        None => None,
+    };
     let cancel = CancellationToken::new();
     let on_signal = cancel.clone();
     tokio::spawn(async move {
@@ -552,6 +576,9 @@ async fn watch(
     }
     while let Ok(event) = watch_rx.try_recv() {
         show(&event);
+    }
+    if let Some(server) = server {
+        server.shutdown().await;
     }
     recording.finish().await;
     result.map_err(|err| Error::Usage(err.to_string()))?;

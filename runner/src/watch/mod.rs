@@ -241,11 +241,12 @@ struct Tell {
 }
 
 impl Tell {
-    fn send(&self, event: WatchEvent) -> Result<(), mpsc::error::SendError<WatchEvent>> {
+    fn send(&self, event: WatchEvent) {
         if let Some(kind) = event.to_event(&self.pipeline) {
             self.bus.publish(kind);
         }
-        self.tx.send(event)
+        // The caller may have stopped listening; the bus still has it.
+        let _ = self.tx.send(event);
     }
 }
 
@@ -350,7 +351,7 @@ fn start_watcher(
     match debouncer.watch(root, RecursiveMode::Recursive) {
         Ok(()) => Ok(Handle::Native(debouncer)),
         Err(err) if out_of_watches(&err) => {
-            let _ = events.send(WatchEvent::Warning(format!(
+            events.send(WatchEvent::Warning(format!(
                 "the kernel ran out of inotify watches ({err}); raise fs.inotify.max_user_watches \
                  (sysctl fs.inotify.max_user_watches=524288); polling every {} meanwhile",
                 crate::plugin::humanize(FALLBACK_POLL)
@@ -622,7 +623,7 @@ pub async fn watch(
                                 .filter(|p| {
                                     let exhausted = restarts.exhausted(p);
                                     if exhausted && warned.insert(p.clone()) {
-                                        let _ = events.send(WatchEvent::Warning(format!(
+                                        events.send(WatchEvent::Warning(format!(
                                             "{} changed during {MAX_RESTARTS_IN_A_ROW} runs in a row \
                                              (does a task write it?); not restarting for it until \
                                              a run ends",
@@ -636,7 +637,7 @@ pub async fn watch(
                                 continue;
                             }
                             if stopped_by.is_empty() {
-                                let _ = events.send(WatchEvent::Restarting {
+                                events.send(WatchEvent::Restarting {
                                     paths: fresh.iter().map(|p| p.display().to_string()).collect(),
                                 });
                                 run_cancel.cancel();
@@ -655,7 +656,7 @@ pub async fn watch(
                             })
                             .collect();
                         if !fresh.is_empty() && !follow_up {
-                            let _ = events.send(WatchEvent::SeenWhileBusy {
+                            events.send(WatchEvent::SeenWhileBusy {
                                 paths: fresh.iter().map(|p| p.display().to_string()).collect(),
                                 queued: options.on_busy == OnBusy::Queue,
                             });
@@ -672,7 +673,7 @@ pub async fn watch(
         if cancel.is_cancelled() {
             return Ok(status);
         }
-        let _ = events.send(WatchEvent::Finished(report));
+        events.send(WatchEvent::Finished(report));
         // Settle: what the run wrote becomes the baseline.
         let _ = shared.take();
         let (t, now) = hash(tree).await;
@@ -697,7 +698,7 @@ pub async fn watch(
                 .collect();
             selection = with_dependents(&pipeline, &seeds);
             follow_up = false;
-            let _ = events.send(WatchEvent::Triggered {
+            events.send(WatchEvent::Triggered {
                 paths: stopped_by.iter().map(|p| p.display().to_string()).collect(),
                 batches: selection.clone(),
                 follow_up: false,
@@ -706,7 +707,7 @@ pub async fn watch(
             continue;
         }
         restarts = Restarts::default();
-        let _ = events.send(WatchEvent::Watching {
+        events.send(WatchEvent::Watching {
             files: inputs.watched(&baseline),
             batches: pipeline.batches.iter().map(|b| b.id.clone()).collect(),
         });
@@ -719,7 +720,7 @@ pub async fn watch(
                 .collect();
             selection = with_dependents(&pipeline, &seeds);
             follow_up = true;
-            let _ = events.send(WatchEvent::Triggered {
+            events.send(WatchEvent::Triggered {
                 paths: queued.iter().map(|p| p.display().to_string()).collect(),
                 batches: selection.clone(),
                 follow_up: true,
@@ -736,12 +737,12 @@ pub async fn watch(
             }
             let pending = shared.take();
             for error in &pending.errors {
-                let _ = events.send(WatchEvent::Warning(format!(
+                events.send(WatchEvent::Warning(format!(
                     "the file watcher reported an error ({error}); re-checking every input"
                 )));
             }
             if pending.rescan && pending.errors.is_empty() {
-                let _ = events.send(WatchEvent::Warning(
+                events.send(WatchEvent::Warning(
                     "file events may have been lost; re-checking every input".into(),
                 ));
             }
@@ -764,7 +765,7 @@ pub async fn watch(
                             &ignores(&reloaded.config().watch.ignore),
                         ) {
                             Ok(next_tree) => {
-                                let _ = events.send(WatchEvent::ConfigReloaded);
+                                events.send(WatchEvent::ConfigReloaded);
                                 runner = reloaded;
                                 pipeline = next;
                                 inputs = next_inputs;
@@ -774,7 +775,7 @@ pub async fn watch(
                                 let all: HashSet<String> =
                                     pipeline.batches.iter().map(|b| b.id.clone()).collect();
                                 selection = with_dependents(&pipeline, &all);
-                                let _ = events.send(WatchEvent::Triggered {
+                                events.send(WatchEvent::Triggered {
                                     paths: paths.iter().map(|p| p.display().to_string()).collect(),
                                     batches: selection.clone(),
                                     follow_up: false,
@@ -783,12 +784,12 @@ pub async fn watch(
                                 break;
                             }
                             Err(message) => {
-                                let _ = events.send(WatchEvent::ConfigError(message));
+                                events.send(WatchEvent::ConfigError(message));
                             }
                         }
                     }
                     Err(message) => {
-                        let _ = events.send(WatchEvent::ConfigError(message));
+                        events.send(WatchEvent::ConfigError(message));
                     }
                 }
             }
@@ -801,7 +802,7 @@ pub async fn watch(
                 .chain(last.not_completed.iter().cloned())
                 .collect();
             selection = with_dependents(&pipeline, &seeds);
-            let _ = events.send(WatchEvent::Triggered {
+            events.send(WatchEvent::Triggered {
                 paths: paths.iter().map(|p| p.display().to_string()).collect(),
                 batches: selection.clone(),
                 follow_up: false,
