@@ -23,6 +23,17 @@
 //! `queue` (default): changes seen during a run to the inputs of batches it
 //! did not run give one follow-up run once it ends (a follow-up never
 //! queues another, so two runs cannot feed each other). `ignore`: dropped.
+//! `restart`: a content change (against the files as the run started) to
+//! any batch's inputs cancels the run; its exec tasks end only once their
+//! process groups are empty, so the next run starts after every process
+//! of the old one is gone, with every change seen. A path that stopped
+//! `MAX_RESTARTS_IN_A_ROW` (10) runs in a row restarts nothing more until a
+//! run ends (a task rewriting its own input cannot restart forever).
+//!
+//! ## Events
+//! Every [`WatchEvent`] but `Finished` is also published on the bus as a
+//! `watch_status` event; a `triggered` one names the run it starts, which
+//! the history records with its trigger.
 //!
 //! ## Reload
 //! A change to `runner.toml` is checked as `runner check` would; a good one
