@@ -771,6 +771,17 @@ async fn watch_json_prints_watch_status_events_and_show_prints_the_trigger_of_a_
     let detail: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
     assert_eq!(detail["run"]["trigger"], "watch");
     assert_eq!(detail["run"]["changed"], serde_json::json!(["src/a.rs"]));
+    let history = std::process::Command::new(env!("CARGO_BIN_EXE_runner-under-test"))
+        .arg("--config")
+        .arg(project.path())
+        .args(["history", "--json"])
+        .output()
+        .unwrap();
+    let runs: serde_json::Value = serde_json::from_slice(&history.stdout).unwrap();
+    assert_eq!(runs[0]["id"], run_id.as_str(), "{runs}");
+    assert_eq!(runs[0]["trigger"], "watch");
+    // The first run was not triggered by a change.
+    assert!(runs[1].get("trigger").is_none(), "{runs}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
