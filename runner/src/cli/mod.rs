@@ -156,7 +156,8 @@ fn parse_duration_arg(text: &str) -> Result<std::time::Duration, String> {
 }
 
 fn parse_on_busy(text: &str) -> Result<crate::config::OnBusy, String> {
-    crate::config::OnBusy::parse(text).ok_or_else(|| format!("`{text}`: use queue, restart or ignore"))
+    crate::config::OnBusy::parse(text)
+        .ok_or_else(|| format!("`{text}`: use queue, restart or ignore"))
 }
 
 fn parse_priority(text: &str) -> Result<Priority, String> {
