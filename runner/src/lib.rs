@@ -19,4 +19,5 @@ pub mod run;
 pub mod server;
 pub mod service;
 pub mod store;
+pub mod units;
 pub mod watch;

@@ -6,7 +6,6 @@
 mod raw;
 mod resolve;
 mod suggest;
-pub mod units;
 
 use indexmap::IndexMap;
 use protocol::Priority;

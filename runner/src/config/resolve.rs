@@ -1,7 +1,7 @@
 //! Raw → checked: every rule of `runner.toml`, each with its own error.
 
 use super::raw::*;
-use super::units::{format_size, parse_duration, parse_size};
+use crate::units::{format_size, parse_duration, parse_size};
 use super::*;
 use std::collections::{HashMap, HashSet};
 use toml::Spanned;

@@ -87,7 +87,7 @@ pub(crate) fn parse_age(text: &str) -> Result<Duration, String> {
             .map(Duration::from_secs)
             .ok_or_else(not_an_age);
     }
-    crate::config::units::parse_duration(trimmed).map_err(|_| not_an_age())
+    crate::units::parse_duration(trimmed).map_err(|_| not_an_age())
 }
 
 /// How a batch's branch goes into the target.

@@ -3,7 +3,7 @@
 use super::ServerError;
 use super::guard::parse_origin;
 use crate::config::InvalidSetting;
-use crate::config::units::{parse_duration, parse_size};
+use crate::units::{parse_duration, parse_size};
 use serde::{Deserialize, Deserializer};
 use sha2::{Digest, Sha256};
 use std::net::SocketAddr;
