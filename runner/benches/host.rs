@@ -16,7 +16,8 @@
 
 use runner::config::Config;
 use runner::events::EventBus;
-use runner::plugin::{Plugins, builtin::PLUGIN_DIR, discard};
+use runner::builtin::PLUGIN_DIR;
+use runner::plugin::{Plugins, discard};
 use runner::run::Runner;
 use std::fmt::Write as _;
 use std::path::Path;

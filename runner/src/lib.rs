@@ -8,6 +8,7 @@
 //! - [`printer`] shows those events to people, or prints them as JSON lines.
 
 pub mod agents;
+pub mod builtin;
 pub mod cli;
 pub mod config;
 pub mod events;
@@ -15,9 +16,11 @@ pub mod git;
 pub mod ids;
 pub mod plugin;
 pub mod printer;
+pub mod process;
 pub mod run;
 pub mod server;
 pub mod service;
+pub mod slots;
 pub mod store;
 pub mod units;
 pub mod watch;

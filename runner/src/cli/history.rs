@@ -51,7 +51,7 @@ impl Recording {
 /// their work to it instead (see `client`).
 pub async fn start(config: &Config) -> Result<(Arc<EventBus>, Recording), Error> {
     let db = db_path(config);
-    let killed = crate::run::groups::adopt(config.state_dir());
+    let killed = crate::process::groups::adopt(config.state_dir());
     if !killed.is_empty() {
         eprintln!(
             "note: killed {} process group(s) left running by a stopped runner",

@@ -401,7 +401,7 @@ impl Resolver<'_> {
         defaults: &Defaults,
     ) -> Result<IndexMap<String, PluginDecl>> {
         let mut plugins = IndexMap::new();
-        for name in crate::plugin::builtin::names() {
+        for name in crate::builtin::names() {
             plugins.insert(
                 name.to_string(),
                 PluginDecl {
@@ -441,14 +441,14 @@ impl Resolver<'_> {
                     PluginSource::Path(full)
                 }
                 (None, Some(builtin)) => {
-                    if !crate::plugin::builtin::names().contains(&builtin.get_ref().as_str()) {
+                    if !crate::builtin::names().contains(&builtin.get_ref().as_str()) {
                         return Err(self.at(
                             builtin,
                             format!("{key}.builtin"),
                             format!(
                                 "no built-in plugin `{}`; built-in plugins: {}",
                                 builtin.get_ref(),
-                                crate::plugin::builtin::names().join(", ")
+                                crate::builtin::names().join(", ")
                             ),
                         ));
                     }
@@ -997,7 +997,7 @@ fn unknown_plugin(name: &str, what: &str, plugins: &IndexMap<String, PluginDecl>
     for (plugin_name, decl) in plugins {
         let kind = match &decl.source {
             PluginSource::Builtin(builtin) if decl.declared_at.is_none() => {
-                crate::plugin::builtin::kind(builtin)
+                crate::builtin::kind(builtin)
             }
             _ => None,
         };

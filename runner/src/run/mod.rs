@@ -12,24 +12,18 @@
 //! wasm calls dropped), marks them `interrupted`, fails the batches that
 //! were running or waiting, and ends the run `aborted`.
 
-pub(crate) mod exec;
-pub mod groups;
-pub mod output;
-mod queue;
-
-pub use exec::KILL_GRACE;
-pub use queue::{Permit, Slots};
-
 use crate::agents::{Agents, CommandRequest};
 use crate::config::{Batch, Config, ConfigError, DirGrant, Task, TaskKind};
 use crate::events::EventBus;
 use crate::git::{BatchWorkspace, Project as GitProject};
+use crate::process::exec;
+use crate::process::output::{self, Chunker};
+use crate::slots::Slots;
 use crate::plugin::{
     CallOptions, ExecutionMode, Plugin, Plugins, Signal, Sink, TaskResult, TaskSpec, TaskState,
     World,
 };
 use chrono::{DateTime, Utc};
-use output::Chunker;
 use protocol::{
     BatchStatus, CommandStatus, EventKind, ExecutionState, LogLevel, RunReason, RunStatus, Stream,
     TaskStatus,

@@ -511,17 +511,3 @@ impl Store {
         }
     }
 }
-
-/// Whether a process with this id exists (a zombie or a reused id counts).
-pub(crate) fn process_alive(pid: i64) -> bool {
-    use nix::errno::Errno;
-    use nix::sys::signal::kill;
-    use nix::unistd::Pid;
-    let Ok(pid) = i32::try_from(pid) else {
-        return false;
-    };
-    if pid <= 0 {
-        return false;
-    }
-    !matches!(kill(Pid::from_raw(pid), None), Err(Errno::ESRCH))
-}
