@@ -16,7 +16,7 @@ fn db_path(config: &Config) -> std::path::PathBuf {
 
 pub(super) fn open(config: &Config) -> Result<Store, Error> {
     let options = StoreOptions {
-        retention: config.history.retention(),
+        retention: crate::store::Retention::from(&config.history),
         ..StoreOptions::default()
     };
     Ok(Store::open_with(db_path(config), options)?)

@@ -3,6 +3,8 @@
 //! Every mistake is reported before anything runs, as a [`ConfigError`]
 //! naming the file, the line and column, and the key to fix.
 
+pub mod git;
+pub mod history;
 mod raw;
 mod resolve;
 mod suggest;
@@ -30,9 +32,9 @@ pub struct Config {
     /// `[server]`, with `token_file` resolved against `base_dir`.
     pub server: crate::server::ServerSettings,
     /// `[git]`.
-    pub git: crate::git::GitSettings,
+    pub git: git::GitSettings,
     /// `[history]`.
-    pub history: crate::store::HistorySettings,
+    pub history: history::HistorySettings,
     pub pipelines: IndexMap<String, Pipeline>,
     pub default_pipeline: Option<String>,
     /// `[watch]`: how `runner watch` watches.

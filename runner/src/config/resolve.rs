@@ -182,11 +182,11 @@ impl Resolver<'_> {
     /// `[history]`: `max_size` checked and read.
     fn history(
         &self,
-        mut history: crate::store::HistorySettings,
-    ) -> Result<crate::store::HistorySettings> {
+        mut history: super::history::HistorySettings,
+    ) -> Result<super::history::HistorySettings> {
         if let Some(max) = &history.max_size {
             let bytes = self.size(max, "history.max_size")?;
-            if bytes < crate::store::MIN_MAX_SIZE {
+            if bytes < super::history::MIN_MAX_SIZE {
                 return Err(self.at(max, "history.max_size", "must be at least 1MiB"));
             }
             history.max_size_bytes = Some(bytes);

@@ -18,7 +18,7 @@
 //! holds uncommitted changes. A kept worktree whose branch goes is removed
 //! with it.
 
-use super::settings::GitSettings;
+use crate::config::git::GitSettings;
 use super::workspace::{BRANCH_PREFIX, WORKTREE_PREFIX, remove_worktree};
 use super::{GitError, Workspaces, git_err};
 use git2::{BranchType, ConfigLevel, Oid, Repository, StatusOptions};

@@ -132,8 +132,8 @@ impl GitSettings {
 impl GitSettings {
     /// The rules `[git]` has that need no repository: `runner check` runs
     /// them; whether `base` and `target` exist is known only in the repository.
-    pub fn check(&self) -> Result<(), crate::config::InvalidSetting> {
-        use crate::config::InvalidSetting;
+    pub fn check(&self) -> Result<(), super::InvalidSetting> {
+        use super::InvalidSetting;
         if self
             .base
             .as_deref()
