@@ -5,8 +5,10 @@
 
 pub mod git;
 pub mod history;
+pub(crate) mod origin;
 mod raw;
 mod resolve;
+pub mod server;
 mod suggest;
 
 use indexmap::IndexMap;
@@ -30,7 +32,7 @@ pub struct Config {
     pub plugins: IndexMap<String, PluginDecl>,
     pub agents: IndexMap<String, AgentDecl>,
     /// `[server]`, with `token_file` resolved against `base_dir`.
-    pub server: crate::server::ServerSettings,
+    pub server: server::ServerSettings,
     /// `[git]`.
     pub git: git::GitSettings,
     /// `[history]`.

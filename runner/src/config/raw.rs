@@ -27,7 +27,7 @@ pub struct RawConfig {
     pub agents: IndexMap<String, RawAgent>,
     /// The WebSocket server of `runner serve`. Example: `[server]` with `listen = "127.0.0.1:7420"`
     #[serde(default)]
-    pub server: crate::server::ServerSettings,
+    pub server: crate::config::server::ServerSettings,
     /// A branch and worktree per batch. Example: `[git]` with `merge = "ff"`
     #[serde(default)]
     pub git: crate::config::git::GitSettings,
