@@ -14,9 +14,9 @@
 //!
 //! `RUNNER_BENCH_CALLS` and `RUNNER_BENCH_TASKS` change the counts.
 
+use runner::builtin::PLUGIN_DIR;
 use runner::config::Config;
 use runner::events::EventBus;
-use runner::builtin::PLUGIN_DIR;
 use runner::plugin::{Plugins, discard};
 use runner::run::Runner;
 use std::fmt::Write as _;

@@ -737,4 +737,3 @@ pub fn track(result: &mut CommandResult, activity: &Activity) {
         _ => {}
     }
 }
-

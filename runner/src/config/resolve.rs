@@ -1,8 +1,8 @@
 //! Raw → checked: every rule of `runner.toml`, each with its own error.
 
 use super::raw::*;
-use crate::units::{format_size, parse_duration, parse_size};
 use super::*;
+use crate::units::{format_size, parse_duration, parse_size};
 use std::collections::{HashMap, HashSet};
 use toml::Spanned;
 

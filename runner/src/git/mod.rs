@@ -47,8 +47,8 @@
 mod retention;
 mod workspace;
 
-pub use retention::{BranchPrune, KeptBranch, PrunedBranch};
 pub use crate::config::git::{DEFAULT_KEEP_BRANCHES, GitSettings, MergeMode};
+pub use retention::{BranchPrune, KeptBranch, PrunedBranch};
 pub use workspace::{BatchWorkspace, Committed, MergeReport, Swept, Workspaces};
 
 use std::path::{Path, PathBuf};

@@ -16,13 +16,13 @@ use crate::agents::{Agents, CommandRequest};
 use crate::config::{Batch, Config, ConfigError, DirGrant, Task, TaskKind};
 use crate::events::EventBus;
 use crate::git::{BatchWorkspace, Project as GitProject};
-use crate::process::exec;
-use crate::process::output::{self, Chunker};
-use crate::slots::Slots;
 use crate::plugin::{
     CallOptions, ExecutionMode, Plugin, Plugins, Signal, Sink, TaskResult, TaskSpec, TaskState,
     World,
 };
+use crate::process::exec;
+use crate::process::output::{self, Chunker};
+use crate::slots::Slots;
 use chrono::{DateTime, Utc};
 use protocol::{
     BatchStatus, CommandStatus, EventKind, ExecutionState, LogLevel, RunReason, RunStatus, Stream,
