@@ -14,9 +14,10 @@
 //!
 //! `RUNNER_BENCH_CALLS` and `RUNNER_BENCH_TASKS` change the counts.
 
+use runner::builtin::PLUGIN_DIR;
 use runner::config::Config;
 use runner::events::EventBus;
-use runner::plugin::{Plugins, builtin::PLUGIN_DIR, discard};
+use runner::plugin::{Plugins, discard};
 use runner::run::Runner;
 use std::fmt::Write as _;
 use std::path::Path;

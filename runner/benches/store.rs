@@ -13,9 +13,10 @@
 //! change the counts.
 
 use protocol::{EventKind, LogLevel, Priority, RunStatus, Stream, TaskStatus};
+use runner::builtin::PLUGIN_DIR;
 use runner::config::Config;
 use runner::events::EventBus;
-use runner::plugin::{Plugins, builtin::PLUGIN_DIR};
+use runner::plugin::Plugins;
 use runner::run::Runner;
 use runner::store::{Recorder, Store};
 use std::fmt::Write as _;

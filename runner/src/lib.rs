@@ -1,22 +1,52 @@
 //! `runner`: pipelines of batches and tasks whose every task type is a
 //! WASI component.
 //!
-//! - [`config`] reads and checks `runner.toml`.
-//! - [`plugin`] loads components and calls them, sandboxed.
-//! - [`run`] schedules a pipeline's batches and tasks and publishes [`events`].
-//! - [`watch`] re-runs what file changes affect (`runner watch`).
-//! - [`printer`] shows those events to people, or prints them as JSON lines.
+//! ## Module map
+//! Layers go one way: a module imports only modules above it in this list
+//! (`tests/all/layers.rs` checks it; the leaves need only `units`). `store` and `git` sit beside
+//! `plugin`: they need only `config` and the leaves.
+//!
+//! - `units`: durations and sizes, as `runner.toml` writes them.
+//! - [`builtin`]: the plugins shipped inside the binary.
+//! - [`process`]: child processes in their own group, killed with it; output chunking.
+//! - `slots`: a concurrency limit handed out by priority.
+//! - `ids`: every id the runner mints (runs, agent commands, clients).
+//! - [`events`]: what a run publishes, to every subscriber.
+//! - `printer`: those events for people, or as JSON lines.
+//! - [`config`]: reads and checks `runner.toml`, every table of it.
+//! - [`plugin`]: loads components and calls them, sandboxed.
+//! - [`store`]: the SQLite history of runs (beside `plugin`).
+//! - [`git`]: batch worktrees, merges and their retention (beside `plugin`).
+//! - [`agents`]: the coding agents' CLIs, their queues and turns.
+//! - [`run`]: schedules a pipeline's batches and tasks.
+//! - [`watch`]: re-runs what file changes affect (`runner watch`).
+//! - [`service`]: what a server or the CLI asks of runs and agents.
+//! - [`server`]: the WebSocket and HTTP server (`runner serve`).
+//! - [`cli`]: the `runner` command.
+
+pub mod units;
+
+pub mod builtin;
+pub mod events;
+mod ids;
+mod printer;
+pub mod process;
+mod slots;
+
+pub mod config;
+
+pub mod git;
+pub mod plugin;
+pub mod store;
 
 pub mod agents;
-pub mod cli;
-pub mod config;
-pub mod events;
-pub mod git;
-pub mod ids;
-pub mod plugin;
-pub mod printer;
+
 pub mod run;
-pub mod server;
-pub mod service;
-pub mod store;
+
 pub mod watch;
+
+pub mod service;
+
+pub mod server;
+
+pub mod cli;

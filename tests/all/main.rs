@@ -7,6 +7,7 @@ mod config_errors;
 mod git;
 mod handoff;
 mod ids;
+mod layers;
 mod orphans;
 mod output;
 mod pipelines;

@@ -6,7 +6,7 @@
 use crate::agents::{fake, processes_with, unique};
 use crate::pipelines::{alive, run_binary, runner_binary};
 use crate::support::{Project, shared_state_dir};
-use runner::run::groups::{self, Record};
+use runner::process::groups::{self, Record};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::Stdio;

@@ -374,7 +374,10 @@ config = { agent = "quiet", prompt = "hi" }
         vec![("shell", 2 << 20), ("count", 64 << 10), ("ask", 8 << 10)]
     );
     assert_eq!(config.agents["quiet"].output, 8 << 10);
-    assert_eq!(config.history.retention().max_bytes, Some(500 << 20));
+    assert_eq!(
+        runner::store::Retention::from(&config.history).max_bytes,
+        Some(500 << 20)
+    );
 
     let plain = runner::config::Config::parse(
         &path,
@@ -386,5 +389,8 @@ config = { agent = "quiet", prompt = "hi" }
         plain.pipelines["default"].batches[0].tasks[0].output,
         4 << 20
     );
-    assert_eq!(plain.history.retention().max_bytes, None);
+    assert_eq!(
+        runner::store::Retention::from(&plain.history).max_bytes,
+        None
+    );
 }

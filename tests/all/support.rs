@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 /// Where the build put the test plugins (`chaos.wasm`, `probe.wasm`, ...).
 pub fn plugin(stem: &str) -> String {
-    Path::new(runner::plugin::builtin::PLUGIN_DIR)
+    Path::new(runner::builtin::PLUGIN_DIR)
         .join(format!("{stem}.wasm"))
         .display()
         .to_string()

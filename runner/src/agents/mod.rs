@@ -17,14 +17,15 @@ pub use convert::activity;
 use crate::config::AgentDecl;
 use crate::events::EventBus;
 use crate::plugin::{AgentRequest, Plugin, Plugins, Signal, Sink, humanize};
-use crate::run::Slots;
-use crate::run::exec::{self, Ending, ExecSpec};
-use crate::run::output::Chunker;
+use crate::process::exec::{self, Ending, ExecSpec};
+use crate::process::find_program;
+use crate::process::output::Chunker;
+use crate::slots::Slots;
 use indexmap::IndexMap;
 use protocol::{Activity, AgentStatus, CommandStatus, EventKind, LogLevel, Priority, Stream};
 use serde_json::{Value, json};
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -75,7 +76,7 @@ pub struct CommandResult {
     pub files_changed: Vec<String>,
     pub tools_used: Vec<String>,
     /// Terminal output dropped past the agent's `output` limit.
-    pub output_cut: Option<crate::run::output::OutputCut>,
+    pub output_cut: Option<crate::process::output::OutputCut>,
 }
 
 /// Tokens and cost an agent reported for one command, summed.
@@ -735,21 +736,4 @@ pub fn track(result: &mut CommandResult, activity: &Activity) {
         }
         _ => {}
     }
-}
-
-/// Where `program` would be run from: a path as given (relative to `cwd`),
-/// or the first match on `PATH`.
-pub fn find_program(program: &str, cwd: &Path) -> Option<PathBuf> {
-    use std::os::unix::fs::PermissionsExt;
-    let executable = |path: &Path| {
-        path.metadata()
-            .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-    };
-    if program.contains('/') {
-        let path = cwd.join(program);
-        return executable(&path).then_some(path);
-    }
-    std::env::split_paths(&std::env::var_os("PATH")?)
-        .map(|dir| dir.join(program))
-        .find(|p| executable(p))
 }

@@ -101,7 +101,7 @@ pub async fn connect(config: &Config, name: &str) -> Result<Client, ConnectError
     };
     // A token that cannot be read is left out: a loopback client may not
     // need one. If the server wants it, the error says why it was missing.
-    let (token, token_problem) = match config.server.token_text() {
+    let (token, token_problem) = match crate::server::token_text(&config.server) {
         Ok(token) => (token, None),
         Err(err) => (None, Some(err.to_string())),
     };

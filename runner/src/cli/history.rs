@@ -16,7 +16,7 @@ fn db_path(config: &Config) -> std::path::PathBuf {
 
 pub(super) fn open(config: &Config) -> Result<Store, Error> {
     let options = StoreOptions {
-        retention: config.history.retention(),
+        retention: crate::store::Retention::from(&config.history),
         ..StoreOptions::default()
     };
     Ok(Store::open_with(db_path(config), options)?)
@@ -51,7 +51,7 @@ impl Recording {
 /// their work to it instead (see `client`).
 pub async fn start(config: &Config) -> Result<(Arc<EventBus>, Recording), Error> {
     let db = db_path(config);
-    let killed = crate::run::groups::adopt(config.state_dir());
+    let killed = crate::process::groups::adopt(config.state_dir());
     if !killed.is_empty() {
         eprintln!(
             "note: killed {} process group(s) left running by a stopped runner",

@@ -152,7 +152,7 @@ pub enum Command {
 }
 
 fn parse_duration_arg(text: &str) -> Result<std::time::Duration, String> {
-    crate::config::units::parse_duration(text)
+    crate::units::parse_duration(text)
 }
 
 fn parse_on_busy(text: &str) -> Result<crate::config::OnBusy, String> {

@@ -3,10 +3,13 @@
 //! Every mistake is reported before anything runs, as a [`ConfigError`]
 //! naming the file, the line and column, and the key to fix.
 
+pub mod git;
+pub mod history;
+pub(crate) mod origin;
 mod raw;
 mod resolve;
+pub mod server;
 mod suggest;
-pub mod units;
 
 use indexmap::IndexMap;
 use protocol::Priority;
@@ -29,11 +32,11 @@ pub struct Config {
     pub plugins: IndexMap<String, PluginDecl>,
     pub agents: IndexMap<String, AgentDecl>,
     /// `[server]`, with `token_file` resolved against `base_dir`.
-    pub server: crate::server::ServerSettings,
+    pub server: server::ServerSettings,
     /// `[git]`.
-    pub git: crate::git::GitSettings,
+    pub git: git::GitSettings,
     /// `[history]`.
-    pub history: crate::store::HistorySettings,
+    pub history: history::HistorySettings,
     pub pipelines: IndexMap<String, Pipeline>,
     pub default_pipeline: Option<String>,
     /// `[watch]`: how `runner watch` watches.

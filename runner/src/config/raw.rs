@@ -27,13 +27,13 @@ pub struct RawConfig {
     pub agents: IndexMap<String, RawAgent>,
     /// The WebSocket server of `runner serve`. Example: `[server]` with `listen = "127.0.0.1:7420"`
     #[serde(default)]
-    pub server: crate::server::ServerSettings,
+    pub server: crate::config::server::ServerSettings,
     /// A branch and worktree per batch. Example: `[git]` with `merge = "ff"`
     #[serde(default)]
-    pub git: crate::git::GitSettings,
+    pub git: crate::config::git::GitSettings,
     /// What the history keeps. Example: `[history]` with `log_retention_days = 14`
     #[serde(default)]
-    pub history: crate::store::HistorySettings,
+    pub history: crate::config::history::HistorySettings,
     /// Example: `[[pipelines.default.batches]]`
     #[serde(default)]
     pub pipelines: IndexMap<String, RawPipeline>,

@@ -1,8 +1,8 @@
 //! Raw → checked: every rule of `runner.toml`, each with its own error.
 
 use super::raw::*;
-use super::units::{format_size, parse_duration, parse_size};
 use super::*;
+use crate::units::{format_size, parse_duration, parse_size};
 use std::collections::{HashMap, HashSet};
 use toml::Spanned;
 
@@ -182,11 +182,11 @@ impl Resolver<'_> {
     /// `[history]`: `max_size` checked and read.
     fn history(
         &self,
-        mut history: crate::store::HistorySettings,
-    ) -> Result<crate::store::HistorySettings> {
+        mut history: super::history::HistorySettings,
+    ) -> Result<super::history::HistorySettings> {
         if let Some(max) = &history.max_size {
             let bytes = self.size(max, "history.max_size")?;
-            if bytes < crate::store::MIN_MAX_SIZE {
+            if bytes < super::history::MIN_MAX_SIZE {
                 return Err(self.at(max, "history.max_size", "must be at least 1MiB"));
             }
             history.max_size_bytes = Some(bytes);
@@ -401,7 +401,7 @@ impl Resolver<'_> {
         defaults: &Defaults,
     ) -> Result<IndexMap<String, PluginDecl>> {
         let mut plugins = IndexMap::new();
-        for name in crate::plugin::builtin::names() {
+        for name in crate::builtin::names() {
             plugins.insert(
                 name.to_string(),
                 PluginDecl {
@@ -441,14 +441,14 @@ impl Resolver<'_> {
                     PluginSource::Path(full)
                 }
                 (None, Some(builtin)) => {
-                    if !crate::plugin::builtin::names().contains(&builtin.get_ref().as_str()) {
+                    if !crate::builtin::names().contains(&builtin.get_ref().as_str()) {
                         return Err(self.at(
                             builtin,
                             format!("{key}.builtin"),
                             format!(
                                 "no built-in plugin `{}`; built-in plugins: {}",
                                 builtin.get_ref(),
-                                crate::plugin::builtin::names().join(", ")
+                                crate::builtin::names().join(", ")
                             ),
                         ));
                     }
@@ -997,7 +997,7 @@ fn unknown_plugin(name: &str, what: &str, plugins: &IndexMap<String, PluginDecl>
     for (plugin_name, decl) in plugins {
         let kind = match &decl.source {
             PluginSource::Builtin(builtin) if decl.declared_at.is_none() => {
-                crate::plugin::builtin::kind(builtin)
+                crate::builtin::kind(builtin)
             }
             _ => None,
         };

@@ -45,11 +45,10 @@
 //! worktrees still held to their branches and removes them.
 
 mod retention;
-mod settings;
 mod workspace;
 
+pub use crate::config::git::{DEFAULT_KEEP_BRANCHES, GitSettings, MergeMode};
 pub use retention::{BranchPrune, KeptBranch, PrunedBranch};
-pub use settings::{DEFAULT_KEEP_BRANCHES, GitSettings, MergeMode};
 pub use workspace::{BatchWorkspace, Committed, MergeReport, Swept, Workspaces};
 
 use std::path::{Path, PathBuf};

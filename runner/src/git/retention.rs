@@ -18,9 +18,9 @@
 //! holds uncommitted changes. A kept worktree whose branch goes is removed
 //! with it.
 
-use super::settings::GitSettings;
 use super::workspace::{BRANCH_PREFIX, WORKTREE_PREFIX, remove_worktree};
 use super::{GitError, Workspaces, git_err};
+use crate::config::git::GitSettings;
 use git2::{BranchType, ConfigLevel, Oid, Repository, StatusOptions};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

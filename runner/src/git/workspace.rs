@@ -708,7 +708,7 @@ impl Workspaces {
             let text = std::fs::read_to_string(&owner_file).unwrap_or_default();
             let mut lines = text.lines();
             let pid: Option<u32> = lines.next().and_then(|l| l.trim().parse().ok());
-            if pid.is_some_and(|pid| pid != me && crate::store::process_alive(pid as i64)) {
+            if pid.is_some_and(|pid| pid != me && crate::process::process_alive(pid as i64)) {
                 continue;
             }
             let (run_id, batch_id) = (

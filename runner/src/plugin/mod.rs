@@ -7,7 +7,6 @@
 //! call alone.
 
 mod bindings;
-pub mod builtin;
 mod engine;
 mod state;
 mod trap;
@@ -239,7 +238,7 @@ async fn load_one(
         message,
     };
     let bytes: std::borrow::Cow<'static, [u8]> = match &decl.source {
-        PluginSource::Builtin(name) => builtin::bytes(name)
+        PluginSource::Builtin(name) => crate::builtin::bytes(name)
             .ok_or_else(|| fail("no such built-in plugin".into()))?
             .into(),
         PluginSource::Path(path) => std::fs::read(path)

@@ -2,7 +2,7 @@
 //! turns a plugin's logs, progress and output into the task's events.
 
 use super::bindings::{host, types};
-use crate::config::units::format_size;
+use crate::units::format_size;
 use protocol::{LogLevel, Stream};
 use std::pin::Pin;
 use std::sync::Arc;

@@ -47,7 +47,8 @@ mod hub;
 mod settings;
 pub mod state;
 
-pub use settings::{DEFAULT_LISTEN, ServerSettings};
+pub use crate::config::server::{DEFAULT_LISTEN, ServerSettings};
+pub use settings::token_text;
 
 use crate::events::EventBus;
 use crate::service::Service;
@@ -166,7 +167,7 @@ pub async fn serve_with_history(
     history: Option<crate::store::Store>,
 ) -> Result<ServerHandle, ServerError> {
     settings.check()?;
-    let token = settings.load_token()?;
+    let token = settings::load_token(&settings)?;
     let addr = settings.listen;
     if token.is_none() {
         if !addr.ip().to_canonical().is_loopback() {

@@ -88,7 +88,7 @@ impl Holder {
         let alive = match start {
             Some(written) => match process_start(pid) {
                 Some(now) => now == written,
-                None => !has_proc() && super::process_alive(i64::from(pid)),
+                None => !has_proc() && crate::process::process_alive(i64::from(pid)),
             },
             None => running(pid),
         };
@@ -131,7 +131,7 @@ fn running(pid: u32) -> bool {
     if has_proc() {
         process_start(pid).is_some()
     } else {
-        super::process_alive(i64::from(pid))
+        crate::process::process_alive(i64::from(pid))
     }
 }
 

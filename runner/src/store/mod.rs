@@ -63,10 +63,10 @@ pub use lock::{LOCK_FILE, RecorderLock, lock_path};
 pub use query::*;
 pub use recorder::Recorder;
 
+pub use crate::config::history::HistorySettings;
 use chrono::{DateTime, Utc};
 use protocol::Event;
 use rusqlite::{Connection, ErrorCode, OpenFlags};
-use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, mpsc};
@@ -161,65 +161,18 @@ impl Default for Retention {
     }
 }
 
-/// The smallest `[history] max_size`.
-pub const MIN_MAX_SIZE: u64 = 1 << 20;
-
-/// `[history]` in `runner.toml`.
-///
-/// ```toml
-/// [history]
-/// log_retention_days = 14   # 0 keeps logs forever; default 30
-/// audit_retention_days = 30
-/// max_size = "500MiB"       # prune the oldest logs beyond it; default no budget
-/// ```
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct HistorySettings {
-    /// Days of log lines and terminal output to keep; 0 keeps them forever.
-    /// Example: `log_retention_days = 14`
-    pub log_retention_days: Option<u32>,
-    /// Days of the WebSocket connection audit to keep. Example: `audit_retention_days = 30`
-    pub audit_retention_days: Option<u32>,
-    /// A size budget for `history.db`: beyond it the oldest log lines,
-    /// terminal output and agent activity are pruned (runs, batches,
-    /// executions, agent turns and merges stay). Example: `max_size = "500MiB"`
-    pub max_size: Option<toml::Spanned<String>>,
-    /// `max_size` in bytes, once the config has checked it.
-    #[serde(skip)]
-    pub max_size_bytes: Option<u64>,
-}
-
-/// The longest retention `[history]` accepts: a hundred years (a date that
-/// far back is still one the clock can compute).
-const MAX_RETENTION_DAYS: u32 = 36_500;
-
-impl HistorySettings {
-    /// The rules `[history]` has; `runner check` runs them.
-    pub fn check(&self) -> Result<(), crate::config::InvalidSetting> {
-        for (key, days) in [
-            ("log_retention_days", self.log_retention_days),
-            ("audit_retention_days", self.audit_retention_days),
-        ] {
-            if days.is_some_and(|days| days > MAX_RETENTION_DAYS) {
-                return Err(crate::config::InvalidSetting::new(
-                    key,
-                    format!("must be at most {MAX_RETENTION_DAYS} (a hundred years)"),
-                ));
-            }
-        }
-        Ok(())
-    }
-
-    pub fn retention(&self) -> Retention {
+/// What `[history]` keeps, once the config has checked it.
+impl From<&HistorySettings> for Retention {
+    fn from(settings: &HistorySettings) -> Self {
         let default = Retention::default();
         Retention {
-            log_days: match self.log_retention_days {
+            log_days: match settings.log_retention_days {
                 Some(0) => None,
                 Some(days) => Some(days),
                 None => default.log_days,
             },
-            audit_days: self.audit_retention_days.unwrap_or(default.audit_days),
-            max_bytes: self.max_size_bytes,
+            audit_days: settings.audit_retention_days.unwrap_or(default.audit_days),
+            max_bytes: settings.max_size_bytes,
         }
     }
 }
@@ -510,18 +463,4 @@ impl Store {
             None => Ok(()),
         }
     }
-}
-
-/// Whether a process with this id exists (a zombie or a reused id counts).
-pub(crate) fn process_alive(pid: i64) -> bool {
-    use nix::errno::Errno;
-    use nix::sys::signal::kill;
-    use nix::unistd::Pid;
-    let Ok(pid) = i32::try_from(pid) else {
-        return false;
-    };
-    if pid <= 0 {
-        return false;
-    }
-    !matches!(kill(Pid::from_raw(pid), None), Err(Errno::ESRCH))
 }

@@ -132,6 +132,16 @@ pub fn format_size(bytes: u64) -> String {
     }
 }
 
+/// `4 MiB`, `25 KiB`, or `1000 bytes`: never rounded.
+pub fn format_size_exact(bytes: u64) -> String {
+    match bytes {
+        b if b >= 1 << 30 && b % (1 << 30) == 0 => format!("{} GiB", b >> 30),
+        b if b >= 1 << 20 && b % (1 << 20) == 0 => format!("{} MiB", b >> 20),
+        b if b >= 1 << 10 && b % (1 << 10) == 0 => format!("{} KiB", b >> 10),
+        b => format!("{b} bytes"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

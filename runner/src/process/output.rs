@@ -9,6 +9,7 @@
 //! what later tasks read). [`Chunker::cut`] says, at the end, whether and
 //! how much was dropped; the caller turns that into one `log` warning.
 
+use crate::units::format_size_exact;
 use protocol::{MAX_CHUNK_BYTES, Stream};
 use serde_json::{Value, json};
 
@@ -50,7 +51,7 @@ impl OutputCut {
     pub fn message(&self) -> String {
         format!(
             "output cut at {}: {} bytes dropped (the `output` limit)",
-            exact_size(self.limit),
+            format_size_exact(self.limit),
             self.dropped
         )
     }
@@ -71,16 +72,6 @@ impl OutputCut {
             None => json!({ "output_cut": self.to_json() }),
             Some(other) => json!({ "output": other, "output_cut": self.to_json() }),
         }
-    }
-}
-
-/// `4 MiB`, `25 KiB`, or `1000 bytes`: never rounded.
-fn exact_size(bytes: u64) -> String {
-    match bytes {
-        b if b >= 1 << 30 && b % (1 << 30) == 0 => format!("{} GiB", b >> 30),
-        b if b >= 1 << 20 && b % (1 << 20) == 0 => format!("{} MiB", b >> 20),
-        b if b >= 1 << 10 && b % (1 << 10) == 0 => format!("{} KiB", b >> 10),
-        b => format!("{b} bytes"),
     }
 }
 

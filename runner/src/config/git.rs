@@ -87,7 +87,7 @@ pub(crate) fn parse_age(text: &str) -> Result<Duration, String> {
             .map(Duration::from_secs)
             .ok_or_else(not_an_age);
     }
-    crate::config::units::parse_duration(trimmed).map_err(|_| not_an_age())
+    crate::units::parse_duration(trimmed).map_err(|_| not_an_age())
 }
 
 /// How a batch's branch goes into the target.
@@ -132,8 +132,8 @@ impl GitSettings {
 impl GitSettings {
     /// The rules `[git]` has that need no repository: `runner check` runs
     /// them; whether `base` and `target` exist is known only in the repository.
-    pub fn check(&self) -> Result<(), crate::config::InvalidSetting> {
-        use crate::config::InvalidSetting;
+    pub fn check(&self) -> Result<(), super::InvalidSetting> {
+        use super::InvalidSetting;
         if self
             .base
             .as_deref()

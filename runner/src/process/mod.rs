@@ -1,0 +1,40 @@
+//! Child processes: spawning in a process group ([`groups`]), running one
+//! command to its end under a kill guard ([`exec`]), cutting its output into
+//! chunks ([`output`]), and finding programs and processes.
+
+pub mod exec;
+pub mod groups;
+pub mod output;
+
+use std::path::{Path, PathBuf};
+
+/// Where `program` would be run from: a path as given (relative to `cwd`),
+/// or the first match on `PATH`.
+pub fn find_program(program: &str, cwd: &Path) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let executable = |path: &Path| {
+        path.metadata()
+            .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    if program.contains('/') {
+        let path = cwd.join(program);
+        return executable(&path).then_some(path);
+    }
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|dir| dir.join(program))
+        .find(|p| executable(p))
+}
+
+/// Whether a process with this id exists (a zombie or a reused id counts).
+pub fn process_alive(pid: i64) -> bool {
+    use nix::errno::Errno;
+    use nix::sys::signal::kill;
+    use nix::unistd::Pid;
+    let Ok(pid) = i32::try_from(pid) else {
+        return false;
+    };
+    if pid <= 0 {
+        return false;
+    }
+    !matches!(kill(Pid::from_raw(pid), None), Err(Errno::ESRCH))
+}
