@@ -314,7 +314,10 @@ impl Resolver<'_> {
                 self.at(
                     text,
                     "watch.on_busy",
-                    format!("unknown value `{}`; use queue, restart or ignore", text.get_ref()),
+                    format!(
+                        "unknown value `{}`; use queue, restart or ignore",
+                        text.get_ref()
+                    ),
                 )
             })?,
             None => OnBusy::Queue,
