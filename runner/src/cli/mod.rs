@@ -380,6 +380,18 @@ fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     }
 }
 
+/// A token cancelled by Ctrl-C or SIGTERM (installed now).
+fn cancel_on_signal() -> CancellationToken {
+    let cancel = CancellationToken::new();
+    let on_signal = cancel.clone();
+    let signal = shutdown_signal();
+    tokio::spawn(async move {
+        signal.await;
+        on_signal.cancel();
+    });
+    cancel
+}
+
 /// Waits for `signal`; never, when it could not be installed.
 async fn received(signal: Option<&mut tokio::signal::unix::Signal>) {
     match signal {
@@ -425,12 +437,7 @@ async fn run(
         None => None,
     };
 
-    let cancel = CancellationToken::new();
-    let on_signal = cancel.clone();
-    tokio::spawn(async move {
-        shutdown_signal().await;
-        on_signal.cancel();
-    });
+    let cancel = cancel_on_signal();
 
     let mut events = bus.subscribe();
     let mut output = Output::new(json, verbose);
@@ -543,12 +550,7 @@ async fn watch(
         ),
         None => None,
     };
-    let cancel = CancellationToken::new();
-    let on_signal = cancel.clone();
-    tokio::spawn(async move {
-        shutdown_signal().await;
-        on_signal.cancel();
-    });
+    let cancel = cancel_on_signal();
     let mut events = bus.subscribe();
     let (watch_tx, mut watch_rx) = tokio::sync::mpsc::unbounded_channel();
     let stdout = std::io::stdout();
