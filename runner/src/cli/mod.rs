@@ -363,7 +363,6 @@ async fn serve(config: Arc<Config>, listen: Option<std::net::SocketAddr>) -> Res
     Ok(exit::OK)
 }
 
-/// Ctrl-C or SIGTERM.
 /// Ctrl-C or SIGTERM. The handlers are installed when this is called, not
 /// when the future is first polled, so a signal that arrives before the
 /// first poll (while the first events are printed, say) still counts
