@@ -320,6 +320,41 @@ pub async fn execute(cli: Cli) -> Result<i32, Error> {
 }
 
 /// Starts the WebSocket server for `service`; `listen` overrides `[server] listen`.
+/// A runner of `pipeline` in this process, recording into the history,
+/// and its server when `serve` asks for one.
+async fn local_runner(
+    config: &Arc<Config>,
+    pipeline: &crate::config::Pipeline,
+    serve: Option<Option<std::net::SocketAddr>>,
+) -> Result<
+    (
+        Arc<Runner>,
+        Arc<EventBus>,
+        history::Recording,
+        Option<ServerHandle>,
+    ),
+    Error,
+> {
+    let used = config.plugins_used_by(pipeline);
+    let plugins = Arc::new(Plugins::load(config, Some(&used)).await?);
+    let (bus, recording) = history::start(config).await?;
+    let runner = Arc::new(Runner::new(config.clone(), plugins, bus.clone())?);
+    let server = match serve {
+        Some(listen) => Some(
+            start_server(
+                config,
+                Service::new(runner.clone()),
+                bus.clone(),
+                listen,
+                &recording,
+            )
+            .await?,
+        ),
+        None => None,
+    };
+    Ok((runner, bus, recording, server))
+}
+
 async fn start_server(
     config: &Config,
     service: Arc<Service>,
@@ -418,23 +453,7 @@ async fn run(
         }
         return run_remote(client, &pipeline.name, json, verbose).await;
     }
-    let used = config.plugins_used_by(&pipeline);
-    let plugins = Arc::new(Plugins::load(&config, Some(&used)).await?);
-    let (bus, recording) = history::start(&config).await?;
-    let runner = Arc::new(Runner::new(config.clone(), plugins, bus.clone())?);
-    let server = match serve {
-        Some(listen) => Some(
-            start_server(
-                &config,
-                Service::new(runner.clone()),
-                bus.clone(),
-                listen,
-                &recording,
-            )
-            .await?,
-        ),
-        None => None,
-    };
+    let (runner, bus, recording, server) = local_runner(&config, &pipeline, serve).await?;
 
     let cancel = cancel_on_signal();
 
@@ -530,25 +549,9 @@ async fn watch(
 ) -> Result<i32, Error> {
     let config = Arc::new(crate::watch::for_watch(&config));
     let pipeline = config.pipelines[&options.pipeline].clone();
-    let used = config.plugins_used_by(&pipeline);
-    let plugins = Arc::new(Plugins::load(&config, Some(&used)).await?);
-    let (bus, recording) = history::start(&config).await?;
-    let runner = Arc::new(Runner::new(config.clone(), plugins, bus.clone())?);
     // The live stream (watch_status events included) while watching; runs
     // started through it use the configuration watching began with.
-    let server = match serve {
-        Some(listen) => Some(
-            start_server(
-                &config,
-                Service::new(runner.clone()),
-                bus.clone(),
-                listen,
-                &recording,
-            )
-            .await?,
-        ),
-        None => None,
-    };
+    let (runner, bus, recording, server) = local_runner(&config, &pipeline, serve).await?;
     let cancel = cancel_on_signal();
     let mut events = bus.subscribe();
     let (watch_tx, mut watch_rx) = tokio::sync::mpsc::unbounded_channel();
