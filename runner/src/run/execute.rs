@@ -1,7 +1,8 @@
 //! The four executors a task runs under: `exec` (a command), `agent` (a
 //! coding agent's turn), `script` and `block` (a plugin call).
 
-use super::{RunCtx, TaskOutcome};
+use super::RunCtx;
+use super::tasks::TaskOutcome;
 use crate::agents::CommandRequest;
 use crate::config::{Batch, DirGrant, Task, TaskKind};
 use crate::plugin::{CallOptions, Plugin, Sink, TaskSpec, World};
