@@ -574,13 +574,7 @@ impl RunCtx {
             });
         };
         status(ExecutionState::Running, None, None);
-        let spec = exec::ExecSpec {
-            program: "sh".into(),
-            args: vec!["-c".into(), script.to_string()],
-            cwd: dir.to_path_buf(),
-            env: Vec::new(),
-            stdin: None,
-        };
+        let spec = exec::ExecSpec::shell(script, dir);
         let mut chunker = Chunker::with_limit(self.config.defaults.output);
         let on_output = |stream: Stream, data: &[u8]| {
             let chunks = chunker.push(stream, data);
