@@ -10,12 +10,14 @@ mod bindings;
 mod engine;
 mod state;
 mod trap;
+mod worlds;
 
 pub use bindings::batch::exports::runner::plugin::batch::{
     BatchOutcome, ExecutionMode, Expansion, TaskResult, TaskSpec, TaskState,
 };
 pub use engine::{Compiled, EPOCH_TICK, Engine, EngineLimits};
 pub use state::{MemoryLimitExceeded, Signal, Sink, discard};
+pub use worlds::check_worlds;
 
 use crate::config::{Capabilities, Config, DirGrant, PluginDecl, PluginSource};
 use anyhow::Context as _;
