@@ -2,7 +2,7 @@
 
 use super::bindings;
 use super::state::StoreState;
-use super::{CallError, CallOptions, EPOCH_TICK, Plugin, Pre, Sink, World, call::classify};
+use super::{CallError, CallOptions, Plugin, Pre, Sink, World, call::guarded};
 use protocol::Stream;
 use std::time::Duration;
 use wasmtime::Store;
@@ -30,9 +30,7 @@ impl Plugin {
             return Err(self.wrong_world(World::AgentAdapter));
         };
         let mut store = self.store(sink, timeout, &CallOptions::default())?;
-        let instance = self
-            .guarded(timeout, pre.instantiate_async(&mut store))
-            .await?;
+        let instance = guarded(timeout, pre.instantiate_async(&mut store)).await?;
         Ok(AgentSession {
             store,
             instance,
@@ -49,14 +47,7 @@ impl AgentSession {
             &bindings::agent::AgentPlugin,
         ) -> wasmtime::Result<T>,
     ) -> Result<T, CallError> {
-        let timeout = self.timeout;
-        let grace = EPOCH_TICK * 4 + Duration::from_millis(100);
-        let limit = timeout.saturating_add(grace);
-        match tokio::time::timeout(limit, call(&mut self.store, &self.instance)).await {
-            Err(_) => Err(CallError::TimedOut(timeout)),
-            Ok(Ok(value)) => Ok(value),
-            Ok(Err(err)) => Err(classify(err, timeout)),
-        }
+        guarded(self.timeout, call(&mut self.store, &self.instance)).await
     }
 
     /// Checks the request and builds the command line.

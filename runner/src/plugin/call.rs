@@ -70,25 +70,9 @@ impl Plugin {
         Ok(store)
     }
 
-    /// Runs `call` against a fresh store under `timeout`, turning traps,
-    /// timeouts and memory exhaustion into a [`CallError`].
-    async fn guarded<T>(
-        &self,
-        timeout: Duration,
-        call: impl Future<Output = wasmtime::Result<T>>,
-    ) -> Result<T, CallError> {
-        // The epoch deadline stops wasm; this also bounds host waits.
-        let grace = EPOCH_TICK * 4 + Duration::from_millis(100);
-        match tokio::time::timeout(timeout.saturating_add(grace), call).await {
-            Err(_) => Err(CallError::TimedOut(timeout)),
-            Ok(Ok(value)) => Ok(value),
-            Ok(Err(err)) => Err(classify(err, timeout)),
-        }
-    }
-
     pub async fn describe(&self) -> Result<Info, CallError> {
         let mut store = self.store(discard(), HOUSEKEEPING_TIMEOUT, &CallOptions::default())?;
-        self.guarded(HOUSEKEEPING_TIMEOUT, async {
+        guarded(HOUSEKEEPING_TIMEOUT, async {
             Ok::<_, wasmtime::Error>(match &self.pre {
                 Pre::Block(pre) => {
                     pre.instantiate_async(&mut store)
@@ -144,7 +128,7 @@ impl Plugin {
             return Err(self.wrong_world(World::Block));
         };
         let mut store = self.store(sink, timeout, options)?;
-        self.guarded(timeout, async {
+        guarded(timeout, async {
             let instance = pre.instantiate_async(&mut store).await?;
             instance
                 .runner_plugin_block()
@@ -165,12 +149,11 @@ impl Plugin {
             return Err(self.wrong_world(World::Command));
         };
         let mut store = self.store(sink, timeout, options)?;
-        let result = self
-            .guarded(timeout, async {
-                let command = pre.instantiate_async(&mut store).await?;
-                command.wasi_cli_run().call_run(&mut store).await
-            })
-            .await;
+        let result = guarded(timeout, async {
+            let command = pre.instantiate_async(&mut store).await?;
+            command.wasi_cli_run().call_run(&mut store).await
+        })
+        .await;
         match result {
             Ok(Ok(())) => Ok(0),
             Ok(Err(())) => Ok(1),
@@ -189,7 +172,7 @@ impl Plugin {
             return Err(self.wrong_world(World::Batch));
         };
         let mut store = self.store(sink, HOUSEKEEPING_TIMEOUT, &CallOptions::default())?;
-        self.guarded(HOUSEKEEPING_TIMEOUT, async {
+        guarded(HOUSEKEEPING_TIMEOUT, async {
             let instance = pre.instantiate_async(&mut store).await?;
             instance
                 .runner_plugin_batch()
@@ -209,7 +192,7 @@ impl Plugin {
             return Err(self.wrong_world(World::Batch));
         };
         let mut store = self.store(sink, HOUSEKEEPING_TIMEOUT, &CallOptions::default())?;
-        self.guarded(HOUSEKEEPING_TIMEOUT, async {
+        guarded(HOUSEKEEPING_TIMEOUT, async {
             let instance = pre.instantiate_async(&mut store).await?;
             instance
                 .runner_plugin_batch()
@@ -255,7 +238,23 @@ fn grant(
     Ok(())
 }
 
-pub(super) fn classify(err: wasmtime::Error, timeout: Duration) -> CallError {
+/// Awaits `call` (wasm running in a store whose epoch deadline is
+/// `timeout`), turning traps, timeouts and memory exhaustion into a
+/// [`CallError`]. The epoch deadline stops wasm; the outer timeout, a little
+/// longer, also bounds host waits.
+pub(super) async fn guarded<T>(
+    timeout: Duration,
+    call: impl Future<Output = wasmtime::Result<T>>,
+) -> Result<T, CallError> {
+    let grace = EPOCH_TICK * 4 + Duration::from_millis(100);
+    match tokio::time::timeout(timeout.saturating_add(grace), call).await {
+        Err(_) => Err(CallError::TimedOut(timeout)),
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(err)) => Err(classify(err, timeout)),
+    }
+}
+
+fn classify(err: wasmtime::Error, timeout: Duration) -> CallError {
     if err.downcast_ref::<TimedOut>().is_some() {
         return CallError::TimedOut(timeout);
     }
