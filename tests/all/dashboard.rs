@@ -10,6 +10,7 @@
 use crate::handoff::{Server, free_port};
 use crate::ids::{history_db, isolated_project};
 use crate::pipelines::{run_binary, runner_binary};
+use crate::server_support::{get_request, raw_request};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -90,6 +91,14 @@ id = "sum"
 type = "exec"
 config = { command = "echo done" }
 
+[[pipelines.bad.batches]]
+id = "broken"
+
+[[pipelines.bad.batches.tasks]]
+id = "fail"
+type = "exec"
+config = { command = "exit 3" }
+
 [[pipelines.slow.batches]]
 id = "wait"
 name = "Wait"
@@ -102,8 +111,15 @@ config = { command = "sleep 30" }
 
 /// A git repository with one commit whose `runner.toml` serves on a free port.
 fn project() -> tempfile::TempDir {
+    project_with("")
+}
+
+/// [`project`] with more `[server]` keys.
+fn project_with(server: &str) -> tempfile::TempDir {
     let addr = format!("127.0.0.1:{}", free_port());
-    let dir = isolated_project(&format!("[server]\nlisten = \"{addr}\"\n{PIPELINES}"));
+    let dir = isolated_project(&format!(
+        "[server]\nlisten = \"{addr}\"\n{server}\n{PIPELINES}"
+    ));
     std::fs::write(dir.path().join(".gitignore"), "state/\n").unwrap();
     let repo = git2::Repository::init(dir.path()).unwrap();
     let mut index = repo.index().unwrap();
@@ -222,6 +238,130 @@ fn run_status(dir: &Path, run: &str) -> String {
         row.get(0)
     })
     .unwrap()
+}
+
+/// GET `path` from the server of `dir` with extra header lines: (status, head, body).
+async fn get(dir: &Path, path: &str, headers: &str) -> (u16, String, String) {
+    let base = base_url(dir);
+    let host = base.trim_start_matches("http://");
+    let response = raw_request(host.parse().unwrap(), &get_request(path, host, headers)).await;
+    (response.status, response.head, response.body)
+}
+
+async fn get_json(dir: &Path, path: &str) -> Value {
+    let (status, _, body) = get(dir, path, "").await;
+    assert_eq!(status, 200, "GET {path}: {body}");
+    serde_json::from_str(&body).unwrap()
+}
+
+#[tokio::test]
+async fn serves_the_page_with_a_policy_and_answers_the_json_endpoints_from_the_history() {
+    let project = project();
+    let dir = project.path();
+    let server = Server::start(dir, &[]).await;
+    let mut ids = Vec::new();
+    for (args, code) in [
+        (&["run"][..], 0),
+        (&["run", "bad"][..], 1),
+        (&["run"][..], 0),
+    ] {
+        let (exit, _, stderr) = run_binary(dir, args, &[]).await;
+        assert_eq!(exit, code, "{stderr}");
+        ids.push(newest_run(dir));
+    }
+
+    // The page and its modules, with the policy.
+    let (status, head, body) = get(dir, "/", "").await;
+    assert_eq!(status, 200);
+    assert!(body.contains("/assets/app.js"), "{body}");
+    let head = head.to_ascii_lowercase();
+    assert!(
+        head.contains("content-security-policy: default-src 'none'; script-src 'self'"),
+        "{head}"
+    );
+    assert!(head.contains("x-content-type-options: nosniff"), "{head}");
+    let (status, head, _) = get(dir, "/assets/app.js", "").await;
+    assert_eq!(status, 200);
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("content-type: text/javascript"),
+        "{head}"
+    );
+
+    // Runs: newest first, paged, filtered.
+    let page = get_json(dir, "/api/runs?limit=2").await;
+    assert_eq!(page["total"], 3);
+    let listed: Vec<&str> = page["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(listed, [ids[2].as_str(), ids[1].as_str()]);
+    let failed = get_json(dir, "/api/runs?status=failed").await;
+    assert_eq!(failed["total"], 1);
+    assert_eq!(failed["runs"][0]["id"], ids[1]);
+    assert_eq!(failed["runs"][0]["pipeline"], "bad");
+    let older = get_json(dir, "/api/runs?pipeline=default&limit=1&offset=1").await;
+    assert_eq!(older["total"], 2);
+    assert_eq!(older["runs"][0]["id"], ids[0]);
+    let (status, _, body) = get(dir, "/api/runs?limit=ten", "").await;
+    assert_eq!(status, 400);
+    assert!(body.contains("`limit` must be a whole number"), "{body}");
+
+    // A run, its logs as JSON and as text, a batch's diff.
+    let detail = get_json(dir, &format!("/api/runs/{}", ids[0])).await;
+    assert_eq!(detail["run"]["status"], "completed");
+    let logs = get_json(dir, &format!("/api/runs/{}/logs?task=compile", ids[0])).await;
+    let text: String = logs["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["text"].as_str().unwrap())
+        .collect();
+    assert!(
+        text.contains("\u{1b}[32mbuilt ok\u{1b}[0m\ndashboard-log-marker\n"),
+        "{text:?}"
+    );
+    let (status, _, raw) = get(
+        dir,
+        &format!("/api/runs/{}/logs.txt?task=compile", ids[0]),
+        "",
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(raw.contains("dashboard-log-marker"), "{raw}");
+    let diff = get_json(dir, &format!("/api/runs/{}/batches/write/diff", ids[0])).await;
+    assert_eq!(diff["files"][0]["path"], "notes.txt", "{diff}");
+    assert_eq!(diff["files"][0]["status"], "added");
+    assert_eq!(diff["files"][0]["additions"], 1);
+    assert!(
+        diff["files"][0]["patch"]
+            .as_str()
+            .unwrap()
+            .contains("+a line from the batch")
+    );
+    let (status, _, body) = get(dir, &format!("/api/runs/{}/batches/nope/diff", ids[0]), "").await;
+    assert_eq!(status, 404);
+    assert!(body.contains("no batch `nope`"), "{body}");
+    let pipelines = get_json(dir, "/api/pipelines").await;
+    let default = pipelines["pipelines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "default")
+        .unwrap();
+    assert_eq!(
+        default["batches"][2]["depends_on"],
+        serde_json::json!(["build", "write"])
+    );
+
+    // Another origin gets nothing.
+    let (status, _, _) = get(dir, "/api/runs", "Origin: http://evil.example\r\n").await;
+    assert_eq!(status, 403);
+    let (status, _, _) = get(dir, "/", "Origin: http://evil.example\r\n").await;
+    assert_eq!(status, 403);
+    server.stop().await;
 }
 
 #[tokio::test]
@@ -351,6 +491,31 @@ async fn reconnects_after_the_server_is_killed_and_restarted_and_misses_no_event
 }
 
 #[tokio::test]
+async fn asks_for_the_token_and_keeps_it_for_the_tab_only() {
+    let Some(tools) = browser_tools() else { return };
+    let project =
+        project_with("token_env = \"DASH_TEST_TOKEN\"\nallow_loopback_without_token = false");
+    let dir = project.path();
+    let server = Server::start(dir, &[("DASH_TEST_TOKEN", "s3cret-token")]).await;
+    let printed = Driver::start(
+        &tools,
+        "token",
+        &base_url(dir),
+        &[("DASH_TOKEN", "s3cret-token")],
+    )
+    .finish()
+    .await;
+    let seen = printed
+        .iter()
+        .find(|v| v["stored"].is_string())
+        .expect("the script read the storage");
+    assert_eq!(seen["stored"], "s3cret-token");
+    assert_eq!(seen["local"], Value::Null, "{seen}");
+    assert!(!seen["url"].as_str().unwrap().contains("s3cret"), "{seen}");
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn a_page_from_another_origin_cannot_reach_the_server() {
     let Some(tools) = browser_tools() else { return };
     let project = project();
@@ -381,5 +546,58 @@ async fn a_page_from_another_origin_cannot_reach_the_server() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(rejected > 0, "no refused connection in the audit");
+    server.stop().await;
+}
+
+/// The issue's benchmark: prints figures, asserts nothing about time.
+/// `cargo test -p runner-tests --test all -- --ignored --nocapture dashboard::benchmark`
+#[tokio::test]
+#[ignore = "a benchmark: prints figures (run with --ignored --nocapture)"]
+async fn benchmark_the_run_view_of_2000_tasks_and_a_log_of_100000_lines() {
+    use std::fmt::Write as _;
+    let Some(tools) = browser_tools() else { return };
+    let addr = format!("127.0.0.1:{}", free_port());
+    let mut toml = format!(
+        "version = 1\n\n[defaults]\nstate_dir = \"state\"\nconcurrency = 8\n\n[plugins.chaos]\npath = {:?}\n\n\
+         [server]\nlisten = \"{addr}\"\n\n[[pipelines.big.batches]]\nid = \"lines\"\n\n\
+         [[pipelines.big.batches.tasks]]\nid = \"print\"\ntype = \"exec\"\nconfig = {{ command = \"seq 100000\" }}\n",
+        crate::support::plugin("chaos")
+    );
+    for batch in 0..4 {
+        write!(
+            toml,
+            "\n[[pipelines.big.batches]]\nid = \"part{batch}\"\ntype = \"parallel\"\ndepends_on = [\"lines\"]\n"
+        )
+        .unwrap();
+        for task in 0..500 {
+            write!(
+                toml,
+                "\n[[pipelines.big.batches.tasks]]\nid = \"t{batch}-{task}\"\ntype = \"chaos\"\n"
+            )
+            .unwrap();
+        }
+    }
+    // A project with the shared compile cache, and this file instead of its own.
+    let project = isolated_project("");
+    let dir = project.path();
+    std::fs::write(dir.join("runner.toml"), toml).unwrap();
+    let server = Server::start(dir, &[]).await;
+    let printed = Driver::start(
+        &tools,
+        "bench",
+        &format!("http://{addr}"),
+        &[
+            ("DASH_PIPELINE", "big"),
+            ("DASH_BATCHES", "5"),
+            ("DASH_LOG_TASK", "print"),
+            ("DASH_LOG_LINES", "100000"),
+        ],
+    )
+    .finish()
+    .await;
+    println!("dashboard benchmark (2,000 tasks, 100,000 log lines):");
+    for figure in printed.iter().filter(|v| v["figure"].is_string()) {
+        println!("  {figure}");
+    }
     server.stop().await;
 }

@@ -179,6 +179,27 @@ const scenarios = {
     await shot('reconnected');
   },
 
+  async token() {
+    await page.goto(`${base}/`);
+    await page.waitForSelector('#token-form:not([hidden])');
+    check(await page.textContent('#connection') === 'offline', 'not offline before the token');
+    await page.fill('#token-input', 'wrong');
+    await page.click('#token-form button');
+    await page.waitForFunction(() => [...document.querySelectorAll('.notice-error')].some((n) => n.textContent.includes('refused the token')));
+    await page.waitForSelector('#token-form:not([hidden])');
+    await page.fill('#token-input', env('DASH_TOKEN'));
+    await page.click('#token-form button');
+    await connected();
+    // The JSON endpoints get it too.
+    await page.waitForSelector('#start-pipeline option[value="default"]', { state: 'attached' });
+    await page.reload();
+    await connected();
+    const seen = await page.evaluate(() => ({ stored: sessionStorage.getItem('runner-token'), local: localStorage.getItem('runner-token'), url: location.href, cookie: document.cookie }));
+    say(seen);
+    check(await page.isHidden('#token-form'), 'asked again after a reload');
+    await shot('token');
+  },
+
   async foreign() {
     // A page on another origin (another port) tries the runner.
     const target = new URL(base);
@@ -207,6 +228,64 @@ const scenarios = {
     await page.goto(`${base}/`);
     await connected();
   },
+};
+
+const stats = (values) => {
+  const sorted = [...values].sort((a, b) => a - b);
+  const at = (q) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? null;
+  const round = (x) => (x === null ? null : Math.round(x * 10) / 10);
+  return { count: sorted.length, p50: round(at(0.5)), p99: round(at(0.99)), max: round(sorted[sorted.length - 1] ?? null) };
+};
+
+// Figures, no checks of time: a live run of DASH_BATCHES batches (2,000
+// tasks and a task printing 100,000 lines), then the run view and the log
+// loaded from the history in a fresh page.
+scenarios.bench = async function bench() {
+  const batches = Number(env('DASH_BATCHES'));
+  const runId = await startFromPage(env('DASH_PIPELINE', 'big'));
+  await page.waitForFunction((n) => {
+    const nodes = [...document.querySelectorAll('.graph .node')];
+    return nodes.length === n && nodes.every((node) => node.dataset.status === 'completed');
+  }, batches, { timeout: 300_000 });
+  const live = await model(() => ({ latencies: window.runnerDashboard.model.latencies, events: window.runnerDashboard.model.eventsApplied }));
+  say({ figure: 'live run view: event arrival → rendered (ms)', events: live.events, ...stats(live.latencies) });
+
+  const firstRender = [];
+  for (let i = 0; i < 3; i++) {
+    await page.goto('about:blank');
+    await page.goto(`${base}/#/runs/${encodeURIComponent(runId)}`);
+    const ms = await page.waitForFunction((n) => {
+      const done = document.querySelectorAll('.graph .node[data-status="completed"]').length === n;
+      return done && document.querySelectorAll('tr[data-task]').length > 0 ? performance.now() : false;
+    }, batches, { polling: 'raf', timeout: 120_000 }).then((h) => h.jsonValue());
+    firstRender.push(ms);
+  }
+  const tasks = await page.$$eval('tr[data-task]', (rows) => rows.length);
+  say({ figure: 'run view, fresh page: navigation → graph and tasks on screen (ms)', runs: firstRender.map(Math.round), rows: tasks });
+  await shot('bench-run');
+
+  const logTask = env('DASH_LOG_TASK');
+  await page.goto('about:blank');
+  await page.goto(`${base}/#/runs/${encodeURIComponent(runId)}/logs/${encodeURIComponent(logTask)}`);
+  const lines = Number(env('DASH_LOG_LINES'));
+  const logMs = await page.waitForFunction((n) => {
+    const view = window.runnerDashboard.view();
+    return view.logView && view.logView.lines.length >= n && document.querySelector('.log-row') ? performance.now() : false;
+  }, lines, { polling: 'raf', timeout: 120_000 }).then((h) => h.jsonValue());
+  const scroll = await page.evaluate(async () => {
+    const viewport = document.querySelector('.log-viewport');
+    const times = [];
+    for (let i = 1; i <= 20; i++) {
+      const start = performance.now();
+      viewport.scrollTop = (viewport.scrollHeight * i) / 21;
+      await new Promise((resolve) => requestAnimationFrame(() => requestAnimationFrame(resolve)));
+      times.push(performance.now() - start);
+    }
+    return { times, rows: document.querySelectorAll('.log-row').length };
+  });
+  say({ figure: `log of ${lines} lines, fresh page: navigation → on screen (ms)`, ms: Math.round(logMs), rows_in_dom: scroll.rows });
+  say({ figure: 'log: scroll to a new place → two frames later (ms)', ...stats(scroll.times) });
+  await shot('bench-log');
 };
 
 let failed = null;

@@ -25,8 +25,10 @@ export class Model {
     this.commands = new Map();
     /** @type {Set<(event: Event | null) => void>} */
     this.listeners = new Set();
-    /** Arrival times (performance.now()) of the last events, by seq, for the benchmark. */
+    /** Arrival times (performance.now()) of the last events, by seq. */
     this.arrivals = new Map();
+    /** Milliseconds from an event's arrival to the end of the render that showed it (the benchmark reads them). */
+    this.latencies = [];
   }
 
   /** @param {(event: Event | null) => void} fn  @returns {() => void} unsubscribe */
@@ -39,6 +41,16 @@ export class Model {
     for (const fn of [...this.listeners]) {
       try { fn(event); } catch (err) { console.error(err); }
     }
+  }
+
+  /** A view rendered the events `seqs`: records how long each waited. */
+  rendered(seqs) {
+    const now = performance.now();
+    for (const seq of seqs) {
+      const at = this.arrivals.get(seq);
+      if (at !== undefined) this.latencies.push(now - at);
+    }
+    if (this.latencies.length > 200_000) this.latencies.splice(0, this.latencies.length - 200_000);
   }
 
   /** @param {Snapshot} snapshot */
@@ -66,7 +78,7 @@ export class Model {
     this.lastSeq = event.seq;
     this.eventsApplied += 1;
     this.arrivals.set(event.seq, performance.now());
-    if (this.arrivals.size > 5000) this.arrivals.delete(this.arrivals.keys().next().value);
+    if (this.arrivals.size > 50_000) this.arrivals.delete(this.arrivals.keys().next().value);
     this.reduce(event);
     this.emit(event);
   }

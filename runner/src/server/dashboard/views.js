@@ -15,8 +15,17 @@ const badge = (status, id) => h('span', { class: `badge status-${status}`, id, d
 
 /** Re-renders `render` on model changes (at most once per frame) until disposed. */
 function live(ctx, render, relevant = () => true) {
-  const again = throttled(render);
-  const off = ctx.model.subscribe((event) => { if (!event || relevant(event)) again(); });
+  let arrived = [];
+  const again = throttled(() => {
+    render();
+    ctx.model.rendered(arrived);
+    arrived = [];
+  });
+  const off = ctx.model.subscribe((event) => {
+    if (event && !relevant(event)) return;
+    if (event) arrived.push(event.seq);
+    again();
+  });
   render();
   return off;
 }
