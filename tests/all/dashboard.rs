@@ -429,6 +429,43 @@ async fn sends_an_agent_prompt_from_the_page_and_shows_the_conversation_and_its_
 }
 
 #[tokio::test]
+async fn shows_an_agents_queue_by_priority_and_interrupts_its_commands_from_the_page() {
+    let Some(tools) = browser_tools() else { return };
+    let project = project();
+    let dir = project.path();
+    // Slow enough that the first command is still running when the second is queued.
+    let server = Server::start(dir, &[("FAKE_AGENT_DELAY", "1")]).await;
+    let printed = Driver::start(
+        &tools,
+        "interrupt",
+        &base_url(dir),
+        &[("DASH_AGENT", "reviewer")],
+    )
+    .finish()
+    .await;
+    let ids: Vec<String> = printed
+        .iter()
+        .find_map(|v| v["interrupted"].as_array().cloned())
+        .expect("the script interrupted both")
+        .iter()
+        .map(|id| id.as_str().unwrap().to_string())
+        .collect();
+    // Stopping flushes the history.
+    server.stop().await;
+    let conn = rusqlite::Connection::open(history_db(dir)).unwrap();
+    for id in &ids {
+        let status: String = conn
+            .query_row(
+                "SELECT status FROM agent_turns WHERE command_id = ?1",
+                [id],
+                |row| row.get(0),
+            )
+            .unwrap();
+        assert_eq!(status, "interrupted", "{id}");
+    }
+}
+
+#[tokio::test]
 async fn aborts_a_long_run_from_the_page_and_shows_it_aborted() {
     let Some(tools) = browser_tools() else { return };
     let project = project();

@@ -138,6 +138,43 @@ const scenarios = {
     await shot('agent');
   },
 
+  async interrupt() {
+    const agent = env('DASH_AGENT');
+    const send = async (prompt, priority) => {
+      await page.goto(`${base}/#/agents`);
+      await connected();
+      await page.waitForSelector(`#prompt-agent option[value="${agent}"]`, { state: 'attached' });
+      await page.selectOption('#prompt-agent', agent);
+      await page.fill('#prompt-text', prompt);
+      await page.selectOption('#prompt-priority', priority);
+      const before = await page.evaluate(() => location.hash);
+      await page.click('#prompt-send');
+      await page.waitForFunction((old) => location.hash !== old && /^#\/agents\/cmd-/.test(location.hash), before);
+      return decodeURIComponent(await page.evaluate(() => location.hash.split('/')[2]));
+    };
+    const first = await send('A long job.', 'low');
+    await page.waitForSelector('#command-status[data-status="running"]');
+    const second = await send('An urgent one.', 'high');
+    await page.waitForSelector('#command-status[data-status="queued"]');
+    // The agent's queue: the running command first, then the queued one with its priority.
+    await page.goto(`${base}/#/agents`);
+    await page.waitForFunction(([a, b]) => {
+      const items = [...document.querySelectorAll('.agent .queue li')].map((li) => li.textContent);
+      return items.length === 2 && items[0].includes(a) && items[0].includes('running') && items[1].includes(b) && items[1].includes('high') && items[1].includes('queued');
+    }, [first, second]);
+    const queue = await page.$$eval('.agent .queue li', (li) => li.map((x) => x.textContent));
+    await shot('queue');
+    for (const id of [first, second]) {
+      await page.goto(`${base}/#/agents/${encodeURIComponent(id)}`);
+      await page.waitForSelector('#command-status[data-status="running"]');
+      await page.click('#interrupt-command');
+      await page.waitForSelector('#command-status[data-status="interrupted"]');
+      await page.waitForFunction(() => [...document.querySelectorAll('.notice-ok')].some((n) => n.textContent.includes('interrupt_requested')));
+    }
+    say({ interrupted: [first, second], queue });
+    await shot('interrupted');
+  },
+
   async abort() {
     const runId = await startFromPage(env('DASH_PIPELINE', 'slow'));
     await page.waitForSelector('.graph .node[data-status="running"]');
