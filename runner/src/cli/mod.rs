@@ -6,6 +6,7 @@
 mod client;
 mod gc;
 mod history;
+mod new;
 
 use crate::config::{Config, ConfigError};
 use crate::events::EventBus;
@@ -143,6 +144,16 @@ pub enum Command {
         #[arg(short, long)]
         follow: bool,
     },
+    /// Create a plugin folder NAME here from a template: WIT, build script, implementation, test.
+    New {
+        /// block, script, batch or agent.
+        kind: new::Kind,
+        /// The plugin's name (the folder too), for example `my-step`.
+        name: String,
+        /// rust, python, js or c.
+        #[arg(long)]
+        lang: new::Lang,
+    },
     /// Apply the retentions now: old batch branches, worktrees of stopped runs, old history logs.
     Gc {
         /// Print what would be removed, and remove nothing.
@@ -258,6 +269,9 @@ async fn handoff(config: &Config, name: &str) -> Result<Option<client::Client>, 
 
 /// Runs one command; `Ok` holds the exit code.
 pub async fn execute(cli: Cli) -> Result<i32, Error> {
+    if let Command::New { kind, name, lang } = &cli.command {
+        return new::new(*kind, name, *lang);
+    }
     let config = Arc::new(Config::load(&cli.config)?);
     match cli.command {
         Command::Run {
@@ -316,6 +330,7 @@ pub async fn execute(cli: Cli) -> Result<i32, Error> {
             history::logs(&config, &run, task.as_deref(), follow).await
         }
         Command::Gc { dry_run } => gc::gc(&config, dry_run),
+        Command::New { .. } => unreachable!("`new` runs before the config loads"),
     }
 }
 
