@@ -126,6 +126,16 @@ pub enum Command {
         #[arg(short, long)]
         follow: bool,
     },
+    /// Create a plugin folder NAME here from a template: WIT, build script, implementation, test.
+    New {
+        /// block, script, batch or agent.
+        kind: super::new::Kind,
+        /// The plugin's name (the folder too), for example `my-step`.
+        name: String,
+        /// rust, python, js or c.
+        #[arg(long)]
+        lang: super::new::Lang,
+    },
     /// Apply the retentions now: old batch branches, worktrees of stopped runs, old history logs.
     Gc {
         /// Print what would be removed, and remove nothing.

@@ -9,6 +9,7 @@ mod client;
 mod gc;
 mod history;
 mod inspect;
+mod new;
 mod output;
 mod run;
 
@@ -84,6 +85,9 @@ async fn handoff(config: &Config, name: &str) -> Result<Option<client::Client>, 
 
 /// Runs one command; `Ok` holds the exit code.
 pub async fn execute(cli: Cli) -> Result<i32, Error> {
+    if let Command::New { kind, name, lang } = &cli.command {
+        return new::new(*kind, name, *lang);
+    }
     let config = Arc::new(Config::load(&cli.config)?);
     match cli.command {
         Command::Run {
@@ -142,5 +146,6 @@ pub async fn execute(cli: Cli) -> Result<i32, Error> {
             history::logs(&config, &run, task.as_deref(), follow).await
         }
         Command::Gc { dry_run } => gc::gc(&config, dry_run),
+        Command::New { .. } => unreachable!("`new` runs before the config loads"),
     }
 }

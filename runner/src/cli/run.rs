@@ -66,8 +66,8 @@ async fn start_server(
         .await
         .map_err(|err| Error::Usage(err.to_string()))?;
     eprintln!(
-        "serving on ws://{}/ws (state: http://{}/api/state)",
-        handle.addr, handle.addr
+        "serving on ws://{addr}/ws (dashboard: http://{addr}/, state: http://{addr}/api/state)",
+        addr = handle.addr
     );
     Ok(handle)
 }

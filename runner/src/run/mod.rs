@@ -15,13 +15,14 @@
 mod execute;
 mod tasks;
 mod workspace;
-mod worlds;
 
 use crate::agents::Agents;
 use crate::config::{Batch, Config, ConfigError, DirGrant, Task, TaskKind};
 use crate::events::EventBus;
 use crate::git::Project as GitProject;
-use crate::plugin::{ExecutionMode, Plugins, Signal, Sink, TaskResult, TaskSpec, TaskState};
+use crate::plugin::{
+    ExecutionMode, Plugins, Signal, Sink, TaskResult, TaskSpec, TaskState, check_worlds,
+};
 use crate::process::exec;
 use crate::process::output::{self, Chunker};
 use crate::slots::Slots;
@@ -80,7 +81,7 @@ impl Runner {
         plugins: Arc<Plugins>,
         bus: Arc<EventBus>,
     ) -> Result<Self, ConfigError> {
-        worlds::check_worlds(&config, &plugins)?;
+        check_worlds(&config, &plugins)?;
         let slots = Slots::new(config.defaults.concurrency);
         let agents = Agents::new(&config.agents, plugins.clone(), bus.clone());
         Ok(Self {

@@ -1,9 +1,9 @@
 //! Before a run: every task's plugin speaks the world its task type needs.
 
+use super::{Plugins, World};
 use crate::config::{Config, ConfigError, TaskKind};
-use crate::plugin::{Plugins, World};
 
-pub(super) fn check_worlds(config: &Config, plugins: &Plugins) -> Result<(), ConfigError> {
+pub fn check_worlds(config: &Config, plugins: &Plugins) -> Result<(), ConfigError> {
     for (name, agent) in &config.agents {
         if let Some(plugin) = plugins.get(&agent.adapter)
             && plugin.world != World::AgentAdapter

@@ -1,0 +1,186 @@
+//! Loading: bytes → (sha256 check) → compiled or cached component → world
+//! detected from its exports → a typed `InstancePre` → `describe`.
+
+use super::bindings::{self, agent::AgentPluginPre, batch::BatchPluginPre, block::BlockPluginPre};
+use super::state::StoreState;
+use super::{Engine, EngineLimits, LoadError, Plugin, Pre, World};
+use crate::config::{Config, PluginDecl, PluginSource};
+use indexmap::IndexMap;
+use sha2::{Digest, Sha256};
+use std::sync::Arc;
+use wasmtime::component::{HasSelf, Linker, types::ComponentItem};
+use wasmtime_wasi::p2::bindings::CommandPre;
+
+/// Every plugin a run needs, loaded.
+pub struct Plugins {
+    engine: Arc<Engine>,
+    plugins: IndexMap<String, Arc<Plugin>>,
+}
+
+impl Plugins {
+    /// Builds the engine for `config` and loads the named plugins (all when
+    /// `names` is `None`).
+    pub async fn load(config: &Config, names: Option<&[String]>) -> Result<Self, LoadError> {
+        let max_memory = config
+            .plugins
+            .values()
+            .map(|p| p.memory)
+            .max()
+            .unwrap_or(config.defaults.memory);
+        let limits = EngineLimits {
+            max_memory,
+            instances: (config.defaults.concurrency as u32 + 8) * 2,
+        };
+        let engine =
+            Engine::new(limits, Some(config.state_dir().join("cache"))).map_err(|err| {
+                LoadError {
+                    plugin: "*".into(),
+                    origin: "engine".into(),
+                    message: format!("cannot create the wasm engine: {err:#}"),
+                }
+            })?;
+        let engine = Arc::new(engine);
+        let mut linker = Linker::<StoreState>::new(engine.wasmtime());
+        let link = |result: wasmtime::Result<()>| {
+            result.map_err(|err| LoadError {
+                plugin: "*".into(),
+                origin: "linker".into(),
+                message: format!("{err:#}"),
+            })
+        };
+        link(wasmtime_wasi::p2::add_to_linker_async(&mut linker))?;
+        link(bindings::host::add_to_linker::<_, HasSelf<_>>(
+            &mut linker,
+            |s| s,
+        ))?;
+        link(bindings::types::add_to_linker::<_, HasSelf<_>>(
+            &mut linker,
+            |s| s,
+        ))?;
+
+        let wanted: Vec<&PluginDecl> = config
+            .plugins
+            .values()
+            .filter(|p| names.is_none_or(|names| names.contains(&p.name)))
+            .collect();
+        let mut plugins = IndexMap::new();
+        for decl in wanted {
+            let plugin = load_one(&engine, &linker, decl).await?;
+            plugins.insert(decl.name.clone(), Arc::new(plugin));
+        }
+        Ok(Self { engine, plugins })
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Arc<Plugin>> {
+        self.plugins.get(name)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<Plugin>> {
+        self.plugins.values()
+    }
+
+    pub fn engine(&self) -> &Arc<Engine> {
+        &self.engine
+    }
+}
+
+fn origin(decl: &PluginDecl) -> String {
+    match &decl.source {
+        PluginSource::Builtin(name) => format!("built-in `{name}`"),
+        PluginSource::Path(path) => path.display().to_string(),
+    }
+}
+
+async fn load_one(
+    engine: &Arc<Engine>,
+    linker: &Linker<StoreState>,
+    decl: &PluginDecl,
+) -> Result<Plugin, LoadError> {
+    let fail = |message: String| LoadError {
+        plugin: decl.name.clone(),
+        origin: origin(decl),
+        message,
+    };
+    let bytes: std::borrow::Cow<'static, [u8]> = match &decl.source {
+        PluginSource::Builtin(name) => crate::builtin::bytes(name)
+            .ok_or_else(|| fail("no such built-in plugin".into()))?
+            .into(),
+        PluginSource::Path(path) => std::fs::read(path)
+            .map_err(|err| fail(format!("cannot read the component: {err}")))?
+            .into(),
+    };
+    let sha256 = hex::encode(Sha256::digest(&bytes));
+    if let Some(expected) = &decl.sha256
+        && *expected != sha256
+    {
+        return Err(fail(format!(
+            "sha256 mismatch: runner.toml says {expected}, the file is {sha256}; update `plugins.{}.sha256` if the new file is trusted",
+            decl.name
+        )));
+    }
+    let engine_for_compile = engine.clone();
+    let compiled = tokio::task::spawn_blocking(move || engine_for_compile.component(&bytes))
+        .await
+        .map_err(|err| fail(format!("compilation panicked: {err}")))?
+        .map_err(|err| fail(format!("not a valid WebAssembly component: {err:#}")))?;
+    let (component, how) = compiled;
+    let (world, wit_version) = detect_world(engine, &component).ok_or_else(|| {
+        fail("exports none of runner:plugin/block, runner:plugin/batch, runner:plugin/agent-adapter or wasi:cli/run".into())
+    })?;
+    let instance_pre = linker
+        .instantiate_pre(&component)
+        .map_err(|err| fail(format!("cannot be linked: {err:#}")))?;
+    let typed = |err: wasmtime::Error| {
+        fail(format!(
+            "does not match the {} world: {err:#}",
+            world.name()
+        ))
+    };
+    let pre = match world {
+        World::Block => Pre::Block(BlockPluginPre::new(instance_pre).map_err(typed)?),
+        World::Batch => Pre::Batch(BatchPluginPre::new(instance_pre).map_err(typed)?),
+        World::AgentAdapter => Pre::Agent(AgentPluginPre::new(instance_pre).map_err(typed)?),
+        World::Command => Pre::Command(CommandPre::new(instance_pre).map_err(typed)?),
+    };
+    let mut plugin = Plugin {
+        decl: decl.clone(),
+        world,
+        wit_version,
+        info: None,
+        compiled: how,
+        sha256,
+        engine: engine.clone(),
+        pre,
+    };
+    if world != World::Command {
+        let info = plugin
+            .describe()
+            .await
+            .map_err(|err| fail(format!("`describe` failed: {err}")))?;
+        plugin.info = Some(info);
+    }
+    Ok(plugin)
+}
+
+fn detect_world(
+    engine: &Engine,
+    component: &wasmtime::component::Component,
+) -> Option<(World, String)> {
+    let ty = component.component_type();
+    for (name, item) in ty.exports(engine.wasmtime()) {
+        if !matches!(item.ty, ComponentItem::ComponentInstance(_)) {
+            continue;
+        }
+        let (path, version) = name.split_once('@').unwrap_or((name, ""));
+        let world = match path {
+            "runner:plugin/block" => World::Block,
+            "runner:plugin/batch" => World::Batch,
+            "runner:plugin/agent-adapter" => World::AgentAdapter,
+            "wasi:cli/run" => World::Command,
+            _ => continue,
+        };
+        let package = path.split('/').next().unwrap_or(path);
+        return Some((world, format!("{package}@{version}")));
+    }
+    None
+}
