@@ -12,7 +12,7 @@ use std::time::Duration;
 use tokio::io::AsyncBufReadExt;
 
 /// A port nothing listens on (just now).
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -21,13 +21,13 @@ fn free_port() -> u16 {
 }
 
 /// A `runner serve` of the project in `dir`; killed when dropped.
-struct Server {
+pub(crate) struct Server {
     child: tokio::process::Child,
 }
 
 impl Server {
     /// Starts `runner serve` with `env` and waits until it listens.
-    async fn start(dir: &Path, env: &[(&str, &str)]) -> Self {
+    pub(crate) async fn start(dir: &Path, env: &[(&str, &str)]) -> Self {
         let log = dir.join("serve.log");
         let mut command = tokio::process::Command::new(runner_binary());
         command
@@ -53,7 +53,12 @@ impl Server {
         );
     }
 
-    async fn stop(mut self) {
+    /// `kill -9`: no chance to record anything.
+    pub(crate) async fn kill(mut self) {
+        self.child.kill().await.unwrap();
+    }
+
+    pub(crate) async fn stop(mut self) {
         let pid = self.child.id().unwrap().to_string();
         std::process::Command::new("kill")
             .args(["-INT", &pid])

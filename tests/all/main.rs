@@ -4,6 +4,7 @@ mod support;
 
 mod agents;
 mod config_errors;
+mod dashboard;
 mod git;
 mod handoff;
 mod ids;

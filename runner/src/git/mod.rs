@@ -44,10 +44,12 @@
 //! start, [`Workspaces::sweep_orphans`] commits what a dead runner's
 //! worktrees still held to their branches and removes them.
 
+mod diff;
 mod retention;
 mod workspace;
 
 pub use crate::config::git::{DEFAULT_KEEP_BRANCHES, GitSettings, MergeMode};
+pub use diff::{BranchDiff, FileDiff, diff_between};
 pub use retention::{BranchPrune, KeptBranch, PrunedBranch};
 pub use workspace::{BatchWorkspace, Committed, MergeReport, Swept, Workspaces};
 

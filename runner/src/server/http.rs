@@ -1,8 +1,9 @@
-//! The HTTP side: `/ws` (upgrade), `/api/state`, `/healthz`.
+//! The HTTP side: `/ws` (upgrade), `/api/state`, `/healthz`, the dashboard
+//! (`/`, `/assets/…`) and its JSON endpoints (`/api/…`).
 
 use super::Shared;
 use super::conn::{Slot, serve_connection};
-use bytes_body::{Body, text};
+pub(crate) use bytes_body::{Body, text};
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
@@ -80,15 +81,18 @@ pub(crate) async fn route(
                     serde_json::to_vec(&snapshot).expect("snapshots serialize"),
                 )
             } else {
-                let mut response = text(
-                    StatusCode::UNAUTHORIZED,
-                    PLAIN,
-                    "send `Authorization: Bearer <token>`\n",
-                );
-                response
-                    .headers_mut()
-                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-                response
+                unauthorized()
+            }
+        }
+        (&Method::GET, path) if super::dashboard::serves(path) => {
+            super::dashboard::asset(path, host.as_deref())
+        }
+        (&Method::GET, path) if path.starts_with("/api/") => {
+            if authorized(&req, peer, &shared) {
+                let query = req.uri().query().map(str::to_string);
+                super::api::route(path, query.as_deref(), shared.clone()).await
+            } else {
+                unauthorized()
             }
         }
         (&Method::GET, "/ws") => match websocket_key(&req) {
@@ -137,16 +141,32 @@ pub(crate) async fn route(
                 response
             }
         },
-        (_, "/healthz" | "/api/state" | "/ws") => {
+        (_, path)
+            if matches!(path, "/healthz" | "/ws")
+                || path.starts_with("/api/")
+                || super::dashboard::serves(path) =>
+        {
             text(StatusCode::METHOD_NOT_ALLOWED, PLAIN, "only GET\n")
         }
         _ => text(
             StatusCode::NOT_FOUND,
             PLAIN,
-            "not found; try /ws, /api/state or /healthz\n",
+            "not found; try / (the dashboard), /ws, /api/state or /healthz\n",
         ),
     };
     Ok(response)
+}
+
+fn unauthorized() -> Response<Body> {
+    let mut response = text(
+        StatusCode::UNAUTHORIZED,
+        "text/plain; charset=utf-8",
+        "send `Authorization: Bearer <token>`\n",
+    );
+    response
+        .headers_mut()
+        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    response
 }
 
 /// The `Sec-WebSocket-Key` of a valid WebSocket upgrade request.

@@ -16,6 +16,8 @@
 //! - `GET /ws`: the WebSocket; without an upgrade, HTTP 426.
 //! - `GET /api/state`: the snapshot a client gets on join, as JSON.
 //! - `GET /healthz`: `ok`.
+//! - `GET /`: the dashboard ([`dashboard`]); `GET /api/…`: its JSON
+//!   endpoints ([`api`]).
 //!
 //! ## Browsers
 //! Every request, the WebSocket upgrade included, first passes the `Origin`
@@ -40,7 +42,9 @@
 //! published before it was called; each connection then writes what it has
 //! not sent yet (replaying if it had lagged) before its 1001 close frame.
 
+mod api;
 mod conn;
+mod dashboard;
 mod guard;
 mod http;
 mod hub;

@@ -48,6 +48,27 @@ pub struct RunSummary {
     pub changed: Vec<String>,
 }
 
+/// Which runs a page of the history holds ([`Store::run_page`]).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RunFilter {
+    /// `running`, `completed`, `failed`, `aborted` or `interrupted`.
+    pub status: Option<String>,
+    pub pipeline: Option<String>,
+    /// Runs per page (1 to 500).
+    pub limit: usize,
+    pub offset: usize,
+}
+
+/// One page of runs, newest first.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RunPage {
+    pub runs: Vec<RunSummary>,
+    /// Runs that match the filter, on every page.
+    pub total: usize,
+    pub offset: usize,
+    pub limit: usize,
+}
+
 /// The error of a run whose runner is gone, until a runner records why.
 pub const OWNER_GONE: &str = "the runner stopped without finishing it (crash or kill); the next `runner run` or `runner serve` records it as interrupted";
 
@@ -334,6 +355,69 @@ impl Store {
                 run.settle(holder, owner_pid);
                 run
             })
+            .collect())
+    }
+
+    /// One page of the history for the dashboard's runs list: newest first,
+    /// `filter.limit` runs from `filter.offset`, of one status and pipeline
+    /// when given. `total` counts every run that matches.
+    pub fn run_page(&self, filter: &RunFilter) -> Result<RunPage, StoreError> {
+        let holder = self.holder();
+        let limit = filter.limit.clamp(1, 500);
+        // A run recorded `running` whose runner is gone reads `interrupted`:
+        // both are read, and settled below.
+        const WHERE: &str =
+            "(?1 IS NULL OR r.status = ?1 OR (?1 = 'interrupted' AND r.status = 'running'))
+             AND (?2 IS NULL OR r.pipeline = ?2)";
+        let status = filter.status.as_deref();
+        let pipeline = filter.pipeline.as_deref();
+        let (rows, total): (Vec<(RunSummary, Option<i64>)>, i64) = self.read(|conn| {
+            let rows = conn
+                .prepare_cached(&format!(
+                    "SELECT {RUN_COLUMNS} FROM runs r WHERE {WHERE} ORDER BY r.first_seq DESC LIMIT ?3 OFFSET ?4"
+                ))?
+                .query_map(
+                    params![status, pipeline, limit as i64, filter.offset as i64],
+                    run_summary,
+                )?
+                .collect::<rusqlite::Result<_>>()?;
+            let total = conn
+                .prepare_cached(&format!("SELECT COUNT(*) FROM runs r WHERE {WHERE}"))?
+                .query_row(params![status, pipeline], |row| row.get(0))?;
+            Ok((rows, total))
+        })?;
+        let runs = rows
+            .into_iter()
+            .map(|(mut run, owner_pid)| {
+                run.settle(holder, owner_pid);
+                run
+            })
+            .filter(|run| status.is_none_or(|status| run.status == status))
+            .collect();
+        Ok(RunPage {
+            runs,
+            total: total.max(0) as usize,
+            offset: filter.offset,
+            limit,
+        })
+    }
+
+    /// The `command_status` and `agent_activity` events of one agent
+    /// command, in order (at most `limit`): its conversation.
+    pub fn command_events(&self, command_id: &str, limit: usize) -> Result<Vec<Event>, StoreError> {
+        let rows: Vec<(i64, String)> = self.read(|conn| {
+            conn.prepare_cached(
+                "SELECT seq, json FROM events WHERE type IN ('command_status', 'agent_activity')
+                 AND json_extract(json, '$.command_id') = ?1 ORDER BY seq LIMIT ?2",
+            )?
+            .query_map(params![command_id, limit as i64], |row| {
+                Ok((row.get(0)?, row.get(1)?))
+            })?
+            .collect()
+        })?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(_, json)| serde_json::from_str(&json).ok())
             .collect())
     }
 
