@@ -94,7 +94,10 @@ fn build(lang: &Lang, out: &Path) -> Duration {
         .arg(&script)
         .arg(out)
         .env("WASI_ADAPTER_REACTOR", &adapter)
-        .env("CARGO_TARGET_DIR", out.with_file_name("cargo-target"))
+        .env(
+            "CARGO_TARGET_DIR",
+            Path::new(env!("CARGO_TARGET_TMPDIR")).join("languages-cargo-target"),
+        )
         .env_remove("CARGO_ENCODED_RUSTFLAGS")
         .env_remove("RUSTFLAGS")
         .output()
