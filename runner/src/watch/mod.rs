@@ -33,18 +33,21 @@
 //! ## Events
 //! Every [`WatchEvent`] but `Finished` is also published on the bus as a
 //! `watch_status` event; a `triggered` one names the run it starts, which
-//! the history records with its trigger.
+//! the history records with its trigger. The first run's `triggered` (no
+//! paths) goes on the bus only.
 //!
 //! ## Reload
 //! A change to `runner.toml` is checked as `runner check` would; a good one
 //! replaces the runner and every batch re-runs, a bad one is reported and
-//! the last good configuration stays.
+//! the last good configuration stays. A changed plugin component is
+//! reloaded before the run it triggers ([`plugins`]).
 //!
 //! ## Lost events
 //! A `Rescan` flag, a full event buffer or a watcher error means anything
 //! may have changed: every input is re-checked and the error is reported.
 
 mod files;
+mod plugins;
 
 pub use files::{BUILTIN_IGNORES, Snapshot, Tree, changed};
 
@@ -116,6 +119,15 @@ pub enum WatchEvent {
     ConfigReloaded,
     /// `runner.toml` changed and does not check: the last good one stays.
     ConfigError(String),
+    /// A plugin's component file changed and loads: the next run uses it.
+    PluginReloaded { plugin: String, path: String },
+    /// A plugin's component file changed and cannot be used: the one
+    /// loaded before stays.
+    PluginError {
+        plugin: String,
+        path: String,
+        message: String,
+    },
     /// Something the user should know (lost events, polling fallback).
     Warning(String),
 }
@@ -170,6 +182,17 @@ impl std::fmt::Display for WatchEvent {
                 f,
                 "the configuration has an error; still using the last good one\n{message}"
             ),
+            Self::PluginReloaded { plugin, path } => {
+                write!(f, "plugin `{plugin}` reloaded from {path}")
+            }
+            Self::PluginError {
+                plugin,
+                path,
+                message,
+            } => write!(
+                f,
+                "plugin `{plugin}` ({path}) cannot be used; still using the one loaded before\n{message}"
+            ),
             Self::Warning(message) => write!(f, "warning: {message}"),
         }
     }
@@ -217,6 +240,21 @@ impl WatchEvent {
                 kind.message = Some(message.clone());
                 WatchState::Warning
             }
+            Self::PluginReloaded { plugin, path } => {
+                kind.plugin = Some(plugin.clone());
+                kind.paths = vec![path.clone()];
+                WatchState::PluginReloaded
+            }
+            Self::PluginError {
+                plugin,
+                path,
+                message,
+            } => {
+                kind.plugin = Some(plugin.clone());
+                kind.paths = vec![path.clone()];
+                kind.message = Some(message.clone());
+                WatchState::PluginError
+            }
         };
         Some(EventKind::WatchStatus {
             pipeline: pipeline.to_string(),
@@ -228,6 +266,7 @@ impl WatchEvent {
             follow_up: kind.follow_up,
             queued: kind.queued,
             message: kind.message,
+            plugin: kind.plugin,
         })
     }
 }
@@ -241,6 +280,7 @@ struct WatchStatusFields {
     follow_up: bool,
     queued: Option<bool>,
     message: Option<String>,
+    plugin: Option<String>,
 }
 
 /// Where watch events go: the caller's channel, and the bus as
@@ -258,6 +298,14 @@ impl Tell {
         }
         // The caller may have stopped listening; the bus still has it.
         let _ = self.tx.send(event);
+    }
+
+    /// Only on the bus: what the history and `--json` need, and the
+    /// terminal does not (the first run's trigger).
+    fn publish(&self, event: WatchEvent) {
+        if let Some(kind) = event.to_event(&self.pipeline) {
+            self.bus.publish(kind);
+        }
     }
 }
 
@@ -319,10 +367,32 @@ impl Shared {
 }
 
 /// Keeps the kernel (or polling) watcher alive.
-#[allow(dead_code)]
 enum Handle {
     Native(Debouncer<RecommendedWatcher, RecommendedCache>),
     Poll(Debouncer<PollWatcher, NoCache>),
+}
+
+impl Handle {
+    /// Also watches the directories in `dirs` not watched yet (not
+    /// recursively): where plugin component files outside the project are.
+    fn watch_dirs(&mut self, dirs: Vec<PathBuf>, watched: &mut Vec<PathBuf>, events: &Tell) {
+        for dir in dirs {
+            if watched.contains(&dir) {
+                continue;
+            }
+            let result = match self {
+                Self::Native(debouncer) => debouncer.watch(&dir, RecursiveMode::NonRecursive),
+                Self::Poll(debouncer) => debouncer.watch(&dir, RecursiveMode::NonRecursive),
+            };
+            match result {
+                Ok(()) => watched.push(dir),
+                Err(err) => events.send(WatchEvent::Warning(format!(
+                    "cannot watch {} (a plugin's component file is there): {err}",
+                    dir.display()
+                ))),
+            }
+        }
+    }
 }
 
 fn start_watcher(
@@ -382,14 +452,35 @@ fn out_of_watches(err: &notify::Error) -> bool {
     }
 }
 
-/// Each batch's input matcher (`None`: the whole project).
+/// What one batch reads: its `inputs` globs (`None`: the whole project)
+/// and its plugins' files and granted directories (snapshot keys).
+struct BatchInputs {
+    id: String,
+    globs: Option<GlobSet>,
+    implicit: Vec<PathBuf>,
+}
+
+impl BatchInputs {
+    fn reads(&self, path: &std::path::Path) -> bool {
+        // Keys outside the project are absolute: only plugin files.
+        (path.is_relative() && self.globs.as_ref().is_none_or(|set| set.is_match(path)))
+            || self.implicit.iter().any(|p| path.starts_with(p))
+    }
+}
+
+/// Each batch's inputs.
 struct Inputs {
-    matchers: Vec<(String, Option<GlobSet>)>,
+    batches: Vec<BatchInputs>,
 }
 
 impl Inputs {
-    fn new(pipeline: &Pipeline) -> Result<Self, WatchError> {
-        let mut matchers = Vec::new();
+    fn new(
+        config: &Config,
+        pipeline: &Pipeline,
+        root: &std::path::Path,
+    ) -> Result<Self, WatchError> {
+        let mut implicit = plugins::implicit_inputs(config, pipeline, root);
+        let mut batches = Vec::new();
         for batch in &pipeline.batches {
             let set = match &batch.inputs {
                 None => None,
@@ -413,31 +504,31 @@ impl Inputs {
                     )
                 }
             };
-            matchers.push((batch.id.clone(), set));
+            batches.push(BatchInputs {
+                id: batch.id.clone(),
+                globs: set,
+                implicit: implicit.remove(&batch.id).unwrap_or_default(),
+            });
         }
-        Ok(Self { matchers })
+        Ok(Self { batches })
     }
 
     /// How many counted files some batch reads.
     fn watched(&self, snapshot: &Snapshot) -> usize {
         snapshot
             .keys()
-            .filter(|path| self.matchers.iter().any(|(_, set)| matches(set, path)))
+            .filter(|path| self.batches.iter().any(|b| b.reads(path)))
             .count()
     }
 
     /// The batches reading any of `paths`.
     fn reading(&self, paths: &[PathBuf]) -> HashSet<String> {
-        self.matchers
+        self.batches
             .iter()
-            .filter(|(_, set)| paths.iter().any(|p| matches(set, p)))
-            .map(|(id, _)| id.clone())
+            .filter(|b| paths.iter().any(|p| b.reads(p)))
+            .map(|b| b.id.clone())
             .collect()
     }
-}
-
-fn matches(set: &Option<GlobSet>, path: &std::path::Path) -> bool {
-    set.as_ref().is_none_or(|set| set.is_match(path))
 }
 
 /// `seeds` plus every batch depending on one of them, in pipeline order.
@@ -550,8 +641,8 @@ pub async fn watch(
         .get(&options.pipeline)
         .cloned()
         .ok_or_else(|| WatchError::Ignore(format!("no pipeline `{}`", options.pipeline)))?;
-    let mut inputs = Inputs::new(&pipeline)?;
     let root = config.base_dir.clone();
+    let mut inputs = Inputs::new(&config, &pipeline, &root)?;
     let config_path = std::path::absolute(&config.path).unwrap_or_else(|_| config.path.clone());
     let config_rel = config_path
         .strip_prefix(&root)
@@ -566,13 +657,21 @@ pub async fn watch(
         });
         patterns.iter().cloned().chain(own).collect()
     };
+    let component_files = plugins::component_files(&config, &pipeline);
     let mut tree = Tree::new(&root, config.state_dir(), &ignores(&config.watch.ignore))
-        .map_err(WatchError::Ignore)?;
+        .map_err(WatchError::Ignore)?
+        .with_files(component_files.clone());
     let shared = Arc::new(Shared {
         pending: Mutex::new(Pending::default()),
         wake: Notify::new(),
     });
-    let _handle = start_watcher(&root, &options, &shared, &events)?;
+    let mut handle = start_watcher(&root, &options, &shared, &events)?;
+    let mut outside_watched = Vec::new();
+    handle.watch_dirs(
+        plugins::outside_dirs(&root, &component_files),
+        &mut outside_watched,
+        &events,
+    );
 
     let all: HashSet<String> = pipeline.batches.iter().map(|b| b.id.clone()).collect();
     let mut last = Last::default();
@@ -583,6 +682,13 @@ pub async fn watch(
     let mut baseline = Snapshot::new();
     let mut restarts = Restarts::default();
     let mut next_run = new_run_id();
+    // The history records the first run as started by `watch` too.
+    events.publish(WatchEvent::Triggered {
+        paths: Vec::new(),
+        batches: selection.clone(),
+        follow_up: false,
+        run_id: next_run.clone(),
+    });
     if options.on_busy == OnBusy::Restart {
         // What the first run writes must be told from the user's edits.
         let (t, now) = hash(tree).await;
@@ -619,7 +725,7 @@ pub async fn watch(
                             .paths
                             .into_iter()
                             .filter(|p| !tree.ignores_event(p))
-                            .filter_map(|p| p.strip_prefix(&root).ok().map(PathBuf::from))
+                            .filter_map(|p| tree.key(&p))
                             // A late event for a file this run started with
                             // (the same content) is no change.
                             .filter(|p| {
@@ -690,7 +796,7 @@ pub async fn watch(
         let (t, now) = hash(tree).await;
         tree = t;
         let before = std::mem::replace(&mut baseline, now);
-        let queued: Vec<PathBuf> = if options.on_busy == OnBusy::Queue && !follow_up {
+        let mut queued: Vec<PathBuf> = if options.on_busy == OnBusy::Queue && !follow_up {
             outside
                 .into_iter()
                 .filter(|p| before.get(p) != baseline.get(p))
@@ -698,9 +804,17 @@ pub async fn watch(
         } else {
             Vec::new()
         };
+        if !queued.is_empty() {
+            let broken = plugins::reload_changed(&mut runner, &root, &queued, &events).await;
+            queued.retain(|p| !broken.contains(p));
+        }
         if !stopped_by.is_empty() {
             // Every process of the stopped run is gone: the new run starts
             // with every change seen, what the old one wrote absorbed.
+            let broken = plugins::reload_changed(&mut runner, &root, &stopped_by, &events).await;
+            stopped_by.retain(|p| !broken.contains(p));
+        }
+        if !stopped_by.is_empty() {
             restarts.record(&stopped_by);
             let seeds: HashSet<String> = inputs
                 .reading(&stopped_by)
@@ -763,13 +877,14 @@ pub async fn watch(
             }
             let (t, now) = hash(tree).await;
             tree = t;
-            let paths = changed(&baseline, &now);
+            let mut paths = changed(&baseline, &now);
             baseline = now;
             if paths.contains(&config_rel) {
                 match reload(&config_path, &pipeline.name, runner.bus().clone()).await {
                     Ok(reloaded) => {
                         let next = reloaded.config().pipelines[&pipeline.name].clone();
-                        let next_inputs = Inputs::new(&next)?;
+                        let next_inputs = Inputs::new(reloaded.config(), &next, &root)?;
+                        let next_files = plugins::component_files(reloaded.config(), &next);
                         match Tree::new(
                             &root,
                             reloaded.config().state_dir(),
@@ -777,6 +892,12 @@ pub async fn watch(
                         ) {
                             Ok(next_tree) => {
                                 events.send(WatchEvent::ConfigReloaded);
+                                handle.watch_dirs(
+                                    plugins::outside_dirs(&root, &next_files),
+                                    &mut outside_watched,
+                                    &events,
+                                );
+                                let next_tree = next_tree.with_files(next_files);
                                 runner = reloaded;
                                 pipeline = next;
                                 inputs = next_inputs;
@@ -804,6 +925,8 @@ pub async fn watch(
                     }
                 }
             }
+            let broken = plugins::reload_changed(&mut runner, &root, &paths, &events).await;
+            paths.retain(|p| !broken.contains(p));
             let seeds = inputs.reading(&paths);
             if seeds.is_empty() {
                 continue;
@@ -922,13 +1045,50 @@ config = { command = "true" }
 "#,
         )
         .unwrap();
-        let inputs = Inputs::new(&config.pipelines["default"]).unwrap();
+        let inputs = Inputs::new(
+            &config,
+            &config.pipelines["default"],
+            std::path::Path::new("/p"),
+        )
+        .unwrap();
         let reads = |path: &str| !inputs.reading(&[PathBuf::from(path)]).is_empty();
         assert!(reads("Cargo.toml"));
         assert!(!reads("sub/Cargo.toml"));
         assert!(reads("src/a.rs"));
         assert!(reads("src/deep/er/a.rs"));
         assert!(!reads("tests/a.rs"));
+    }
+
+    #[test]
+    fn a_plugin_error_is_a_watch_status_naming_the_plugin_and_its_file() {
+        let event = WatchEvent::PluginError {
+            plugin: "p".into(),
+            path: "build/p.wasm".into(),
+            message: "plugin `p` (build/p.wasm): not a valid WebAssembly component".into(),
+        };
+        let Some(protocol::EventKind::WatchStatus {
+            status,
+            plugin,
+            paths,
+            message,
+            ..
+        }) = event.to_event("default")
+        else {
+            panic!("not a watch_status")
+        };
+        assert_eq!(status, WatchState::PluginError);
+        assert_eq!(plugin.as_deref(), Some("p"));
+        assert_eq!(paths, vec!["build/p.wasm"]);
+        assert!(
+            message
+                .unwrap()
+                .contains("not a valid WebAssembly component")
+        );
+        assert!(
+            event
+                .to_string()
+                .starts_with("plugin `p` (build/p.wasm) cannot be used")
+        );
     }
 
     #[test]
