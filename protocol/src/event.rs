@@ -264,7 +264,8 @@ pub enum EventKind {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         files: Option<usize>,
         /// The changed files, relative to the project (`triggered`,
-        /// `restarting`, `seen_while_busy`).
+        /// `restarting`, `seen_while_busy`; `plugin_reloaded` and
+        /// `plugin_error`: the component file, absolute when outside it).
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         paths: Vec<String>,
         /// `watching`: the pipeline's batches; `triggered`: the batches that re-run.
@@ -279,9 +280,12 @@ pub enum EventKind {
         /// `seen_while_busy`: re-run once the run ends (`false`: dropped).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         queued: Option<bool>,
-        /// `config_error`, `warning`: what to tell the user.
+        /// `config_error`, `plugin_error`, `warning`: what to tell the user.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         message: Option<String>,
+        /// `plugin_reloaded`, `plugin_error`: the plugin's name in `runner.toml`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        plugin: Option<String>,
     },
 }
 

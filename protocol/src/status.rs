@@ -277,6 +277,11 @@ pub enum WatchState {
     ConfigReloaded,
     /// `runner.toml` changed and does not check: the last good one stays.
     ConfigError,
+    /// A plugin's component file changed and loads: the next run uses it.
+    PluginReloaded,
+    /// A plugin's component file changed and cannot be used (does not
+    /// compile, or speaks the wrong world): the one loaded before stays.
+    PluginError,
     /// Something the user should know (lost events, polling fallback).
     Warning,
 }
@@ -290,6 +295,8 @@ impl WatchState {
             Self::SeenWhileBusy => "seen_while_busy",
             Self::ConfigReloaded => "config_reloaded",
             Self::ConfigError => "config_error",
+            Self::PluginReloaded => "plugin_reloaded",
+            Self::PluginError => "plugin_error",
             Self::Warning => "warning",
         }
     }

@@ -466,15 +466,20 @@ export type Event = {
      */
     follow_up?: boolean;
     /**
-     * `config_error`, `warning`: what to tell the user.
+     * `config_error`, `plugin_error`, `warning`: what to tell the user.
      */
     message?: string | null;
     /**
      * The changed files, relative to the project (`triggered`,
-     * `restarting`, `seen_while_busy`).
+     * `restarting`, `seen_while_busy`; `plugin_reloaded` and
+     * `plugin_error`: the component file, absolute when outside it).
      */
     paths?: string[];
     pipeline: string;
+    /**
+     * `plugin_reloaded`, `plugin_error`: the plugin's name in `runner.toml`.
+     */
+    plugin?: string | null;
     /**
      * `seen_while_busy`: re-run once the run ends (`false`: dropped).
      */
@@ -759,4 +764,4 @@ export type TaskStatus = "pending" | "running" | "completed" | "failed" | "skipp
 /**
  * What a `watch_status` event says.
  */
-export type WatchState = "watching" | "triggered" | "restarting" | "seen_while_busy" | "config_reloaded" | "config_error" | "warning";
+export type WatchState = "watching" | "triggered" | "restarting" | "seen_while_busy" | "config_reloaded" | "config_error" | "plugin_reloaded" | "plugin_error" | "warning";

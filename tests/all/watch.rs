@@ -4,6 +4,8 @@
 //! nothing, a sentinel file of another batch is changed, and the next
 //! trigger must name only the sentinel.
 
+mod plugins;
+
 use crate::support::Project;
 use runner::config::OnBusy;
 use runner::watch::{WatchEvent, WatchOptions, watch};
@@ -780,8 +782,48 @@ async fn watch_json_prints_watch_status_events_and_show_prints_the_trigger_of_a_
     let runs: serde_json::Value = serde_json::from_slice(&history.stdout).unwrap();
     assert_eq!(runs[0]["id"], run_id.as_str(), "{runs}");
     assert_eq!(runs[0]["trigger"], "watch");
-    // The first run was not triggered by a change.
-    assert!(runs[1].get("trigger").is_none(), "{runs}");
+    // The first run was started by `watch` too, by no change.
+    assert_eq!(runs[1]["trigger"], "watch", "{runs}");
+    assert!(runs[1].get("changed").is_none(), "{runs}");
+
+    // `runner history` shows what started each run; `runner run` is `run`.
+    let run = std::process::Command::new(env!("CARGO_BIN_EXE_runner-under-test"))
+        .arg("--config")
+        .arg(project.path())
+        .arg("run")
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let history = std::process::Command::new(env!("CARGO_BIN_EXE_runner-under-test"))
+        .arg("--config")
+        .arg(project.path())
+        .arg("history")
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&history.stdout);
+    let header = table.lines().next().unwrap_or_default();
+    let (from, to) = (
+        header.find("TRIGGER").expect("a TRIGGER column"),
+        header.find("STATUS").expect("a STATUS column"),
+    );
+    let triggers: Vec<&str> = table
+        .lines()
+        .skip(1)
+        .map(|row| row.get(from..to).unwrap_or_default().trim())
+        .collect();
+    assert_eq!(triggers, vec!["run", "watch", "watch"], "{table}");
+    assert!(
+        table
+            .lines()
+            .nth(2)
+            .unwrap_or_default()
+            .starts_with(&run_id),
+        "{table}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -119,12 +119,13 @@ pub fn history(config: &Config, limit: usize, json: bool) -> Result<i32, Error> 
         );
         return Ok(super::exit::OK);
     }
-    let rows: Vec<[String; 7]> = runs
+    let rows: Vec<[String; 8]> = runs
         .iter()
         .map(|run| {
             [
                 run.id.clone(),
                 run.pipeline.clone(),
+                run.trigger.clone().unwrap_or_else(|| "run".into()),
                 run.status_text(),
                 run.started_at.format("%Y-%m-%d %H:%M:%S").to_string(),
                 format!("{}/{} ok", run.batches_ok, run.batches),
@@ -147,9 +148,12 @@ fn tasks_text(run: &RunSummary) -> String {
 }
 
 /// The columns of `runner history`: a header and whether it is right-aligned.
-const HISTORY_COLUMNS: [(&str, bool); 7] = [
+/// TRIGGER is what started the run: `watch` (a `runner watch` run) or
+/// `run` (a request: `runner run`, or `start_run` over the WebSocket).
+const HISTORY_COLUMNS: [(&str, bool); 8] = [
     ("RUN", false),
     ("PIPELINE", false),
+    ("TRIGGER", false),
     ("STATUS", false),
     ("STARTED", false),
     ("BATCHES", true),

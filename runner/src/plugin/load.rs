@@ -40,23 +40,7 @@ impl Plugins {
                 }
             })?;
         let engine = Arc::new(engine);
-        let mut linker = Linker::<StoreState>::new(engine.wasmtime());
-        let link = |result: wasmtime::Result<()>| {
-            result.map_err(|err| LoadError {
-                plugin: "*".into(),
-                origin: "linker".into(),
-                message: format!("{err:#}"),
-            })
-        };
-        link(wasmtime_wasi::p2::add_to_linker_async(&mut linker))?;
-        link(bindings::host::add_to_linker::<_, HasSelf<_>>(
-            &mut linker,
-            |s| s,
-        ))?;
-        link(bindings::types::add_to_linker::<_, HasSelf<_>>(
-            &mut linker,
-            |s| s,
-        ))?;
+        let linker = linker(&engine)?;
 
         let wanted: Vec<&PluginDecl> = config
             .plugins
@@ -82,6 +66,42 @@ impl Plugins {
     pub fn engine(&self) -> &Arc<Engine> {
         &self.engine
     }
+
+    /// These plugins with `decl`'s component read again and compiled
+    /// through the same engine (and its cache); the others are shared.
+    /// `runner watch` uses it when a component file changes.
+    pub async fn reload(&self, decl: &PluginDecl) -> Result<Self, LoadError> {
+        let linker = linker(&self.engine)?;
+        let plugin = load_one(&self.engine, &linker, decl).await?;
+        let mut plugins = self.plugins.clone();
+        plugins.insert(decl.name.clone(), Arc::new(plugin));
+        Ok(Self {
+            engine: self.engine.clone(),
+            plugins,
+        })
+    }
+}
+
+/// The host interfaces every plugin may import.
+fn linker(engine: &Engine) -> Result<Linker<StoreState>, LoadError> {
+    let mut linker = Linker::<StoreState>::new(engine.wasmtime());
+    let link = |result: wasmtime::Result<()>| {
+        result.map_err(|err| LoadError {
+            plugin: "*".into(),
+            origin: "linker".into(),
+            message: format!("{err:#}"),
+        })
+    };
+    link(wasmtime_wasi::p2::add_to_linker_async(&mut linker))?;
+    link(bindings::host::add_to_linker::<_, HasSelf<_>>(
+        &mut linker,
+        |s| s,
+    ))?;
+    link(bindings::types::add_to_linker::<_, HasSelf<_>>(
+        &mut linker,
+        |s| s,
+    ))?;
+    Ok(linker)
 }
 
 fn origin(decl: &PluginDecl) -> String {

@@ -101,6 +101,10 @@ impl Runner {
         &self.config
     }
 
+    pub fn plugins(&self) -> &Arc<Plugins> {
+        &self.plugins
+    }
+
     pub fn agents(&self) -> &Arc<Agents> {
         &self.agents
     }

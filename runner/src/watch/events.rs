@@ -31,6 +31,15 @@ pub enum WatchEvent {
     ConfigReloaded,
     /// `runner.toml` changed and does not check: the last good one stays.
     ConfigError(String),
+    /// A plugin's component file changed and loads: the next run uses it.
+    PluginReloaded { plugin: String, path: String },
+    /// A plugin's component file changed and cannot be used: the one
+    /// loaded before stays.
+    PluginError {
+        plugin: String,
+        path: String,
+        message: String,
+    },
     /// Something the user should know (lost events, polling fallback).
     Warning(String),
 }
@@ -85,6 +94,17 @@ impl std::fmt::Display for WatchEvent {
                 f,
                 "the configuration has an error; still using the last good one\n{message}"
             ),
+            Self::PluginReloaded { plugin, path } => {
+                write!(f, "plugin `{plugin}` reloaded from {path}")
+            }
+            Self::PluginError {
+                plugin,
+                path,
+                message,
+            } => write!(
+                f,
+                "plugin `{plugin}` ({path}) cannot be used; still using the one loaded before\n{message}"
+            ),
             Self::Warning(message) => write!(f, "warning: {message}"),
         }
     }
@@ -132,6 +152,21 @@ impl WatchEvent {
                 kind.message = Some(message.clone());
                 WatchState::Warning
             }
+            Self::PluginReloaded { plugin, path } => {
+                kind.plugin = Some(plugin.clone());
+                kind.paths = vec![path.clone()];
+                WatchState::PluginReloaded
+            }
+            Self::PluginError {
+                plugin,
+                path,
+                message,
+            } => {
+                kind.plugin = Some(plugin.clone());
+                kind.paths = vec![path.clone()];
+                kind.message = Some(message.clone());
+                WatchState::PluginError
+            }
         };
         Some(EventKind::WatchStatus {
             pipeline: pipeline.to_string(),
@@ -143,6 +178,7 @@ impl WatchEvent {
             follow_up: kind.follow_up,
             queued: kind.queued,
             message: kind.message,
+            plugin: kind.plugin,
         })
     }
 }
@@ -156,6 +192,7 @@ struct WatchStatusFields {
     follow_up: bool,
     queued: Option<bool>,
     message: Option<String>,
+    plugin: Option<String>,
 }
 
 /// Where watch events go: the caller's channel, and the bus as
@@ -173,5 +210,13 @@ impl Tell {
         }
         // The caller may have stopped listening; the bus still has it.
         let _ = self.tx.send(event);
+    }
+
+    /// Only on the bus: what the history and `--json` need, and the
+    /// terminal does not (the first run's trigger).
+    pub(super) fn publish(&self, event: WatchEvent) {
+        if let Some(kind) = event.to_event(&self.pipeline) {
+            self.bus.publish(kind);
+        }
     }
 }

@@ -6,6 +6,11 @@
 //! cached by size, modification time and inode, so a re-check reads only the
 //! files whose metadata moved; touching a file re-hashes it and finds the
 //! same content.
+//!
+//! Plugins' component files count too, even where an ignore would exclude
+//! them (a plugin built into `target/`) or outside the project: they are
+//! named in `runner.toml`. Outside the project their key is their absolute
+//! path.
 
 use ignore::gitignore::{Gitignore, GitignoreBuilder};
 use sha2::{Digest, Sha256};
@@ -40,6 +45,8 @@ pub struct Tree {
     ignores: Arc<Gitignore>,
     /// The last hash of each file, by relative path, with its stamp.
     cache: HashMap<PathBuf, (Stamp, [u8; 32])>,
+    /// Files counted whatever the ignores say (absolute paths).
+    files: Vec<PathBuf>,
 }
 
 impl Tree {
@@ -68,12 +75,38 @@ impl Tree {
             root: root.to_path_buf(),
             ignores: Arc::new(ignores),
             cache: HashMap::new(),
+            files: Vec::new(),
         })
+    }
+
+    /// Also counts `files` (absolute paths), ignored or outside the root.
+    pub fn with_files(mut self, files: Vec<PathBuf>) -> Self {
+        self.files = files;
+        self
+    }
+
+    /// The files counted whatever the ignores say.
+    pub fn files(&self) -> &[PathBuf] {
+        &self.files
+    }
+
+    /// How an event's `path` is named in a [`Snapshot`]: relative to the
+    /// root, or absolute for a counted file outside it (`None`: outside
+    /// and not counted).
+    pub fn key(&self, path: &Path) -> Option<PathBuf> {
+        match path.strip_prefix(&self.root) {
+            Ok(rel) => Some(rel.to_path_buf()),
+            Err(_) if self.files.iter().any(|f| f == path) => Some(path.to_path_buf()),
+            Err(_) => None,
+        }
     }
 
     /// Whether an event's `path` is outside the tree or built-in/`[watch]`
     /// ignored (`.gitignore` is applied by [`Tree::snapshot`]).
     pub fn ignores_event(&self, path: &Path) -> bool {
+        if self.files.iter().any(|f| f == path) {
+            return false;
+        }
         let Ok(rel) = path.strip_prefix(&self.root) else {
             return true;
         };
@@ -121,23 +154,52 @@ impl Tree {
             let Ok(meta) = entry.metadata() else {
                 continue;
             };
-            let key = (
-                meta.len(),
-                i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
-                meta.ino(),
+            self.count(
+                entry.path(),
+                rel.to_path_buf(),
+                &meta,
+                &mut cache,
+                &mut snapshot,
             );
-            let hash = match self.cache.get(rel) {
-                Some((cached, hash)) if *cached == key => *hash,
-                _ => match hash_file(entry.path()) {
-                    Ok(hash) => hash,
-                    Err(_) => continue,
-                },
-            };
-            cache.insert(rel.to_path_buf(), (key, hash));
-            snapshot.insert(rel.to_path_buf(), hash);
+        }
+        for file in self.files.clone() {
+            let key = self.key(&file).expect("a counted file has a key");
+            if snapshot.contains_key(&key) {
+                continue;
+            }
+            if let Ok(meta) = std::fs::metadata(&file)
+                && meta.is_file()
+            {
+                self.count(&file, key, &meta, &mut cache, &mut snapshot);
+            }
         }
         self.cache = cache;
         snapshot
+    }
+
+    /// Adds `path`'s hash as `key`, read again only when its stamp moved.
+    fn count(
+        &self,
+        path: &Path,
+        key: PathBuf,
+        meta: &std::fs::Metadata,
+        cache: &mut HashMap<PathBuf, (Stamp, [u8; 32])>,
+        snapshot: &mut Snapshot,
+    ) {
+        let stamp = (
+            meta.len(),
+            i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
+            meta.ino(),
+        );
+        let hash = match self.cache.get(&key) {
+            Some((cached, hash)) if *cached == stamp => *hash,
+            _ => match hash_file(path) {
+                Ok(hash) => hash,
+                Err(_) => return,
+            },
+        };
+        cache.insert(key.clone(), (stamp, hash));
+        snapshot.insert(key, hash);
     }
 }
 
@@ -200,6 +262,34 @@ mod tests {
         assert!(tree.ignores_event(&root.join("src/.a.rs.swp")));
         assert!(tree.ignores_event(&root.join(".runner/history.db")));
         assert!(!tree.ignores_event(&root.join("src/a.rs")));
+    }
+
+    #[test]
+    fn named_files_count_even_when_ignored_or_outside_the_root() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let built = root.join("target/wasm/p.wasm");
+        let elsewhere = outside.path().join("q.wasm");
+        for file in [&built, &elsewhere] {
+            std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+            std::fs::write(file, "component").unwrap();
+        }
+        std::fs::write(root.join("target/wasm/other.wasm"), "not named").unwrap();
+        let mut tree = Tree::new(root, &root.join(".runner"), &[])
+            .unwrap()
+            .with_files(vec![built.clone(), elsewhere.clone()]);
+        let files: Vec<PathBuf> = tree.snapshot().into_keys().collect();
+        assert_eq!(
+            files,
+            vec![elsewhere.clone(), PathBuf::from("target/wasm/p.wasm")]
+        );
+        assert!(!tree.ignores_event(&built));
+        assert!(!tree.ignores_event(&elsewhere));
+        assert!(tree.ignores_event(&root.join("target/wasm/other.wasm")));
+        assert!(tree.ignores_event(&outside.path().join("other.wasm")));
+        assert_eq!(tree.key(&elsewhere), Some(elsewhere.clone()));
+        assert_eq!(tree.key(&outside.path().join("other.wasm")), None);
     }
 
     #[test]

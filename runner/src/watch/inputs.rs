@@ -8,14 +8,35 @@ use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 use std::collections::HashSet;
 use std::path::PathBuf;
 
-/// Each batch's input matcher (`None`: the whole project).
+/// What one batch reads: its `inputs` globs (`None`: the whole project)
+/// and its plugins' files and granted directories (snapshot keys).
+pub(super) struct BatchInputs {
+    id: String,
+    globs: Option<GlobSet>,
+    implicit: Vec<PathBuf>,
+}
+
+impl BatchInputs {
+    fn reads(&self, path: &std::path::Path) -> bool {
+        // Keys outside the project are absolute: only plugin files.
+        (path.is_relative() && self.globs.as_ref().is_none_or(|set| set.is_match(path)))
+            || self.implicit.iter().any(|p| path.starts_with(p))
+    }
+}
+
+/// Each batch's inputs.
 pub(super) struct Inputs {
-    pub(super) matchers: Vec<(String, Option<GlobSet>)>,
+    batches: Vec<BatchInputs>,
 }
 
 impl Inputs {
-    pub(super) fn new(pipeline: &Pipeline) -> Result<Self, WatchError> {
-        let mut matchers = Vec::new();
+    pub(super) fn new(
+        config: &Config,
+        pipeline: &Pipeline,
+        root: &std::path::Path,
+    ) -> Result<Self, WatchError> {
+        let mut implicit = super::plugins::implicit_inputs(config, pipeline, root);
+        let mut batches = Vec::new();
         for batch in &pipeline.batches {
             let set = match &batch.inputs {
                 None => None,
@@ -39,31 +60,31 @@ impl Inputs {
                     )
                 }
             };
-            matchers.push((batch.id.clone(), set));
+            batches.push(BatchInputs {
+                id: batch.id.clone(),
+                globs: set,
+                implicit: implicit.remove(&batch.id).unwrap_or_default(),
+            });
         }
-        Ok(Self { matchers })
+        Ok(Self { batches })
     }
 
     /// How many counted files some batch reads.
     pub(super) fn watched(&self, snapshot: &Snapshot) -> usize {
         snapshot
             .keys()
-            .filter(|path| self.matchers.iter().any(|(_, set)| matches(set, path)))
+            .filter(|path| self.batches.iter().any(|b| b.reads(path)))
             .count()
     }
 
     /// The batches reading any of `paths`.
     pub(super) fn reading(&self, paths: &[PathBuf]) -> HashSet<String> {
-        self.matchers
+        self.batches
             .iter()
-            .filter(|(_, set)| paths.iter().any(|p| matches(set, p)))
-            .map(|(id, _)| id.clone())
+            .filter(|b| paths.iter().any(|p| b.reads(p)))
+            .map(|b| b.id.clone())
             .collect()
     }
-}
-
-pub(super) fn matches(set: &Option<GlobSet>, path: &std::path::Path) -> bool {
-    set.as_ref().is_none_or(|set| set.is_match(path))
 }
 
 /// `seeds` plus every batch depending on one of them, in pipeline order.

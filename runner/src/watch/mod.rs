@@ -33,12 +33,14 @@
 //! ## Events
 //! Every [`WatchEvent`] but `Finished` is also published on the bus as a
 //! `watch_status` event; a `triggered` one names the run it starts, which
-//! the history records with its trigger.
+//! the history records with its trigger. The first run's `triggered` (no
+//! paths) goes on the bus only.
 //!
 //! ## Reload
 //! A change to `runner.toml` is checked as `runner check` would; a good one
 //! replaces the runner and every batch re-runs, a bad one is reported and
-//! the last good configuration stays.
+//! the last good configuration stays. A changed plugin component is
+//! reloaded before the run it triggers ([`plugins`]).
 //!
 //! ## Lost events
 //! A `Rescan` flag, a full event buffer or a watcher error means anything
@@ -47,6 +49,7 @@
 mod events;
 mod files;
 mod inputs;
+mod plugins;
 mod watcher;
 
 pub use events::WatchEvent;
@@ -198,8 +201,8 @@ pub async fn watch(
         .get(&options.pipeline)
         .cloned()
         .ok_or_else(|| WatchError::Ignore(format!("no pipeline `{}`", options.pipeline)))?;
-    let mut inputs = Inputs::new(&pipeline)?;
     let root = config.base_dir.clone();
+    let mut inputs = Inputs::new(&config, &pipeline, &root)?;
     let config_path = std::path::absolute(&config.path).unwrap_or_else(|_| config.path.clone());
     let config_rel = config_path
         .strip_prefix(&root)
@@ -214,13 +217,21 @@ pub async fn watch(
         });
         patterns.iter().cloned().chain(own).collect()
     };
+    let component_files = plugins::component_files(&config, &pipeline);
     let mut tree = Tree::new(&root, config.state_dir(), &ignores(&config.watch.ignore))
-        .map_err(WatchError::Ignore)?;
+        .map_err(WatchError::Ignore)?
+        .with_files(component_files.clone());
     let shared = Arc::new(Shared {
         pending: Mutex::new(Pending::default()),
         wake: Notify::new(),
     });
-    let _handle = start_watcher(&root, &options, &shared, &events)?;
+    let mut handle = start_watcher(&root, &options, &shared, &events)?;
+    let mut outside_watched = Vec::new();
+    handle.watch_dirs(
+        plugins::outside_dirs(&root, &component_files),
+        &mut outside_watched,
+        &events,
+    );
 
     let all: HashSet<String> = pipeline.batches.iter().map(|b| b.id.clone()).collect();
     let mut last = Last::default();
@@ -231,6 +242,13 @@ pub async fn watch(
     let mut baseline = Snapshot::new();
     let mut restarts = Restarts::default();
     let mut next_run = new_run_id();
+    // The history records the first run as started by `watch` too.
+    events.publish(WatchEvent::Triggered {
+        paths: Vec::new(),
+        batches: selection.clone(),
+        follow_up: false,
+        run_id: next_run.clone(),
+    });
     if options.on_busy == OnBusy::Restart {
         // What the first run writes must be told from the user's edits.
         let (t, now) = hash(tree).await;
@@ -267,7 +285,7 @@ pub async fn watch(
                             .paths
                             .into_iter()
                             .filter(|p| !tree.ignores_event(p))
-                            .filter_map(|p| p.strip_prefix(&root).ok().map(PathBuf::from))
+                            .filter_map(|p| tree.key(&p))
                             // A late event for a file this run started with
                             // (the same content) is no change.
                             .filter(|p| {
@@ -338,7 +356,7 @@ pub async fn watch(
         let (t, now) = hash(tree).await;
         tree = t;
         let before = std::mem::replace(&mut baseline, now);
-        let queued: Vec<PathBuf> = if options.on_busy == OnBusy::Queue && !follow_up {
+        let mut queued: Vec<PathBuf> = if options.on_busy == OnBusy::Queue && !follow_up {
             outside
                 .into_iter()
                 .filter(|p| before.get(p) != baseline.get(p))
@@ -346,9 +364,17 @@ pub async fn watch(
         } else {
             Vec::new()
         };
+        if !queued.is_empty() {
+            let broken = plugins::reload_changed(&mut runner, &root, &queued, &events).await;
+            queued.retain(|p| !broken.contains(p));
+        }
         if !stopped_by.is_empty() {
             // Every process of the stopped run is gone: the new run starts
             // with every change seen, what the old one wrote absorbed.
+            let broken = plugins::reload_changed(&mut runner, &root, &stopped_by, &events).await;
+            stopped_by.retain(|p| !broken.contains(p));
+        }
+        if !stopped_by.is_empty() {
             restarts.record(&stopped_by);
             let seeds: HashSet<String> = inputs
                 .reading(&stopped_by)
@@ -411,13 +437,14 @@ pub async fn watch(
             }
             let (t, now) = hash(tree).await;
             tree = t;
-            let paths = changed(&baseline, &now);
+            let mut paths = changed(&baseline, &now);
             baseline = now;
             if paths.contains(&config_rel) {
                 match reload(&config_path, &pipeline.name, runner.bus().clone()).await {
                     Ok(reloaded) => {
                         let next = reloaded.config().pipelines[&pipeline.name].clone();
-                        let next_inputs = Inputs::new(&next)?;
+                        let next_inputs = Inputs::new(reloaded.config(), &next, &root)?;
+                        let next_files = plugins::component_files(reloaded.config(), &next);
                         match Tree::new(
                             &root,
                             reloaded.config().state_dir(),
@@ -425,6 +452,12 @@ pub async fn watch(
                         ) {
                             Ok(next_tree) => {
                                 events.send(WatchEvent::ConfigReloaded);
+                                handle.watch_dirs(
+                                    plugins::outside_dirs(&root, &next_files),
+                                    &mut outside_watched,
+                                    &events,
+                                );
+                                let next_tree = next_tree.with_files(next_files);
                                 runner = reloaded;
                                 pipeline = next;
                                 inputs = next_inputs;
@@ -452,6 +485,8 @@ pub async fn watch(
                     }
                 }
             }
+            let broken = plugins::reload_changed(&mut runner, &root, &paths, &events).await;
+            paths.retain(|p| !broken.contains(p));
             let seeds = inputs.reading(&paths);
             if seeds.is_empty() {
                 continue;
@@ -571,13 +606,50 @@ config = { command = "true" }
 "#,
         )
         .unwrap();
-        let inputs = Inputs::new(&config.pipelines["default"]).unwrap();
+        let inputs = Inputs::new(
+            &config,
+            &config.pipelines["default"],
+            std::path::Path::new("/p"),
+        )
+        .unwrap();
         let reads = |path: &str| !inputs.reading(&[PathBuf::from(path)]).is_empty();
         assert!(reads("Cargo.toml"));
         assert!(!reads("sub/Cargo.toml"));
         assert!(reads("src/a.rs"));
         assert!(reads("src/deep/er/a.rs"));
         assert!(!reads("tests/a.rs"));
+    }
+
+    #[test]
+    fn a_plugin_error_is_a_watch_status_naming_the_plugin_and_its_file() {
+        let event = WatchEvent::PluginError {
+            plugin: "p".into(),
+            path: "build/p.wasm".into(),
+            message: "plugin `p` (build/p.wasm): not a valid WebAssembly component".into(),
+        };
+        let Some(protocol::EventKind::WatchStatus {
+            status,
+            plugin,
+            paths,
+            message,
+            ..
+        }) = event.to_event("default")
+        else {
+            panic!("not a watch_status")
+        };
+        assert_eq!(status, protocol::WatchState::PluginError);
+        assert_eq!(plugin.as_deref(), Some("p"));
+        assert_eq!(paths, vec!["build/p.wasm"]);
+        assert!(
+            message
+                .unwrap()
+                .contains("not a valid WebAssembly component")
+        );
+        assert!(
+            event
+                .to_string()
+                .starts_with("plugin `p` (build/p.wasm) cannot be used")
+        );
     }
 
     #[test]

@@ -68,10 +68,37 @@ impl Shared {
 }
 
 /// Keeps the kernel (or polling) watcher alive.
-#[allow(dead_code)]
 pub(super) enum Handle {
     Native(Debouncer<RecommendedWatcher, RecommendedCache>),
     Poll(Debouncer<PollWatcher, NoCache>),
+}
+
+impl Handle {
+    /// Also watches the directories in `dirs` not watched yet (not
+    /// recursively): where plugin component files outside the project are.
+    pub(super) fn watch_dirs(
+        &mut self,
+        dirs: Vec<PathBuf>,
+        watched: &mut Vec<PathBuf>,
+        events: &Tell,
+    ) {
+        for dir in dirs {
+            if watched.contains(&dir) {
+                continue;
+            }
+            let result = match self {
+                Self::Native(debouncer) => debouncer.watch(&dir, RecursiveMode::NonRecursive),
+                Self::Poll(debouncer) => debouncer.watch(&dir, RecursiveMode::NonRecursive),
+            };
+            match result {
+                Ok(()) => watched.push(dir),
+                Err(err) => events.send(WatchEvent::Warning(format!(
+                    "cannot watch {} (a plugin's component file is there): {err}",
+                    dir.display()
+                ))),
+            }
+        }
+    }
 }
 
 pub(super) fn start_watcher(
