@@ -11,6 +11,7 @@ mod layers;
 mod orphans;
 mod output;
 mod pipelines;
+mod plugins;
 mod sandbox;
 mod server;
 mod server_support;

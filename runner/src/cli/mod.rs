@@ -6,6 +6,7 @@
 mod client;
 mod gc;
 mod history;
+mod plugin;
 
 use crate::config::{Config, ConfigError};
 use crate::events::EventBus;
@@ -88,6 +89,11 @@ pub enum Command {
     },
     /// Check runner.toml and every plugin without running anything.
     Check,
+    /// Work with plugin components: `runner plugin check FILE`.
+    Plugin {
+        #[command(subcommand)]
+        command: plugin::PluginCommand,
+    },
     /// List the plugins with the world and WIT version each implements.
     Plugins {
         /// Print JSON instead of a table.
@@ -258,6 +264,9 @@ async fn handoff(config: &Config, name: &str) -> Result<Option<client::Client>, 
 
 /// Runs one command; `Ok` holds the exit code.
 pub async fn execute(cli: Cli) -> Result<i32, Error> {
+    if let Command::Plugin { command } = &cli.command {
+        return plugin::execute(command);
+    }
     let config = Arc::new(Config::load(&cli.config)?);
     match cli.command {
         Command::Run {
@@ -301,6 +310,7 @@ pub async fn execute(cli: Cli) -> Result<i32, Error> {
         }
         Command::Serve { listen } => serve(config, listen).await,
         Command::Check => check(config).await,
+        Command::Plugin { command } => plugin::execute(&command),
         Command::Plugins { json } => plugins(config, json).await,
         Command::Ask {
             agent,
@@ -336,8 +346,8 @@ async fn local_runner(
     Error,
 > {
     let used = config.plugins_used_by(pipeline);
-    let plugins = Arc::new(Plugins::load(config, Some(&used)).await?);
     let (bus, recording) = history::start(config).await?;
+    let plugins = Arc::new(plugin::load_showing_compiles(config, Some(&used), &bus).await?);
     let runner = Arc::new(Runner::new(config.clone(), plugins, bus.clone())?);
     let server = match serve {
         Some(listen) => Some(
@@ -604,8 +614,13 @@ async fn watch(
 }
 
 async fn check(config: Arc<Config>) -> Result<i32, Error> {
-    let plugins = Arc::new(Plugins::load(&config, None).await?);
-    Runner::new(config.clone(), plugins.clone(), EventBus::new(1))?;
+    if !plugin::check_configured(&config)? {
+        return Ok(exit::INVALID);
+    }
+    // Loading compiles what the cache lacks, so the first `run` does not.
+    let bus = EventBus::new(1);
+    let plugins = Arc::new(plugin::load_showing_compiles(&config, None, &bus).await?);
+    Runner::new(config.clone(), plugins.clone(), bus)?;
     let batches: usize = config.pipelines.values().map(|p| p.batches.len()).sum();
     let tasks: usize = config
         .pipelines

@@ -907,7 +907,7 @@ fn project(tx: &Transaction, event: &Event, pid: u32) -> rusqlite::Result<()> {
             )?
             .execute(params![run_id, changed])?;
         }
-        EventKind::WatchStatus { .. } => {}
+        EventKind::WatchStatus { .. } | EventKind::PluginCompile { .. } => {}
     }
     Ok(())
 }
