@@ -35,6 +35,7 @@ impl Event {
             AgentActivity { run_id, .. } => run_id.as_deref(),
             AgentStatus { .. } => None,
             WatchStatus { run_id, .. } => run_id.as_deref(),
+            PluginCompile { .. } => None,
             WorkspacePrepared { run_id, .. }
             | ExecutionStatus { run_id, .. }
             | RepoState { run_id, .. }
@@ -287,6 +288,24 @@ pub enum EventKind {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         plugin: Option<String>,
     },
+    /// A plugin's component was not in the compile cache: it is being
+    /// compiled to machine code (`compiling`), then `compiled` or `failed`.
+    /// Published while plugins load, before any task runs; a component with
+    /// an interpreter inside (Python, JavaScript) takes seconds the first
+    /// time and milliseconds once cached.
+    PluginCompile {
+        /// The plugin's name in `runner.toml`.
+        plugin: String,
+        /// The component's size in bytes.
+        size_bytes: u64,
+        status: CompileStatus,
+        /// `compiled`, `failed`: how long compiling took.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        duration_ms: Option<u64>,
+        /// `failed`: why.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+    },
 }
 
 impl EventKind {
@@ -308,6 +327,7 @@ impl EventKind {
             Self::RepoState { .. } => "repo_state",
             Self::MergeStatus { .. } => "merge_status",
             Self::WatchStatus { .. } => "watch_status",
+            Self::PluginCompile { .. } => "plugin_compile",
         }
     }
 }

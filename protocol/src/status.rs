@@ -233,6 +233,28 @@ impl LogLevel {
     }
 }
 
+/// What a `plugin_compile` event says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CompileStatus {
+    /// Compiling has started.
+    Compiling,
+    /// Compiled, and written to the compile cache.
+    Compiled,
+    /// The component did not compile.
+    Failed,
+}
+
+impl CompileStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Compiling => "compiling",
+            Self::Compiled => "compiled",
+            Self::Failed => "failed",
+        }
+    }
+}
+
 /// Which output stream a chunk or line came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
@@ -258,7 +280,8 @@ display_as_serde!(
     CommandStatus,
     AgentStatus,
     LogLevel,
-    Stream
+    Stream,
+    CompileStatus
 );
 
 /// What a `watch_status` event says.

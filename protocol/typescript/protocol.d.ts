@@ -222,6 +222,11 @@ export interface CommandState {
 export type CommandStatus = "queued" | "running" | "completed" | "failed" | "interrupted";
 
 /**
+ * What a `plugin_compile` event says.
+ */
+export type CompileStatus = "compiling" | "compiled" | "failed";
+
+/**
  * Why a request failed.
  */
 export type ErrorCode = "malformed" | "unknown_type" | "invalid" | "not_identified" | "unsupported_version" | "rejected" | "resume_unavailable";
@@ -489,6 +494,26 @@ export type Event = {
      */
     run_id?: string | null;
     status: WatchState;
+  }
+  | {
+    type: "plugin_compile";
+    /**
+     * `compiled`, `failed`: how long compiling took.
+     */
+    duration_ms?: number | null;
+    /**
+     * `failed`: why.
+     */
+    error?: string | null;
+    /**
+     * The plugin's name in `runner.toml`.
+     */
+    plugin: string;
+    /**
+     * The component's size in bytes.
+     */
+    size_bytes: number;
+    status: CompileStatus;
   }
 );
 

@@ -1,7 +1,10 @@
 //! Shows events to people (`runner run`) or prints them as JSON lines
 //! (`runner run --json`). Both read the same [`Event`]s the bus carries.
 
-use protocol::{BatchStatus, Event, EventKind, LogLevel, RunStatus, Stream, TaskStatus};
+use crate::units::format_size_rounded;
+use protocol::{
+    BatchStatus, CompileStatus, Event, EventKind, LogLevel, RunStatus, Stream, TaskStatus,
+};
 use std::collections::HashMap;
 use std::io::{self, Write};
 
@@ -145,6 +148,19 @@ impl<W: Write> TerminalPrinter<W> {
             }),
             // `runner watch` prints its own `[watch]` lines.
             EventKind::WatchStatus { .. } => None,
+            EventKind::PluginCompile { plugin, size_bytes, status, duration_ms, error } => {
+                let size = format_size_rounded(*size_bytes);
+                let took = duration_ms.map(format_ms).unwrap_or_default();
+                Some(match status {
+                    CompileStatus::Compiling => self.paint(DIM, &format!("compiling {plugin} ({size})…")),
+                    CompileStatus::Compiled => self.paint(DIM, &format!("compiled {plugin} ({size}) in {took}")),
+                    CompileStatus::Failed => format!(
+                        "{} {plugin} ({size}) after {took}: {}",
+                        self.paint(RED, "compiling failed:"),
+                        error.as_deref().unwrap_or("unknown error")
+                    ),
+                })
+            }
         };
         if let Some(line) = line {
             writeln!(self.out, "{line}")?;

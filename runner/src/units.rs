@@ -132,6 +132,16 @@ pub fn format_size(bytes: u64) -> String {
     }
 }
 
+/// A size at a glance, in decimal units with one decimal: `18.4 MB`, `312.0 KB`, `900 B`.
+pub fn format_size_rounded(bytes: u64) -> String {
+    match bytes {
+        b if b >= 1_000_000_000 => format!("{:.1} GB", b as f64 / 1e9),
+        b if b >= 1_000_000 => format!("{:.1} MB", b as f64 / 1e6),
+        b if b >= 1_000 => format!("{:.1} KB", b as f64 / 1e3),
+        b => format!("{b} B"),
+    }
+}
+
 /// `4 MiB`, `25 KiB`, or `1000 bytes`: never rounded.
 pub fn format_size_exact(bytes: u64) -> String {
     match bytes {
@@ -178,6 +188,9 @@ mod tests {
         assert_eq!(parse_size("4096"), Ok(4096));
         assert!(parse_size("lots").is_err());
         assert_eq!(format_size(64 << 20), "64 MiB");
+        assert_eq!(format_size_rounded(18_400_000), "18.4 MB");
+        assert_eq!(format_size_rounded(312_049), "312.0 KB");
+        assert_eq!(format_size_rounded(900), "900 B");
         assert_eq!(format_size(1 << 40), "1 TiB");
     }
 

@@ -13,6 +13,7 @@ mod layers;
 mod orphans;
 mod output;
 mod pipelines;
+mod plugins;
 mod sandbox;
 mod scaffold;
 mod server;

@@ -1,4 +1,7 @@
-//! Guest-side bindings for `runner:plugin@0.1.0`, one module per world.
+//! Guest-side bindings for `runner:plugin`, newest version (`wit/plugin.wit`,
+//! 0.2.0), one module per world. A plugin rebuilt against it keeps working
+//! unchanged: 0.2.0 only adds (the `approving-agent-plugin` world, not
+//! bound here yet).
 //!
 //! A block type implements [`block::Guest`] and exports it with
 //! [`export_block!`](crate::export_block); batch types and agent adapters do

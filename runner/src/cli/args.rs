@@ -71,6 +71,11 @@ pub enum Command {
     },
     /// Check runner.toml and every plugin without running anything.
     Check,
+    /// Work with plugin components: `runner plugin check FILE`.
+    Plugin {
+        #[command(subcommand)]
+        command: super::plugin::PluginCommand,
+    },
     /// List the plugins with the world and WIT version each implements.
     Plugins {
         /// Print JSON instead of a table.

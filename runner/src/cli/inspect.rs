@@ -8,8 +8,13 @@ use crate::run::Runner;
 use std::sync::Arc;
 
 pub(super) async fn check(config: Arc<Config>) -> Result<i32, Error> {
-    let plugins = Arc::new(Plugins::load(&config, None).await?);
-    Runner::new(config.clone(), plugins.clone(), EventBus::new(1))?;
+    if !super::plugin::check_configured(&config)? {
+        return Ok(exit::INVALID);
+    }
+    // Loading compiles what the cache lacks, so the first `run` does not.
+    let bus = EventBus::new(1);
+    let plugins = Arc::new(super::plugin::load_showing_compiles(&config, None, &bus).await?);
+    Runner::new(config.clone(), plugins.clone(), bus)?;
     let batches: usize = config.pipelines.values().map(|p| p.batches.len()).sum();
     let tasks: usize = config
         .pipelines

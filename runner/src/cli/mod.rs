@@ -11,6 +11,7 @@ mod history;
 mod inspect;
 mod new;
 mod output;
+mod plugin;
 mod run;
 
 pub use args::{Cli, Command};
@@ -88,6 +89,9 @@ pub async fn execute(cli: Cli) -> Result<i32, Error> {
     if let Command::New { kind, name, lang } = &cli.command {
         return new::new(*kind, name, *lang);
     }
+    if let Command::Plugin { command } = &cli.command {
+        return plugin::execute(command);
+    }
     let config = Arc::new(Config::load(&cli.config)?);
     match cli.command {
         Command::Run {
@@ -147,5 +151,6 @@ pub async fn execute(cli: Cli) -> Result<i32, Error> {
         }
         Command::Gc { dry_run } => gc::gc(&config, dry_run),
         Command::New { .. } => unreachable!("`new` runs before the config loads"),
+        Command::Plugin { command } => plugin::execute(&command),
     }
 }

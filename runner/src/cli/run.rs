@@ -32,8 +32,8 @@ async fn local_runner(
     Error,
 > {
     let used = config.plugins_used_by(pipeline);
-    let plugins = Arc::new(Plugins::load(config, Some(&used)).await?);
     let (bus, recording) = history::start(config).await?;
+    let plugins = Arc::new(super::plugin::load_showing_compiles(config, Some(&used), &bus).await?);
     let runner = Arc::new(Runner::new(config.clone(), plugins, bus.clone())?);
     let server = match serve {
         Some(listen) => Some(

@@ -2,6 +2,7 @@
 //! capabilities, memory limit and deadline; traps, timeouts and memory
 //! exhaustion become a [`CallError`].
 
+use super::bindings::v0_1_0::{self, Convert};
 use super::state::{MemoryLimiter, OutputPipe, StoreState, discard};
 use super::{
     BatchOutcome, CallError, CallOptions, EPOCH_TICK, Expansion, HOUSEKEEPING_TIMEOUT, Info,
@@ -88,13 +89,34 @@ impl Plugin {
                         .call_describe(&mut store)
                         .await?
                 }
-                Pre::Agent(pre) => {
+                Pre::Agent { pre, .. } => {
                     pre.instantiate_async(&mut store)
                         .await?
                         .runner_plugin_agent_adapter()
                         .call_describe(&mut store)
                         .await?
                 }
+                Pre::V0_1(v0_1_0::Pre::Block(pre)) => pre
+                    .instantiate_async(&mut store)
+                    .await?
+                    .runner_plugin_block()
+                    .call_describe(&mut store)
+                    .await?
+                    .convert(),
+                Pre::V0_1(v0_1_0::Pre::Batch(pre)) => pre
+                    .instantiate_async(&mut store)
+                    .await?
+                    .runner_plugin_batch()
+                    .call_describe(&mut store)
+                    .await?
+                    .convert(),
+                Pre::V0_1(v0_1_0::Pre::Agent(pre)) => pre
+                    .instantiate_async(&mut store)
+                    .await?
+                    .runner_plugin_agent_adapter()
+                    .call_describe(&mut store)
+                    .await?
+                    .convert(),
                 Pre::Command(_) => return Err(wasmtime::Error::msg("a command has no `describe`")),
             })
         })
@@ -124,18 +146,30 @@ impl Plugin {
         sink: Sink,
         options: &CallOptions,
     ) -> Result<Result<String, String>, CallError> {
-        let Pre::Block(pre) = &self.pre else {
-            return Err(self.wrong_world(World::Block));
-        };
         let mut store = self.store(sink, timeout, options)?;
-        guarded(timeout, async {
-            let instance = pre.instantiate_async(&mut store).await?;
-            instance
-                .runner_plugin_block()
-                .call_run(&mut store, config, input)
+        match &self.pre {
+            Pre::Block(pre) => {
+                guarded(timeout, async {
+                    let instance = pre.instantiate_async(&mut store).await?;
+                    instance
+                        .runner_plugin_block()
+                        .call_run(&mut store, config, input)
+                        .await
+                })
                 .await
-        })
-        .await
+            }
+            Pre::V0_1(v0_1_0::Pre::Block(pre)) => {
+                guarded(timeout, async {
+                    let instance = pre.instantiate_async(&mut store).await?;
+                    instance
+                        .runner_plugin_block()
+                        .call_run(&mut store, config, input)
+                        .await
+                })
+                .await
+            }
+            _ => Err(self.wrong_world(World::Block)),
+        }
     }
 
     /// Runs a script to its end; `Ok(code)` is its exit code.
@@ -168,18 +202,32 @@ impl Plugin {
         tasks: &[TaskSpec],
         sink: Sink,
     ) -> Result<Result<Expansion, String>, CallError> {
-        let Pre::Batch(pre) = &self.pre else {
-            return Err(self.wrong_world(World::Batch));
-        };
         let mut store = self.store(sink, HOUSEKEEPING_TIMEOUT, &CallOptions::default())?;
-        guarded(HOUSEKEEPING_TIMEOUT, async {
-            let instance = pre.instantiate_async(&mut store).await?;
-            instance
-                .runner_plugin_batch()
-                .call_expand(&mut store, spec, tasks)
+        match &self.pre {
+            Pre::Batch(pre) => {
+                guarded(HOUSEKEEPING_TIMEOUT, async {
+                    let instance = pre.instantiate_async(&mut store).await?;
+                    instance
+                        .runner_plugin_batch()
+                        .call_expand(&mut store, spec, tasks)
+                        .await
+                })
                 .await
-        })
-        .await
+            }
+            Pre::V0_1(v0_1_0::Pre::Batch(pre)) => {
+                let tasks: Vec<_> = tasks.to_vec().convert();
+                guarded(HOUSEKEEPING_TIMEOUT, async {
+                    let instance = pre.instantiate_async(&mut store).await?;
+                    instance
+                        .runner_plugin_batch()
+                        .call_expand(&mut store, spec, &tasks)
+                        .await
+                })
+                .await
+                .map(Convert::convert)
+            }
+            _ => Err(self.wrong_world(World::Batch)),
+        }
     }
 
     pub async fn reduce(
@@ -188,18 +236,32 @@ impl Plugin {
         results: &[TaskResult],
         sink: Sink,
     ) -> Result<BatchOutcome, CallError> {
-        let Pre::Batch(pre) = &self.pre else {
-            return Err(self.wrong_world(World::Batch));
-        };
         let mut store = self.store(sink, HOUSEKEEPING_TIMEOUT, &CallOptions::default())?;
-        guarded(HOUSEKEEPING_TIMEOUT, async {
-            let instance = pre.instantiate_async(&mut store).await?;
-            instance
-                .runner_plugin_batch()
-                .call_reduce(&mut store, spec, results)
+        match &self.pre {
+            Pre::Batch(pre) => {
+                guarded(HOUSEKEEPING_TIMEOUT, async {
+                    let instance = pre.instantiate_async(&mut store).await?;
+                    instance
+                        .runner_plugin_batch()
+                        .call_reduce(&mut store, spec, results)
+                        .await
+                })
                 .await
-        })
-        .await
+            }
+            Pre::V0_1(v0_1_0::Pre::Batch(pre)) => {
+                let results: Vec<_> = results.to_vec().convert();
+                guarded(HOUSEKEEPING_TIMEOUT, async {
+                    let instance = pre.instantiate_async(&mut store).await?;
+                    instance
+                        .runner_plugin_batch()
+                        .call_reduce(&mut store, spec, &results)
+                        .await
+                })
+                .await
+                .map(Convert::convert)
+            }
+            _ => Err(self.wrong_world(World::Batch)),
+        }
     }
 
     pub(super) fn wrong_world(&self, wanted: World) -> CallError {

@@ -116,14 +116,9 @@ impl Engine {
     /// Compiles `bytes`, or loads the cached compilation of the same bytes
     /// for this same engine.
     pub fn component(&self, bytes: &[u8]) -> Result<(Component, Compiled)> {
-        let Some(cache_dir) = &self.cache_dir else {
+        let Some(file) = self.cache_file(bytes) else {
             return Ok((Component::new(&self.inner, bytes)?, Compiled::Fresh));
         };
-        let file = cache_dir.join(format!(
-            "{}-{}.cwasm",
-            hex::encode(Sha256::digest(bytes)),
-            self.hash()
-        ));
         if file.is_file() {
             match self.deserialize(&file) {
                 Ok(component) => return Ok((component, Compiled::Cached)),
@@ -137,6 +132,21 @@ impl Engine {
             tracing::warn!("cannot write the compile cache {}: {err:#}", file.display());
         }
         Ok((component, Compiled::Fresh))
+    }
+
+    /// Whether the compilation of `bytes` by this engine is in the cache,
+    /// so that [`Engine::component`] reads it instead of compiling.
+    pub fn is_cached(&self, bytes: &[u8]) -> bool {
+        self.cache_file(bytes).is_some_and(|file| file.is_file())
+    }
+
+    fn cache_file(&self, bytes: &[u8]) -> Option<PathBuf> {
+        let cache_dir = self.cache_dir.as_ref()?;
+        Some(cache_dir.join(format!(
+            "{}-{}.cwasm",
+            hex::encode(Sha256::digest(bytes)),
+            self.hash()
+        )))
     }
 
     /// A short hash of everything about this engine that changes machine code.

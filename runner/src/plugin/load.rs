@@ -1,13 +1,16 @@
 //! Loading: bytes → (sha256 check) → compiled or cached component → world
 //! detected from its exports → a typed `InstancePre` → `describe`.
 
-use super::bindings::{self, agent::AgentPluginPre, batch::BatchPluginPre, block::BlockPluginPre};
+use super::bindings::{latest, v0_1_0};
 use super::state::StoreState;
-use super::{Engine, EngineLimits, LoadError, Plugin, Pre, World};
+use super::{Engine, EngineLimits, LoadError, Plugin, Pre, World, check};
 use crate::config::{Config, PluginDecl, PluginSource};
+use crate::events::EventBus;
 use indexmap::IndexMap;
+use protocol::{CompileStatus, EventKind};
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
+use std::time::Instant;
 use wasmtime::component::{HasSelf, Linker, types::ComponentItem};
 use wasmtime_wasi::p2::bindings::CommandPre;
 
@@ -21,6 +24,16 @@ impl Plugins {
     /// Builds the engine for `config` and loads the named plugins (all when
     /// `names` is `None`).
     pub async fn load(config: &Config, names: Option<&[String]>) -> Result<Self, LoadError> {
+        Self::load_reporting(config, names, None).await
+    }
+
+    /// [`Plugins::load`], publishing `plugin_compile` events on `bus` before
+    /// and after compiling each component that is not in the compile cache.
+    pub async fn load_reporting(
+        config: &Config,
+        names: Option<&[String]>,
+        bus: Option<&EventBus>,
+    ) -> Result<Self, LoadError> {
         let max_memory = config
             .plugins
             .values()
@@ -49,7 +62,7 @@ impl Plugins {
             .collect();
         let mut plugins = IndexMap::new();
         for decl in wanted {
-            let plugin = load_one(&engine, &linker, decl).await?;
+            let plugin = load_one(&engine, &linker, decl, bus).await?;
             plugins.insert(decl.name.clone(), Arc::new(plugin));
         }
         Ok(Self { engine, plugins })
@@ -72,7 +85,7 @@ impl Plugins {
     /// `runner watch` uses it when a component file changes.
     pub async fn reload(&self, decl: &PluginDecl) -> Result<Self, LoadError> {
         let linker = linker(&self.engine)?;
-        let plugin = load_one(&self.engine, &linker, decl).await?;
+        let plugin = load_one(&self.engine, &linker, decl, None).await?;
         let mut plugins = self.plugins.clone();
         plugins.insert(decl.name.clone(), Arc::new(plugin));
         Ok(Self {
@@ -93,11 +106,21 @@ fn linker(engine: &Engine) -> Result<Linker<StoreState>, LoadError> {
         })
     };
     link(wasmtime_wasi::p2::add_to_linker_async(&mut linker))?;
-    link(bindings::host::add_to_linker::<_, HasSelf<_>>(
+    // Every version's host interfaces: a component imports those of the
+    // version it was built against.
+    link(latest::host::add_to_linker::<_, HasSelf<_>>(
         &mut linker,
         |s| s,
     ))?;
-    link(bindings::types::add_to_linker::<_, HasSelf<_>>(
+    link(latest::types::add_to_linker::<_, HasSelf<_>>(
+        &mut linker,
+        |s| s,
+    ))?;
+    link(v0_1_0::host::add_to_linker::<_, HasSelf<_>>(
+        &mut linker,
+        |s| s,
+    ))?;
+    link(v0_1_0::types::add_to_linker::<_, HasSelf<_>>(
         &mut linker,
         |s| s,
     ))?;
@@ -115,6 +138,7 @@ async fn load_one(
     engine: &Arc<Engine>,
     linker: &Linker<StoreState>,
     decl: &PluginDecl,
+    bus: Option<&EventBus>,
 ) -> Result<Plugin, LoadError> {
     let fail = |message: String| LoadError {
         plugin: decl.name.clone(),
@@ -138,28 +162,80 @@ async fn load_one(
             decl.name
         )));
     }
+    let size_bytes = bytes.len() as u64;
+    let compiling = !engine.is_cached(&bytes);
+    let report = |status: CompileStatus, duration_ms: Option<u64>, error: Option<String>| {
+        if let Some(bus) = bus
+            && compiling
+        {
+            bus.publish(EventKind::PluginCompile {
+                plugin: decl.name.clone(),
+                size_bytes,
+                status,
+                duration_ms,
+                error,
+            });
+        }
+    };
+    report(CompileStatus::Compiling, None, None);
+    let started = Instant::now();
     let engine_for_compile = engine.clone();
-    let compiled = tokio::task::spawn_blocking(move || engine_for_compile.component(&bytes))
+    let shared = bytes.clone();
+    let compiled = tokio::task::spawn_blocking(move || engine_for_compile.component(&shared))
         .await
         .map_err(|err| fail(format!("compilation panicked: {err}")))?
-        .map_err(|err| fail(format!("not a valid WebAssembly component: {err:#}")))?;
-    let (component, how) = compiled;
+        .map_err(|err| format!("{err:#}"));
+    let took = Some(started.elapsed().as_millis() as u64);
+    let (component, how) = match compiled {
+        Ok(compiled) => {
+            report(CompileStatus::Compiled, took, None);
+            compiled
+        }
+        Err(err) => {
+            report(CompileStatus::Failed, took, Some(err.clone()));
+            return Err(fail(explain(
+                &bytes,
+                format!("not a valid WebAssembly component: {err}"),
+            )));
+        }
+    };
     let (world, wit_version) = detect_world(engine, &component).ok_or_else(|| {
-        fail("exports none of runner:plugin/block, runner:plugin/batch, runner:plugin/agent-adapter or wasi:cli/run".into())
+        fail(explain(&bytes, "exports none of runner:plugin/block, runner:plugin/batch, runner:plugin/agent-adapter or wasi:cli/run".into()))
     })?;
     let instance_pre = linker
         .instantiate_pre(&component)
-        .map_err(|err| fail(format!("cannot be linked: {err:#}")))?;
+        .map_err(|err| fail(explain(&bytes, format!("cannot be linked: {err:#}"))))?;
     let typed = |err: wasmtime::Error| {
-        fail(format!(
-            "does not match the {} world: {err:#}",
-            world.name()
+        fail(explain(
+            &bytes,
+            format!("does not match the {} world: {err:#}", world.name()),
         ))
     };
+    let old = wit_version == "runner:plugin@0.1.0";
     let pre = match world {
-        World::Block => Pre::Block(BlockPluginPre::new(instance_pre).map_err(typed)?),
-        World::Batch => Pre::Batch(BatchPluginPre::new(instance_pre).map_err(typed)?),
-        World::AgentAdapter => Pre::Agent(AgentPluginPre::new(instance_pre).map_err(typed)?),
+        World::Block if old => Pre::V0_1(v0_1_0::Pre::Block(
+            v0_1_0::block::BlockPluginPre::new(instance_pre).map_err(typed)?,
+        )),
+        World::Batch if old => Pre::V0_1(v0_1_0::Pre::Batch(
+            v0_1_0::batch::BatchPluginPre::new(instance_pre).map_err(typed)?,
+        )),
+        World::AgentAdapter if old => Pre::V0_1(v0_1_0::Pre::Agent(
+            v0_1_0::agent::AgentPluginPre::new(instance_pre).map_err(typed)?,
+        )),
+        World::Block => {
+            Pre::Block(latest::block::BlockPluginPre::new(instance_pre).map_err(typed)?)
+        }
+        World::Batch => {
+            Pre::Batch(latest::batch::BatchPluginPre::new(instance_pre).map_err(typed)?)
+        }
+        World::AgentAdapter => Pre::Agent {
+            approvals: None,
+            pre: latest::agent::AgentPluginPre::new(instance_pre).map_err(typed)?,
+        },
+        World::ApprovingAgent => Pre::Agent {
+            approvals: Some(latest::approvals::GuestIndices::new(&instance_pre).map_err(typed)?),
+            pre: latest::agent::AgentPluginPre::new(instance_pre).map_err(typed)?,
+        },
         World::Command => Pre::Command(CommandPre::new(instance_pre).map_err(typed)?),
     };
     let mut plugin = Plugin {
@@ -182,20 +258,32 @@ async fn load_one(
     Ok(plugin)
 }
 
+/// The world a component implements and the package version it was built
+/// against (`runner:plugin@0.1.0`), read from its exports.
 fn detect_world(
     engine: &Engine,
     component: &wasmtime::component::Component,
 ) -> Option<(World, String)> {
     let ty = component.component_type();
-    for (name, item) in ty.exports(engine.wasmtime()) {
-        if !matches!(item.ty, ComponentItem::ComponentInstance(_)) {
-            continue;
-        }
+    let exports: Vec<&str> = ty
+        .exports(engine.wasmtime())
+        .filter(|(_, item)| matches!(item.ty, ComponentItem::ComponentInstance(_)))
+        .map(|(name, _)| name)
+        .collect();
+    for name in &exports {
         let (path, version) = name.split_once('@').unwrap_or((name, ""));
+        let known = check::VERSIONS.iter().any(|(v, _)| *v == version);
         let world = match path {
-            "runner:plugin/block" => World::Block,
-            "runner:plugin/batch" => World::Batch,
-            "runner:plugin/agent-adapter" => World::AgentAdapter,
+            "runner:plugin/block" if known => World::Block,
+            "runner:plugin/batch" if known => World::Batch,
+            "runner:plugin/agent-adapter" if known => {
+                let approvals = format!("runner:plugin/approvals@{version}");
+                if exports.contains(&approvals.as_str()) {
+                    World::ApprovingAgent
+                } else {
+                    World::AgentAdapter
+                }
+            }
             "wasi:cli/run" => World::Command,
             _ => continue,
         };
@@ -203,4 +291,13 @@ fn detect_world(
         return Some((world, format!("{package}@{version}")));
     }
     None
+}
+
+/// `message`, or better, what the compatibility check found wrong.
+fn explain(bytes: &[u8], message: String) -> String {
+    match check::check(bytes) {
+        Ok(report) if !report.problems.is_empty() => report.to_string(),
+        Err(err) => err.to_string(),
+        Ok(_) => message,
+    }
 }

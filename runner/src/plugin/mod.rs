@@ -5,10 +5,17 @@
 //! new [`wasmtime::Store`] with the plugin's own capabilities, memory limit
 //! and deadline, so one plugin's trap, timeout or memory bomb fails that
 //! call alone.
+//!
+//! ## Versions
+//! Components built against any released `runner:plugin` version load: one
+//! bindings module per version ([`bindings`]), the older ones converting
+//! their types to the newest, which is all the rest of the crate sees.
+//! [`check`] says why a component does not fit.
 
 mod agent;
 mod bindings;
 mod call;
+pub mod check;
 mod engine;
 mod load;
 mod state;
@@ -16,9 +23,10 @@ mod trap;
 mod worlds;
 
 pub use agent::{
-    AgentEvent, AgentRequest, AgentSession, ChangeKind, Invocation, Outcome, OutputStream,
+    AgentEvent, AgentRequest, AgentSession, ApprovalDecision, ApprovalRequest, ChangeKind,
+    Invocation, Outcome, OutputStream,
 };
-pub use bindings::batch::exports::runner::plugin::batch::{
+pub use bindings::latest::batch::exports::runner::plugin::batch::{
     BatchOutcome, ExecutionMode, Expansion, TaskResult, TaskSpec, TaskState,
 };
 pub use engine::{Compiled, EPOCH_TICK, Engine, EngineLimits};
@@ -27,9 +35,10 @@ pub use state::{MemoryLimitExceeded, Signal, Sink, discard};
 pub use worlds::check_worlds;
 
 use crate::config::{DirGrant, PluginDecl};
-use bindings::agent::AgentPluginPre;
-use bindings::batch::BatchPluginPre;
-use bindings::block::BlockPluginPre;
+use bindings::latest::agent::AgentPluginPre;
+use bindings::latest::approvals::GuestIndices as ApprovalsIndices;
+use bindings::latest::batch::BatchPluginPre;
+use bindings::latest::block::BlockPluginPre;
 use bindings::types::PluginInfo;
 use state::StoreState;
 use std::fmt;
@@ -46,6 +55,8 @@ pub enum World {
     Block,
     Batch,
     AgentAdapter,
+    /// An agent adapter that also relays permission prompts (0.2.0).
+    ApprovingAgent,
     /// A `wasi:cli/command`: a script.
     Command,
 }
@@ -57,8 +68,14 @@ impl World {
             Self::Block => "block-plugin",
             Self::Batch => "batch-plugin",
             Self::AgentAdapter => "agent-plugin",
+            Self::ApprovingAgent => "approving-agent-plugin",
             Self::Command => "wasi:cli/command",
         }
+    }
+
+    /// Whether it adapts an agent CLI (with or without approvals).
+    pub fn is_agent(self) -> bool {
+        matches!(self, Self::AgentAdapter | Self::ApprovingAgent)
     }
 }
 
@@ -132,11 +149,18 @@ impl From<PluginInfo> for Info {
     }
 }
 
+/// A component linked and typed, ready to instantiate.
 enum Pre {
     Block(BlockPluginPre<StoreState>),
     Batch(BatchPluginPre<StoreState>),
-    Agent(AgentPluginPre<StoreState>),
+    Agent {
+        pre: AgentPluginPre<StoreState>,
+        /// Where an approving adapter's `approvals` functions are.
+        approvals: Option<ApprovalsIndices>,
+    },
     Command(CommandPre<StoreState>),
+    /// A component built against `runner:plugin@0.1.0`.
+    V0_1(bindings::v0_1_0::Pre),
 }
 
 /// Extra settings of one call (scripts take arguments and variables).

@@ -6,7 +6,7 @@ use crate::config::{Config, ConfigError, TaskKind};
 pub fn check_worlds(config: &Config, plugins: &Plugins) -> Result<(), ConfigError> {
     for (name, agent) in &config.agents {
         if let Some(plugin) = plugins.get(&agent.adapter)
-            && plugin.world != World::AgentAdapter
+            && !plugin.world.is_agent()
         {
             return Err(config.error_at(
                 agent.adapter_at,

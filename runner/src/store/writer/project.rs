@@ -376,7 +376,7 @@ pub(super) fn project(tx: &Transaction, event: &Event, pid: u32) -> rusqlite::Re
             )?
             .execute(params![run_id, changed])?;
         }
-        EventKind::WatchStatus { .. } => {}
+        EventKind::WatchStatus { .. } | EventKind::PluginCompile { .. } => {}
     }
     Ok(())
 }

@@ -1,4 +1,4 @@
-//! Host-side bindings of the `runner:plugin@0.1.0` worlds.
+//! `runner:plugin@0.2.0`, the newest version (`wit/plugin.wit`).
 //!
 //! The `host` and `types` interfaces are generated once (with the block
 //! world) and shared by the other worlds.
@@ -35,5 +35,21 @@ pub mod agent {
     });
 }
 
+/// Only its `approvals` export is used: an approving adapter is
+/// instantiated as an agent plugin, and its approvals are looked up in the
+/// same instance.
+pub mod approving_agent {
+    wasmtime::component::bindgen!({
+        world: "approving-agent-plugin",
+        path: "../wit",
+        exports: { default: async },
+        with: {
+            "runner:plugin/host": super::block::runner::plugin::host,
+            "runner:plugin/types": super::block::runner::plugin::types,
+        },
+    });
+}
+
+pub use approving_agent::exports::runner::plugin::approvals;
 pub use block::runner::plugin::host;
 pub use block::runner::plugin::types;
