@@ -17,23 +17,16 @@ mod tasks;
 mod workspace;
 
 use crate::agents::Agents;
-use crate::config::{Batch, Config, ConfigError, DirGrant, Task, TaskKind};
+use crate::config::{Batch, Config, ConfigError, DirGrant};
 use crate::events::EventBus;
 use crate::git::Project as GitProject;
-use crate::plugin::{
-    ExecutionMode, Plugins, Signal, Sink, TaskResult, TaskSpec, TaskState, check_worlds,
-};
+use crate::plugin::{Plugins, Signal, Sink, check_worlds};
 use crate::process::exec;
-use crate::process::output::{self, Chunker};
+use crate::process::output::Chunker;
 use crate::slots::Slots;
-use chrono::{DateTime, Utc};
-use protocol::{
-    BatchStatus, EventKind, ExecutionState, LogLevel, RunReason, RunStatus, Stream, TaskStatus,
-};
-use serde_json::{Map, Value, json};
+use protocol::{BatchStatus, EventKind, ExecutionState, LogLevel, RunReason, RunStatus, Stream};
+use serde_json::{Map, Value};
 use std::collections::HashMap;
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use tokio::task::JoinSet;

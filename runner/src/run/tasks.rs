@@ -2,26 +2,17 @@
 //! with its sink and its input), and reduced back into the batch.
 
 use super::*;
-use crate::agents::Agents;
-use crate::config::{Batch, Config, ConfigError, DirGrant, Task, TaskKind};
-use crate::events::EventBus;
-use crate::git::Project as GitProject;
-use crate::plugin::{ExecutionMode, Plugins, Signal, Sink, TaskResult, TaskSpec, TaskState};
-use crate::process::exec;
+use crate::config::{Batch, Task, TaskKind};
+use crate::plugin::{ExecutionMode, Signal, Sink, TaskResult, TaskSpec, TaskState};
 use crate::process::output::{self, Chunker};
-use crate::slots::Slots;
 use chrono::{DateTime, Utc};
-use protocol::{
-    BatchStatus, EventKind, ExecutionState, LogLevel, RunReason, RunStatus, Stream, TaskStatus,
-};
+use protocol::{BatchStatus, EventKind, LogLevel, Stream, TaskStatus};
 use serde_json::{Map, Value, json};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
 use tokio::task::JoinSet;
-use tokio_util::sync::CancellationToken;
 
 /// How one task ended.
 pub(super) struct TaskOutcome {
