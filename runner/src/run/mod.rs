@@ -276,7 +276,8 @@ impl Runner {
                 format!("all {} batches completed in {elapsed}", batches.len()),
             )
         } else {
-            let first = &states[failed[0]].1;
+            // A batch whose task panicked has no state: it failed unsaid.
+            let first = states.get(failed[0]).and_then(|s| s.1.clone());
             let error = format!(
                 "{} of {} batches failed; batch `{}`: {}",
                 failed.len(),

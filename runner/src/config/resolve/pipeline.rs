@@ -4,7 +4,8 @@ use super::plugins::unknown_plugin;
 use super::{Resolver, Result, check_id, to_json};
 use crate::config::raw::*;
 use crate::config::*;
-use std::collections::{HashMap, HashSet};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, HashSet};
 
 impl Resolver<'_> {
     pub(super) fn pipeline(
@@ -149,14 +150,30 @@ impl Resolver<'_> {
                     .collect()
             })
             .collect();
+        // Kahn's algorithm; the heap hands out the first declared of the
+        // ready batches, so equals keep their declaration order.
+        let mut waiting: Vec<usize> = deps.iter().map(Vec::len).collect();
+        let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); n];
+        for (i, ds) in deps.iter().enumerate() {
+            for &d in ds {
+                dependents[d].push(i);
+            }
+        }
+        let mut ready: BinaryHeap<Reverse<usize>> =
+            (0..n).filter(|&i| waiting[i] == 0).map(Reverse).collect();
         let mut done = vec![false; n];
         let mut order = Vec::with_capacity(n);
         while order.len() < n {
-            let next = (0..n).find(|&i| !done[i] && deps[i].iter().all(|&d| done[d]));
-            match next {
-                Some(i) => {
+            match ready.pop() {
+                Some(Reverse(i)) => {
                     done[i] = true;
                     order.push(i);
+                    for &j in &dependents[i] {
+                        waiting[j] -= 1;
+                        if waiting[j] == 0 {
+                            ready.push(Reverse(j));
+                        }
+                    }
                 }
                 None => {
                     let cycle = find_cycle(&deps, &done);

@@ -30,9 +30,9 @@ impl Resolver<'_> {
         message: impl Into<String>,
     ) -> ConfigError {
         let offset = offset.min(self.text.len());
-        let before = &self.text[..offset];
-        let line = before.matches('\n').count() + 1;
-        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+        // The number of line starts at or before `offset` is its line.
+        let line = self.line_starts.partition_point(|&start| start <= offset);
+        let line_start = self.line_starts[line - 1];
         let column = self.text[line_start..offset].chars().count() + 1;
         let source_line = self.text[line_start..]
             .lines()
