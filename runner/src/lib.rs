@@ -13,16 +13,16 @@
 //! - `ids`: every id the runner mints (runs, agent commands, clients).
 //! - [`events`]: what a run publishes, to every subscriber.
 //! - `printer`: those events for people, or as JSON lines.
-//! - [`config`]: reads and checks `runner.toml`, every table of it.
+//! - [`config`]: reads and checks `runner.toml`, every table of it (`resolve/`: the checks, by table).
 //! - [`plugin`]: loads components and calls them, sandboxed.
-//! - [`store`]: the SQLite history of runs (beside `plugin`).
-//! - [`git`]: batch worktrees, merges and their retention (beside `plugin`).
-//! - [`agents`]: the coding agents' CLIs, their queues and turns.
-//! - [`run`]: schedules a pipeline's batches and tasks.
+//! - [`store`]: the SQLite history of runs (beside `plugin`; `writer/`: the writer thread).
+//! - [`git`]: batch worktrees (`workspace/`), merges and their retention (beside `plugin`).
+//! - [`agents`]: the coding agents' CLIs, their queues (`queue`) and commands (`command`).
+//! - [`run`]: schedules a pipeline's batches, and their tasks (`tasks`, `execute`).
 //! - [`watch`]: re-runs what file changes affect (`runner watch`).
 //! - [`service`]: what a server or the CLI asks of runs and agents.
 //! - [`server`]: the WebSocket and HTTP server (`runner serve`).
-//! - [`cli`]: the `runner` command.
+//! - [`cli`]: the `runner` command (`args`, one file per group of commands).
 
 pub mod units;
 

@@ -122,11 +122,6 @@ impl GitSettings {
         }
         .filter(|script| !script.trim().is_empty())
     }
-
-    /// The program and arguments that run `script`.
-    pub fn shell(script: &str) -> (String, Vec<String>) {
-        ("sh".into(), vec!["-c".into(), script.into()])
-    }
 }
 
 impl GitSettings {

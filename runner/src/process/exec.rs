@@ -50,7 +50,7 @@ impl ExecSpec {
     /// runs directly. Optional `cwd` (relative to `runner.toml`) and `env` table.
     pub fn from_config(config: &Value, base_dir: &Path) -> Result<Self> {
         let (program, args) = match config.get("command") {
-            Some(Value::String(line)) => ("sh".to_string(), vec!["-c".to_string(), line.clone()]),
+            Some(Value::String(line)) => shell(line),
             Some(Value::Array(items)) => {
                 let mut words = items.iter().map(|v| v.as_str().map(str::to_string));
                 let program = words.next().flatten().context("`command` is empty")?;
@@ -68,19 +68,7 @@ impl ExecSpec {
             Some(_) => bail!("`cwd` must be a string"),
             None => base_dir.to_path_buf(),
         };
-        let env = match config.get("env") {
-            Some(Value::Object(map)) => map
-                .iter()
-                .map(|(k, v)| {
-                    Ok((
-                        k.clone(),
-                        v.as_str().map_or_else(|| v.to_string(), str::to_string),
-                    ))
-                })
-                .collect::<Result<_>>()?,
-            Some(_) => bail!("`env` must be a table"),
-            None => Vec::new(),
-        };
+        let env = env_table(config).map_err(anyhow::Error::msg)?;
         Ok(Self {
             program,
             args,
@@ -88,6 +76,43 @@ impl ExecSpec {
             env,
             stdin: None,
         })
+    }
+}
+
+/// The program and arguments that run `line` through `sh -c`.
+pub fn shell(line: &str) -> (String, Vec<String>) {
+    ("sh".to_string(), vec!["-c".to_string(), line.to_string()])
+}
+
+impl ExecSpec {
+    /// `line` through `sh -c` in `cwd`, with the runner's environment.
+    pub fn shell(line: &str, cwd: &Path) -> Self {
+        let (program, args) = shell(line);
+        Self {
+            program,
+            args,
+            cwd: cwd.to_path_buf(),
+            env: Vec::new(),
+            stdin: None,
+        }
+    }
+}
+
+/// A task's `env = { K = "V" }` (a value that is not a string is written
+/// as JSON); empty when absent.
+pub fn env_table(config: &Value) -> Result<Vec<(String, String)>, &'static str> {
+    match config.get("env") {
+        None => Ok(Vec::new()),
+        Some(Value::Object(map)) => Ok(map
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.clone(),
+                    v.as_str().map_or_else(|| v.to_string(), str::to_string),
+                )
+            })
+            .collect()),
+        Some(_) => Err("`env` must be a table"),
     }
 }
 

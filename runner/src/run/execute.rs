@@ -1,7 +1,8 @@
 //! The four executors a task runs under: `exec` (a command), `agent` (a
 //! coding agent's turn), `script` and `block` (a plugin call).
 
-use super::{RunCtx, TaskOutcome};
+use super::RunCtx;
+use super::tasks::TaskOutcome;
 use crate::agents::CommandRequest;
 use crate::config::{Batch, DirGrant, Task, TaskKind};
 use crate::plugin::{CallOptions, Plugin, Sink, TaskSpec, World};
@@ -273,19 +274,7 @@ fn script_options(config: &Value) -> Result<CallOptions, String> {
             .collect::<Result<_, _>>()?,
         Some(_) => return Err("`args` must be a list of strings".into()),
     };
-    let env = match config.get("env") {
-        None => Vec::new(),
-        Some(Value::Object(map)) => map
-            .iter()
-            .map(|(k, v)| {
-                (
-                    k.clone(),
-                    v.as_str().map_or_else(|| v.to_string(), str::to_string),
-                )
-            })
-            .collect(),
-        Some(_) => return Err("`env` must be a table".into()),
-    };
+    let env = exec::env_table(config)?;
     Ok(CallOptions {
         args,
         env,

@@ -44,18 +44,23 @@
 //! A `Rescan` flag, a full event buffer or a watcher error means anything
 //! may have changed: every input is re-checked and the error is reported.
 
+mod events;
 mod files;
+mod inputs;
+mod watcher;
+
+pub use events::WatchEvent;
 
 pub use files::{BUILTIN_IGNORES, Snapshot, Tree, changed};
 
-use crate::config::{Config, OnBusy, Pipeline};
+use crate::config::{Config, OnBusy};
 use crate::events::EventBus;
 use crate::plugin::Plugins;
 use crate::run::{RunReport, RunScope, Runner, new_run_id};
-use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
-use notify::{PollWatcher, RecommendedWatcher, RecursiveMode};
-use notify_debouncer_full::{DebounceEventResult, Debouncer, NoCache, RecommendedCache};
-use protocol::{BatchStatus, EventKind, RunStatus, WatchState};
+use events::Tell;
+use inputs::Inputs;
+pub use inputs::with_dependents;
+use protocol::{BatchStatus, RunStatus};
 use serde_json::{Map, Value};
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -63,12 +68,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
-
-/// Paths remembered between two checks; past this the next check re-hashes
-/// everything anyway.
-const MAX_PENDING_PATHS: usize = 10_000;
-/// Poll interval when inotify runs out of watches and no `--poll` is given.
-const FALLBACK_POLL: Duration = Duration::from_secs(1);
+use watcher::{Pending, Shared, start_watcher};
 
 #[derive(Debug, Clone)]
 pub struct WatchOptions {
@@ -91,364 +91,12 @@ pub fn own_output_files() -> Vec<PathBuf> {
         .collect()
 }
 
-/// What the watcher tells its user, besides the runs' own events.
-#[derive(Debug, Clone)]
-pub enum WatchEvent {
-    /// Watching (again) after a run.
-    Watching { files: usize, batches: Vec<String> },
-    /// Changed files and the batches they re-run.
-    Triggered {
-        paths: Vec<String>,
-        batches: Vec<String>,
-        follow_up: bool,
-        /// The run these changes start.
-        run_id: String,
-    },
-    /// Changes seen while a run is going, to inputs of batches it does not
-    /// run: re-run after it (`queued`) or dropped (`on_busy = "ignore"`).
-    SeenWhileBusy { paths: Vec<String>, queued: bool },
-    /// `on_busy = "restart"`: these changes stop the running run; the new
-    /// one starts once every process of it is gone.
-    Restarting { paths: Vec<String> },
-    /// A re-run ended.
-    Finished(RunReport),
-    /// `runner.toml` changed and checks: the next run uses it.
-    ConfigReloaded,
-    /// `runner.toml` changed and does not check: the last good one stays.
-    ConfigError(String),
-    /// Something the user should know (lost events, polling fallback).
-    Warning(String),
-}
-
-impl std::fmt::Display for WatchEvent {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::Watching { files, batches } => {
-                write!(f, "watching {files} files for {} batches", batches.len())
-            }
-            Self::Triggered {
-                paths,
-                batches,
-                follow_up,
-                ..
-            } => {
-                const SHOWN: usize = 10;
-                let mut shown = paths
-                    .iter()
-                    .take(SHOWN)
-                    .cloned()
-                    .collect::<Vec<_>>()
-                    .join(", ");
-                if paths.len() > SHOWN {
-                    shown.push_str(&format!(" and {} more", paths.len() - SHOWN));
-                }
-                let what = if *follow_up {
-                    "changed while running"
-                } else {
-                    "changed"
-                };
-                write!(f, "{what}: {shown} -> batches: {}", batches.join(", "))
-            }
-            Self::SeenWhileBusy { paths, queued } => write!(
-                f,
-                "changed while running: {} ({})",
-                paths.join(", "),
-                if *queued { "queued" } else { "ignored" }
-            ),
-            Self::Restarting { paths } => {
-                write!(f, "changed while running: {}; restarting", paths.join(", "))
-            }
-            Self::Finished(report) => {
-                write!(f, "run {}: {}", report.run_id, report.status.as_str())?;
-                if let Some(error) = &report.error {
-                    write!(f, " ({error})")?;
-                }
-                Ok(())
-            }
-            Self::ConfigReloaded => write!(f, "configuration reloaded; re-running every batch"),
-            Self::ConfigError(message) => write!(
-                f,
-                "the configuration has an error; still using the last good one\n{message}"
-            ),
-            Self::Warning(message) => write!(f, "warning: {message}"),
-        }
-    }
-}
-
-impl WatchEvent {
-    /// The `watch_status` event saying the same (`None`: the run's own
-    /// events say it).
-    pub fn to_event(&self, pipeline: &str) -> Option<EventKind> {
-        let mut kind = WatchStatusFields::default();
-        let status = match self {
-            Self::Watching { files, batches } => {
-                kind.files = Some(*files);
-                kind.batches = batches.clone();
-                WatchState::Watching
-            }
-            Self::Triggered {
-                paths,
-                batches,
-                follow_up,
-                run_id,
-            } => {
-                kind.paths = paths.clone();
-                kind.batches = batches.clone();
-                kind.follow_up = *follow_up;
-                kind.run_id = Some(run_id.clone());
-                WatchState::Triggered
-            }
-            Self::Restarting { paths } => {
-                kind.paths = paths.clone();
-                WatchState::Restarting
-            }
-            Self::SeenWhileBusy { paths, queued } => {
-                kind.paths = paths.clone();
-                kind.queued = Some(*queued);
-                WatchState::SeenWhileBusy
-            }
-            Self::Finished(_) => return None,
-            Self::ConfigReloaded => WatchState::ConfigReloaded,
-            Self::ConfigError(message) => {
-                kind.message = Some(message.clone());
-                WatchState::ConfigError
-            }
-            Self::Warning(message) => {
-                kind.message = Some(message.clone());
-                WatchState::Warning
-            }
-        };
-        Some(EventKind::WatchStatus {
-            pipeline: pipeline.to_string(),
-            status,
-            files: kind.files,
-            paths: kind.paths,
-            batches: kind.batches,
-            run_id: kind.run_id,
-            follow_up: kind.follow_up,
-            queued: kind.queued,
-            message: kind.message,
-        })
-    }
-}
-
-#[derive(Default)]
-struct WatchStatusFields {
-    files: Option<usize>,
-    paths: Vec<String>,
-    batches: Vec<String>,
-    run_id: Option<String>,
-    follow_up: bool,
-    queued: Option<bool>,
-    message: Option<String>,
-}
-
-/// Where watch events go: the caller's channel, and the bus as
-/// `watch_status` events (for `--json`, the history and WebSocket clients).
-struct Tell {
-    tx: mpsc::UnboundedSender<WatchEvent>,
-    bus: Arc<EventBus>,
-    pipeline: String,
-}
-
-impl Tell {
-    fn send(&self, event: WatchEvent) {
-        if let Some(kind) = event.to_event(&self.pipeline) {
-            self.bus.publish(kind);
-        }
-        // The caller may have stopped listening; the bus still has it.
-        let _ = self.tx.send(event);
-    }
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum WatchError {
     #[error("cannot watch {path}: {message}")]
     Watcher { path: PathBuf, message: String },
     #[error("{0}")]
     Ignore(String),
-}
-
-/// Events gathered by the watcher thread until the loop takes them.
-#[derive(Default)]
-struct Pending {
-    paths: HashSet<PathBuf>,
-    rescan: bool,
-    errors: Vec<String>,
-}
-
-struct Shared {
-    pending: Mutex<Pending>,
-    wake: Notify,
-}
-
-impl Shared {
-    fn take(&self) -> Pending {
-        std::mem::take(&mut *self.pending.lock().expect("pending lock"))
-    }
-
-    fn record(&self, result: DebounceEventResult) {
-        let mut pending = self.pending.lock().expect("pending lock");
-        match result {
-            Ok(events) => {
-                for event in events {
-                    if event.need_rescan() {
-                        pending.rescan = true;
-                    }
-                    for path in &event.paths {
-                        if pending.paths.len() >= MAX_PENDING_PATHS {
-                            pending.rescan = true;
-                        } else {
-                            pending.paths.insert(path.clone());
-                        }
-                    }
-                }
-            }
-            Err(errors) => {
-                pending.rescan = true;
-                for error in errors {
-                    if pending.errors.len() < 16 {
-                        pending.errors.push(error.to_string());
-                    }
-                }
-            }
-        }
-        drop(pending);
-        self.wake.notify_one();
-    }
-}
-
-/// Keeps the kernel (or polling) watcher alive.
-#[allow(dead_code)]
-enum Handle {
-    Native(Debouncer<RecommendedWatcher, RecommendedCache>),
-    Poll(Debouncer<PollWatcher, NoCache>),
-}
-
-fn start_watcher(
-    root: &std::path::Path,
-    options: &WatchOptions,
-    shared: &Arc<Shared>,
-    events: &Tell,
-) -> Result<Handle, WatchError> {
-    let error = |err: notify::Error| WatchError::Watcher {
-        path: root.to_path_buf(),
-        message: err.to_string(),
-    };
-    let poll = |interval: Duration| -> Result<Handle, WatchError> {
-        let sink = shared.clone();
-        let mut debouncer = notify_debouncer_full::new_debouncer_opt::<_, PollWatcher, NoCache>(
-            options.debounce,
-            None,
-            move |result| sink.record(result),
-            NoCache,
-            notify::Config::default().with_poll_interval(interval),
-        )
-        .map_err(error)?;
-        debouncer
-            .watch(root, RecursiveMode::Recursive)
-            .map_err(error)?;
-        Ok(Handle::Poll(debouncer))
-    };
-    if let Some(interval) = options.poll {
-        return poll(interval);
-    }
-    let sink = shared.clone();
-    let mut debouncer =
-        notify_debouncer_full::new_debouncer(options.debounce, None, move |result| {
-            sink.record(result)
-        })
-        .map_err(error)?;
-    match debouncer.watch(root, RecursiveMode::Recursive) {
-        Ok(()) => Ok(Handle::Native(debouncer)),
-        Err(err) if out_of_watches(&err) => {
-            events.send(WatchEvent::Warning(format!(
-                "the kernel ran out of inotify watches ({err}); raise fs.inotify.max_user_watches \
-                 (sysctl fs.inotify.max_user_watches=524288); polling every {} meanwhile",
-                crate::plugin::humanize(FALLBACK_POLL)
-            )));
-            drop(debouncer);
-            poll(FALLBACK_POLL)
-        }
-        Err(err) => Err(error(err)),
-    }
-}
-
-fn out_of_watches(err: &notify::Error) -> bool {
-    match &err.kind {
-        notify::ErrorKind::MaxFilesWatch => true,
-        notify::ErrorKind::Io(io) => io.raw_os_error() == Some(nix::libc::ENOSPC),
-        _ => false,
-    }
-}
-
-/// Each batch's input matcher (`None`: the whole project).
-struct Inputs {
-    matchers: Vec<(String, Option<GlobSet>)>,
-}
-
-impl Inputs {
-    fn new(pipeline: &Pipeline) -> Result<Self, WatchError> {
-        let mut matchers = Vec::new();
-        for batch in &pipeline.batches {
-            let set = match &batch.inputs {
-                None => None,
-                Some(globs) => {
-                    let mut builder = GlobSetBuilder::new();
-                    for glob in globs {
-                        // Checked when runner.toml was loaded.
-                        // `*` stays within a directory; `**` crosses them.
-                        let glob = GlobBuilder::new(glob)
-                            .literal_separator(true)
-                            .build()
-                            .map_err(|err| {
-                                WatchError::Ignore(format!("batch `{}`: {err}", batch.id))
-                            })?;
-                        builder.add(glob);
-                    }
-                    Some(
-                        builder
-                            .build()
-                            .map_err(|err| WatchError::Ignore(err.to_string()))?,
-                    )
-                }
-            };
-            matchers.push((batch.id.clone(), set));
-        }
-        Ok(Self { matchers })
-    }
-
-    /// How many counted files some batch reads.
-    fn watched(&self, snapshot: &Snapshot) -> usize {
-        snapshot
-            .keys()
-            .filter(|path| self.matchers.iter().any(|(_, set)| matches(set, path)))
-            .count()
-    }
-
-    /// The batches reading any of `paths`.
-    fn reading(&self, paths: &[PathBuf]) -> HashSet<String> {
-        self.matchers
-            .iter()
-            .filter(|(_, set)| paths.iter().any(|p| matches(set, p)))
-            .map(|(id, _)| id.clone())
-            .collect()
-    }
-}
-
-fn matches(set: &Option<GlobSet>, path: &std::path::Path) -> bool {
-    set.as_ref().is_none_or(|set| set.is_match(path))
-}
-
-/// `seeds` plus every batch depending on one of them, in pipeline order.
-pub fn with_dependents(pipeline: &Pipeline, seeds: &HashSet<String>) -> Vec<String> {
-    let mut selected: Vec<String> = Vec::new();
-    for batch in &pipeline.batches {
-        if seeds.contains(&batch.id) || batch.depends_on.iter().any(|d| selected.contains(d)) {
-            selected.push(batch.id.clone());
-        }
-    }
-    selected
 }
 
 /// How many runs in a row each path stopped (`restart`), so a task
@@ -836,6 +484,7 @@ async fn hash(mut tree: Tree) -> (Tree, Snapshot) {
 
 #[cfg(test)]
 mod tests {
+    use super::watcher::{MAX_PENDING_PATHS, out_of_watches};
     use super::*;
     use notify::event::{EventKind, Flag, ModifyKind};
     use notify_debouncer_full::DebouncedEvent;

@@ -1,0 +1,303 @@
+//! `runner run`, `runner watch` and `runner serve`: the commands that run
+//! pipelines, here or handed to a server.
+
+use super::output::Output;
+use super::{Error, client, exit, handoff, history};
+use crate::config::Config;
+use crate::events::EventBus;
+use crate::plugin::Plugins;
+use crate::printer::{TerminalPrinter, print_json};
+use crate::run::Runner;
+use crate::server::ServerHandle;
+use crate::service::Service;
+use protocol::RunStatus;
+use std::io::IsTerminal;
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+
+/// Starts the WebSocket server for `service`; `listen` overrides `[server] listen`.
+/// A runner of `pipeline` in this process, recording into the history,
+/// and its server when `serve` asks for one.
+async fn local_runner(
+    config: &Arc<Config>,
+    pipeline: &crate::config::Pipeline,
+    serve: Option<Option<std::net::SocketAddr>>,
+) -> Result<
+    (
+        Arc<Runner>,
+        Arc<EventBus>,
+        history::Recording,
+        Option<ServerHandle>,
+    ),
+    Error,
+> {
+    let used = config.plugins_used_by(pipeline);
+    let plugins = Arc::new(Plugins::load(config, Some(&used)).await?);
+    let (bus, recording) = history::start(config).await?;
+    let runner = Arc::new(Runner::new(config.clone(), plugins, bus.clone())?);
+    let server = match serve {
+        Some(listen) => Some(
+            start_server(
+                config,
+                Service::new(runner.clone()),
+                bus.clone(),
+                listen,
+                &recording,
+            )
+            .await?,
+        ),
+        None => None,
+    };
+    Ok((runner, bus, recording, server))
+}
+
+async fn start_server(
+    config: &Config,
+    service: Arc<Service>,
+    bus: Arc<EventBus>,
+    listen: Option<std::net::SocketAddr>,
+    history: &history::Recording,
+) -> Result<ServerHandle, Error> {
+    let mut settings = config.server.clone();
+    if let Some(listen) = listen {
+        settings.listen = listen;
+    }
+    let handle = crate::server::serve_with_history(service, bus, settings, history.store.clone())
+        .await
+        .map_err(|err| Error::Usage(err.to_string()))?;
+    eprintln!(
+        "serving on ws://{addr}/ws (dashboard: http://{addr}/, state: http://{addr}/api/state)",
+        addr = handle.addr
+    );
+    Ok(handle)
+}
+
+pub(super) async fn serve(
+    config: Arc<Config>,
+    listen: Option<std::net::SocketAddr>,
+) -> Result<i32, Error> {
+    let plugins = Arc::new(Plugins::load(&config, None).await?);
+    let (bus, recording) = history::start(&config).await?;
+    let runner = Arc::new(Runner::new(config.clone(), plugins, bus.clone())?);
+    let service = Service::new(runner.clone());
+    let server = start_server(&config, service.clone(), bus, listen, &recording).await?;
+    runner.agents().refresh().await;
+    shutdown_signal().await;
+    eprintln!("shutting down: aborting runs and interrupting agent commands");
+    service.shutdown();
+    // Give runs a moment to record their end before the server closes.
+    for _ in 0..100 {
+        if service.active_runs().is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    server.shutdown().await;
+    recording.finish().await;
+    Ok(exit::OK)
+}
+
+/// Ctrl-C or SIGTERM. The handlers are installed when this is called, not
+/// when the future is first polled, so a signal that arrives before the
+/// first poll (while the first events are printed, say) still counts
+/// instead of killing the process.
+pub(super) fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut interrupt = signal(SignalKind::interrupt()).ok();
+    let mut terminate = signal(SignalKind::terminate()).ok();
+    async move {
+        tokio::select! {
+            () = received(interrupt.as_mut()) => {}
+            () = received(terminate.as_mut()) => {}
+        }
+    }
+}
+
+/// A token cancelled by Ctrl-C or SIGTERM (installed now).
+pub(super) fn cancel_on_signal() -> CancellationToken {
+    let cancel = CancellationToken::new();
+    let on_signal = cancel.clone();
+    let signal = shutdown_signal();
+    tokio::spawn(async move {
+        signal.await;
+        on_signal.cancel();
+    });
+    cancel
+}
+
+/// Waits for `signal`; never, when it could not be installed.
+async fn received(signal: Option<&mut tokio::signal::unix::Signal>) {
+    match signal {
+        Some(signal) => {
+            signal.recv().await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
+pub(super) async fn run(
+    config: Arc<Config>,
+    pipeline: Option<&str>,
+    json: bool,
+    verbose: bool,
+    serve: Option<Option<std::net::SocketAddr>>,
+) -> Result<i32, Error> {
+    let pipeline = config.pipeline(pipeline).map_err(Error::Usage)?.clone();
+    if let Some(client) = handoff(&config, "runner run").await? {
+        if serve.is_some() {
+            eprintln!(
+                "note: --serve: the run is served by runner serve at {}",
+                client.addr
+            );
+        }
+        return run_remote(client, &pipeline.name, json, verbose).await;
+    }
+    let (runner, bus, recording, server) = local_runner(&config, &pipeline, serve).await?;
+
+    let cancel = cancel_on_signal();
+
+    let mut events = bus.subscribe();
+    let mut output = Output::new(json, verbose);
+    let report = {
+        let run = runner.run(&pipeline.name, cancel);
+        tokio::pin!(run);
+        loop {
+            tokio::select! {
+                biased;
+                Some(event) = events.recv() => output.print(&event),
+                report = &mut run => break report,
+            }
+        }
+    };
+    while let Ok(event) = events.try_recv() {
+        output.print(&event);
+    }
+    if let Some(server) = server {
+        server.shutdown().await;
+    }
+    recording.finish().await;
+    Ok(run_exit_code(report.status))
+}
+
+fn run_exit_code(status: RunStatus) -> i32 {
+    match status {
+        RunStatus::Completed => exit::OK,
+        RunStatus::Aborted => exit::ABORTED,
+        _ => exit::FAILED,
+    }
+}
+
+/// `runner run` handed to a `runner serve`: starts the run there, prints its
+/// events until it ends, and aborts it on Ctrl-C.
+async fn run_remote(
+    mut client: client::Client,
+    pipeline: &str,
+    json: bool,
+    verbose: bool,
+) -> Result<i32, Error> {
+    let lost = |err: client::SessionError| Error::Other(err.into());
+    let start = protocol::ClientBody::StartRun {
+        pipeline: Some(pipeline.to_string()),
+    };
+    let run_id = match client.request(start).await.map_err(lost)? {
+        protocol::ReplyBody::RunStarted { run_id, .. } => run_id,
+        protocol::ReplyBody::Error { message, .. } => return Err(Error::Usage(message)),
+        other => {
+            return Err(Error::Other(anyhow::anyhow!(
+                "runner serve answered `start_run` with `{}`",
+                other.type_name()
+            )));
+        }
+    };
+    let mut output = Output::new(json, verbose);
+    let signal = shutdown_signal();
+    tokio::pin!(signal);
+    let mut aborting = false;
+    loop {
+        tokio::select! {
+            () = &mut signal, if !aborting => {
+                aborting = true;
+                let abort = protocol::ClientBody::AbortRun { run_id: run_id.clone() };
+                client.send(abort).await.map_err(lost)?;
+            }
+            event = client.next_event() => {
+                let event = event.map_err(lost)?;
+                if event.run_id() != Some(run_id.as_str()) {
+                    continue;
+                }
+                output.print(&event);
+                if let protocol::EventKind::RunStatus { status, .. } = &event.kind
+                    && *status != RunStatus::Running
+                {
+                    let code = run_exit_code(*status);
+                    client.close().await;
+                    return Ok(code);
+                }
+            }
+        }
+    }
+}
+
+/// `runner watch`: see [`crate::watch`].
+pub(super) async fn watch(
+    config: Arc<Config>,
+    options: crate::watch::WatchOptions,
+    json: bool,
+    verbose: bool,
+    serve: Option<Option<std::net::SocketAddr>>,
+) -> Result<i32, Error> {
+    let config = Arc::new(crate::watch::for_watch(&config));
+    let pipeline = config.pipelines[&options.pipeline].clone();
+    // The live stream (watch_status events included) while watching; runs
+    // started through it use the configuration watching began with.
+    let (runner, bus, recording, server) = local_runner(&config, &pipeline, serve).await?;
+    let cancel = cancel_on_signal();
+    let mut events = bus.subscribe();
+    let (watch_tx, mut watch_rx) = tokio::sync::mpsc::unbounded_channel();
+    let stdout = std::io::stdout();
+    let color = !json && stdout.is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let mut printer = TerminalPrinter::new(stdout.lock(), color, verbose);
+    let show = |event: &crate::watch::WatchEvent| {
+        use std::io::Write;
+        // With `--json` the watcher's `watch_status` events say it.
+        if !json {
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "[watch] {event}");
+            let _ = out.flush();
+        }
+    };
+    let result = {
+        let watching = crate::watch::watch(runner, options, cancel.clone(), watch_tx);
+        tokio::pin!(watching);
+        loop {
+            tokio::select! {
+                biased;
+                Some(event) = events.recv() => {
+                    let _ = if json {
+                        print_json(&mut std::io::stdout().lock(), &event)
+                    } else {
+                        printer.print(&event)
+                    };
+                }
+                Some(event) = watch_rx.recv() => show(&event),
+                result = &mut watching => break result,
+            }
+        }
+    };
+    while let Ok(event) = events.try_recv() {
+        let _ = if json {
+            print_json(&mut std::io::stdout().lock(), &event)
+        } else {
+            printer.print(&event)
+        };
+    }
+    while let Ok(event) = watch_rx.try_recv() {
+        show(&event);
+    }
+    if let Some(server) = server {
+        server.shutdown().await;
+    }
+    recording.finish().await;
+    result.map_err(|err| Error::Usage(err.to_string()))?;
+    Ok(exit::ABORTED)
+}

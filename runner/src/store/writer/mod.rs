@@ -1,0 +1,206 @@
+//! The writer thread: owns the writing connection, stores each event and
+//! projects it into the tables `runner history` and `runner show` read.
+
+use super::{ConnectionAudit, Pruned, Recovery, Shared, StoreError};
+use chrono::{DateTime, Utc};
+use protocol::{Event, format_time};
+use rusqlite::{Connection, Transaction, params};
+use std::sync::{Arc, mpsc};
+
+mod project;
+mod prune;
+mod recover;
+
+use project::project;
+
+/// What the handles ask of the writer thread.
+pub enum Command {
+    Events(Vec<Arc<Event>>),
+    Recover {
+        reason: String,
+        reply: mpsc::Sender<Result<Recovery, StoreError>>,
+    },
+    Audit(ConnectionAudit, DateTime<Utc>),
+    Prune {
+        now: DateTime<Utc>,
+        reply: mpsc::Sender<Result<Pruned, StoreError>>,
+    },
+    Flush(mpsc::Sender<()>),
+}
+
+/// At most this many events go into one transaction.
+const MAX_BATCH: usize = 4096;
+
+pub struct Writer {
+    conn: Connection,
+    shared: Arc<Shared>,
+    pid: u32,
+    /// Bytes of event JSON written since the size budget was last checked.
+    since_budget_check: u64,
+    /// Whether it said that the newest run alone is over the budget.
+    warned_over_budget: bool,
+    /// At most this many events go into one transaction: fewer under a
+    /// small size budget, so one transaction never floods the WAL.
+    max_batch: usize,
+}
+
+impl Writer {
+    pub fn new(conn: Connection, shared: Arc<Shared>) -> Self {
+        // A chunk of terminal output is at most 10 KB.
+        let max_batch = shared.retention.max_bytes.map_or(MAX_BATCH, |max| {
+            usize::try_from(max / 32 / 10_240)
+                .unwrap_or(MAX_BATCH)
+                .clamp(16, MAX_BATCH)
+        });
+        Self {
+            max_batch,
+            conn,
+            shared,
+            pid: std::process::id(),
+            since_budget_check: 0,
+            warned_over_budget: false,
+        }
+    }
+
+    /// Handles commands until every handle is gone.
+    pub fn run(mut self, rx: mpsc::Receiver<Command>) {
+        let mut pending: Vec<Arc<Event>> = Vec::new();
+        while let Ok(first) = rx.recv() {
+            let mut next = Some(first);
+            while let Some(command) = next {
+                match command {
+                    Command::Events(events) => pending.extend(events),
+                    other => {
+                        self.write_events(&mut pending);
+                        self.handle(other);
+                    }
+                }
+                if pending.len() >= self.max_batch {
+                    self.write_events(&mut pending);
+                }
+                next = rx.try_recv().ok();
+            }
+            self.write_events(&mut pending);
+        }
+        let mut progress = self.shared.progress.lock().expect("store progress lock");
+        progress.stopped = Some("the store was closed".into());
+        self.shared.written.notify_all();
+    }
+
+    fn handle(&mut self, command: Command) {
+        match command {
+            Command::Events(_) => unreachable!("events are batched by the caller"),
+            Command::Recover { reason, reply } => {
+                let _ = reply.send(self.recover(&reason));
+            }
+            Command::Audit(entry, time) => {
+                let result = self.conn.execute(
+                    "INSERT INTO connections (time, client, peer, action, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![format_time(&time), entry.client, entry.peer, entry.action, entry.detail],
+                );
+                if let Err(err) = result {
+                    self.failed(format!("connection audit: {err}"));
+                }
+            }
+            Command::Prune { now, reply } => {
+                let path = self.shared.path.clone();
+                let _ = reply.send(
+                    self.prune(now)
+                        .map_err(|err| StoreError::from_sqlite(&path, err)),
+                );
+            }
+            Command::Flush(reply) => {
+                let _ = reply.send(());
+            }
+        }
+    }
+
+    fn failed(&self, message: String) {
+        tracing::error!("history: {message}");
+        let mut progress = self.shared.progress.lock().expect("store progress lock");
+        progress.error.get_or_insert(message);
+    }
+
+    /// Writes `events` in one transaction and wakes whoever waits for them.
+    fn write_events(&mut self, events: &mut Vec<Arc<Event>>) {
+        if events.is_empty() {
+            return;
+        }
+        let handled = events.iter().map(|e| e.seq).max().unwrap_or(0);
+        let result = (|| -> rusqlite::Result<(u64, Vec<String>)> {
+            let tx = self.conn.transaction()?;
+            let mut written = 0;
+            let mut problems = Vec::new();
+            for event in events.iter() {
+                match insert_event(&tx, event) {
+                    Ok(Some(bytes)) => {
+                        self.since_budget_check += bytes as u64;
+                        written = written.max(event.seq);
+                        if let Err(err) = project(&tx, event, self.pid) {
+                            problems.push(format!("event {} ({}): {err}", event.seq, event.type_name()));
+                        }
+                    }
+                    Ok(None) => problems.push(format!(
+                        "event {} is already recorded; create the bus with `EventBus::new(store.last_seq() + 1)`",
+                        event.seq
+                    )),
+                    Err(err) => problems.push(format!("event {}: {err}", event.seq)),
+                }
+            }
+            tx.commit()?;
+            Ok((written, problems))
+        })();
+        events.clear();
+        let mut progress = self.shared.progress.lock().expect("store progress lock");
+        match result {
+            Ok((written, problems)) => {
+                progress.last_seq = progress.last_seq.max(written);
+                if let Some(first) = problems.first() {
+                    tracing::error!("history: {} problems; first: {first}", problems.len());
+                    progress.error.get_or_insert_with(|| first.clone());
+                }
+            }
+            Err(err) => {
+                tracing::error!("history: cannot write events: {err}");
+                progress
+                    .error
+                    .get_or_insert_with(|| format!("cannot write events: {err}"));
+            }
+        }
+        progress.handled_seq = progress.handled_seq.max(handled);
+        self.shared.written.notify_all();
+        drop(progress);
+        // Checked every 1/32 of the budget written, so the file overshoots
+        // it by little between checks.
+        if let Some(max) = self.shared.retention.max_bytes
+            && self.since_budget_check >= (max / 32).max(64 << 10)
+            && let Err(err) = self.fit_budget()
+        {
+            self.failed(format!(
+                "cannot keep the history within its max_size: {err}"
+            ));
+        }
+    }
+}
+
+pub(crate) fn parse_time(text: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(text)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
+}
+
+/// Inserts the event itself; the bytes of its JSON, or `None` when its
+/// sequence number is taken.
+fn insert_event(tx: &Transaction, event: &Event) -> rusqlite::Result<Option<usize>> {
+    let json = serde_json::to_string(event).expect("events serialize");
+    let inserted = tx.prepare_cached(
+        "INSERT INTO events (seq, time, type, run_id, json) VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (seq) DO NOTHING",
+    )?
+    .execute(params![event.seq as i64, format_time(&event.time), event.type_name(), event.run_id(), json])?;
+    Ok((inserted == 1).then_some(json.len()))
+}
+
+/// For the queries: a stored time, when there is one and it reads.
+pub(crate) fn read_time(text: Option<String>) -> Option<DateTime<Utc>> {
+    text.as_deref().and_then(parse_time)
+}

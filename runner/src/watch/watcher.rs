@@ -1,0 +1,132 @@
+//! The file watcher (inotify, or polling where it runs out): events collected
+//! between two checks, and what makes the next check re-hash everything.
+
+use super::*;
+
+use notify::{PollWatcher, RecommendedWatcher, RecursiveMode};
+use notify_debouncer_full::{DebounceEventResult, Debouncer, NoCache, RecommendedCache};
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::Notify;
+
+/// Paths remembered between two checks; past this the next check re-hashes
+/// everything anyway.
+pub(super) const MAX_PENDING_PATHS: usize = 10_000;
+
+/// Poll interval when inotify runs out of watches and no `--poll` is given.
+pub(super) const FALLBACK_POLL: Duration = Duration::from_secs(1);
+
+/// Events gathered by the watcher thread until the loop takes them.
+#[derive(Default)]
+pub(super) struct Pending {
+    pub(super) paths: HashSet<PathBuf>,
+    pub(super) rescan: bool,
+    pub(super) errors: Vec<String>,
+}
+
+pub(super) struct Shared {
+    pub(super) pending: Mutex<Pending>,
+    pub(super) wake: Notify,
+}
+
+impl Shared {
+    pub(super) fn take(&self) -> Pending {
+        std::mem::take(&mut *self.pending.lock().expect("pending lock"))
+    }
+
+    pub(super) fn record(&self, result: DebounceEventResult) {
+        let mut pending = self.pending.lock().expect("pending lock");
+        match result {
+            Ok(events) => {
+                for event in events {
+                    if event.need_rescan() {
+                        pending.rescan = true;
+                    }
+                    for path in &event.paths {
+                        if pending.paths.len() >= MAX_PENDING_PATHS {
+                            pending.rescan = true;
+                        } else {
+                            pending.paths.insert(path.clone());
+                        }
+                    }
+                }
+            }
+            Err(errors) => {
+                pending.rescan = true;
+                for error in errors {
+                    if pending.errors.len() < 16 {
+                        pending.errors.push(error.to_string());
+                    }
+                }
+            }
+        }
+        drop(pending);
+        self.wake.notify_one();
+    }
+}
+
+/// Keeps the kernel (or polling) watcher alive.
+#[allow(dead_code)]
+pub(super) enum Handle {
+    Native(Debouncer<RecommendedWatcher, RecommendedCache>),
+    Poll(Debouncer<PollWatcher, NoCache>),
+}
+
+pub(super) fn start_watcher(
+    root: &std::path::Path,
+    options: &WatchOptions,
+    shared: &Arc<Shared>,
+    events: &Tell,
+) -> Result<Handle, WatchError> {
+    let error = |err: notify::Error| WatchError::Watcher {
+        path: root.to_path_buf(),
+        message: err.to_string(),
+    };
+    let poll = |interval: Duration| -> Result<Handle, WatchError> {
+        let sink = shared.clone();
+        let mut debouncer = notify_debouncer_full::new_debouncer_opt::<_, PollWatcher, NoCache>(
+            options.debounce,
+            None,
+            move |result| sink.record(result),
+            NoCache,
+            notify::Config::default().with_poll_interval(interval),
+        )
+        .map_err(error)?;
+        debouncer
+            .watch(root, RecursiveMode::Recursive)
+            .map_err(error)?;
+        Ok(Handle::Poll(debouncer))
+    };
+    if let Some(interval) = options.poll {
+        return poll(interval);
+    }
+    let sink = shared.clone();
+    let mut debouncer =
+        notify_debouncer_full::new_debouncer(options.debounce, None, move |result| {
+            sink.record(result)
+        })
+        .map_err(error)?;
+    match debouncer.watch(root, RecursiveMode::Recursive) {
+        Ok(()) => Ok(Handle::Native(debouncer)),
+        Err(err) if out_of_watches(&err) => {
+            events.send(WatchEvent::Warning(format!(
+                "the kernel ran out of inotify watches ({err}); raise fs.inotify.max_user_watches \
+                 (sysctl fs.inotify.max_user_watches=524288); polling every {} meanwhile",
+                crate::plugin::humanize(FALLBACK_POLL)
+            )));
+            drop(debouncer);
+            poll(FALLBACK_POLL)
+        }
+        Err(err) => Err(error(err)),
+    }
+}
+
+pub(super) fn out_of_watches(err: &notify::Error) -> bool {
+    match &err.kind {
+        notify::ErrorKind::MaxFilesWatch => true,
+        notify::ErrorKind::Io(io) => io.raw_os_error() == Some(nix::libc::ENOSPC),
+        _ => false,
+    }
+}
