@@ -5,6 +5,7 @@ mod support;
 mod agents;
 mod config_errors;
 mod dashboard;
+mod dashboard_support;
 mod git;
 mod handoff;
 mod ids;
