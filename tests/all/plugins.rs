@@ -170,9 +170,9 @@ async fn plugin_check_refuses_a_component_of_another_world_and_files_that_are_no
 
 #[tokio::test]
 async fn runner_check_reports_a_configured_plugin_file_that_does_not_fit() {
-    let project = Project::new(&format!(
-        "version = 1\n[defaults]\nstate_dir = \"{{state}}\"\n[plugins.other]\npath = \"other.wasm\"\n"
-    ));
+    let project = Project::new(
+        "version = 1\n[defaults]\nstate_dir = \"{state}\"\n[plugins.other]\npath = \"other.wasm\"\n",
+    );
     let wit =
         "package test:other;\ninterface thing { go: func(); }\nworld other { export thing; }\n";
     write(

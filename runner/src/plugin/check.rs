@@ -537,7 +537,7 @@ fn render(resolve: &Resolve, ty: &Type, deep: bool) -> String {
     };
     let def = &resolve.types[id];
     let sub = |ty: &Type| render(resolve, ty, deep);
-    let opt = |ty: &Option<Type>| ty.as_ref().map_or("_".to_string(), |t| sub(t));
+    let opt = |ty: &Option<Type>| ty.as_ref().map_or("_".to_string(), &sub);
     let named = match (&def.name, &def.kind) {
         (_, TypeDefKind::Type(inner)) => return sub(inner),
         (Some(name), _) => Some(name.clone()),
