@@ -1,9 +1,9 @@
-// `greet`: a block plugin in JavaScript (world `block-plugin` of runner:plugin@0.1.0).
+// `greet`: a block plugin in JavaScript (world `block-plugin` of runner:plugin@0.2.0).
 //
 // Config: {"name": "..."}. Output: {"greeting", "language", "upstream"}, where
 // `upstream` lists the ids of the tasks whose outputs reached this one.
 
-import { log, progress } from "runner:plugin/host@0.1.0";
+import { log, progress } from "runner:plugin/host@0.2.0";
 
 export const block = {
   describe() {

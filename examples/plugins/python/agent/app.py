@@ -1,4 +1,4 @@
-"""`jsonl`: an agent adapter in Python (world `agent-plugin` of runner:plugin@0.1.0).
+"""`jsonl`: an agent adapter in Python (world `agent-plugin` of runner:plugin@0.2.0).
 
 A generic adapter for any coding-agent CLI that prints one JSON object per
 line on stdout. It understands these lines (anything else is kept as a raw

@@ -1,4 +1,4 @@
-"""`greet`: a block plugin in Python (world `block-plugin` of runner:plugin@0.1.0).
+"""`greet`: a block plugin in Python (world `block-plugin` of runner:plugin@0.2.0).
 
 Config: `{"name": "..."}`. Output: `{"greeting", "language", "upstream"}`, where
 `upstream` lists the ids of the tasks whose outputs reached this one.

@@ -1,6 +1,6 @@
-// `{{name}}`: a block plugin (world `block-plugin` of runner:plugin@0.1.0).
+// `{{name}}`: a block plugin (world `block-plugin` of runner:plugin@0.2.0).
 
-import { log, progress } from "runner:plugin/host@0.1.0";
+import { log, progress } from "runner:plugin/host@0.2.0";
 
 export const block = {
   describe() {

@@ -1,4 +1,4 @@
-//! `{{name}}`: an agent adapter (world `agent-plugin` of runner:plugin@0.1.0)
+//! `{{name}}`: an agent adapter (world `agent-plugin` of runner:plugin@0.2.0)
 //! for a CLI that takes the prompt as its last argument and prints text.
 //! The host runs the CLI; the adapter builds its command line and reads its
 //! output lines.

@@ -1,4 +1,4 @@
-//! `{{name}}`: a batch type (world `batch-plugin` of runner:plugin@0.1.0):
+//! `{{name}}`: a batch type (world `batch-plugin` of runner:plugin@0.2.0):
 //! runs the declared tasks in order and completes when all of them did.
 
 wit_bindgen::generate!({ world: "batch-plugin", path: "wit" });

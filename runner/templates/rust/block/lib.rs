@@ -1,4 +1,4 @@
-//! `{{name}}`: a block plugin (world `block-plugin` of runner:plugin@0.1.0).
+//! `{{name}}`: a block plugin (world `block-plugin` of runner:plugin@0.2.0).
 
 wit_bindgen::generate!({ world: "block-plugin", path: "wit" });
 
