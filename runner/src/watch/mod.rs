@@ -71,7 +71,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
-use watcher::{Pending, Shared, start_watcher};
+use watcher::{Outside, Pending, Shared, start_watcher};
 
 #[derive(Debug, Clone)]
 pub struct WatchOptions {
@@ -218,7 +218,9 @@ pub async fn watch(
         patterns.iter().cloned().chain(own).collect()
     };
     let component_files = plugins::component_files(&config, &pipeline);
+    let granted = plugins::outside_granted_dirs(&config, &pipeline, &root);
     let mut tree = Tree::new(&root, config.state_dir(), &ignores(&config.watch.ignore))
+        .and_then(|tree| tree.with_dirs(granted.clone()))
         .map_err(WatchError::Ignore)?
         .with_files(component_files.clone());
     let shared = Arc::new(Shared {
@@ -227,8 +229,11 @@ pub async fn watch(
     });
     let mut handle = start_watcher(&root, &options, &shared, &events)?;
     let mut outside_watched = Vec::new();
-    handle.watch_dirs(
-        plugins::outside_dirs(&root, &component_files),
+    handle.watch_outside(
+        Outside {
+            granted,
+            parents: plugins::outside_dirs(&root, &component_files),
+        },
         &mut outside_watched,
         &events,
     );
@@ -445,15 +450,22 @@ pub async fn watch(
                         let next = reloaded.config().pipelines[&pipeline.name].clone();
                         let next_inputs = Inputs::new(reloaded.config(), &next, &root)?;
                         let next_files = plugins::component_files(reloaded.config(), &next);
+                        let next_granted =
+                            plugins::outside_granted_dirs(reloaded.config(), &next, &root);
                         match Tree::new(
                             &root,
                             reloaded.config().state_dir(),
                             &ignores(&reloaded.config().watch.ignore),
-                        ) {
+                        )
+                        .and_then(|tree| tree.with_dirs(next_granted.clone()))
+                        {
                             Ok(next_tree) => {
                                 events.send(WatchEvent::ConfigReloaded);
-                                handle.watch_dirs(
-                                    plugins::outside_dirs(&root, &next_files),
+                                handle.watch_outside(
+                                    Outside {
+                                        granted: next_granted,
+                                        parents: plugins::outside_dirs(&root, &next_files),
+                                    },
                                     &mut outside_watched,
                                     &events,
                                 );
