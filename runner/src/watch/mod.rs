@@ -575,6 +575,38 @@ mod tests {
     }
 
     #[test]
+    fn opening_reading_or_listing_is_no_change_but_closing_after_a_write_is() {
+        use notify::event::{AccessKind, AccessMode};
+        let s = shared();
+        let at = |kind: EventKind, path: &str| {
+            DebouncedEvent::new(
+                notify::Event::new(kind).add_path(PathBuf::from(path)),
+                Instant::now(),
+            )
+        };
+        // What the re-check itself does to every file and directory.
+        s.record(Ok(vec![
+            at(EventKind::Access(AccessKind::Open(AccessMode::Any)), "/p/src"),
+            at(EventKind::Access(AccessKind::Read), "/p/src/a.rs"),
+            at(
+                EventKind::Access(AccessKind::Close(AccessMode::Read)),
+                "/p/src/a.rs",
+            ),
+        ]));
+        let pending = s.take();
+        assert!(pending.paths.is_empty(), "{:?}", pending.paths);
+        assert!(!pending.rescan);
+        s.record(Ok(vec![at(
+            EventKind::Access(AccessKind::Close(AccessMode::Write)),
+            "/p/src/b.rs",
+        )]));
+        assert_eq!(
+            s.take().paths.into_iter().collect::<Vec<_>>(),
+            vec![PathBuf::from("/p/src/b.rs")]
+        );
+    }
+
+    #[test]
     fn a_path_that_stopped_ten_runs_in_a_row_restarts_no_more() {
         let mut restarts = Restarts::default();
         let own = PathBuf::from("out.txt");

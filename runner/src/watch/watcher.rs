@@ -43,6 +43,11 @@ impl Shared {
                 for event in events {
                     if event.need_rescan() {
                         pending.rescan = true;
+                    } else if only_read(&event.kind) {
+                        // Reading a file or listing a directory changes
+                        // nothing, and the re-check itself reads the tree:
+                        // counting these would re-check forever.
+                        continue;
                     }
                     for path in &event.paths {
                         if pending.paths.len() >= MAX_PENDING_PATHS {
@@ -73,6 +78,14 @@ pub(super) struct Outside {
     pub(super) granted: Vec<PathBuf>,
     /// Directories holding component files: watched alone.
     pub(super) parents: Vec<PathBuf>,
+}
+
+/// Whether an event says only that something was opened, read or closed
+/// without writing (inotify's `IN_OPEN`, `IN_ACCESS`, `IN_CLOSE_NOWRITE`).
+pub(super) fn only_read(kind: &notify::EventKind) -> bool {
+    use notify::event::{AccessKind, AccessMode};
+    matches!(kind, notify::EventKind::Access(access)
+        if !matches!(access, AccessKind::Close(AccessMode::Write)))
 }
 
 /// Keeps the kernel (or polling) watcher alive.
