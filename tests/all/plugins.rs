@@ -239,6 +239,36 @@ async fn a_component_not_in_the_compile_cache_reports_compiling_with_its_size_th
     assert!(events.try_recv().is_err());
 }
 
+/// A start trusts a remembered digest only while the file is unchanged:
+/// a component rebuilt in place, even with its old modification time put
+/// back, is read, hashed and used.
+#[tokio::test]
+async fn a_component_rebuilt_in_place_is_used_even_with_its_old_modification_time() {
+    let project = Project::new(
+        "version = 1\n[defaults]\nstate_dir = \"{state}\"\n[git]\nenabled = false\n\
+         [plugins.p]\npath = \"p.wasm\"\ncapabilities.dirs = [{ host = \".\", guest = \"/data\" }]\n\
+         [[pipelines.default.batches]]\nid = \"b\"\n\
+         [[pipelines.default.batches.tasks]]\nid = \"t\"\ntype = \"p\"\nconfig = { paths = [\"/data/runner.toml\"] }\n",
+    );
+    let file = project.dir.path().join("p.wasm");
+    std::fs::copy(plugin("chaos"), &file).unwrap();
+    let mtime = std::fs::metadata(&file).unwrap().modified().unwrap();
+    for _ in 0..2 {
+        // The second start comes from the cache and the remembered digest.
+        let (report, _) = project.run("default").await;
+        assert_eq!(report.outputs["t"], serde_json::Value::Null, "{report:?}");
+    }
+    std::fs::write(&file, std::fs::read(plugin("checksum")).unwrap()).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&file)
+        .unwrap()
+        .set_modified(mtime)
+        .unwrap();
+    let (report, _) = project.run("default").await;
+    assert_eq!(report.outputs["t"]["count"], 1, "{report:?}");
+}
+
 #[tokio::test]
 async fn runner_check_warms_the_compile_cache_so_the_first_run_compiles_nothing() {
     let state = tempfile::tempdir().unwrap();

@@ -11,6 +11,16 @@
 //! `<state>/cache/<sha256 of the component>-<engine hash>.cwasm`: a
 //! second start deserializes instead of compiling. The engine hash covers
 //! the wasmtime version and every setting that changes the machine code.
+//!
+//! A component file's SHA-256 is remembered too, in
+//! `<state>/cache/digests/<hash of its path>`, with the file's device,
+//! inode, size, modification and change times: while those are the same,
+//! a start neither reads nor hashes the file (18 MB for a Python
+//! component, most of a cached start). Any write moves the change time.
+//!
+//! The cache is bounded: each hit touches its entry, and writing a new one
+//! drops entries unused for [`CACHE_UNUSED_DAYS`] days, then the least
+//! recently used ones while the cache holds more than [`CACHE_MAX_BYTES`].
 
 use anyhow::{Context, Result};
 use sha2::{Digest, Sha256};
@@ -34,6 +44,40 @@ pub struct Engine {
     /// code: part of every cache file's name.
     hash: String,
     stop_ticker: Arc<AtomicBool>,
+}
+
+/// Compiled components not used for this many days are dropped.
+pub const CACHE_UNUSED_DAYS: u64 = 30;
+/// The most the compiled components in the cache may take together.
+pub const CACHE_MAX_BYTES: u64 = 2 << 30;
+
+/// What says a file is unchanged: device, inode, size, modification and
+/// change times (ns).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stamp([i128; 5]);
+
+impl Stamp {
+    pub fn of(path: &Path) -> Option<Self> {
+        use std::os::unix::fs::MetadataExt;
+        let meta = std::fs::metadata(path).ok()?;
+        let ns = |s: i64, n: i64| i128::from(s) * 1_000_000_000 + i128::from(n);
+        Some(Self([
+            i128::from(meta.dev()),
+            i128::from(meta.ino()),
+            i128::from(meta.size()),
+            ns(meta.mtime(), meta.mtime_nsec()),
+            ns(meta.ctime(), meta.ctime_nsec()),
+        ]))
+    }
+
+    /// The file's size in bytes.
+    pub fn size(self) -> u64 {
+        self.0[2] as u64
+    }
+
+    fn to_line(self) -> String {
+        self.0.map(|v| v.to_string()).join(" ")
+    }
 }
 
 /// The hex SHA-256 of a component's bytes: its identity in the cache and
@@ -136,7 +180,10 @@ impl Engine {
         };
         if file.is_file() {
             match self.deserialize(&file) {
-                Ok(component) => return Ok((component, Compiled::Cached)),
+                Ok(component) => {
+                    touch(&file);
+                    return Ok((component, Compiled::Cached));
+                }
                 Err(err) => {
                     tracing::warn!("ignoring unusable cache entry {}: {err:#}", file.display())
                 }
@@ -146,7 +193,44 @@ impl Engine {
         if let Err(err) = write_atomically(&file, &component.serialize()?) {
             tracing::warn!("cannot write the compile cache {}: {err:#}", file.display());
         }
+        if let Some(dir) = file.parent() {
+            prune(dir, &file, std::time::SystemTime::now());
+        }
         Ok((component, Compiled::Fresh))
+    }
+
+    /// The cached compilation of the component whose hex SHA-256 is
+    /// `sha256` (an error when there is none or it cannot be used).
+    pub fn cached_component(&self, sha256: &str) -> Result<(Component, Compiled)> {
+        let file = self.cache_file(sha256).context("no compile cache")?;
+        let component = self.deserialize(&file)?;
+        touch(&file);
+        Ok((component, Compiled::Cached))
+    }
+
+    /// The SHA-256 remembered for the component file at `path`, if the
+    /// file is as it was when it was hashed (`stamp`, taken now).
+    pub fn known_digest(&self, path: &Path, stamp: Stamp) -> Option<String> {
+        let text = std::fs::read_to_string(self.digest_file(path)?).ok()?;
+        let (line, sha256) = text.trim_end().rsplit_once(' ')?;
+        (line == stamp.to_line() && sha256.len() == 64).then(|| sha256.to_string())
+    }
+
+    /// Remembers `sha256` for the file at `path` as `stamp` found it.
+    pub fn remember_digest(&self, path: &Path, stamp: Stamp, sha256: &str) {
+        let Some(file) = self.digest_file(path) else {
+            return;
+        };
+        let line = format!("{} {sha256}\n", stamp.to_line());
+        if let Err(err) = write_atomically(&file, line.as_bytes()) {
+            tracing::warn!("cannot write {}: {err:#}", file.display());
+        }
+    }
+
+    fn digest_file(&self, path: &Path) -> Option<PathBuf> {
+        let path = std::path::absolute(path).ok()?;
+        let key = sha256_hex(path.as_os_str().as_encoded_bytes());
+        Some(self.cache_dir.as_ref()?.join("digests").join(&key[..32]))
     }
 
     /// Whether the compilation of the component whose hex SHA-256 is
@@ -184,6 +268,48 @@ fn base_config() -> Config {
     config
 }
 
+/// Marks a cache entry as just used (its modification time).
+fn touch(file: &Path) {
+    if let Ok(handle) = std::fs::File::options().write(true).open(file) {
+        let _ = handle.set_modified(std::time::SystemTime::now());
+    }
+}
+
+/// Drops compiled components unused for [`CACHE_UNUSED_DAYS`], then the
+/// least recently used while the rest is over [`CACHE_MAX_BYTES`]; `keep`
+/// (the one just written) stays.
+pub(super) fn prune(dir: &Path, keep: &Path, now: std::time::SystemTime) {
+    prune_to(dir, keep, now, CACHE_MAX_BYTES)
+}
+
+fn prune_to(dir: &Path, keep: &Path, now: std::time::SystemTime, max_bytes: u64) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut entries: Vec<(std::time::SystemTime, u64, PathBuf)> = entries
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "cwasm") && e.path() != keep)
+        .filter_map(|e| {
+            let meta = e.metadata().ok()?;
+            Some((meta.modified().ok()?, meta.len(), e.path()))
+        })
+        .collect();
+    // Newest first: what is dropped comes off the end.
+    entries.sort_by(|a, b| b.0.cmp(&a.0));
+    let unused = Duration::from_secs(CACHE_UNUSED_DAYS * 24 * 3600);
+    let mut total = std::fs::metadata(keep).map_or(0, |m| m.len());
+    for (used, size, path) in entries {
+        let stale = now.duration_since(used).is_ok_and(|age| age > unused);
+        if stale || total + size > max_bytes {
+            if let Err(err) = std::fs::remove_file(&path) {
+                tracing::warn!("cannot drop {} from the cache: {err}", path.display());
+            }
+        } else {
+            total += size;
+        }
+    }
+}
+
 fn write_atomically(file: &Path, bytes: &[u8]) -> Result<()> {
     let dir = file.parent().context("cache file has no directory")?;
     std::fs::create_dir_all(dir)?;
@@ -198,4 +324,37 @@ fn write_atomically(file: &Path, bytes: &[u8]) -> Result<()> {
     std::fs::write(&tmp, bytes)?;
     std::fs::rename(&tmp, file)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::SystemTime;
+
+    #[test]
+    fn the_cache_drops_entries_unused_for_a_month_then_the_least_recently_used() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = SystemTime::now();
+        let day = Duration::from_secs(24 * 3600);
+        let entry = |name: &str, age_days: u32, size: u64| {
+            let path = dir.path().join(name);
+            let file = std::fs::File::create(&path).unwrap();
+            file.set_len(size).unwrap();
+            file.set_modified(now - day * age_days).unwrap();
+            path
+        };
+        let kept = entry("new.cwasm", 0, 400);
+        let recent = entry("recent.cwasm", 1, 350);
+        let older = entry("older.cwasm", 5, 350);
+        let stale = entry("stale.cwasm", 31, 10);
+        let other = entry("digests-or-notes.txt", 90, 10);
+        prune_to(dir.path(), &kept, now, 1000);
+        assert!(kept.exists() && recent.exists());
+        assert!(
+            !older.exists(),
+            "over the size cap, the least recently used goes"
+        );
+        assert!(!stale.exists(), "unused for a month");
+        assert!(other.exists(), "only compiled components are pruned");
+    }
 }

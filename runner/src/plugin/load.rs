@@ -2,7 +2,7 @@
 //! detected from its exports → a typed `InstancePre` → `describe`.
 
 use super::bindings::{latest, v0_1_0};
-use super::engine::sha256_hex;
+use super::engine::{Stamp, sha256_hex};
 use super::state::StoreState;
 use super::{Engine, EngineLimits, LoadError, Plugin, Pre, World, check};
 use crate::config::{Config, PluginDecl, PluginSource};
@@ -145,18 +145,59 @@ async fn load_one(
         origin: origin(decl),
         message,
     };
-    // Shared with the compile thread without copying a big component.
-    let bytes: Arc<std::borrow::Cow<'static, [u8]>> = Arc::new(match &decl.source {
-        PluginSource::Builtin(name) => crate::builtin::bytes(name)
-            .ok_or_else(|| fail("no such built-in plugin".into()))?
-            .into(),
-        PluginSource::Path(path) => std::fs::read(path)
-            .map_err(|err| fail(format!("cannot read the component: {err}")))?
-            .into(),
-    });
-    // Hashed once: a Python component is 18 MB, and each pass costs
-    // milliseconds of every start.
-    let sha256 = sha256_hex(&bytes);
+    let read = || -> Result<Arc<std::borrow::Cow<'static, [u8]>>, LoadError> {
+        // Shared with the compile thread without copying a big component.
+        Ok(Arc::new(match &decl.source {
+            PluginSource::Builtin(name) => crate::builtin::bytes(name)
+                .ok_or_else(|| fail("no such built-in plugin".into()))?
+                .into(),
+            PluginSource::Path(path) => std::fs::read(path)
+                .map_err(|err| fail(format!("cannot read the component: {err}")))?
+                .into(),
+        }))
+    };
+    // A file hashed before, unchanged since and compiled in the cache is
+    // neither read nor hashed again: for an 18 MB Python component that is
+    // most of a start (see `engine`).
+    let (bytes, sha256, size_bytes) = match &decl.source {
+        PluginSource::Path(path) => {
+            let before = Stamp::of(path);
+            let known = before.and_then(|stamp| engine.known_digest(path, stamp));
+            match (before, known) {
+                (Some(stamp), Some(sha256)) if engine.is_cached(&sha256) => {
+                    (None, sha256, stamp.size())
+                }
+                _ => {
+                    let bytes = read()?;
+                    let sha256 = sha256_hex(&bytes);
+                    if let Some(stamp) = before
+                        && Stamp::of(path) == Some(stamp)
+                    {
+                        engine.remember_digest(path, stamp, &sha256);
+                    }
+                    let size = bytes.len() as u64;
+                    (Some(bytes), sha256, size)
+                }
+            }
+        }
+        PluginSource::Builtin(_) => {
+            let bytes = read()?;
+            let sha256 = sha256_hex(&bytes);
+            let size = bytes.len() as u64;
+            (Some(bytes), sha256, size)
+        }
+    };
+    // What the compatibility check says of a component that fails (the
+    // file is read now if a start did not need it).
+    let explain_it = |message: String| -> String {
+        match &bytes {
+            Some(bytes) => explain(bytes, message),
+            None => match read() {
+                Ok(bytes) => explain(&bytes, message),
+                Err(_) => message,
+            },
+        }
+    };
     if let Some(expected) = &decl.sha256
         && *expected != sha256
     {
@@ -165,7 +206,6 @@ async fn load_one(
             decl.name
         )));
     }
-    let size_bytes = bytes.len() as u64;
     let compiling = !engine.is_cached(&sha256);
     let report = |status: CompileStatus, duration_ms: Option<u64>, error: Option<String>| {
         if let Some(bus) = bus
@@ -183,12 +223,27 @@ async fn load_one(
     report(CompileStatus::Compiling, None, None);
     let started = Instant::now();
     let engine_for_compile = engine.clone();
-    let shared = bytes.clone();
+    let shared = match &bytes {
+        Some(bytes) => Some(bytes.clone()),
+        // An unusable cache entry after all: compile from the file.
+        None if !engine.is_cached(&sha256) => Some(read()?),
+        None => None,
+    };
     let key = sha256.clone();
-    let compiled = tokio::task::spawn_blocking(move || engine_for_compile.component(&shared, &key))
-        .await
-        .map_err(|err| fail(format!("compilation panicked: {err}")))?
-        .map_err(|err| format!("{err:#}"));
+    let path = match &decl.source {
+        PluginSource::Path(path) => Some(path.clone()),
+        PluginSource::Builtin(_) => None,
+    };
+    let compiled = tokio::task::spawn_blocking(move || match shared {
+        Some(bytes) => engine_for_compile.component(&bytes, &key),
+        None => engine_for_compile.cached_component(&key).or_else(|_| {
+            let bytes = std::fs::read(path.expect("only files skip reading"))?;
+            engine_for_compile.component(&bytes, &key)
+        }),
+    })
+    .await
+    .map_err(|err| fail(format!("compilation panicked: {err}")))?
+    .map_err(|err| format!("{err:#}"));
     let took = Some(started.elapsed().as_millis() as u64);
     let (component, how) = match compiled {
         Ok(compiled) => {
@@ -197,23 +252,22 @@ async fn load_one(
         }
         Err(err) => {
             report(CompileStatus::Failed, took, Some(err.clone()));
-            return Err(fail(explain(
-                &bytes,
-                format!("not a valid WebAssembly component: {err}"),
-            )));
+            return Err(fail(explain_it(format!(
+                "not a valid WebAssembly component: {err}"
+            ))));
         }
     };
     let (world, wit_version) = detect_world(engine, &component).ok_or_else(|| {
-        fail(explain(&bytes, "exports none of runner:plugin/block, runner:plugin/batch, runner:plugin/agent-adapter or wasi:cli/run".into()))
+        fail(explain_it("exports none of runner:plugin/block, runner:plugin/batch, runner:plugin/agent-adapter or wasi:cli/run".into()))
     })?;
     let instance_pre = linker
         .instantiate_pre(&component)
-        .map_err(|err| fail(explain(&bytes, format!("cannot be linked: {err:#}"))))?;
+        .map_err(|err| fail(explain_it(format!("cannot be linked: {err:#}"))))?;
     let typed = |err: wasmtime::Error| {
-        fail(explain(
-            &bytes,
-            format!("does not match the {} world: {err:#}", world.name()),
-        ))
+        fail(explain_it(format!(
+            "does not match the {} world: {err:#}",
+            world.name()
+        )))
     };
     let old = wit_version == "runner:plugin@0.1.0";
     let pre = match world {
