@@ -41,13 +41,6 @@ async fn runner_new_refuses_a_bad_name_an_unknown_kind_or_language_and_a_full_fo
         "{stderr}"
     );
 
-    let (code, _, stderr) = new(dir.path(), &["batch", "x", "--lang", "js"]).await;
-    assert_eq!(code, 2, "{stderr}");
-    assert!(
-        stderr.contains("there is no `batch` template for `js` yet; js has: block, script"),
-        "{stderr}"
-    );
-
     let (code, _, stderr) = new(dir.path(), &["block", "taken", "--lang", "rust"]).await;
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("taken exists and is not empty"), "{stderr}");
@@ -109,6 +102,19 @@ async fn scaffold_passes_its_test(kind: &str, lang: Lang, flag: &str) {
         "{stdout}"
     );
     assert!(folder.join(format!("{name}.wasm")).exists());
+    if kind == "block" {
+        // The greeting comes from the config, not from the template's text.
+        let toml = std::fs::read_to_string(folder.join("runner.toml")).unwrap();
+        let changed = toml.replace(r#"who = "runner""#, r#"who = "a reader""#);
+        assert_ne!(toml, changed, "runner.toml sets `who`: {toml}");
+        std::fs::write(folder.join("runner.toml"), changed).unwrap();
+        let (code, events, stderr) = run_binary(&folder, &["run", "--json"], &[]).await;
+        assert_eq!(code, 0, "{events}\n{stderr}");
+        assert!(
+            events.contains(r#""greeting":"hello, a reader""#),
+            "the block greets the `who` of its config: {events}"
+        );
+    }
     eprintln!(
         "{test}: built and tested in {:.1}s",
         started.elapsed().as_secs_f64()
@@ -170,6 +176,18 @@ async fn runner_new_js_script_builds_and_passes_its_own_test() {
 }
 
 #[tokio::test]
+#[ignore = "slow (a full build and first compile); run with --ignored"]
+async fn runner_new_js_batch_builds_and_passes_its_own_test() {
+    scaffold_passes_its_test("batch", Lang::JavaScript, "js").await;
+}
+
+#[tokio::test]
+#[ignore = "slow (a full build and first compile); run with --ignored"]
+async fn runner_new_js_agent_builds_and_passes_its_own_test() {
+    scaffold_passes_its_test("agent", Lang::JavaScript, "js").await;
+}
+
+#[tokio::test]
 async fn runner_new_c_block_builds_and_passes_its_own_test() {
     scaffold_passes_its_test("block", Lang::C, "c").await;
 }
@@ -177,4 +195,14 @@ async fn runner_new_c_block_builds_and_passes_its_own_test() {
 #[tokio::test]
 async fn runner_new_c_script_builds_and_passes_its_own_test() {
     scaffold_passes_its_test("script", Lang::C, "c").await;
+}
+
+#[tokio::test]
+async fn runner_new_c_batch_builds_and_passes_its_own_test() {
+    scaffold_passes_its_test("batch", Lang::C, "c").await;
+}
+
+#[tokio::test]
+async fn runner_new_c_agent_builds_and_passes_its_own_test() {
+    scaffold_passes_its_test("agent", Lang::C, "c").await;
 }

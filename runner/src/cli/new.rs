@@ -79,14 +79,6 @@ impl Lang {
         }
     }
 
-    /// The kinds this language has templates for.
-    fn kinds(self) -> &'static [Kind] {
-        match self {
-            Lang::Rust | Lang::Python => &[Kind::Block, Kind::Script, Kind::Batch, Kind::Agent],
-            Lang::Js | Lang::C => &[Kind::Block, Kind::Script],
-        }
-    }
-
     /// What to install, and the one command that builds.
     fn toolchain(self) -> &'static str {
         match self {
@@ -106,6 +98,8 @@ const PLUGIN_WIT: &str = include_str!("../../../wit/plugin.wit");
 /// The part of `wasi:cli` a Python script names (see the Python examples).
 const PYTHON_WASI_CLI: &str =
     include_str!("../../../examples/plugins/python/script/wit/deps/cli/cli.wit");
+/// Just enough JSON for a C block to read its config (see the C examples).
+const C_JSON: &str = include_str!("../../../examples/plugins/c/block/json.h");
 const TEST_SH: &str = include_str!("../../templates/common/test.sh");
 
 /// A file of the new folder: path, contents (placeholders not yet filled).
@@ -116,6 +110,7 @@ enum Source {
 
 fn files(kind: Kind, lang: Lang) -> Vec<(&'static str, Source)> {
     use Source::{Bytes, Text};
+    use wasi_preview1_component_adapter_provider as adapters;
     let mut files = vec![
         ("runner.toml", Text(kind.runner_toml())),
         ("test.sh", Text(TEST_SH)),
@@ -185,71 +180,77 @@ fn files(kind: Kind, lang: Lang) -> Vec<(&'static str, Source)> {
                 Text(include_str!("../../templates/python/build-world.sh")),
             ),
         ]),
-        (Lang::Js, kind) => {
-            files.push((
+        (Lang::Js, Kind::Script) => files.extend([
+            (
                 "package.json",
                 Text(include_str!("../../templates/js/package.json")),
-            ));
-            if kind == Kind::Script {
-                files.extend([
-                    (
-                        "plugin.js",
-                        Text(include_str!("../../templates/js/script/plugin.js")),
-                    ),
-                    (
-                        "wit/world.wit",
-                        Text(include_str!("../../templates/js/script/world.wit")),
-                    ),
-                    (
-                        "build.sh",
-                        Text(include_str!("../../templates/js/build-script.sh")),
-                    ),
-                ]);
-            } else {
-                files.extend([
-                    (
-                        "plugin.js",
-                        Text(include_str!("../../templates/js/block/plugin.js")),
-                    ),
-                    (
-                        "build.sh",
-                        Text(include_str!("../../templates/js/build-block.sh")),
-                    ),
-                ]);
-            }
-        }
-        (Lang::C, kind) => {
-            use wasi_preview1_component_adapter_provider as adapters;
-            if kind == Kind::Script {
-                files.extend([
-                    (
-                        "plugin.c",
-                        Text(include_str!("../../templates/c/script/plugin.c")),
-                    ),
-                    (
-                        "build.sh",
-                        Text(include_str!("../../templates/c/build-script.sh")),
-                    ),
-                    (
-                        "wasi_snapshot_preview1.command.wasm",
-                        Bytes(adapters::WASI_SNAPSHOT_PREVIEW1_COMMAND_ADAPTER),
-                    ),
-                ]);
-            } else {
-                files.extend([
-                    (
-                        "plugin.c",
-                        Text(include_str!("../../templates/c/block/plugin.c")),
-                    ),
-                    (
-                        "build.sh",
-                        Text(include_str!("../../templates/c/build-block.sh")),
-                    ),
-                    (
-                        "wasi_snapshot_preview1.reactor.wasm",
-                        Bytes(adapters::WASI_SNAPSHOT_PREVIEW1_REACTOR_ADAPTER),
-                    ),
-                ]);
+            ),
+            (
+                "plugin.js",
+                Text(include_str!("../../templates/js/script/plugin.js")),
+            ),
+            (
+                "wit/world.wit",
+                Text(include_str!("../../templates/js/script/world.wit")),
+            ),
+            (
+                "build.sh",
+                Text(include_str!("../../templates/js/build-script.sh")),
+            ),
+        ]),
+        (Lang::Js, _) => files.extend([
+            (
+                "package.json",
+                Text(include_str!("../../templates/js/package.json")),
+            ),
+            (
+                "plugin.js",
+                Text(match kind {
+                    Kind::Block => include_str!("../../templates/js/block/plugin.js"),
+                    Kind::Batch => include_str!("../../templates/js/batch/plugin.js"),
+                    _ => include_str!("../../templates/js/agent/plugin.js"),
+                }),
+            ),
+            (
+                "build.sh",
+                Text(include_str!("../../templates/js/build-world.sh")),
+            ),
+        ]),
+        (Lang::C, Kind::Script) => files.extend([
+            (
+                "plugin.c",
+                Text(include_str!("../../templates/c/script/plugin.c")),
+            ),
+            (
+                "build.sh",
+                Text(include_str!("../../templates/c/build-script.sh")),
+            ),
+            (
+                "wasi_snapshot_preview1.command.wasm",
+                Bytes(adapters::WASI_SNAPSHOT_PREVIEW1_COMMAND_ADAPTER),
+            ),
+        ]),
+        (Lang::C, _) => {
+            files.extend([
+                (
+                    "plugin.c",
+                    Text(match kind {
+                        Kind::Block => include_str!("../../templates/c/block/plugin.c"),
+                        Kind::Batch => include_str!("../../templates/c/batch/plugin.c"),
+                        _ => include_str!("../../templates/c/agent/plugin.c"),
+                    }),
+                ),
+                (
+                    "build.sh",
+                    Text(include_str!("../../templates/c/build-world.sh")),
+                ),
+                (
+                    "wasi_snapshot_preview1.reactor.wasm",
+                    Bytes(adapters::WASI_SNAPSHOT_PREVIEW1_REACTOR_ADAPTER),
+                ),
+            ]);
+            if kind == Kind::Block {
+                files.push(("json.h", Text(C_JSON)));
             }
         }
     }
@@ -278,6 +279,7 @@ pub fn check_name(name: &str) -> Result<(), String> {
 fn fill(text: &str, kind: Kind, name: &str) -> String {
     text.replace("{{expect}}", kind.expect())
         .replace("{{world}}", kind.world())
+        .replace("{{c_world}}", &kind.world().replace('-', "_"))
         .replace("{{crate}}", &name.replace('-', "_"))
         .replace("{{name}}", name)
 }
@@ -309,16 +311,6 @@ fn readme(kind: Kind, lang: Lang, name: &str) -> String {
 /// Writes the new plugin folder `name` inside `parent`; returns its path.
 pub fn scaffold(parent: &Path, kind: Kind, name: &str, lang: Lang) -> Result<PathBuf, Error> {
     check_name(name).map_err(Error::Usage)?;
-    if !lang.kinds().contains(&kind) {
-        let have: Vec<&str> = lang.kinds().iter().map(|k| k.name()).collect();
-        return Err(Error::Usage(format!(
-            "there is no `{}` template for `{}` yet; {} has: {} (Rust and Python have all four kinds)",
-            kind.name(),
-            lang.name(),
-            lang.name(),
-            have.join(", ")
-        )));
-    }
     let dir = parent.join(name);
     if let Ok(mut entries) = std::fs::read_dir(&dir) {
         if entries.next().is_some() {

@@ -4,5 +4,5 @@
 set -eu
 cd "$(dirname "$0")"
 jco=${JCO:-./node_modules/.bin/jco}
-"$jco" componentize plugin.js --wit wit/plugin.wit --world-name block-plugin \
+"$jco" componentize plugin.js --wit wit/plugin.wit --world-name {{world}} \
   --disable all --out {{name}}.wasm

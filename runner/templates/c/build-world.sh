@@ -4,8 +4,9 @@
 set -eu
 cd "$(dirname "$0")"
 mkdir -p gen
-wit-bindgen c wit/plugin.wit --world block-plugin --out-dir gen
+# gen/{{c_world}}.h, gen/{{c_world}}.c and gen/{{c_world}}_component_type.o
+wit-bindgen c wit/plugin.wit --world {{world}} --out-dir gen
 clang-19 --target=wasm32-wasi --sysroot=/usr -O2 -fuse-ld=lld -mexec-model=reactor \
-  -I gen -o gen/core.wasm plugin.c gen/block_plugin.c gen/block_plugin_component_type.o
+  -I gen -o gen/core.wasm plugin.c gen/{{c_world}}.c gen/{{c_world}}_component_type.o
 wasm-tools component new gen/core.wasm \
   --adapt wasi_snapshot_preview1=wasi_snapshot_preview1.reactor.wasm -o {{name}}.wasm
