@@ -586,7 +586,10 @@ mod tests {
         };
         // What the re-check itself does to every file and directory.
         s.record(Ok(vec![
-            at(EventKind::Access(AccessKind::Open(AccessMode::Any)), "/p/src"),
+            at(
+                EventKind::Access(AccessKind::Open(AccessMode::Any)),
+                "/p/src",
+            ),
             at(EventKind::Access(AccessKind::Read), "/p/src/a.rs"),
             at(
                 EventKind::Access(AccessKind::Close(AccessMode::Read)),

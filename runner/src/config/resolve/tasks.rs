@@ -102,7 +102,7 @@ impl Resolver<'_> {
                         ));
                     }
                 }
-                budget = self.task_budget(&config, at, &key)?;
+                budget = self.task_budget(&config, at, key)?;
                 TaskKind::Agent(agent.clone())
             }
             plugin if plugins.contains_key(plugin) => TaskKind::Plugin(plugin.to_string()),
