@@ -55,6 +55,7 @@ impl Plugin {
                 limit: self.decl.memory,
             },
             sink,
+            _live: self.engine.live_store(),
         };
         let mut store = Store::new(self.engine.wasmtime(), state);
         store.limiter(|state| &mut state.limiter);

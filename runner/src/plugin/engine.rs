@@ -5,7 +5,9 @@
 //! Epoch interruption is on. A ticker thread bumps the epoch every
 //! [`EPOCH_TICK`]; each store's deadline callback yields to tokio on every
 //! tick (so a spinning plugin never hogs a worker thread) and traps with
-//! [`TimedOut`] once the task's deadline has passed.
+//! [`TimedOut`] once the task's deadline has passed. The ticker ticks only
+//! while some store lives ([`Engine::live_store`]: a runner that waits,
+//! in watch mode say, does not wake 200 times a second for nothing).
 //!
 //! ## Cache
 //! `<state>/cache/<sha256 of the component>-<engine hash>.cwasm`: a
@@ -44,6 +46,23 @@ pub struct Engine {
     /// code: part of every cache file's name.
     hash: String,
     stop_ticker: Arc<AtomicBool>,
+    ticking: Arc<Ticking>,
+}
+
+/// How many stores live: the ticker sleeps while none does.
+#[derive(Default)]
+struct Ticking {
+    live: std::sync::Mutex<usize>,
+    wake: std::sync::Condvar,
+}
+
+/// Held by each store while it lives (see [`Engine::live_store`]).
+pub struct LiveStore(Arc<Ticking>);
+
+impl Drop for LiveStore {
+    fn drop(&mut self) {
+        *self.0.live.lock().expect("ticking lock") -= 1;
+    }
 }
 
 /// Compiled components not used for this many days are dropped.
@@ -135,12 +154,24 @@ impl Engine {
             }
         };
         let stop_ticker = Arc::new(AtomicBool::new(false));
+        let ticking = Arc::new(Ticking::default());
         let ticker_engine = inner.weak();
         let stop = stop_ticker.clone();
+        let idle = ticking.clone();
         std::thread::Builder::new()
             .name("runner-epoch".into())
             .spawn(move || {
                 while !stop.load(Ordering::Relaxed) {
+                    {
+                        let mut live = idle.live.lock().expect("ticking lock");
+                        while *live == 0 && !stop.load(Ordering::Relaxed) {
+                            live = idle
+                                .wake
+                                .wait_timeout(live, Duration::from_secs(1))
+                                .expect("ticking lock")
+                                .0;
+                        }
+                    }
                     std::thread::sleep(EPOCH_TICK);
                     match ticker_engine.upgrade() {
                         Some(engine) => engine.increment_epoch(),
@@ -158,7 +189,16 @@ impl Engine {
             pooling,
             hash,
             stop_ticker,
+            ticking,
         })
+    }
+
+    /// Keeps the epoch ticking while the returned guard lives: every store
+    /// holds one.
+    pub fn live_store(&self) -> LiveStore {
+        *self.ticking.live.lock().expect("ticking lock") += 1;
+        self.ticking.wake.notify_one();
+        LiveStore(self.ticking.clone())
     }
 
     pub fn wasmtime(&self) -> &wasmtime::Engine {
@@ -258,6 +298,7 @@ impl Engine {
 impl Drop for Engine {
     fn drop(&mut self) {
         self.stop_ticker.store(true, Ordering::Relaxed);
+        self.ticking.wake.notify_one();
     }
 }
 

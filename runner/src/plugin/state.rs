@@ -41,6 +41,8 @@ pub struct StoreState {
     pub(super) table: ResourceTable,
     pub(super) limiter: MemoryLimiter,
     pub(super) sink: Sink,
+    /// Keeps the engine's epoch ticking while this store lives.
+    pub(super) _live: super::engine::LiveStore,
 }
 
 impl WasiView for StoreState {
