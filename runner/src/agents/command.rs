@@ -266,27 +266,25 @@ impl Agents {
         );
         Arc::new(move |signal| {
             if let Signal::Log { level, message } = signal {
-                bus.publish(EventKind::Log {
-                    run_id: run_id.clone(),
-                    task_id: task_id.clone(),
+                bus.publish(EventKind::log(
+                    run_id.clone(),
+                    task_id.clone(),
                     level,
-                    source: source.clone(),
-                    stream: None,
+                    source.clone(),
                     message,
-                });
+                ));
             }
         })
     }
 
     pub(super) fn log(&self, request: &CommandRequest, level: LogLevel, message: String) {
-        self.bus.publish(EventKind::Log {
-            run_id: request.run_id.clone(),
-            task_id: request.task_id.clone(),
+        self.bus.publish(EventKind::log(
+            request.run_id.clone(),
+            request.task_id.clone(),
             level,
-            source: "runner".into(),
-            stream: None,
+            "runner",
             message,
-        });
+        ));
     }
 
     pub(super) fn activity(

@@ -411,14 +411,13 @@ impl RunCtx {
     }
 
     fn log(&self, task_id: Option<&str>, level: LogLevel, message: String) {
-        self.publish(EventKind::Log {
-            run_id: Some(self.run_id.clone()),
-            task_id: task_id.map(str::to_string),
+        self.publish(EventKind::log(
+            Some(self.run_id.clone()),
+            task_id.map(str::to_string),
             level,
-            source: "runner".into(),
-            stream: None,
+            "runner",
             message,
-        });
+        ));
     }
 
     fn batch_status(
@@ -445,14 +444,13 @@ impl RunCtx {
         let (ctx, plugin) = (self.clone(), plugin.to_string());
         Arc::new(move |signal| {
             if let Signal::Log { level, message } = signal {
-                ctx.publish(EventKind::Log {
-                    run_id: Some(ctx.run_id.clone()),
-                    task_id: None,
+                ctx.publish(EventKind::log(
+                    Some(ctx.run_id.clone()),
+                    None,
                     level,
-                    source: plugin.clone(),
-                    stream: None,
+                    plugin.clone(),
                     message,
-                });
+                ));
             }
         })
     }
