@@ -41,6 +41,8 @@ pub struct Config {
     pub default_pipeline: Option<String>,
     /// `[watch]`: how `runner watch` watches.
     pub watch: WatchSettings,
+    /// The text it was read from, for errors found after it was checked.
+    source: Source,
 }
 
 /// `[watch]`, checked.
@@ -259,18 +261,11 @@ impl Config {
         names
     }
 
-    /// An error about something at `location` in this file.
+    /// An error about something at `location` in this file, showing the
+    /// line as it was read (the file may have changed since).
     pub fn error_at(&self, location: Location, key: String, message: String) -> ConfigError {
-        let source_line = std::fs::read_to_string(&self.path)
-            .ok()
-            .and_then(|text| text.lines().nth(location.line - 1).map(str::to_string));
-        ConfigError {
-            file: self.path.clone(),
-            location: Some(location),
-            key: Some(key),
-            message,
-            source_line,
-        }
+        self.source
+            .error_at(&self.path, location, Some(key), message)
     }
 
     /// What tells this project apart from any other on the machine: the
@@ -369,6 +364,63 @@ impl InvalidSetting {
 pub struct Location {
     pub line: usize,
     pub column: usize,
+}
+
+/// The text of a `runner.toml`, to point at a place in it. Cheap to clone.
+#[derive(Clone)]
+pub(crate) struct Source {
+    text: std::sync::Arc<str>,
+    /// Where each line starts, so a location is a binary search and not a
+    /// scan from the top (a config of 10,000 tasks asks for 20,000).
+    line_starts: std::sync::Arc<[usize]>,
+}
+
+impl fmt::Debug for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Source({} bytes)", self.text.len())
+    }
+}
+
+impl Source {
+    pub(crate) fn new(text: &str) -> Self {
+        Self {
+            text: text.into(),
+            line_starts: std::iter::once(0)
+                .chain(text.match_indices('\n').map(|(i, _)| i + 1))
+                .collect(),
+        }
+    }
+
+    /// The line and column of byte `offset` (the end when past it).
+    pub(crate) fn location(&self, offset: usize) -> Location {
+        let offset = offset.min(self.text.len());
+        // The number of line starts at or before `offset` is its line.
+        let line = self.line_starts.partition_point(|&start| start <= offset);
+        let line_start = self.line_starts[line - 1];
+        let column = self.text[line_start..offset].chars().count() + 1;
+        Location { line, column }
+    }
+
+    /// An error at `location` in `file`, with the line it points at.
+    pub(crate) fn error_at(
+        &self,
+        file: &Path,
+        location: Location,
+        key: Option<String>,
+        message: impl Into<String>,
+    ) -> ConfigError {
+        let source_line = self
+            .line_starts
+            .get(location.line.wrapping_sub(1))
+            .map(|&start| self.text[start..].lines().next().unwrap_or("").to_string());
+        ConfigError {
+            file: file.to_path_buf(),
+            location: Some(location),
+            key,
+            message: message.into(),
+            source_line,
+        }
+    }
 }
 
 /// A mistake in `runner.toml`.
