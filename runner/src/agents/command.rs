@@ -2,7 +2,7 @@
 //! it in its own process group and feeds every output line back to the adapter.
 
 use super::*;
-use crate::plugin::{Plugin, Signal, Sink, humanize};
+use crate::plugin::{Plugin, Signal, Sink};
 use crate::process::exec::{self, Ending, ExecSpec};
 use crate::process::find_program;
 use crate::process::output::Chunker;
@@ -241,7 +241,7 @@ impl Agents {
             Ok(Ending::TimedOut) => {
                 result.error = Some(format!(
                     "timed out after {}; its process group was stopped",
-                    humanize(timeout)
+                    crate::units::format_duration(timeout)
                 ));
             }
             Ok(Ending::Exited(_)) => match outcome {

@@ -215,7 +215,7 @@ pub fn show(config: &Config, run: &str, json: bool) -> Result<i32, Error> {
     let took = r.finished_at.map(|f| {
         format!(
             " in {}",
-            crate::plugin::humanize((f - r.started_at).to_std().unwrap_or_default())
+            crate::units::format_elapsed((f - r.started_at).to_std().unwrap_or_default())
         )
     });
     println!(

@@ -88,7 +88,7 @@ impl RunCtx {
             Ok(exec::Ending::TimedOut) => TaskOutcome::failed(
                 format!(
                     "timed out after {}; its process group was stopped",
-                    crate::plugin::humanize(task.timeout)
+                    crate::units::format_duration(task.timeout)
                 ),
                 None,
             ),

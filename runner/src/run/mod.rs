@@ -262,7 +262,7 @@ impl Runner {
             .filter(|(_, s)| *s != BatchStatus::Completed)
             .map(|(id, _)| id.as_str())
             .collect();
-        let elapsed = crate::plugin::humanize(started.elapsed());
+        let elapsed = crate::units::format_elapsed(started.elapsed());
         let (status, error, message) = if cancel.is_cancelled() {
             (
                 RunStatus::Aborted,
