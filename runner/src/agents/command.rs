@@ -220,10 +220,7 @@ impl Agents {
                 format!("adapter `{}` could not read a line: {err}", plugin.name()),
             );
         }
-        let exit_code = match &ending {
-            Ok(Ending::Exited(code)) => *code,
-            _ => None,
-        };
+        let exit_code = ending.as_ref().ok().and_then(Ending::exit_code);
         result.exit_code = exit_code;
         let outcome = session.finish(exit_code).await;
         if let Ok(outcome) = &outcome {
@@ -238,19 +235,15 @@ impl Agents {
                 result.status = CommandStatus::Interrupted;
                 result.error = Some("interrupted; its process group was stopped".into());
             }
-            Ok(Ending::TimedOut) => {
-                result.error = Some(format!(
-                    "timed out after {}; its process group was stopped",
-                    crate::units::format_duration(timeout)
-                ));
-            }
+            Ok(ending @ Ending::TimedOut) => result.error = ending.error("the agent", timeout),
             Ok(Ending::Exited(_)) => match outcome {
                 Ok(outcome) if outcome.success => result.status = CommandStatus::Completed,
                 Ok(outcome) => {
-                    result.error = Some(outcome.error.unwrap_or_else(|| match exit_code {
-                        Some(code) => format!("the agent exited with code {code}"),
-                        None => "the agent was killed by a signal".into(),
-                    }))
+                    result.error = Some(
+                        outcome
+                            .error
+                            .unwrap_or_else(|| exec::exit_message("the agent", exit_code)),
+                    )
                 }
                 Err(err) => result.error = Some(format!("adapter `{}` {err}", plugin.name())),
             },

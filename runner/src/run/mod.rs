@@ -577,31 +577,20 @@ impl RunCtx {
             let chunks = chunker.push(stream, data);
             self.output_chunks(&execution_id, stream, chunks);
         };
-        let (state, code, error) =
-            match exec::run(&spec, self.config.defaults.timeout, &self.cancel, on_output).await {
-                Ok(exec::Ending::Exited(Some(0))) => (ExecutionState::Completed, Some(0), None),
-                Ok(exec::Ending::Exited(Some(code))) => (
-                    ExecutionState::Failed,
-                    Some(code),
-                    Some(format!("`{script}` exited with code {code}")),
-                ),
-                Ok(exec::Ending::Exited(None)) => (
-                    ExecutionState::Killed,
-                    None,
-                    Some(format!("`{script}` was killed by a signal")),
-                ),
-                Ok(exec::Ending::TimedOut) => (
-                    ExecutionState::Killed,
-                    None,
-                    Some(format!("`{script}` timed out")),
-                ),
-                Ok(exec::Ending::Aborted) => (
-                    ExecutionState::Interrupted,
-                    None,
-                    Some("the run was aborted".into()),
-                ),
-                Err(err) => (ExecutionState::Failed, None, Some(format!("{err:#}"))),
-            };
+        let timeout = self.config.defaults.timeout;
+        let (state, code, error) = match exec::run(&spec, timeout, &self.cancel, on_output).await {
+            Ok(exec::Ending::Aborted) => (
+                ExecutionState::Interrupted,
+                None,
+                Some("the run was aborted".into()),
+            ),
+            Ok(ending) => (
+                ending.state(),
+                ending.exit_code(),
+                ending.error(&format!("`{script}`"), timeout),
+            ),
+            Err(err) => (ExecutionState::Failed, None, Some(format!("{err:#}"))),
+        };
         if let Some(cut) = chunker.cut() {
             self.log(Some(&execution_id), LogLevel::Warn, cut.message());
         }
