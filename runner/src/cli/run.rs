@@ -140,7 +140,7 @@ pub(super) async fn run(
     verbose: bool,
     serve: Option<Option<std::net::SocketAddr>>,
 ) -> Result<i32, Error> {
-    let pipeline = config.pipeline(pipeline).map_err(Error::Usage)?.clone();
+    let pipeline = config.pipeline(pipeline)?.clone();
     if let Some(client) = handoff(&config, "runner run").await? {
         if serve.is_some() {
             eprintln!(

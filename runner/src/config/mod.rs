@@ -296,7 +296,7 @@ impl Config {
 
     /// The pipeline to run: the one named, else `default_pipeline`, else the
     /// one called `default`, else the only one.
-    pub fn pipeline(&self, name: Option<&str>) -> Result<&Pipeline, String> {
+    pub fn pipeline(&self, name: Option<&str>) -> Result<&Pipeline, PipelineError> {
         let names = || {
             self.pipelines
                 .keys()
@@ -305,13 +305,14 @@ impl Config {
                 .join(", ")
         };
         if let Some(name) = name {
-            return self.pipelines.get(name).ok_or_else(|| {
-                format!(
-                    "{}: no pipeline `{name}`; pipelines: {}",
-                    self.path.display(),
-                    names()
-                )
-            });
+            return self
+                .pipelines
+                .get(name)
+                .ok_or_else(|| PipelineError::Unknown {
+                    file: self.path.clone(),
+                    name: name.to_string(),
+                    known: names(),
+                });
         }
         if let Some(name) = &self.default_pipeline {
             return Ok(&self.pipelines[name]);
@@ -321,21 +322,42 @@ impl Config {
         }
         match self.pipelines.len() {
             1 => Ok(&self.pipelines[0]),
-            0 => Err(format!(
-                "{}: no pipelines are declared",
-                self.path.display()
-            )),
-            _ => Err(format!(
-                "{}: several pipelines and no `default_pipeline`; name one of: {}",
-                self.path.display(),
-                names()
-            )),
+            0 => Err(PipelineError::None {
+                file: self.path.clone(),
+            }),
+            _ => Err(PipelineError::NoDefault {
+                file: self.path.clone(),
+                known: names(),
+            }),
         }
     }
 
     /// Where the cache and state live.
     pub fn state_dir(&self) -> &Path {
         &self.defaults.state_dir
+    }
+}
+
+/// Why [`Config::pipeline`] found no pipeline to run.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PipelineError {
+    #[error("{}: no pipeline `{name}`; pipelines: {known}", file.display())]
+    Unknown {
+        file: PathBuf,
+        name: String,
+        /// The declared ones, comma-separated.
+        known: String,
+    },
+    #[error("{}: no pipelines are declared", file.display())]
+    None { file: PathBuf },
+    #[error("{}: several pipelines and no `default_pipeline`; name one of: {known}", file.display())]
+    NoDefault { file: PathBuf, known: String },
+}
+
+/// For callers that still pass errors on as text (`service`, `watch`).
+impl From<PipelineError> for String {
+    fn from(err: PipelineError) -> Self {
+        err.to_string()
     }
 }
 
