@@ -322,7 +322,7 @@ impl Config {
         }
         match self.pipelines.len() {
             1 => Ok(&self.pipelines[0]),
-            0 => Err(PipelineError::None {
+            0 => Err(PipelineError::NoneDeclared {
                 file: self.path.clone(),
             }),
             _ => Err(PipelineError::NoDefault {
@@ -349,7 +349,7 @@ pub enum PipelineError {
         known: String,
     },
     #[error("{}: no pipelines are declared", file.display())]
-    None { file: PathBuf },
+    NoneDeclared { file: PathBuf },
     #[error("{}: several pipelines and no `default_pipeline`; name one of: {known}", file.display())]
     NoDefault { file: PathBuf, known: String },
 }
