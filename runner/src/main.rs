@@ -1,18 +1,28 @@
 use clap::Parser;
 use runner::cli::{Cli, execute};
+use runner::process::leader;
 
-#[tokio::main]
-async fn main() {
+fn main() {
+    // Started as a task's group leader: becomes that program, before any
+    // thread or runtime exists (see `process::leader`).
+    leader::leader_main();
+    leader::use_trampoline();
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_env("RUNNER_LOG"))
         .with_writer(std::io::stderr)
         .init();
-    let code = match execute(Cli::parse()).await {
-        Ok(code) => code,
-        Err(err) => {
-            eprintln!("error: {err:#}");
-            err.exit_code()
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("start the tokio runtime");
+    let code = runtime.block_on(async {
+        match execute(Cli::parse()).await {
+            Ok(code) => code,
+            Err(err) => {
+                eprintln!("error: {err:#}");
+                err.exit_code()
+            }
         }
-    };
+    });
     std::process::exit(code);
 }

@@ -99,6 +99,8 @@ impl Service {
             task_id: None,
             working_dir: None,
             timeout: None,
+            budget: Default::default(),
+            run_budget: None,
         };
         let handle = self
             .runner

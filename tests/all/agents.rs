@@ -29,7 +29,7 @@ pub(crate) fn fake(cli: &str) -> String {
         .to_string()
 }
 
-fn request(agent: &str, prompt: &str, priority: Priority) -> CommandRequest {
+pub(crate) fn request(agent: &str, prompt: &str, priority: Priority) -> CommandRequest {
     CommandRequest {
         agent: agent.into(),
         prompt: prompt.into(),
@@ -39,11 +39,13 @@ fn request(agent: &str, prompt: &str, priority: Priority) -> CommandRequest {
         task_id: None,
         working_dir: None,
         timeout: None,
+        budget: Default::default(),
+        run_budget: None,
     }
 }
 
 /// A project with one agent `a` driving the fake `cli`, plus extra agent keys.
-fn agent_project(cli: &str, extra: &str) -> Project {
+pub(crate) fn agent_project(cli: &str, extra: &str) -> Project {
     Project::new(&format!(
         "version = 1\n[defaults]\nstate_dir = \"{{state}}\"\n[agents.a]\nadapter = \"{cli}\"\ncommand = \"{}\"\n{extra}\n",
         fake(cli)
@@ -65,7 +67,7 @@ pub(crate) fn processes_with(marker: &str) -> Vec<String> {
     found
 }
 
-async fn none_left(marker: &str) {
+pub(crate) async fn none_left(marker: &str) {
     for _ in 0..50 {
         if processes_with(marker).is_empty() {
             return;

@@ -3,6 +3,7 @@
 mod support;
 
 mod agents;
+mod budgets;
 mod config_errors;
 mod dashboard;
 mod dashboard_support;

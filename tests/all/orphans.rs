@@ -165,3 +165,62 @@ async fn a_recorded_group_whose_leader_started_at_another_time_is_not_killed() {
     bystander.kill().unwrap();
     bystander.wait().unwrap();
 }
+
+/// The `runner` binary starts a leader through itself (so it never forks
+/// the whole runner): what runs must still be the command, as a shell
+/// would start it.
+#[tokio::test]
+async fn an_exec_tasks_leader_is_the_command_itself_started_as_a_shell_would() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("seen");
+    let project = Project::new(&format!(
+        r#"
+version = 1
+[defaults]
+state_dir = "{{state}}"
+[[pipelines.default.batches]]
+id = "b"
+[[pipelines.default.batches.tasks]]
+id = "look"
+type = "exec"
+config = {{ command = {command:?}, cwd = "sub", env = {{ FOO = "from the task" }} }}
+[[pipelines.default.batches.tasks]]
+id = "missing"
+type = "exec"
+config = {{ command = ["no-such-program-here", "x"] }}
+"#,
+        command = format!(
+            "{{ cat /proc/$$/comm; cat /proc/$PPID/comm; grep SigIgn /proc/$$/status; \
+             echo \"$FOO\"; pwd; yes | head -n 1; }} > {} 2>&1",
+            out.display()
+        )
+    ));
+    std::fs::create_dir_all(project.dir.path().join("sub")).unwrap();
+    let (code, stdout, stderr) = run_binary(project.dir.path(), &["run"], &[]).await;
+    // The missing program fails its task, naming it.
+    assert_ne!(code, 0, "stdout: {stdout}\nstderr: {stderr}");
+    assert!(
+        format!("{stdout}{stderr}").contains("cannot start `no-such-program-here`"),
+        "stdout: {stdout}\nstderr: {stderr}"
+    );
+    let seen = std::fs::read_to_string(&out).unwrap();
+    let lines: Vec<&str> = seen.lines().collect();
+    assert_eq!(lines[0], "sh", "the leader is the shell itself: {seen}");
+    // The binary under test is a copy named `runner-under-test`.
+    assert!(
+        lines[1].starts_with("runner"),
+        "its parent is the runner: {seen}"
+    );
+    let ignored = u64::from_str_radix(lines[2].trim_start_matches("SigIgn:").trim(), 16).unwrap();
+    assert_eq!(ignored & (1 << 12), 0, "SIGPIPE is not ignored: {seen}");
+    assert_eq!(lines[3], "from the task");
+    assert_eq!(
+        Path::new(lines[4]).canonicalize().unwrap(),
+        project.dir.path().join("sub").canonicalize().unwrap()
+    );
+    assert_eq!(
+        lines[5], "y",
+        "a pipe closed early ends `yes` quietly: {seen}"
+    );
+    assert_eq!(lines.len(), 6, "nothing complained: {seen}");
+}

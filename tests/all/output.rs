@@ -182,6 +182,8 @@ async fn an_agent_command_flooding_its_terminal_is_cut_at_its_limit_and_its_stre
             task_id: None,
             working_dir: Some(project.dir.path().to_path_buf()),
             timeout: None,
+            budget: Default::default(),
+            run_budget: None,
         })
         .await
         .unwrap();

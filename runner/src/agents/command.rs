@@ -15,6 +15,38 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+/// The message when what the command reported in `activity` takes it, or
+/// its run, past a budget.
+fn over_budget(
+    agent: &Agent,
+    request: &CommandRequest,
+    result: &CommandResult,
+    activity: &Activity,
+) -> Option<String> {
+    let Activity::Usage {
+        input_tokens,
+        output_tokens,
+        cost_usd,
+        ..
+    } = activity
+    else {
+        return None;
+    };
+    let spent = super::Spent {
+        cost_usd: result.usage.cost_usd.unwrap_or(0.0),
+        tokens: result.usage.input_tokens + result.usage.output_tokens,
+    };
+    let run = request
+        .run_budget
+        .as_ref()
+        .and_then(|run| run.add(cost_usd.unwrap_or(0.0), input_tokens + output_tokens));
+    let task = format!("task `{}`", request.task_id.as_deref().unwrap_or("?"));
+    spent
+        .exceeds(&request.budget, &task)
+        .or_else(|| spent.exceeds(&agent.decl.budget, &format!("agent `{}`", agent.decl.name)))
+        .or(run)
+}
+
 impl Agents {
     pub(super) async fn run_command(
         self: &Arc<Self>,
@@ -52,15 +84,19 @@ impl Agents {
             _ = cancel.cancelled() => None,
         };
         agent.queued.fetch_sub(1, Ordering::SeqCst);
+        // A run over its budget starts nothing more.
+        let refused = request.run_budget.as_ref().and_then(|b| b.refuses_start());
+        let permit = match (permit, refused) {
+            (Some(_), Some(message)) => {
+                result.status = CommandStatus::Failed;
+                result.error = Some(message);
+                None
+            }
+            (permit, _) => permit,
+        };
         let Some(permit) = permit else {
-            self.command_status(
-                id,
-                agent,
-                &request,
-                CommandStatus::Interrupted,
-                None,
-                result.error.clone(),
-            );
+            let status = result.status;
+            self.command_status(id, agent, &request, status, None, result.error.clone());
             self.publish_status(agent);
             return result;
         };
@@ -173,6 +209,9 @@ impl Agents {
             }
         };
         let tracker = Mutex::new(&mut *result);
+        // Cancelled when a budget is passed: stops the command alone.
+        let stop = cancel.child_token();
+        let exceeded: Mutex<Option<String>> = Mutex::new(None);
         let consume = async {
             let mut session_errors = Vec::new();
             while let Some((stream, line)) = line_rx.recv().await {
@@ -180,7 +219,22 @@ impl Agents {
                     Ok(events) => {
                         for event in events {
                             let activity = convert::activity(event);
-                            track(&mut tracker.lock().expect("tracker lock"), &activity);
+                            let mut tracked = tracker.lock().expect("tracker lock");
+                            track(&mut tracked, &activity);
+                            if let Some(message) = over_budget(agent, request, &tracked, &activity)
+                            {
+                                let mut first = exceeded.lock().expect("budget lock");
+                                if first.is_none() {
+                                    self.log(
+                                        request,
+                                        LogLevel::Warn,
+                                        format!("command {id}: {message}; stopping it"),
+                                    );
+                                    *first = Some(message);
+                                }
+                                stop.cancel();
+                            }
+                            drop(tracked);
                             self.activity(id, agent, request, activity);
                         }
                     }
@@ -190,7 +244,8 @@ impl Agents {
             session_errors
         };
         let (ending, session_errors) =
-            tokio::join!(exec::run(&spec, timeout, cancel, on_output), consume);
+            tokio::join!(exec::run(&spec, timeout, &stop, on_output), consume);
+        let exceeded = exceeded.into_inner().expect("budget lock");
         // Lines that ended without a newline.
         for (stream, rest) in partial.into_iter().filter(|(_, rest)| !rest.is_empty()) {
             let line = String::from_utf8_lossy(&rest).into_owned();
@@ -231,6 +286,10 @@ impl Agents {
         }
         match ending {
             Err(err) => result.error = Some(format!("{err:#}")),
+            // Stopped for its budget (not interrupted by someone): a failure.
+            _ if exceeded.is_some() && !cancel.is_cancelled() => {
+                result.error = exceeded;
+            }
             Ok(Ending::Aborted) => {
                 result.status = CommandStatus::Interrupted;
                 result.error = Some("interrupted; its process group was stopped".into());

@@ -10,10 +10,12 @@
 //! output lines; the host spawns the CLI in its own process group and
 //! kills the group on timeout, interrupt or shutdown.
 
+mod budget;
 mod command;
 mod convert;
 mod queue;
 
+pub use budget::{RunBudget, Spent, dollars};
 pub use convert::activity;
 
 use crate::config::AgentDecl;
@@ -45,6 +47,10 @@ pub struct CommandRequest {
     pub working_dir: Option<PathBuf>,
     /// The agent's `timeout` when `None`.
     pub timeout: Option<Duration>,
+    /// The task's own cap, besides the agent's (`Budget::default()`: none).
+    pub budget: crate::config::Budget,
+    /// The run's cap, shared by its commands (`None`: not in a run, or no cap).
+    pub run_budget: Option<Arc<RunBudget>>,
 }
 
 /// Why a request was refused before it was queued.

@@ -40,6 +40,8 @@ pub(super) async fn ask(
         task_id: None,
         working_dir: None,
         timeout: None,
+        budget: Default::default(),
+        run_budget: None,
     };
     let handle = runner
         .agents()

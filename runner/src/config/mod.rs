@@ -117,6 +117,36 @@ pub struct AgentDecl {
     pub env: Vec<(String, String)>,
     /// Where `adapter` is written.
     pub adapter_at: Location,
+    /// What one command may spend (`max_cost_usd`, `max_tokens`).
+    pub budget: Budget,
+}
+
+/// A cap on what agent commands spend: dollars as the adapter reports
+/// them, and tokens (input plus output). `None`: no cap.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Budget {
+    pub max_cost_usd: Option<f64>,
+    pub max_tokens: Option<u64>,
+}
+
+impl Budget {
+    /// The tighter of both caps, each on its own.
+    pub fn and(self, other: Budget) -> Budget {
+        fn min<T: PartialOrd>(a: Option<T>, b: Option<T>) -> Option<T> {
+            match (a, b) {
+                (Some(a), Some(b)) => Some(if b < a { b } else { a }),
+                (a, b) => a.or(b),
+            }
+        }
+        Budget {
+            max_cost_usd: min(self.max_cost_usd, other.max_cost_usd),
+            max_tokens: min(self.max_tokens, other.max_tokens),
+        }
+    }
+
+    pub fn is_none(&self) -> bool {
+        self.max_cost_usd.is_none() && self.max_tokens.is_none()
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -128,6 +158,8 @@ pub struct Defaults {
     pub output: u64,
     pub priority: Priority,
     pub state_dir: PathBuf,
+    /// What all agent commands of one run may spend together.
+    pub run_budget: Budget,
 }
 
 /// Five minutes, as the seeds ask.
@@ -217,6 +249,8 @@ pub struct Task {
     pub priority: Priority,
     /// Where its `type` is written.
     pub type_at: Location,
+    /// An agent task's own cap (`config.max_cost_usd`, `config.max_tokens`).
+    pub budget: Budget,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -99,6 +99,11 @@ pub struct RawAgent {
     /// Variables set for the CLI. Example: `env = { CLAUDE_CONFIG_DIR = ".claude" }`
     #[serde(default)]
     pub env: IndexMap<String, String>,
+    /// Dollars one command may spend, as the adapter reports them; past it
+    /// the command is stopped and fails. Example: `max_cost_usd = 1.5`
+    pub max_cost_usd: Option<Spanned<f64>>,
+    /// Tokens (input plus output) one command may use. Example: `max_tokens = 200000`
+    pub max_tokens: Option<Spanned<i64>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -117,6 +122,11 @@ pub struct RawDefaults {
     pub priority: Option<Spanned<String>>,
     /// Where the runner keeps its cache and state. Example: `state_dir = ".runner"`
     pub state_dir: Option<String>,
+    /// Dollars all agent commands of one run may spend together; past it the
+    /// running ones are stopped and nothing more starts. Example: `max_cost_usd = 10`
+    pub max_cost_usd: Option<Spanned<f64>>,
+    /// Tokens all agent commands of one run may use together. Example: `max_tokens = 1000000`
+    pub max_tokens: Option<Spanned<i64>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -30,7 +30,16 @@ pub struct Engine {
     inner: wasmtime::Engine,
     cache_dir: Option<PathBuf>,
     pooling: bool,
+    /// A short hash of everything about this engine that changes machine
+    /// code: part of every cache file's name.
+    hash: String,
     stop_ticker: Arc<AtomicBool>,
+}
+
+/// The hex SHA-256 of a component's bytes: its identity in the cache and
+/// what `plugins.NAME.sha256` is checked against.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
 }
 
 /// Sizing of the engine, from `runner.toml`.
@@ -96,10 +105,14 @@ impl Engine {
                 }
             })
             .context("cannot start the epoch ticker thread")?;
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        inner.precompile_compatibility_hash().hash(&mut hasher);
+        let hash = format!("{:016x}", hasher.finish());
         Ok(Self {
             inner,
             cache_dir,
             pooling,
+            hash,
             stop_ticker,
         })
     }
@@ -114,9 +127,11 @@ impl Engine {
     }
 
     /// Compiles `bytes`, or loads the cached compilation of the same bytes
-    /// for this same engine.
-    pub fn component(&self, bytes: &[u8]) -> Result<(Component, Compiled)> {
-        let Some(file) = self.cache_file(bytes) else {
+    /// for this same engine. `sha256` is the hex SHA-256 of `bytes`
+    /// ([`sha256_hex`]): the caller hashes once, as a big component costs
+    /// milliseconds per pass.
+    pub fn component(&self, bytes: &[u8], sha256: &str) -> Result<(Component, Compiled)> {
+        let Some(file) = self.cache_file(sha256) else {
             return Ok((Component::new(&self.inner, bytes)?, Compiled::Fresh));
         };
         if file.is_file() {
@@ -134,26 +149,16 @@ impl Engine {
         Ok((component, Compiled::Fresh))
     }
 
-    /// Whether the compilation of `bytes` by this engine is in the cache,
-    /// so that [`Engine::component`] reads it instead of compiling.
-    pub fn is_cached(&self, bytes: &[u8]) -> bool {
-        self.cache_file(bytes).is_some_and(|file| file.is_file())
+    /// Whether the compilation of the component whose hex SHA-256 is
+    /// `sha256` is in the cache, so that [`Engine::component`] reads it
+    /// instead of compiling.
+    pub fn is_cached(&self, sha256: &str) -> bool {
+        self.cache_file(sha256).is_some_and(|file| file.is_file())
     }
 
-    fn cache_file(&self, bytes: &[u8]) -> Option<PathBuf> {
+    fn cache_file(&self, sha256: &str) -> Option<PathBuf> {
         let cache_dir = self.cache_dir.as_ref()?;
-        Some(cache_dir.join(format!(
-            "{}-{}.cwasm",
-            hex::encode(Sha256::digest(bytes)),
-            self.hash()
-        )))
-    }
-
-    /// A short hash of everything about this engine that changes machine code.
-    fn hash(&self) -> String {
-        let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        self.inner.precompile_compatibility_hash().hash(&mut hasher);
-        format!("{:016x}", hasher.finish())
+        Some(cache_dir.join(format!("{sha256}-{}.cwasm", self.hash)))
     }
 
     #[allow(unsafe_code)]

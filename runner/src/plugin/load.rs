@@ -2,13 +2,13 @@
 //! detected from its exports → a typed `InstancePre` → `describe`.
 
 use super::bindings::{latest, v0_1_0};
+use super::engine::sha256_hex;
 use super::state::StoreState;
 use super::{Engine, EngineLimits, LoadError, Plugin, Pre, World, check};
 use crate::config::{Config, PluginDecl, PluginSource};
 use crate::events::EventBus;
 use indexmap::IndexMap;
 use protocol::{CompileStatus, EventKind};
-use sha2::{Digest, Sha256};
 use std::sync::Arc;
 use std::time::Instant;
 use wasmtime::component::{HasSelf, Linker, types::ComponentItem};
@@ -145,15 +145,18 @@ async fn load_one(
         origin: origin(decl),
         message,
     };
-    let bytes: std::borrow::Cow<'static, [u8]> = match &decl.source {
+    // Shared with the compile thread without copying a big component.
+    let bytes: Arc<std::borrow::Cow<'static, [u8]>> = Arc::new(match &decl.source {
         PluginSource::Builtin(name) => crate::builtin::bytes(name)
             .ok_or_else(|| fail("no such built-in plugin".into()))?
             .into(),
         PluginSource::Path(path) => std::fs::read(path)
             .map_err(|err| fail(format!("cannot read the component: {err}")))?
             .into(),
-    };
-    let sha256 = hex::encode(Sha256::digest(&bytes));
+    });
+    // Hashed once: a Python component is 18 MB, and each pass costs
+    // milliseconds of every start.
+    let sha256 = sha256_hex(&bytes);
     if let Some(expected) = &decl.sha256
         && *expected != sha256
     {
@@ -163,7 +166,7 @@ async fn load_one(
         )));
     }
     let size_bytes = bytes.len() as u64;
-    let compiling = !engine.is_cached(&bytes);
+    let compiling = !engine.is_cached(&sha256);
     let report = |status: CompileStatus, duration_ms: Option<u64>, error: Option<String>| {
         if let Some(bus) = bus
             && compiling
@@ -181,7 +184,8 @@ async fn load_one(
     let started = Instant::now();
     let engine_for_compile = engine.clone();
     let shared = bytes.clone();
-    let compiled = tokio::task::spawn_blocking(move || engine_for_compile.component(&shared))
+    let key = sha256.clone();
+    let compiled = tokio::task::spawn_blocking(move || engine_for_compile.component(&shared, &key))
         .await
         .map_err(|err| fail(format!("compilation panicked: {err}")))?
         .map_err(|err| format!("{err:#}"));

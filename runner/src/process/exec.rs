@@ -17,7 +17,7 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 use tokio::io::AsyncReadExt;
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 use tokio_util::sync::CancellationToken;
 
 /// How long a process group gets between SIGTERM and SIGKILL.
@@ -198,7 +198,21 @@ pub async fn run(
     cancel: &CancellationToken,
     mut on_output: impl FnMut(Stream, &[u8]),
 ) -> Result<Ending> {
-    let mut command = Command::new(&spec.program);
+    let path = spec
+        .env
+        .iter()
+        .rev()
+        .find(|(k, _)| k == "PATH")
+        .map(|(_, v)| std::ffi::OsStr::new(v.as_str()));
+    let start_error = |err: std::io::Error| {
+        anyhow::Error::new(err).context(format!(
+            "cannot start `{}` in {}",
+            spec.program,
+            spec.cwd.display()
+        ))
+    };
+    let mut command =
+        super::leader::command(&spec.program, &spec.cwd, path).map_err(start_error)?;
     command
         .args(&spec.args)
         .current_dir(&spec.cwd)
@@ -210,11 +224,8 @@ pub async fn run(
         })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .process_group(0)
         .kill_on_drop(true);
-    let mut child = groups::spawn(command)
-        .await
-        .with_context(|| format!("cannot start `{}` in {}", spec.program, spec.cwd.display()))?;
+    let mut child = groups::spawn(command).await.map_err(start_error)?;
     let guard = GroupGuard {
         pgid: child.id().map(|id| Pid::from_raw(id as i32)),
         _record: child.id().map(groups::record),

@@ -3,9 +3,10 @@
 //!
 //! ## Two defences
 //! Every group leader is spawned with `PR_SET_PDEATHSIG = SIGKILL`, so it
-//! dies with the runner. Linux sends that signal when the *thread* that
-//! forked exits, so every child is forked by one spawner thread that lives
-//! as long as the process. The signal reaches the leader only: what the
+//! dies with the runner (how, without forking the runner: [`super::leader`]).
+//! Linux sends that signal when the *thread* that spawned it exits, so
+//! every child is spawned by one spawner thread that lives as long as the
+//! process. The signal reaches the leader only: what the
 //! leader started (`sh -c 'sleep 300 & ...'`) stays in the group. So each
 //! group is also recorded, one file per group under `<state dir>/groups/`,
 //! removed when the group ends; the next runner that starts on the state
@@ -243,29 +244,14 @@ pub(crate) fn record(leader: u32) -> Recorded {
 
 type SpawnReply = tokio::sync::oneshot::Sender<io::Result<tokio::process::Child>>;
 
-/// Spawns `command` from the long-lived spawner thread, its leader set to
-/// die with the runner.
-pub(crate) async fn spawn(
-    mut command: tokio::process::Command,
-) -> io::Result<tokio::process::Child> {
+/// Spawns `command` (made by [`super::leader::command`]) from the
+/// long-lived spawner thread, so that its leader's death signal comes
+/// with the runner's end, not with a worker thread's.
+pub(crate) async fn spawn(command: tokio::process::Command) -> io::Result<tokio::process::Child> {
     use std::sync::OnceLock;
     use std::sync::mpsc;
     type Request = (tokio::process::Command, tokio::runtime::Handle, SpawnReply);
     static SPAWNER: OnceLock<mpsc::Sender<Request>> = OnceLock::new();
-    let parent = std::process::id();
-    #[allow(unsafe_code)]
-    // SAFETY: the closure runs in the forked child before exec and calls
-    // only prctl and getppid, both async-signal-safe, allocating nothing.
-    unsafe {
-        command.pre_exec(move || {
-            nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)?;
-            // The runner died between fork and prctl: no signal will come.
-            if nix::unistd::getppid().as_raw() as u32 != parent {
-                return Err(io::Error::other("the runner is gone"));
-            }
-            Ok(())
-        });
-    }
     let sender = SPAWNER.get_or_init(|| {
         let (tx, rx) = mpsc::channel::<Request>();
         std::thread::Builder::new()

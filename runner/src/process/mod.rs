@@ -1,9 +1,11 @@
-//! Child processes: spawning in a process group ([`groups`]), running one
+//! Child processes: starting a group leader that dies with the runner
+//! ([`leader`]), spawning it and recording its group ([`groups`]), running one
 //! command to its end under a kill guard ([`exec`]), cutting its output into
 //! chunks ([`output`]), and finding programs and processes.
 
 pub mod exec;
 pub mod groups;
+pub mod leader;
 pub mod output;
 
 use std::path::{Path, PathBuf};
@@ -11,11 +13,7 @@ use std::path::{Path, PathBuf};
 /// Where `program` would be run from: a path as given (relative to `cwd`),
 /// or the first match on `PATH`.
 pub fn find_program(program: &str, cwd: &Path) -> Option<PathBuf> {
-    use std::os::unix::fs::PermissionsExt;
-    let executable = |path: &Path| {
-        path.metadata()
-            .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-    };
+    let executable = is_executable;
     if program.contains('/') {
         let path = cwd.join(program);
         return executable(&path).then_some(path);
@@ -23,6 +21,13 @@ pub fn find_program(program: &str, cwd: &Path) -> Option<PathBuf> {
     std::env::split_paths(&std::env::var_os("PATH")?)
         .map(|dir| dir.join(program))
         .find(|p| executable(p))
+}
+
+/// Whether `path` is a file someone may execute.
+pub(crate) fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    path.metadata()
+        .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
 /// Whether a process with this id exists (a zombie or a reused id counts).

@@ -128,6 +128,8 @@ impl RunCtx {
             task_id: Some(spec.id.clone()),
             working_dir: Some(dir.to_path_buf()),
             timeout: Some(task.timeout),
+            budget: task.budget,
+            run_budget: self.budget.clone(),
         };
         let handle = match self
             .agents

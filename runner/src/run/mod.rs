@@ -17,7 +17,7 @@ mod execute;
 mod tasks;
 mod workspace;
 
-use crate::agents::Agents;
+use crate::agents::{Agents, RunBudget};
 use crate::config::{Batch, Config, ConfigError, DirGrant};
 use crate::events::EventBus;
 use crate::git::Project as GitProject;
@@ -141,6 +141,8 @@ impl Runner {
             agents: self.agents.clone(),
             bus: self.bus.clone(),
             slots: self.slots.clone(),
+            budget: (!self.config.defaults.run_budget.is_none())
+                .then(|| Arc::new(RunBudget::new(self.config.defaults.run_budget))),
             cancel: cancel.clone(),
             outputs: Mutex::new(
                 scope
@@ -392,6 +394,8 @@ struct RunCtx {
     agents: Arc<Agents>,
     bus: Arc<EventBus>,
     slots: Arc<Slots>,
+    /// What the run's agent commands may still spend (`[defaults]`).
+    budget: Option<Arc<RunBudget>>,
     cancel: CancellationToken,
     /// Outputs of completed tasks, by task id: the `outputs` of later tasks' input.
     outputs: Mutex<Map<String, Value>>,

@@ -10,7 +10,9 @@
 //! Plugins' component files count too, even where an ignore would exclude
 //! them (a plugin built into `target/`) or outside the project: they are
 //! named in `runner.toml`. Outside the project their key is their absolute
-//! path.
+//! path. So do the files under a directory granted to a plugin outside the
+//! project (keys absolute too), with the built-in ignores and that
+//! directory's own `.gitignore`/`.ignore` files applied.
 
 use ignore::gitignore::{Gitignore, GitignoreBuilder};
 use sha2::{Digest, Sha256};
@@ -47,6 +49,20 @@ pub struct Tree {
     cache: HashMap<PathBuf, (Stamp, [u8; 32])>,
     /// Files counted whatever the ignores say (absolute paths).
     files: Vec<PathBuf>,
+    /// Directories outside the root whose files count (absolute paths),
+    /// each with the built-in ignores rooted there.
+    dirs: Vec<(PathBuf, Arc<Gitignore>)>,
+}
+
+/// The built-in ignores rooted at `root`.
+fn builtin_ignores_at(root: &Path) -> Result<Gitignore, String> {
+    let mut builder = GitignoreBuilder::new(root);
+    for pattern in BUILTIN_IGNORES {
+        builder
+            .add_line(None, pattern)
+            .map_err(|err| format!("ignore pattern `{pattern}`: {err}"))?;
+    }
+    builder.build().map_err(|err| err.to_string())
 }
 
 impl Tree {
@@ -76,7 +92,34 @@ impl Tree {
             ignores: Arc::new(ignores),
             cache: HashMap::new(),
             files: Vec::new(),
+            dirs: Vec::new(),
         })
+    }
+
+    /// Also counts the files under `dirs` (absolute paths), the ones
+    /// outside the root; those inside are walked with the rest.
+    pub fn with_dirs(mut self, dirs: Vec<PathBuf>) -> Result<Self, String> {
+        for dir in dirs {
+            if dir.starts_with(&self.root) || self.dirs.iter().any(|(d, _)| dir.starts_with(d)) {
+                continue;
+            }
+            let ignores = builtin_ignores_at(&dir)?;
+            self.dirs.push((dir, Arc::new(ignores)));
+        }
+        Ok(self)
+    }
+
+    /// The outside directories counted by [`Tree::with_dirs`].
+    pub fn dirs(&self) -> Vec<PathBuf> {
+        self.dirs.iter().map(|(dir, _)| dir.clone()).collect()
+    }
+
+    /// The outside counted directory holding `path`, with its ignores.
+    fn outside_dir(&self, path: &Path) -> Option<(&Path, &Gitignore)> {
+        self.dirs
+            .iter()
+            .find(|(dir, _)| path.starts_with(dir))
+            .map(|(dir, ignores)| (dir.as_path(), ignores.as_ref()))
     }
 
     /// Also counts `files` (absolute paths), ignored or outside the root.
@@ -97,6 +140,7 @@ impl Tree {
         match path.strip_prefix(&self.root) {
             Ok(rel) => Some(rel.to_path_buf()),
             Err(_) if self.files.iter().any(|f| f == path) => Some(path.to_path_buf()),
+            Err(_) if self.outside_dir(path).is_some() => Some(path.to_path_buf()),
             Err(_) => None,
         }
     }
@@ -106,6 +150,13 @@ impl Tree {
     pub fn ignores_event(&self, path: &Path) -> bool {
         if self.files.iter().any(|f| f == path) {
             return false;
+        }
+        if let Some((dir, ignores)) = self.outside_dir(path) {
+            let rel = path.strip_prefix(dir).expect("under its directory");
+            return !rel.as_os_str().is_empty()
+                && ignores
+                    .matched_path_or_any_parents(rel, path.is_dir())
+                    .is_ignore();
         }
         let Ok(rel) = path.strip_prefix(&self.root) else {
             return true;
@@ -122,26 +173,7 @@ impl Tree {
     /// Walks the tree and hashes what changed since the last walk. Files
     /// that cannot be read are left out (and so count as removed).
     pub fn snapshot(&mut self) -> Snapshot {
-        let ignores = self.ignores.clone();
-        let root = self.root.clone();
-        let walk = ignore::WalkBuilder::new(&self.root)
-            .hidden(false)
-            .git_ignore(true)
-            .git_exclude(true)
-            .git_global(false)
-            .ignore(true)
-            .parents(false)
-            .require_git(false)
-            .filter_entry(move |entry| {
-                let Ok(rel) = entry.path().strip_prefix(&root) else {
-                    return false;
-                };
-                rel.as_os_str().is_empty()
-                    || !ignores
-                        .matched(rel, entry.file_type().is_some_and(|t| t.is_dir()))
-                        .is_ignore()
-            })
-            .build();
+        let walk = walker(&self.root, self.ignores.clone()).build();
         let mut snapshot = Snapshot::new();
         let mut cache = HashMap::with_capacity(self.cache.len());
         for entry in walk.flatten() {
@@ -161,6 +193,18 @@ impl Tree {
                 &mut cache,
                 &mut snapshot,
             );
+        }
+        for (dir, ignores) in self.dirs.clone() {
+            for entry in walker(&dir, ignores).build().flatten() {
+                if !entry.file_type().is_some_and(|t| t.is_file()) {
+                    continue;
+                }
+                let Ok(meta) = entry.metadata() else {
+                    continue;
+                };
+                let path = entry.path().to_path_buf();
+                self.count(&path, path.clone(), &meta, &mut cache, &mut snapshot);
+            }
         }
         for file in self.files.clone() {
             let key = self.key(&file).expect("a counted file has a key");
@@ -201,6 +245,29 @@ impl Tree {
         cache.insert(key.clone(), (stamp, hash));
         snapshot.insert(key, hash);
     }
+}
+
+/// A walk of `root` honouring `.gitignore`/`.ignore` files and `ignores`.
+fn walker(root: &Path, ignores: Arc<Gitignore>) -> ignore::WalkBuilder {
+    let mut walk = ignore::WalkBuilder::new(root);
+    let root = root.to_path_buf();
+    walk.hidden(false)
+        .git_ignore(true)
+        .git_exclude(true)
+        .git_global(false)
+        .ignore(true)
+        .parents(false)
+        .require_git(false)
+        .filter_entry(move |entry| {
+            let Ok(rel) = entry.path().strip_prefix(&root) else {
+                return false;
+            };
+            rel.as_os_str().is_empty()
+                || !ignores
+                    .matched(rel, entry.file_type().is_some_and(|t| t.is_dir()))
+                    .is_ignore()
+        });
+    walk
 }
 
 pub fn hash_file(path: &Path) -> std::io::Result<[u8; 32]> {

@@ -71,7 +71,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
-use watcher::{Pending, Shared, start_watcher};
+use watcher::{Outside, Pending, Shared, start_watcher};
 
 #[derive(Debug, Clone)]
 pub struct WatchOptions {
@@ -218,7 +218,9 @@ pub async fn watch(
         patterns.iter().cloned().chain(own).collect()
     };
     let component_files = plugins::component_files(&config, &pipeline);
+    let granted = plugins::outside_granted_dirs(&config, &pipeline, &root);
     let mut tree = Tree::new(&root, config.state_dir(), &ignores(&config.watch.ignore))
+        .and_then(|tree| tree.with_dirs(granted.clone()))
         .map_err(WatchError::Ignore)?
         .with_files(component_files.clone());
     let shared = Arc::new(Shared {
@@ -227,8 +229,11 @@ pub async fn watch(
     });
     let mut handle = start_watcher(&root, &options, &shared, &events)?;
     let mut outside_watched = Vec::new();
-    handle.watch_dirs(
-        plugins::outside_dirs(&root, &component_files),
+    handle.watch_outside(
+        Outside {
+            granted,
+            parents: plugins::outside_dirs(&root, &component_files),
+        },
         &mut outside_watched,
         &events,
     );
@@ -445,15 +450,22 @@ pub async fn watch(
                         let next = reloaded.config().pipelines[&pipeline.name].clone();
                         let next_inputs = Inputs::new(reloaded.config(), &next, &root)?;
                         let next_files = plugins::component_files(reloaded.config(), &next);
+                        let next_granted =
+                            plugins::outside_granted_dirs(reloaded.config(), &next, &root);
                         match Tree::new(
                             &root,
                             reloaded.config().state_dir(),
                             &ignores(&reloaded.config().watch.ignore),
-                        ) {
+                        )
+                        .and_then(|tree| tree.with_dirs(next_granted.clone()))
+                        {
                             Ok(next_tree) => {
                                 events.send(WatchEvent::ConfigReloaded);
-                                handle.watch_dirs(
-                                    plugins::outside_dirs(&root, &next_files),
+                                handle.watch_outside(
+                                    Outside {
+                                        granted: next_granted,
+                                        parents: plugins::outside_dirs(&root, &next_files),
+                                    },
                                     &mut outside_watched,
                                     &events,
                                 );
@@ -560,6 +572,38 @@ mod tests {
         let pending = s.take();
         assert!(pending.rescan);
         assert_eq!(pending.paths.len(), MAX_PENDING_PATHS);
+    }
+
+    #[test]
+    fn opening_reading_or_listing_is_no_change_but_closing_after_a_write_is() {
+        use notify::event::{AccessKind, AccessMode};
+        let s = shared();
+        let at = |kind: EventKind, path: &str| {
+            DebouncedEvent::new(
+                notify::Event::new(kind).add_path(PathBuf::from(path)),
+                Instant::now(),
+            )
+        };
+        // What the re-check itself does to every file and directory.
+        s.record(Ok(vec![
+            at(EventKind::Access(AccessKind::Open(AccessMode::Any)), "/p/src"),
+            at(EventKind::Access(AccessKind::Read), "/p/src/a.rs"),
+            at(
+                EventKind::Access(AccessKind::Close(AccessMode::Read)),
+                "/p/src/a.rs",
+            ),
+        ]));
+        let pending = s.take();
+        assert!(pending.paths.is_empty(), "{:?}", pending.paths);
+        assert!(!pending.rescan);
+        s.record(Ok(vec![at(
+            EventKind::Access(AccessKind::Close(AccessMode::Write)),
+            "/p/src/b.rs",
+        )]));
+        assert_eq!(
+            s.take().paths.into_iter().collect::<Vec<_>>(),
+            vec![PathBuf::from("/p/src/b.rs")]
+        );
     }
 
     #[test]

@@ -107,6 +107,26 @@ pub(super) fn component_files(config: &Config, pipeline: &Pipeline) -> Vec<PathB
     files
 }
 
+/// The directories granted to the plugins `pipeline` uses that lie outside
+/// `root` (absolute paths): watched, and their files counted, as well.
+pub(super) fn outside_granted_dirs(
+    config: &Config,
+    pipeline: &Pipeline,
+    root: &Path,
+) -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = pipeline
+        .batches
+        .iter()
+        .flat_map(|batch| used_by(config, batch))
+        .filter_map(|name| config.plugins.get(&name))
+        .flat_map(|decl| decl.capabilities.dirs.iter().map(|dir| lexical(&dir.host)))
+        .filter(|dir| !dir.starts_with(root))
+        .collect();
+    dirs.sort();
+    dirs.dedup();
+    dirs
+}
+
 /// Directories outside `root` that must be watched for `files` (their
 /// parents: an editor or a build replaces a file by renaming over it).
 pub(super) fn outside_dirs(root: &Path, files: &[PathBuf]) -> Vec<PathBuf> {

@@ -43,6 +43,11 @@ impl Shared {
                 for event in events {
                     if event.need_rescan() {
                         pending.rescan = true;
+                    } else if only_read(&event.kind) {
+                        // Reading a file or listing a directory changes
+                        // nothing, and the re-check itself reads the tree:
+                        // counting these would re-check forever.
+                        continue;
                     }
                     for path in &event.paths {
                         if pending.paths.len() >= MAX_PENDING_PATHS {
@@ -67,6 +72,22 @@ impl Shared {
     }
 }
 
+/// What is watched outside the project.
+pub(super) struct Outside {
+    /// Directories granted to plugins: watched with everything under them.
+    pub(super) granted: Vec<PathBuf>,
+    /// Directories holding component files: watched alone.
+    pub(super) parents: Vec<PathBuf>,
+}
+
+/// Whether an event says only that something was opened, read or closed
+/// without writing (inotify's `IN_OPEN`, `IN_ACCESS`, `IN_CLOSE_NOWRITE`).
+pub(super) fn only_read(kind: &notify::EventKind) -> bool {
+    use notify::event::{AccessKind, AccessMode};
+    matches!(kind, notify::EventKind::Access(access)
+        if !matches!(access, AccessKind::Close(AccessMode::Write)))
+}
+
 /// Keeps the kernel (or polling) watcher alive.
 pub(super) enum Handle {
     Native(Debouncer<RecommendedWatcher, RecommendedCache>),
@@ -74,26 +95,38 @@ pub(super) enum Handle {
 }
 
 impl Handle {
-    /// Also watches the directories in `dirs` not watched yet (not
-    /// recursively): where plugin component files outside the project are.
-    pub(super) fn watch_dirs(
+    /// Also watches what `outside` names and is not watched yet:
+    /// directories outside the project.
+    pub(super) fn watch_outside(
         &mut self,
-        dirs: Vec<PathBuf>,
-        watched: &mut Vec<PathBuf>,
+        outside: Outside,
+        watched: &mut Vec<(PathBuf, bool)>,
         events: &Tell,
     ) {
-        for dir in dirs {
-            if watched.contains(&dir) {
+        let granted = outside.granted.into_iter().map(|dir| (dir, true));
+        let parents = outside.parents.into_iter().map(|dir| (dir, false));
+        for (dir, recursive) in granted.chain(parents) {
+            if watched.iter().any(|(d, r)| *d == dir && (*r || !recursive)) {
                 continue;
             }
+            let mode = if recursive {
+                RecursiveMode::Recursive
+            } else {
+                RecursiveMode::NonRecursive
+            };
             let result = match self {
-                Self::Native(debouncer) => debouncer.watch(&dir, RecursiveMode::NonRecursive),
-                Self::Poll(debouncer) => debouncer.watch(&dir, RecursiveMode::NonRecursive),
+                Self::Native(debouncer) => debouncer.watch(&dir, mode),
+                Self::Poll(debouncer) => debouncer.watch(&dir, mode),
+            };
+            let what = if recursive {
+                "a directory granted to a plugin"
+            } else {
+                "a plugin's component file is there"
             };
             match result {
-                Ok(()) => watched.push(dir),
+                Ok(()) => watched.push((dir, recursive)),
                 Err(err) => events.send(WatchEvent::Warning(format!(
-                    "cannot watch {} (a plugin's component file is there): {err}",
+                    "cannot watch {} ({what}): {err}",
                     dir.display()
                 ))),
             }

@@ -119,6 +119,48 @@ async fn a_plugins_component_and_granted_directory_rerun_its_batch_and_a_new_com
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_directory_granted_outside_the_project_is_watched_with_its_ignores() {
+    let outside = tempfile::tempdir().unwrap();
+    let data = outside.path().join("data");
+    std::fs::create_dir_all(data.join("deep")).unwrap();
+    std::fs::write(data.join("deep/in.txt"), "one\n").unwrap();
+    let toml = PIPELINE.replace(
+        r#"host = "data""#,
+        &format!("host = {:?}", data.display().to_string()),
+    );
+    let project = Project::new(&toml.replace("{component}", &plugin("checksum")));
+    project.file("src/a.rs", "fn a() {}\n");
+    project.file("docs/index.md", "# Docs\n");
+    std::fs::create_dir_all(project.dir.path().join("out")).unwrap();
+    let mut w = Watching::start(project, Duration::from_millis(50)).await;
+
+    // A file deep in the granted directory re-runs the batch using it, and
+    // is named by its absolute path.
+    std::fs::write(data.join("deep/in.txt"), "two\n").unwrap();
+    let (paths, batches, events) = w.next_run().await;
+    let changed = data.join("deep/in.txt").display().to_string();
+    assert_eq!((paths, batches), (vec![changed], vec!["hash".into()]));
+    assert_eq!(report(&events).outputs["sum"]["count"], 1, "{events:?}");
+
+    // A new file there counts too.
+    std::fs::write(data.join("new.txt"), "three\n").unwrap();
+    let (_, batches, events) = w.next_run().await;
+    assert_eq!(batches, vec!["hash"]);
+    assert_eq!(report(&events).outputs["sum"]["count"], 2, "{events:?}");
+
+    // An editor's swap file there runs nothing: the next run is the
+    // sentinel's alone.
+    std::fs::write(data.join(".new.txt.swp"), "swap").unwrap();
+    w.project.file("docs/index.md", "# Docs, edited\n");
+    let (paths, batches, _) = w.next_run().await;
+    assert_eq!(
+        (paths, batches),
+        (vec!["docs/index.md".into()], vec!["docs".into()])
+    );
+    w.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broken_or_wrong_world_component_is_reported_and_the_old_one_kept() {
     let project = project("target/plugins/p.wasm");
     let file = project.dir.path().join("target/plugins/p.wasm");

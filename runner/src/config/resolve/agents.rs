@@ -7,6 +7,41 @@ use crate::config::*;
 use toml::Spanned;
 
 impl Resolver<'_> {
+    /// `max_cost_usd` and `max_tokens` under `key` (a section).
+    pub(super) fn budget(
+        &self,
+        cost: &Option<Spanned<f64>>,
+        tokens: &Option<Spanned<i64>>,
+        key: &str,
+    ) -> Result<Budget> {
+        let max_cost_usd = match cost {
+            Some(c) if !(c.get_ref().is_finite() && *c.get_ref() > 0.0) => {
+                return Err(self.at(
+                    c,
+                    format!("{key}.max_cost_usd"),
+                    "must be a positive number of dollars, like 1.5",
+                ));
+            }
+            Some(c) => Some(*c.get_ref()),
+            None => None,
+        };
+        let max_tokens = match tokens {
+            Some(t) if *t.get_ref() < 1 => {
+                return Err(self.at(
+                    t,
+                    format!("{key}.max_tokens"),
+                    "must be a positive number of tokens",
+                ));
+            }
+            Some(t) => Some(*t.get_ref() as u64),
+            None => None,
+        };
+        Ok(Budget {
+            max_cost_usd,
+            max_tokens,
+        })
+    }
+
     pub(super) fn agent(
         &self,
         name: &str,
@@ -66,7 +101,9 @@ impl Resolver<'_> {
             }
             None => base_dir.to_path_buf(),
         };
+        let budget = self.budget(&raw.max_cost_usd, &raw.max_tokens, &key)?;
         Ok(AgentDecl {
+            budget,
             name: name.to_string(),
             adapter: adapter.clone(),
             command,

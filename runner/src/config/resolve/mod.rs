@@ -218,7 +218,9 @@ impl Resolver<'_> {
             None => Priority::Normal,
         };
         let state_dir = base_dir.join(raw.state_dir.as_deref().unwrap_or(".runner"));
+        let run_budget = self.budget(&raw.max_cost_usd, &raw.max_tokens, "defaults")?;
         Ok(Defaults {
+            run_budget,
             timeout,
             concurrency,
             memory,

@@ -28,6 +28,7 @@ impl Resolver<'_> {
             None => Value::Object(Default::default()),
         };
         let type_name = raw.task_type.get_ref();
+        let mut budget = Budget::default();
         let kind = match type_name.as_str() {
             "exec" => {
                 match config.get("command") {
@@ -101,6 +102,7 @@ impl Resolver<'_> {
                         ));
                     }
                 }
+                budget = self.task_budget(&config, at, &key)?;
                 TaskKind::Agent(agent.clone())
             }
             plugin if plugins.contains_key(plugin) => TaskKind::Plugin(plugin.to_string()),
@@ -145,6 +147,41 @@ impl Resolver<'_> {
             output,
             priority,
             type_at,
+            budget,
+        })
+    }
+
+    /// An agent task's `max_cost_usd` and `max_tokens` (in its `config`).
+    fn task_budget(&self, config: &Value, at: usize, key: &str) -> Result<Budget> {
+        let max_cost_usd = match config.get("max_cost_usd") {
+            None => None,
+            Some(v) => match v.as_f64() {
+                Some(cost) if cost.is_finite() && cost > 0.0 => Some(cost),
+                _ => {
+                    return Err(self.error_at(
+                        at,
+                        Some(format!("{key}.config.max_cost_usd")),
+                        "must be a positive number of dollars, like 1.5",
+                    ));
+                }
+            },
+        };
+        let max_tokens = match config.get("max_tokens") {
+            None => None,
+            Some(v) => match v.as_u64() {
+                Some(tokens) if tokens > 0 => Some(tokens),
+                _ => {
+                    return Err(self.error_at(
+                        at,
+                        Some(format!("{key}.config.max_tokens")),
+                        "must be a positive number of tokens",
+                    ));
+                }
+            },
+        };
+        Ok(Budget {
+            max_cost_usd,
+            max_tokens,
         })
     }
 }
