@@ -7,17 +7,18 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// Plugins embedded in the binary: (name in runner.toml, wasm file stem, kind).
+/// Plugins embedded in the binary: (name in runner.toml, wasm file stem, kind: a
+/// variant of `builtin::Kind`).
 const SHIPPED: &[(&str, &str, &str)] = &[
-    ("sequential", "sequential", "batch"),
-    ("parallel", "parallel", "batch"),
-    ("matrix", "matrix", "batch"),
-    ("checksum", "checksum", "block"),
-    ("template", "template", "block"),
-    ("wordcount", "wordcount", "script"),
-    ("claude", "claude_adapter", "adapter"),
-    ("gemini", "gemini_adapter", "adapter"),
-    ("codex", "codex_adapter", "adapter"),
+    ("sequential", "sequential", "Batch"),
+    ("parallel", "parallel", "Batch"),
+    ("matrix", "matrix", "Batch"),
+    ("checksum", "checksum", "Block"),
+    ("template", "template", "Block"),
+    ("wordcount", "wordcount", "Script"),
+    ("claude", "claude_adapter", "Adapter"),
+    ("gemini", "gemini_adapter", "Adapter"),
+    ("codex", "codex_adapter", "Adapter"),
 ];
 
 fn main() {
@@ -79,7 +80,7 @@ fn main() {
     }
 
     let mut embedded = String::from(
-        "/// Built-in plugins: (name, kind, component bytes).\npub static BUILTIN: &[(&str, &str, &[u8])] = &[\n",
+        "/// Built-in plugins: (name, kind, component bytes).\npub static BUILTIN: &[(&str, Kind, &[u8])] = &[\n",
     );
     for (name, stem, kind) in SHIPPED {
         let file = wasm_dir.join(format!("{stem}.wasm"));
@@ -89,7 +90,7 @@ fn main() {
             file.display()
         );
         embedded.push_str(&format!(
-            "    ({name:?}, {kind:?}, include_bytes!({:?})),\n",
+            "    ({name:?}, Kind::{kind}, include_bytes!({:?})),\n",
             file.display().to_string()
         ));
     }

@@ -309,6 +309,25 @@ pub enum EventKind {
 }
 
 impl EventKind {
+    /// A `log` line from `source` (`runner`, or a plugin's name), of a run
+    /// and a task when it belongs to them; not a stream's output.
+    pub fn log(
+        run_id: Option<String>,
+        task_id: Option<String>,
+        level: LogLevel,
+        source: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
+        Self::Log {
+            run_id,
+            task_id,
+            level,
+            source: source.into(),
+            stream: None,
+            message: message.into(),
+        }
+    }
+
     /// The `type` field of the JSON form.
     pub fn type_name(&self) -> &'static str {
         match self {

@@ -18,7 +18,7 @@
 //! - [`store`]: the SQLite history of runs (beside `plugin`; `writer/`: the writer thread).
 //! - [`git`]: batch worktrees (`workspace/`), merges and their retention (beside `plugin`).
 //! - [`agents`]: the coding agents' CLIs, their queues (`queue`) and commands (`command`).
-//! - [`run`]: schedules a pipeline's batches, and their tasks (`tasks`, `execute`).
+//! - [`run`]: schedules a pipeline's batches (`batch`: one batch and its scripts), and their tasks (`tasks`, `execute`).
 //! - [`watch`]: re-runs what file changes affect (`runner watch`).
 //! - [`service`]: what a server or the CLI asks of runs and agents.
 //! - [`server`]: the WebSocket and HTTP server (`runner serve`).

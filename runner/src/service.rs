@@ -11,6 +11,14 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use tokio_util::sync::CancellationToken;
 
+/// A run [`Service::start_run`] started.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StartedRun {
+    pub run_id: String,
+    /// The pipeline it runs: the one asked for, or the default one.
+    pub pipeline: String,
+}
+
 pub struct Service {
     runner: Arc<Runner>,
     /// Runs still going, by id.
@@ -32,8 +40,9 @@ impl Service {
         &self.runner
     }
 
-    /// Starts a run of `pipeline` (the default one when `None`); returns its id.
-    pub fn start_run(self: &Arc<Self>, pipeline: Option<&str>) -> Result<String, String> {
+    /// Starts a run of `pipeline` (the default one when `None`); returns
+    /// its id and the pipeline it runs.
+    pub fn start_run(self: &Arc<Self>, pipeline: Option<&str>) -> Result<StartedRun, String> {
         let pipeline = self.runner.config().pipeline(pipeline)?.name.clone();
         let run_id = new_run_id();
         let cancel = self.shutdown.child_token();
@@ -41,15 +50,12 @@ impl Service {
             .lock()
             .expect("runs lock")
             .insert(run_id.clone(), cancel.clone());
-        let (service, id) = (self.clone(), run_id.clone());
+        let (service, id, name) = (self.clone(), run_id.clone(), pipeline.clone());
         tokio::spawn(async move {
-            service
-                .runner
-                .run_with_id(id.clone(), &pipeline, cancel)
-                .await;
+            service.runner.run_with_id(id.clone(), &name, cancel).await;
             service.runs.lock().expect("runs lock").remove(&id);
         });
-        Ok(run_id)
+        Ok(StartedRun { run_id, pipeline })
     }
 
     /// Aborts a run that is still going.

@@ -121,6 +121,16 @@ pub fn format_duration(duration: Duration) -> String {
     }
 }
 
+/// A time that passed, at a glance: `250ms`, `1.5s`, `2m`. Unlike
+/// [`format_duration`], it rounds to a tenth of a second from 1s on.
+pub fn format_elapsed(duration: Duration) -> String {
+    match duration.as_millis() {
+        ms if ms < 1000 => format!("{ms}ms"),
+        ms if ms % 1000 != 0 => format!("{:.1}s", ms as f64 / 1000.0),
+        _ => format_duration(duration),
+    }
+}
+
 /// Formats a byte count the way people read it: `64 MiB`.
 pub fn format_size(bytes: u64) -> String {
     match bytes {
@@ -230,5 +240,10 @@ mod tests {
         assert_eq!(format_duration(Duration::from_secs(90)), "90s");
         assert_eq!(format_duration(Duration::from_secs(120)), "2m");
         assert_eq!(format_duration(Duration::from_millis(1500)), "1500ms");
+        assert_eq!(format_elapsed(Duration::from_millis(1500)), "1.5s");
+        assert_eq!(format_elapsed(Duration::from_millis(250)), "250ms");
+        assert_eq!(format_elapsed(Duration::from_secs(120)), "2m");
+        assert_eq!(format_elapsed(Duration::from_secs(7200)), "2h");
+        assert_eq!(format_elapsed(Duration::from_millis(61_500)), "61.5s");
     }
 }

@@ -971,3 +971,52 @@ config = { mode = "spin" }
         (&Value::from("run_status"), &Value::from("aborted"))
     );
 }
+
+#[tokio::test]
+async fn a_setup_script_past_the_timeout_fails_its_batch_saying_how_long_it_had() {
+    let project = Project::new(
+        r#"
+version = 1
+
+[defaults]
+state_dir = "{state}"
+timeout = "1s"
+
+[git]
+setup = "sleep 30"
+
+[[pipelines.default.batches]]
+id = "build"
+
+[[pipelines.default.batches.tasks]]
+id = "never"
+type = "exec"
+config = { command = "echo never" }
+"#,
+    );
+    let (report, events) = project.run("default").await;
+    assert_eq!(report.status, RunStatus::Failed);
+    // The same words as a task or an agent command that runs too long.
+    let said = "timed out after 1s; its process group was stopped";
+    assert_eq!(
+        final_batch(&events, "build"),
+        (
+            BatchStatus::Failed,
+            Some(format!("the setup script failed: {said}"))
+        )
+    );
+    let setup = events.iter().rev().find_map(|e| match &e.kind {
+        EventKind::ExecutionStatus {
+            execution_id,
+            status,
+            error,
+            ..
+        } if execution_id == "setup:build" => Some((*status, error.clone())),
+        _ => None,
+    });
+    assert_eq!(
+        setup,
+        Some((protocol::ExecutionState::Killed, Some(said.to_string())))
+    );
+    assert!(started_seq(&events, "never").is_none(), "no task ran");
+}

@@ -2,7 +2,7 @@
 //! it in its own process group and feeds every output line back to the adapter.
 
 use super::*;
-use crate::plugin::{Plugin, Signal, Sink, humanize};
+use crate::plugin::{Plugin, Signal, Sink};
 use crate::process::exec::{self, Ending, ExecSpec};
 use crate::process::find_program;
 use crate::process::output::Chunker;
@@ -275,10 +275,7 @@ impl Agents {
                 format!("adapter `{}` could not read a line: {err}", plugin.name()),
             );
         }
-        let exit_code = match &ending {
-            Ok(Ending::Exited(code)) => *code,
-            _ => None,
-        };
+        let exit_code = ending.as_ref().ok().and_then(Ending::exit_code);
         result.exit_code = exit_code;
         let outcome = session.finish(exit_code).await;
         if let Ok(outcome) = &outcome {
@@ -297,19 +294,15 @@ impl Agents {
                 result.status = CommandStatus::Interrupted;
                 result.error = Some("interrupted; its process group was stopped".into());
             }
-            Ok(Ending::TimedOut) => {
-                result.error = Some(format!(
-                    "timed out after {}; its process group was stopped",
-                    humanize(timeout)
-                ));
-            }
+            Ok(ending @ Ending::TimedOut) => result.error = ending.error("the agent", timeout),
             Ok(Ending::Exited(_)) => match outcome {
                 Ok(outcome) if outcome.success => result.status = CommandStatus::Completed,
                 Ok(outcome) => {
-                    result.error = Some(outcome.error.unwrap_or_else(|| match exit_code {
-                        Some(code) => format!("the agent exited with code {code}"),
-                        None => "the agent was killed by a signal".into(),
-                    }))
+                    result.error = Some(
+                        outcome
+                            .error
+                            .unwrap_or_else(|| exec::exit_message("the agent", exit_code)),
+                    )
                 }
                 Err(err) => result.error = Some(format!("adapter `{}` {err}", plugin.name())),
             },
@@ -325,27 +318,25 @@ impl Agents {
         );
         Arc::new(move |signal| {
             if let Signal::Log { level, message } = signal {
-                bus.publish(EventKind::Log {
-                    run_id: run_id.clone(),
-                    task_id: task_id.clone(),
+                bus.publish(EventKind::log(
+                    run_id.clone(),
+                    task_id.clone(),
                     level,
-                    source: source.clone(),
-                    stream: None,
+                    source.clone(),
                     message,
-                });
+                ));
             }
         })
     }
 
     pub(super) fn log(&self, request: &CommandRequest, level: LogLevel, message: String) {
-        self.bus.publish(EventKind::Log {
-            run_id: request.run_id.clone(),
-            task_id: request.task_id.clone(),
+        self.bus.publish(EventKind::log(
+            request.run_id.clone(),
+            request.task_id.clone(),
             level,
-            source: "runner".into(),
-            stream: None,
+            "runner",
             message,
-        });
+        ));
     }
 
     pub(super) fn activity(

@@ -55,18 +55,9 @@ pub(super) async fn ask(
             let _ = agents.interrupt(&id);
         }
     });
-    let mut output = Output::new(json, false);
-    let mut done = handle.done;
-    let result = loop {
-        tokio::select! {
-            biased;
-            Some(event) = events.recv() => output.print(&event),
-            result = &mut done => break result,
-        }
-    };
-    while let Ok(event) = events.try_recv() {
-        output.print(&event);
-    }
+    let result = Output::new(json, false)
+        .print_while(&mut events, None, handle.done)
+        .await;
     recording.finish().await;
     let result =
         result.map_err(|_| Error::Other(anyhow::anyhow!("the command ended without a result")))?;

@@ -41,8 +41,9 @@ impl Recording {
     }
 }
 
-/// Opens the history, marks what a dead runner left running as
-/// interrupted, and returns a bus numbering on from the last event.
+/// Opens the history (which prunes old logs, see [`Store::open_with`]),
+/// marks what a dead runner left running as interrupted, and returns a bus
+/// numbering on from the last event.
 ///
 /// Sequence numbers come from one process, so while another runner records
 /// into the same state directory this one waits until that one ends
@@ -87,9 +88,6 @@ pub async fn start(config: &Config) -> Result<(Arc<EventBus>, Recording), Error>
             recovery.runs.len(),
             recovery.runs.join(", ")
         );
-    }
-    if let Err(err) = store.prune() {
-        eprintln!("warning: cannot prune old history: {err}");
     }
     let bus = EventBus::new(store.last_seq() + 1);
     let recorder = Recorder::start(&store, &bus);
@@ -217,7 +215,7 @@ pub fn show(config: &Config, run: &str, json: bool) -> Result<i32, Error> {
     let took = r.finished_at.map(|f| {
         format!(
             " in {}",
-            crate::plugin::humanize((f - r.started_at).to_std().unwrap_or_default())
+            crate::units::format_elapsed((f - r.started_at).to_std().unwrap_or_default())
         )
     });
     println!(

@@ -41,6 +41,8 @@ pub enum Error {
     Plugin(#[from] LoadError),
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
+    #[error(transparent)]
+    Pipeline(#[from] crate::config::PipelineError),
     #[error("{0}")]
     Usage(String),
     #[error(transparent)]
@@ -50,7 +52,11 @@ pub enum Error {
 impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
-            Self::Config(_) | Self::Plugin(_) | Self::Usage(_) | Self::Store(_) => exit::INVALID,
+            Self::Config(_)
+            | Self::Pipeline(_)
+            | Self::Plugin(_)
+            | Self::Usage(_)
+            | Self::Store(_) => exit::INVALID,
             Self::Other(_) => exit::FAILED,
         }
     }
@@ -121,11 +127,7 @@ pub async fn execute(cli: Cli) -> Result<i32, Error> {
             listen,
         } => {
             let options = crate::watch::WatchOptions {
-                pipeline: config
-                    .pipeline(pipeline.as_deref())
-                    .map_err(Error::Usage)?
-                    .name
-                    .clone(),
+                pipeline: config.pipeline(pipeline.as_deref())?.name.clone(),
                 debounce: debounce.unwrap_or(config.watch.debounce),
                 poll,
                 on_busy: on_busy.unwrap_or(config.watch.on_busy),

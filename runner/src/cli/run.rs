@@ -6,12 +6,10 @@ use super::{Error, client, exit, handoff, history};
 use crate::config::Config;
 use crate::events::EventBus;
 use crate::plugin::Plugins;
-use crate::printer::{TerminalPrinter, print_json};
 use crate::run::Runner;
 use crate::server::ServerHandle;
 use crate::service::Service;
 use protocol::RunStatus;
-use std::io::IsTerminal;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
@@ -142,7 +140,7 @@ pub(super) async fn run(
     verbose: bool,
     serve: Option<Option<std::net::SocketAddr>>,
 ) -> Result<i32, Error> {
-    let pipeline = config.pipeline(pipeline).map_err(Error::Usage)?.clone();
+    let pipeline = config.pipeline(pipeline)?.clone();
     if let Some(client) = handoff(&config, "runner run").await? {
         if serve.is_some() {
             eprintln!(
@@ -157,21 +155,9 @@ pub(super) async fn run(
     let cancel = cancel_on_signal();
 
     let mut events = bus.subscribe();
-    let mut output = Output::new(json, verbose);
-    let report = {
-        let run = runner.run(&pipeline.name, cancel);
-        tokio::pin!(run);
-        loop {
-            tokio::select! {
-                biased;
-                Some(event) = events.recv() => output.print(&event),
-                report = &mut run => break report,
-            }
-        }
-    };
-    while let Ok(event) = events.try_recv() {
-        output.print(&event);
-    }
+    let report = Output::new(json, verbose)
+        .print_while(&mut events, None, runner.run(&pipeline.name, cancel))
+        .await;
     if let Some(server) = server {
         server.shutdown().await;
     }
@@ -254,46 +240,10 @@ pub(super) async fn watch(
     let cancel = cancel_on_signal();
     let mut events = bus.subscribe();
     let (watch_tx, mut watch_rx) = tokio::sync::mpsc::unbounded_channel();
-    let stdout = std::io::stdout();
-    let color = !json && stdout.is_terminal() && std::env::var_os("NO_COLOR").is_none();
-    let mut printer = TerminalPrinter::new(stdout.lock(), color, verbose);
-    let show = |event: &crate::watch::WatchEvent| {
-        use std::io::Write;
-        // With `--json` the watcher's `watch_status` events say it.
-        if !json {
-            let mut out = std::io::stdout().lock();
-            let _ = writeln!(out, "[watch] {event}");
-            let _ = out.flush();
-        }
-    };
-    let result = {
-        let watching = crate::watch::watch(runner, options, cancel.clone(), watch_tx);
-        tokio::pin!(watching);
-        loop {
-            tokio::select! {
-                biased;
-                Some(event) = events.recv() => {
-                    let _ = if json {
-                        print_json(&mut std::io::stdout().lock(), &event)
-                    } else {
-                        printer.print(&event)
-                    };
-                }
-                Some(event) = watch_rx.recv() => show(&event),
-                result = &mut watching => break result,
-            }
-        }
-    };
-    while let Ok(event) = events.try_recv() {
-        let _ = if json {
-            print_json(&mut std::io::stdout().lock(), &event)
-        } else {
-            printer.print(&event)
-        };
-    }
-    while let Ok(event) = watch_rx.try_recv() {
-        show(&event);
-    }
+    let watching = crate::watch::watch(runner, options, cancel.clone(), watch_tx);
+    let result = Output::new(json, verbose)
+        .print_while(&mut events, Some(&mut watch_rx), watching)
+        .await;
     if let Some(server) = server {
         server.shutdown().await;
     }

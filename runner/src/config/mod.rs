@@ -41,6 +41,8 @@ pub struct Config {
     pub default_pipeline: Option<String>,
     /// `[watch]`: how `runner watch` watches.
     pub watch: WatchSettings,
+    /// The text it was read from, for errors found after it was checked.
+    source: Source,
 }
 
 /// `[watch]`, checked.
@@ -293,18 +295,11 @@ impl Config {
         names
     }
 
-    /// An error about something at `location` in this file.
+    /// An error about something at `location` in this file, showing the
+    /// line as it was read (the file may have changed since).
     pub fn error_at(&self, location: Location, key: String, message: String) -> ConfigError {
-        let source_line = std::fs::read_to_string(&self.path)
-            .ok()
-            .and_then(|text| text.lines().nth(location.line - 1).map(str::to_string));
-        ConfigError {
-            file: self.path.clone(),
-            location: Some(location),
-            key: Some(key),
-            message,
-            source_line,
-        }
+        self.source
+            .error_at(&self.path, location, Some(key), message)
     }
 
     /// What tells this project apart from any other on the machine: the
@@ -335,7 +330,7 @@ impl Config {
 
     /// The pipeline to run: the one named, else `default_pipeline`, else the
     /// one called `default`, else the only one.
-    pub fn pipeline(&self, name: Option<&str>) -> Result<&Pipeline, String> {
+    pub fn pipeline(&self, name: Option<&str>) -> Result<&Pipeline, PipelineError> {
         let names = || {
             self.pipelines
                 .keys()
@@ -344,13 +339,14 @@ impl Config {
                 .join(", ")
         };
         if let Some(name) = name {
-            return self.pipelines.get(name).ok_or_else(|| {
-                format!(
-                    "{}: no pipeline `{name}`; pipelines: {}",
-                    self.path.display(),
-                    names()
-                )
-            });
+            return self
+                .pipelines
+                .get(name)
+                .ok_or_else(|| PipelineError::Unknown {
+                    file: self.path.clone(),
+                    name: name.to_string(),
+                    known: names(),
+                });
         }
         if let Some(name) = &self.default_pipeline {
             return Ok(&self.pipelines[name]);
@@ -360,21 +356,42 @@ impl Config {
         }
         match self.pipelines.len() {
             1 => Ok(&self.pipelines[0]),
-            0 => Err(format!(
-                "{}: no pipelines are declared",
-                self.path.display()
-            )),
-            _ => Err(format!(
-                "{}: several pipelines and no `default_pipeline`; name one of: {}",
-                self.path.display(),
-                names()
-            )),
+            0 => Err(PipelineError::NoneDeclared {
+                file: self.path.clone(),
+            }),
+            _ => Err(PipelineError::NoDefault {
+                file: self.path.clone(),
+                known: names(),
+            }),
         }
     }
 
     /// Where the cache and state live.
     pub fn state_dir(&self) -> &Path {
         &self.defaults.state_dir
+    }
+}
+
+/// Why [`Config::pipeline`] found no pipeline to run.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PipelineError {
+    #[error("{}: no pipeline `{name}`; pipelines: {known}", file.display())]
+    Unknown {
+        file: PathBuf,
+        name: String,
+        /// The declared ones, comma-separated.
+        known: String,
+    },
+    #[error("{}: no pipelines are declared", file.display())]
+    NoneDeclared { file: PathBuf },
+    #[error("{}: several pipelines and no `default_pipeline`; name one of: {known}", file.display())]
+    NoDefault { file: PathBuf, known: String },
+}
+
+/// For callers that still pass errors on as text (`service`, `watch`).
+impl From<PipelineError> for String {
+    fn from(err: PipelineError) -> Self {
+        err.to_string()
     }
 }
 
@@ -403,6 +420,63 @@ impl InvalidSetting {
 pub struct Location {
     pub line: usize,
     pub column: usize,
+}
+
+/// The text of a `runner.toml`, to point at a place in it. Cheap to clone.
+#[derive(Clone)]
+pub(crate) struct Source {
+    text: std::sync::Arc<str>,
+    /// Where each line starts, so a location is a binary search and not a
+    /// scan from the top (a config of 10,000 tasks asks for 20,000).
+    line_starts: std::sync::Arc<[usize]>,
+}
+
+impl fmt::Debug for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Source({} bytes)", self.text.len())
+    }
+}
+
+impl Source {
+    pub(crate) fn new(text: &str) -> Self {
+        Self {
+            text: text.into(),
+            line_starts: std::iter::once(0)
+                .chain(text.match_indices('\n').map(|(i, _)| i + 1))
+                .collect(),
+        }
+    }
+
+    /// The line and column of byte `offset` (the end when past it).
+    pub(crate) fn location(&self, offset: usize) -> Location {
+        let offset = offset.min(self.text.len());
+        // The number of line starts at or before `offset` is its line.
+        let line = self.line_starts.partition_point(|&start| start <= offset);
+        let line_start = self.line_starts[line - 1];
+        let column = self.text[line_start..offset].chars().count() + 1;
+        Location { line, column }
+    }
+
+    /// An error at `location` in `file`, with the line it points at.
+    pub(crate) fn error_at(
+        &self,
+        file: &Path,
+        location: Location,
+        key: Option<String>,
+        message: impl Into<String>,
+    ) -> ConfigError {
+        let source_line = self
+            .line_starts
+            .get(location.line.wrapping_sub(1))
+            .map(|&start| self.text[start..].lines().next().unwrap_or("").to_string());
+        ConfigError {
+            file: file.to_path_buf(),
+            location: Some(location),
+            key,
+            message: message.into(),
+            source_line,
+        }
+    }
 }
 
 /// A mistake in `runner.toml`.

@@ -91,7 +91,7 @@ pub struct LoadError {
 /// Why a call into a plugin failed.
 #[derive(Debug, thiserror::Error)]
 pub enum CallError {
-    #[error("timed out after {}", humanize(*.0))]
+    #[error("timed out after {}", crate::units::format_duration(*.0))]
     TimedOut(Duration),
     #[error("{0}")]
     OutOfMemory(MemoryLimitExceeded),
@@ -182,14 +182,7 @@ impl fmt::Debug for Plugin {
     }
 }
 
-/// `1.5s`, `2m`, `250ms`.
-pub fn humanize(duration: Duration) -> String {
-    let ms = duration.as_millis();
-    match ms {
-        ms if ms < 1000 => format!("{ms}ms"),
-        ms if ms % 3_600_000 == 0 => format!("{}h", ms / 3_600_000),
-        ms if ms % 60_000 == 0 => format!("{}m", ms / 60_000),
-        ms if ms % 1000 == 0 => format!("{}s", ms / 1000),
-        ms => format!("{:.1}s", ms as f64 / 1000.0),
-    }
-}
+/// The old name of [`crate::units::format_duration`], left only for
+/// `watch/watcher.rs` until it names the units one.
+#[doc(hidden)]
+pub use crate::units::format_duration as humanize;

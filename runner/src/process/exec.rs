@@ -11,7 +11,7 @@ use super::groups;
 use anyhow::{Context, Result, bail};
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
-use protocol::Stream;
+use protocol::{ExecutionState, Stream};
 use serde_json::Value;
 use std::path::Path;
 use std::process::Stdio;
@@ -32,6 +32,50 @@ pub enum Ending {
     Exited(Option<i32>),
     TimedOut,
     Aborted,
+}
+
+impl Ending {
+    /// The exit code, when it exited with one.
+    pub fn exit_code(&self) -> Option<i32> {
+        match self {
+            Self::Exited(code) => *code,
+            Self::TimedOut | Self::Aborted => None,
+        }
+    }
+
+    /// As an execution's state: an exit with 0 completed, another code
+    /// failed, a signal or the timeout killed it, an abort interrupted it.
+    pub fn state(&self) -> ExecutionState {
+        match self {
+            Self::Exited(Some(0)) => ExecutionState::Completed,
+            Self::Exited(Some(_)) => ExecutionState::Failed,
+            Self::Exited(None) | Self::TimedOut => ExecutionState::Killed,
+            Self::Aborted => ExecutionState::Interrupted,
+        }
+    }
+
+    /// Why `what` (the program as the user knows it: ``"`make`"``, `"the
+    /// agent"`) did not succeed, in the words every caller shows; `None`
+    /// when it exited with 0, or was aborted: what an abort means is the
+    /// caller's to say (the run was aborted, the command interrupted).
+    pub fn error(&self, what: &str, timeout: Duration) -> Option<String> {
+        match self {
+            Self::Exited(Some(0)) | Self::Aborted => None,
+            Self::Exited(code) => Some(exit_message(what, *code)),
+            Self::TimedOut => Some(format!(
+                "timed out after {}; its process group was stopped",
+                crate::units::format_duration(timeout)
+            )),
+        }
+    }
+}
+
+/// `what exited with code 3`, or `what was killed by a signal` (no code).
+pub fn exit_message(what: &str, code: Option<i32>) -> String {
+    match code {
+        Some(code) => format!("{what} exited with code {code}"),
+        None => format!("{what} was killed by a signal"),
+    }
 }
 
 /// What to run, from the task's `config`.

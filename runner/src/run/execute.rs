@@ -73,26 +73,14 @@ impl RunCtx {
         };
         match exec::run(&exec_spec, task.timeout, &self.cancel, on_output).await {
             Err(err) => TaskOutcome::failed(format!("{err:#}"), None),
-            Ok(exec::Ending::Exited(Some(0))) => {
-                let stdout = chunker.lock().expect("chunker lock").stdout_tail();
-                TaskOutcome::completed(process_output(0, stdout), Some(0))
-            }
-            Ok(exec::Ending::Exited(Some(code))) => TaskOutcome::failed(
-                format!("`{}` exited with code {code}", exec_spec.program),
-                Some(code),
-            ),
-            Ok(exec::Ending::Exited(None)) => TaskOutcome::failed(
-                format!("`{}` was killed by a signal", exec_spec.program),
-                None,
-            ),
-            Ok(exec::Ending::TimedOut) => TaskOutcome::failed(
-                format!(
-                    "timed out after {}; its process group was stopped",
-                    crate::plugin::humanize(task.timeout)
-                ),
-                None,
-            ),
             Ok(exec::Ending::Aborted) => TaskOutcome::interrupted(),
+            Ok(ending) => match ending.error(&format!("`{}`", exec_spec.program), task.timeout) {
+                Some(error) => TaskOutcome::failed(error, ending.exit_code()),
+                None => {
+                    let stdout = chunker.lock().expect("chunker lock").stdout_tail();
+                    TaskOutcome::completed(process_output(0, stdout), Some(0))
+                }
+            },
         }
     }
 

@@ -12,6 +12,7 @@
 //! wasm calls dropped), marks them `interrupted`, fails the batches that
 //! were running or waiting, and ends the run `aborted`.
 
+mod batch;
 mod execute;
 mod tasks;
 mod workspace;
@@ -20,11 +21,9 @@ use crate::agents::{Agents, RunBudget};
 use crate::config::{Batch, Config, ConfigError, DirGrant};
 use crate::events::EventBus;
 use crate::git::Project as GitProject;
-use crate::plugin::{Plugins, Signal, Sink, check_worlds};
-use crate::process::exec;
-use crate::process::output::Chunker;
+use crate::plugin::{Plugins, check_worlds};
 use crate::slots::Slots;
-use protocol::{BatchStatus, EventKind, ExecutionState, LogLevel, RunReason, RunStatus, Stream};
+use protocol::{BatchStatus, EventKind, LogLevel, RunStatus};
 use serde_json::{Map, Value};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -264,7 +263,7 @@ impl Runner {
             .filter(|(_, s)| *s != BatchStatus::Completed)
             .map(|(id, _)| id.as_str())
             .collect();
-        let elapsed = crate::plugin::humanize(started.elapsed());
+        let elapsed = crate::units::format_elapsed(started.elapsed());
         let (status, error, message) = if cancel.is_cancelled() {
             (
                 RunStatus::Aborted,
@@ -415,206 +414,12 @@ impl RunCtx {
     }
 
     fn log(&self, task_id: Option<&str>, level: LogLevel, message: String) {
-        self.publish(EventKind::Log {
-            run_id: Some(self.run_id.clone()),
-            task_id: task_id.map(str::to_string),
+        self.publish(EventKind::log(
+            Some(self.run_id.clone()),
+            task_id.map(str::to_string),
             level,
-            source: "runner".into(),
-            stream: None,
+            "runner",
             message,
-        });
-    }
-
-    fn batch_status(
-        &self,
-        batch: &Batch,
-        status: BatchStatus,
-        error: Option<String>,
-        summary: Option<String>,
-    ) {
-        self.publish(EventKind::BatchStatus {
-            run_id: self.run_id.clone(),
-            pipeline: self.pipeline.clone(),
-            batch_id: batch.id.clone(),
-            batch_name: batch.name.clone(),
-            status,
-            branch: None,
-            error,
-            summary,
-        });
-    }
-
-    /// A sink for a batch-type plugin: its logs become run logs.
-    fn batch_sink(self: &Arc<Self>, plugin: &str) -> Sink {
-        let (ctx, plugin) = (self.clone(), plugin.to_string());
-        Arc::new(move |signal| {
-            if let Signal::Log { level, message } = signal {
-                ctx.publish(EventKind::Log {
-                    run_id: Some(ctx.run_id.clone()),
-                    task_id: None,
-                    level,
-                    source: plugin.clone(),
-                    stream: None,
-                    message,
-                });
-            }
-        })
-    }
-
-    /// Runs one batch in its own workspace: a git worktree on its own
-    /// branch when the project is a repository, else the project directory.
-    async fn run_batch(self: &Arc<Self>, batch: &Batch) -> (BatchStatus, Option<String>) {
-        self.batch_status(batch, BatchStatus::Running, None, None);
-        let workspace = match self.prepare_workspace(batch).await {
-            Ok(workspace) => workspace,
-            Err(error) => {
-                let error = format!("cannot prepare the batch's git workspace: {error}");
-                self.batch_status(batch, BatchStatus::Failed, Some(error.clone()), None);
-                return (BatchStatus::Failed, Some(error));
-            }
-        };
-        let dir = workspace
-            .as_ref()
-            .map_or_else(|| self.config.base_dir.clone(), |ws| ws.dir.clone());
-        let setup = match &self.config.git.setup {
-            Some(script) => {
-                self.execution(batch, &dir, RunReason::SetupScript, script)
-                    .await
-            }
-            None => Ok(()),
-        };
-        let (mut status, mut error, summary) = match setup {
-            Ok(()) => self.run_tasks(batch, Arc::new(dir.clone())).await,
-            Err(message) => (
-                BatchStatus::Failed,
-                Some(format!("the setup script failed: {message}")),
-                None,
-            ),
-        };
-        let (mut branch, mut merge_failed) = (None, false);
-        if let Some(workspace) = workspace {
-            match self
-                .finish_workspace(batch, &workspace, status == BatchStatus::Completed)
-                .await
-            {
-                Ok(None) => branch = Some(workspace.branch.clone()),
-                // The work is committed on its branch, but not where the user
-                // asked for it: the batch fails, naming the branch.
-                Ok(Some(merge_error)) => {
-                    branch = Some(workspace.branch.clone());
-                    merge_failed = true;
-                    status = BatchStatus::Failed;
-                    error = Some(merge_error);
-                }
-                Err(message) if status == BatchStatus::Completed => {
-                    status = BatchStatus::Failed;
-                    error = Some(format!("cannot commit the batch's changes: {message}"));
-                }
-                Err(message) => self.log(
-                    None,
-                    LogLevel::Error,
-                    format!("batch `{}`: {message}", batch.id),
-                ),
-            }
-        }
-        if let Some(script) = &self.config.git.cleanup
-            && let Err(message) = self
-                .execution(batch, &dir, RunReason::CleanupScript, script)
-                .await
-        {
-            self.log(
-                None,
-                LogLevel::Warn,
-                format!("batch `{}`: the cleanup script failed: {message}", batch.id),
-            );
-        }
-        self.batch_dirs
-            .lock()
-            .expect("batch dirs lock")
-            .remove(&batch.id);
-        self.publish(EventKind::BatchStatus {
-            run_id: self.run_id.clone(),
-            pipeline: self.pipeline.clone(),
-            batch_id: batch.id.clone(),
-            batch_name: batch.name.clone(),
-            status,
-            // A batch whose merge failed still names the branch its work is on.
-            branch: if status == BatchStatus::Completed || merge_failed {
-                branch
-            } else {
-                None
-            },
-            error: error.clone(),
-            summary,
-        });
-        (status, error)
-    }
-
-    /// A setup or cleanup script, recorded as an execution of its own.
-    async fn execution(
-        &self,
-        batch: &Batch,
-        dir: &std::path::Path,
-        reason: RunReason,
-        script: &str,
-    ) -> Result<(), String> {
-        let prefix = if reason == RunReason::SetupScript {
-            "setup"
-        } else {
-            "cleanup"
-        };
-        let execution_id = format!("{prefix}:{}", batch.id);
-        let status = |status: ExecutionState, exit_code: Option<i32>, error: Option<String>| {
-            self.publish(EventKind::ExecutionStatus {
-                run_id: self.run_id.clone(),
-                batch_id: batch.id.clone(),
-                execution_id: execution_id.clone(),
-                reason,
-                command: script.to_string(),
-                status,
-                exit_code,
-                error,
-            });
-        };
-        status(ExecutionState::Running, None, None);
-        let spec = exec::ExecSpec::shell(script, dir);
-        let mut chunker = Chunker::with_limit(self.config.defaults.output);
-        let on_output = |stream: Stream, data: &[u8]| {
-            let chunks = chunker.push(stream, data);
-            self.output_chunks(&execution_id, stream, chunks);
-        };
-        let (state, code, error) =
-            match exec::run(&spec, self.config.defaults.timeout, &self.cancel, on_output).await {
-                Ok(exec::Ending::Exited(Some(0))) => (ExecutionState::Completed, Some(0), None),
-                Ok(exec::Ending::Exited(Some(code))) => (
-                    ExecutionState::Failed,
-                    Some(code),
-                    Some(format!("`{script}` exited with code {code}")),
-                ),
-                Ok(exec::Ending::Exited(None)) => (
-                    ExecutionState::Killed,
-                    None,
-                    Some(format!("`{script}` was killed by a signal")),
-                ),
-                Ok(exec::Ending::TimedOut) => (
-                    ExecutionState::Killed,
-                    None,
-                    Some(format!("`{script}` timed out")),
-                ),
-                Ok(exec::Ending::Aborted) => (
-                    ExecutionState::Interrupted,
-                    None,
-                    Some("the run was aborted".into()),
-                ),
-                Err(err) => (ExecutionState::Failed, None, Some(format!("{err:#}"))),
-            };
-        if let Some(cut) = chunker.cut() {
-            self.log(Some(&execution_id), LogLevel::Warn, cut.message());
-        }
-        status(state, code, error.clone());
-        match error {
-            None => Ok(()),
-            Some(error) => Err(error),
-        }
+        ));
     }
 }

@@ -300,14 +300,13 @@ impl RunCtx {
                 let chunks = chunker.lock().expect("chunker lock").push(stream, &data);
                 ctx.output_chunks(&task_id, stream, chunks);
             }
-            Signal::Log { level, message } => ctx.publish(EventKind::Log {
-                run_id: Some(ctx.run_id.clone()),
-                task_id: Some(task_id.clone()),
+            Signal::Log { level, message } => ctx.publish(EventKind::log(
+                Some(ctx.run_id.clone()),
+                Some(task_id.clone()),
                 level,
-                source: source.clone(),
-                stream: None,
+                source.clone(),
                 message,
-            }),
+            )),
             Signal::Progress {
                 display_text,
                 percent,

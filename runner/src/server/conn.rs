@@ -15,6 +15,7 @@
 
 use super::Shared;
 use super::hub::{Frame, Frames, Unavailable};
+use crate::service::StartedRun;
 use futures_util::{SinkExt, StreamExt};
 use protocol::{
     ClientBody, ClientKind, ClientMessage, ErrorCode, Filter, PROTOCOL_VERSION, ReplyBody,
@@ -454,15 +455,8 @@ where
                 Ok(())
             }
             ClientBody::StartRun { pipeline } => {
-                let service = &self.shared.service;
-                let result = service
-                    .runner()
-                    .config()
-                    .pipeline(pipeline.as_deref())
-                    .map(|p| p.name.clone())
-                    .and_then(|name| service.start_run(Some(&name)).map(|run_id| (run_id, name)));
-                match result {
-                    Ok((run_id, pipeline)) => {
+                match self.shared.service.start_run(pipeline.as_deref()) {
+                    Ok(StartedRun { run_id, pipeline }) => {
                         self.reply(id, ReplyBody::RunStarted { run_id, pipeline })
                             .await
                     }

@@ -19,21 +19,16 @@ const VERSION: i64 = 1;
 struct Resolver<'a> {
     file: &'a Path,
     text: &'a str,
-    /// Where each line starts, so a location is a binary search and not a
-    /// scan from the top (a config of 10,000 tasks asks for 20,000).
-    line_starts: Vec<usize>,
+    source: Source,
 }
 
 type Result<T> = std::result::Result<T, ConfigError>;
 
 pub fn resolve(path: &Path, text: &str) -> Result<Config> {
-    let line_starts = std::iter::once(0)
-        .chain(text.match_indices('\n').map(|(i, _)| i + 1))
-        .collect();
     let r = Resolver {
         file: path,
         text,
-        line_starts,
+        source: Source::new(text),
     };
     let raw: RawConfig = toml::from_str(text).map_err(|err| {
         let message = super::suggest::did_you_mean(err.message().trim());
@@ -120,6 +115,7 @@ impl Resolver<'_> {
             pipelines,
             default_pipeline,
             watch,
+            source: self.source.clone(),
         })
     }
 

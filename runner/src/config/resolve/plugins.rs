@@ -198,11 +198,12 @@ pub(super) fn unknown_plugin(
     what: &str,
     plugins: &IndexMap<String, PluginDecl>,
 ) -> String {
-    let fits: &[&str] = match what {
-        "batch type" => &["batch"],
-        "adapter" => &["adapter"],
-        "component" => &["script"],
-        _ => &["block", "script"],
+    use crate::builtin::Kind;
+    let fits: &[Kind] = match what {
+        "batch type" => &[Kind::Batch],
+        "adapter" => &[Kind::Adapter],
+        "component" => &[Kind::Script],
+        _ => &[Kind::Block, Kind::Script],
     };
     let mut known: Vec<&str> = if what == "task type" {
         BUILTIN_TASK_TYPES.to_vec()

@@ -29,23 +29,8 @@ impl Resolver<'_> {
         key: Option<String>,
         message: impl Into<String>,
     ) -> ConfigError {
-        let offset = offset.min(self.text.len());
-        // The number of line starts at or before `offset` is its line.
-        let line = self.line_starts.partition_point(|&start| start <= offset);
-        let line_start = self.line_starts[line - 1];
-        let column = self.text[line_start..offset].chars().count() + 1;
-        let source_line = self.text[line_start..]
-            .lines()
-            .next()
-            .unwrap_or("")
-            .to_string();
-        ConfigError {
-            file: self.file.to_path_buf(),
-            location: Some(Location { line, column }),
-            key,
-            message: message.into(),
-            source_line: Some(source_line),
-        }
+        self.source
+            .error_at(self.file, self.source.location(offset), key, message)
     }
 
     pub(super) fn at<T>(
@@ -58,9 +43,7 @@ impl Resolver<'_> {
     }
 
     pub(super) fn location<T>(&self, spanned: &Spanned<T>) -> Location {
-        self.error_at(spanned.span().start, None, "")
-            .location
-            .expect("offset has a location")
+        self.source.location(spanned.span().start)
     }
 
     pub(super) fn duration(&self, value: &Spanned<toml::Value>, key: &str) -> Result<Duration> {
