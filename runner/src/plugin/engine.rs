@@ -336,7 +336,7 @@ fn prune_to(dir: &Path, keep: &Path, now: std::time::SystemTime, max_bytes: u64)
         })
         .collect();
     // Newest first: what is dropped comes off the end.
-    entries.sort_by(|a, b| b.0.cmp(&a.0));
+    entries.sort_by_key(|e| std::cmp::Reverse(e.0));
     let unused = Duration::from_secs(CACHE_UNUSED_DAYS * 24 * 3600);
     let mut total = std::fs::metadata(keep).map_or(0, |m| m.len());
     for (used, size, path) in entries {

@@ -181,8 +181,3 @@ impl fmt::Debug for Plugin {
             .finish_non_exhaustive()
     }
 }
-
-/// The old name of [`crate::units::format_duration`], left only for
-/// `watch/watcher.rs` until it names the units one.
-#[doc(hidden)]
-pub use crate::units::format_duration as humanize;

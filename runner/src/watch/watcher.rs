@@ -174,7 +174,7 @@ pub(super) fn start_watcher(
             events.send(WatchEvent::Warning(format!(
                 "the kernel ran out of inotify watches ({err}); raise fs.inotify.max_user_watches \
                  (sysctl fs.inotify.max_user_watches=524288); polling every {} meanwhile",
-                crate::plugin::humanize(FALLBACK_POLL)
+                crate::units::format_duration(FALLBACK_POLL)
             )));
             drop(debouncer);
             poll(FALLBACK_POLL)
