@@ -16,7 +16,7 @@
 //! A library user (the tests, an embedding program) has no such entry
 //! point, so there a `pre_exec` hook sets the signal as before.
 
-use std::ffi::{OsStr, OsString};
+use std::ffi::OsStr;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -87,8 +87,8 @@ pub fn command(program: &str, cwd: &Path, path: Option<&OsStr>) -> io::Result<Co
         command.process_group(0);
         return Ok(command);
     };
-    let found =
-        find(program, cwd, path).ok_or_else(|| io::Error::from_raw_os_error(nix::libc::ENOENT))?;
+    let found = super::find_program_on(program, cwd, path)
+        .ok_or_else(|| io::Error::from_raw_os_error(nix::libc::ENOENT))?;
     let mut command = Command::new(trampoline);
     command
         .arg(MARKER)
@@ -97,21 +97,6 @@ pub fn command(program: &str, cwd: &Path, path: Option<&OsStr>) -> io::Result<Co
         .arg(program)
         .process_group(0);
     Ok(command)
-}
-
-/// Where `exec` would find `program`: a path containing `/` relative to
-/// `cwd`, else the first executable file on `path`.
-fn find(program: &str, cwd: &Path, path: Option<&OsStr>) -> Option<PathBuf> {
-    if program.contains('/') {
-        return super::find_program(program, cwd);
-    }
-    let path: OsString = match path {
-        Some(path) => path.to_os_string(),
-        None => std::env::var_os("PATH")?,
-    };
-    std::env::split_paths(&path)
-        .map(|dir| cwd.join(dir).join(program))
-        .find(|p| super::is_executable(p))
 }
 
 /// Sets the death signal in the forked child (the library's fallback).

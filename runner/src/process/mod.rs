@@ -13,14 +13,27 @@ use std::path::{Path, PathBuf};
 /// Where `program` would be run from: a path as given (relative to `cwd`),
 /// or the first match on `PATH`.
 pub fn find_program(program: &str, cwd: &Path) -> Option<PathBuf> {
-    let executable = is_executable;
+    find_program_on(program, cwd, None)
+}
+
+/// [`find_program`] with the `PATH` the program will have (`None`: the
+/// runner's); relative entries are taken from `cwd`, as `exec` there would.
+pub fn find_program_on(
+    program: &str,
+    cwd: &Path,
+    path: Option<&std::ffi::OsStr>,
+) -> Option<PathBuf> {
     if program.contains('/') {
-        let path = cwd.join(program);
-        return executable(&path).then_some(path);
+        let found = cwd.join(program);
+        return is_executable(&found).then_some(found);
     }
-    std::env::split_paths(&std::env::var_os("PATH")?)
-        .map(|dir| dir.join(program))
-        .find(|p| executable(p))
+    let path = match path {
+        Some(path) => path.to_os_string(),
+        None => std::env::var_os("PATH")?,
+    };
+    std::env::split_paths(&path)
+        .map(|dir| cwd.join(dir).join(program))
+        .find(|p| is_executable(p))
 }
 
 /// Whether `path` is a file someone may execute.
