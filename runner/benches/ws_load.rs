@@ -1,17 +1,24 @@
 //! WebSocket load figures: `cargo bench -p runner --bench ws_load`.
 //!
-//! Prints, without asserting anything, for 50 clients on loopback:
+//! Prints, without asserting anything, for 50 clients on loopback, for
+//! `runner serve` and, in the same run, for a baseline: a bare
+//! tokio-tungstenite server that broadcasts each event's JSON (serialized
+//! once) to every client through a `tokio::sync::broadcast` channel, with
+//! no protocol, history or backpressure policy of its own:
 //! 1. events per second delivered: a burst of log events published as fast
-//!    as possible, until every client has the last one;
-//! 2. p50/p99 latency from `EventBus::publish` to a client parsing the
-//!    event, for events published one per millisecond;
-//! 3. p50/p99 latency from a process writing a line (an `exec` task
-//!    printing its clock) to a client parsing the `terminal_output` event.
+//!    as possible, until every client has the last one (and the ratio of
+//!    runner to baseline);
+//! 2. p50/p99 latency from publishing to a client parsing the event, for
+//!    events published at 10,000 per second (10 each millisecond);
+//! 3. for the runner only, p50/p99 latency from a process writing a line
+//!    (an `exec` task printing its clock) to a client parsing the
+//!    `terminal_output` event.
 //!
 //! The clients run in the same process and on the same cores as the
 //! server, so these figures include their own parsing.
-//! `RUNNER_BENCH_CLIENTS`, `RUNNER_BENCH_BURST`, `RUNNER_BENCH_PACED` and
-//! `RUNNER_BENCH_LINES` change the counts.
+//! `RUNNER_BENCH_CLIENTS`, `RUNNER_BENCH_BURST`, `RUNNER_BENCH_PACED`
+//! (events at 10/ms) and `RUNNER_BENCH_LINES` change the counts. The
+//! figures are also merged into `target/bench/summary.json` under `ws`.
 
 use futures_util::{SinkExt, StreamExt};
 use protocol::{EventKind, LogLevel};
@@ -131,10 +138,142 @@ fn log(message: String) -> EventKind {
     }
 }
 
+/// What the burst and the paced phases measured on one server.
+#[derive(Default)]
+struct Fanout {
+    /// When the burst began (since the clients' base instant).
+    burst_start_ns: u64,
+    events_per_s: f64,
+    paced_ns: Vec<u64>,
+}
+
+impl Fanout {
+    /// The figures, from what the clients measured.
+    fn measured(&mut self, measured: &[Measured]) {
+        let end = measured.iter().map(|m| m.burst_end_ns).max().unwrap_or(0);
+        let delivered: usize = measured.iter().map(|m| m.burst_received).sum();
+        self.events_per_s = delivered as f64 / (end.saturating_sub(self.burst_start_ns) as f64 / 1e9);
+        self.paced_ns = measured.iter().flat_map(|m| m.paced_ns.iter().copied()).collect();
+        self.paced_ns.sort_unstable();
+    }
+}
+
+/// Connects the clients to `addr`, waits until each has its `state`, then
+/// runs the burst and the paced phase through `publish`. Returns the
+/// figures and the clients, still connected (they end at a `done` event).
+async fn fanout(
+    addr: std::net::SocketAddr,
+    clients: usize,
+    burst: usize,
+    paced: usize,
+    publish: &(dyn Fn(String) + Sync),
+) -> (Fanout, Vec<tokio::task::JoinHandle<Measured>>) {
+    let base = Instant::now();
+    let (ready_tx, mut ready) = mpsc::channel(clients);
+    let burst_done = Arc::new(AtomicUsize::new(0));
+    let tasks: Vec<_> = (0..clients)
+        .map(|_| tokio::spawn(client(addr, base, ready_tx.clone(), burst_done.clone())))
+        .collect();
+    for _ in 0..clients {
+        ready.recv().await.expect("a client is ready");
+    }
+
+    // 1. A burst.
+    let burst_start = base.elapsed().as_nanos() as u64;
+    for i in 0..burst {
+        let kind = if i + 1 == burst { "burst-end" } else { "burst" };
+        publish(format!("{kind} {}", base.elapsed().as_nanos()));
+        if i % 256 == 0 {
+            tokio::task::yield_now().await;
+        }
+    }
+    // Let every client drain the burst before measuring latency.
+    for _ in 0..6000 {
+        if burst_done.load(Ordering::SeqCst) == clients {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    // 2. Paced: 10 events each millisecond, 10,000 a second.
+    let mut tick = tokio::time::interval(Duration::from_millis(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    for i in 0..paced {
+        if i % 10 == 0 {
+            tick.tick().await;
+        }
+        publish(format!("paced {}", base.elapsed().as_nanos()));
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let figures = Fanout {
+        burst_start_ns: burst_start,
+        ..Fanout::default()
+    };
+    (figures, tasks)
+}
+
+/// Sends `done` through `publish` and collects what every client measured.
+async fn finish(
+    tasks: Vec<tokio::task::JoinHandle<Measured>>,
+    publish: &(dyn Fn(String) + Sync),
+) -> Vec<Measured> {
+    publish("done".into());
+    let mut measured = Vec::new();
+    for task in tasks {
+        measured.push(
+            tokio::time::timeout(Duration::from_secs(60), task)
+                .await
+                .expect("clients end")
+                .expect("client"),
+        );
+    }
+    measured
+}
+
+/// The baseline: a bare tokio-tungstenite server broadcasting each event's
+/// JSON to every client. It answers `identify` with a `state` frame so the
+/// same clients can measure it.
+async fn baseline_server(
+    frames: tokio::sync::broadcast::Sender<tokio_tungstenite::tungstenite::Utf8Bytes>,
+) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind the baseline");
+    let addr = listener.local_addr().expect("address");
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let mut frames = frames.subscribe();
+            tokio::spawn(async move {
+                let Ok(mut ws) = tokio_tungstenite::accept_async(stream).await else {
+                    return;
+                };
+                let _identify = ws.next().await;
+                let state = Message::Text(r#"{"type":"state"}"#.into());
+                if ws.send(state).await.is_err() {
+                    return;
+                }
+                loop {
+                    match frames.recv().await {
+                        Ok(text) => {
+                            if ws.send(Message::Text(text)).await.is_err() {
+                                return;
+                            }
+                        }
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                        Err(_) => return,
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
 fn main() {
     let clients = count("RUNNER_BENCH_CLIENTS", 50);
     let burst = count("RUNNER_BENCH_BURST", 8000);
-    let paced = count("RUNNER_BENCH_PACED", 2000);
+    let paced = count("RUNNER_BENCH_PACED", 20000);
     let lines = count("RUNNER_BENCH_LINES", 300);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -165,42 +304,30 @@ fn main() {
         };
         let server = serve(service.clone(), bus.clone(), settings).await.unwrap_or_else(|err| panic!("{err}"));
 
-        let base = Instant::now();
-        let (ready_tx, mut ready) = mpsc::channel(clients);
-        let burst_done = Arc::new(AtomicUsize::new(0));
-        let tasks: Vec<_> = (0..clients)
-            .map(|_| tokio::spawn(client(server.addr, base, ready_tx.clone(), burst_done.clone())))
-            .collect();
-        for _ in 0..clients {
-            ready.recv().await.expect("a client is ready");
-        }
+        // The baseline first, then the runner, in the same process.
+        let (frames, _) = tokio::sync::broadcast::channel(16384);
+        let baseline_addr = baseline_server(frames.clone()).await;
+        let seq = AtomicUsize::new(0);
+        let publish_bare = |message: String| {
+            let event = json!({
+                "seq": seq.fetch_add(1, Ordering::Relaxed) + 1,
+                "time": chrono::Utc::now(),
+                "type": "log",
+                "level": "info",
+                "source": "bench",
+                "message": message,
+            });
+            let _ = frames.send(event.to_string().into());
+        };
+        let (mut bare, tasks) = fanout(baseline_addr, clients, burst, paced, &publish_bare).await;
+        bare.measured(&finish(tasks, &publish_bare).await);
 
-        // 1. A burst.
-        let burst_start = base.elapsed().as_nanos() as u64;
-        for i in 0..burst {
-            let kind = if i + 1 == burst { "burst-end" } else { "burst" };
-            bus.publish(log(format!("{kind} {}", base.elapsed().as_nanos())));
-            if i % 256 == 0 {
-                tokio::task::yield_now().await;
-            }
-        }
-        // Let every client drain the burst before measuring latency.
-        for _ in 0..6000 {
-            if burst_done.load(Ordering::SeqCst) == clients {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        let publish_runner = |message: String| {
+            bus.publish(log(message));
+        };
+        let (mut ours, tasks) = fanout(server.addr, clients, burst, paced, &publish_runner).await;
 
-        // 2. Paced, one per millisecond.
-        let mut tick = tokio::time::interval(Duration::from_millis(1));
-        for _ in 0..paced {
-            tick.tick().await;
-            bus.publish(log(format!("paced {}", base.elapsed().as_nanos())));
-        }
-
-        // 3. A process printing its clock.
+        // 3. A process printing its clock, to the runner's clients.
         let mut events = bus.subscribe();
         service.start_run(Some("lines")).expect("start the run");
         while let Some(event) = events.recv().await {
@@ -209,41 +336,58 @@ fn main() {
             }
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
-        bus.publish(log("done".into()));
-
-        let mut measured = Vec::new();
-        for task in tasks {
-            measured.push(tokio::time::timeout(Duration::from_secs(60), task).await.expect("clients end").expect("client"));
-        }
+        let measured = finish(tasks, &publish_runner).await;
+        ours.measured(&measured);
         server.shutdown().await;
 
-        let burst_end = measured.iter().map(|m| m.burst_end_ns).max().unwrap_or(0);
-        let delivered: usize = measured.iter().map(|m| m.burst_received).sum();
-        let seconds = (burst_end.saturating_sub(burst_start)) as f64 / 1e9;
-        println!("ws_load: {clients} clients on loopback");
-        println!(
-            "  burst:  {burst} events x {clients} clients = {delivered} delivered in {:.3} s: {:.0} events/s delivered ({:.0} events/s per client)",
-            seconds,
-            delivered as f64 / seconds,
-            burst as f64 / seconds
-        );
-        let mut paced_ns: Vec<u64> = measured.iter().flat_map(|m| m.paced_ns.iter().copied()).collect();
-        paced_ns.sort_unstable();
-        println!(
-            "  publish -> receipt ({} receipts, 1 event/ms): p50 {:.3} ms, p99 {:.3} ms, max {:.3} ms",
-            paced_ns.len(),
-            percentile(&paced_ns, 0.50),
-            percentile(&paced_ns, 0.99),
-            percentile(&paced_ns, 1.0)
-        );
+        let ratio = ours.events_per_s / bare.events_per_s;
+        println!("ws_load: {clients} clients on loopback, the baseline and runner in one run");
+        println!("  burst of {burst} events to each client, delivered:");
+        println!("    bare tokio-tungstenite broadcast  {:>10.0} events/s", bare.events_per_s);
+        println!("    runner serve                      {:>10.0} events/s  ({ratio:.2}x the baseline)", ours.events_per_s);
+        println!("  publish -> receipt at 10,000 events/s ({paced} events, {} receipts each):", paced * clients);
+        let mut summary = json!({"clients": clients, "burst_ratio": ratio});
+        for (name, key, figures) in [("bare tokio-tungstenite", "bare", &bare), ("runner serve", "runner", &ours)] {
+            let got = figures.paced_ns.len();
+            println!(
+                "    {name:<32}  p50 {:.3} ms, p99 {:.3} ms, max {:.3} ms ({got} received)",
+                percentile(&figures.paced_ns, 0.50),
+                percentile(&figures.paced_ns, 0.99),
+                percentile(&figures.paced_ns, 1.0)
+            );
+            summary[key] = json!({
+                "burst_events_per_s": figures.events_per_s,
+                "paced_p50_ms": percentile(&figures.paced_ns, 0.50),
+                "paced_p99_ms": percentile(&figures.paced_ns, 0.99),
+                "paced_received": got,
+            });
+        }
         let mut line_ns: Vec<u64> = measured.iter().flat_map(|m| m.line_ns.iter().copied()).collect();
         line_ns.sort_unstable();
         println!(
-            "  process line -> receipt ({} receipts, 1 line/5ms): p50 {:.3} ms, p99 {:.3} ms, max {:.3} ms",
+            "  runner: process line -> receipt ({} receipts, 1 line/5ms): p50 {:.3} ms, p99 {:.3} ms, max {:.3} ms",
             line_ns.len(),
             percentile(&line_ns, 0.50),
             percentile(&line_ns, 0.99),
             percentile(&line_ns, 1.0)
         );
+        summary["runner"]["line_p50_ms"] = json!(percentile(&line_ns, 0.50));
+        summary["runner"]["line_p99_ms"] = json!(percentile(&line_ns, 0.99));
+        merge_summary("ws", summary);
     });
+}
+
+/// Merges `figures` under `key` into `target/bench/summary.json`.
+fn merge_summary(key: &str, figures: Value) {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench/summary.json");
+    let mut all: Value = std::fs::read_to_string(&path)
+        .ok()
+        .and_then(|text| serde_json::from_str(&text).ok())
+        .unwrap_or_else(|| json!({}));
+    all["figures"][key] = figures;
+    let _ = std::fs::create_dir_all(path.parent().expect("a parent"));
+    match std::fs::write(&path, serde_json::to_string_pretty(&all).expect("JSON") + "\n") {
+        Ok(()) => println!("merged into {}", path.display()),
+        Err(err) => eprintln!("cannot write {}: {err}", path.display()),
+    }
 }

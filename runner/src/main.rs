@@ -3,10 +3,10 @@ use runner::cli::{Cli, execute};
 use runner::process::leader;
 
 fn main() {
-    // Started as a task's group leader: becomes that program, before any
-    // thread or runtime exists (see `process::leader`).
-    leader::leader_main();
-    leader::use_trampoline();
+    // Started as the guardian of this runner's process groups: guards them,
+    // before any thread or runtime exists (see `process::leader`).
+    leader::guardian_main();
+    leader::use_guardian();
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_env("RUNNER_LOG"))
         .with_writer(std::io::stderr)

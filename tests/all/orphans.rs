@@ -102,6 +102,39 @@ async fn the_processes_of_a_killed_runners_exec_task_do_not_survive_the_next_run
     assert!(!record.exists(), "the record is gone with its group");
 }
 
+/// The `runner` binary's guardian kills the whole group the moment the
+/// runner is gone: no next runner start is needed, and what the leader
+/// started in the background goes too.
+#[tokio::test]
+async fn a_killed_runners_exec_task_group_dies_with_it_background_children_included() {
+    let dir = tempfile::tempdir().unwrap();
+    let pids = dir.path().join("pids");
+    let project = project(&format!(
+        "echo $$ > {0}; sleep 300 & echo $! >> {0}; (sleep 300; true) & echo $! >> {0}; wait",
+        pids.display()
+    ));
+    let mut runner = tokio::process::Command::new(runner_binary())
+        .args(["run", "slow"])
+        .current_dir(project.dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    eventually("the task wrote its three pids", || {
+        pids_in(&pids).len() == 3
+    })
+    .await;
+    let pids = pids_in(&pids);
+    assert!(pids.iter().all(|&p| alive(p)), "all three run: {pids:?}");
+    runner.start_kill().unwrap(); // SIGKILL: no destructor runs.
+    runner.wait().await.unwrap();
+    eventually("every process of the group died with the runner", || {
+        pids.iter().all(|&p| !alive(p))
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn the_processes_of_a_killed_runners_agent_cli_do_not_survive_the_next_runner_start() {
     let marker = unique("orphan-agent");

@@ -2,15 +2,18 @@
 //! outlives a runner that was killed.
 //!
 //! ## Two defences
-//! Every group leader is spawned with `PR_SET_PDEATHSIG = SIGKILL`, so it
-//! dies with the runner (how, without forking the runner: [`super::leader`]).
-//! Linux sends that signal when the *thread* that spawned it exits, so
-//! every child is spawned by one spawner thread that lives as long as the
-//! process. The signal reaches the leader only: what the
-//! leader started (`sh -c 'sleep 300 & ...'`) stays in the group. So each
-//! group is also recorded, one file per group under `<state dir>/groups/`,
-//! removed when the group ends; the next runner that starts on the state
-//! directory kills the groups of records whose runner is gone.
+//! In the `runner` binary, a guardian process kills every live group the
+//! moment the runner is gone, however it went ([`super::leader`]). Where
+//! there is no guardian (a library user), every group leader is spawned
+//! with `PR_SET_PDEATHSIG = SIGKILL` instead; Linux sends that signal when
+//! the *thread* that spawned it exits, so every such child is spawned by
+//! one spawner thread that lives as long as the process, and the signal
+//! reaches the leader only: what the leader started
+//! (`sh -c 'sleep 300 & ...'`) stays in the group. So, and in case the
+//! guardian itself was killed, each group is also recorded, one file per
+//! group under `<state dir>/groups/`, removed when the group ends; the next
+//! runner that starts on the state directory kills the groups of records
+//! whose runner is gone.
 //!
 //! ## Never a reused PID
 //! A record holds the group id (the leader's pid), the leader's start time
@@ -78,14 +81,14 @@ impl Record {
         format!("{}-{}", self.owner_pid, self.pgid)
     }
 
-    fn to_line(&self) -> String {
+    pub(crate) fn to_line(&self) -> String {
         format!(
             "{} {} {} {}\n",
             self.pgid, self.leader_start, self.owner_pid, self.owner_start
         )
     }
 
-    fn parse(text: &str) -> Option<Self> {
+    pub(crate) fn parse(text: &str) -> Option<Self> {
         let mut words = text.split_whitespace();
         let record = Self {
             pgid: words.next()?.parse().ok()?,
@@ -188,7 +191,7 @@ pub fn group_alive(pgid: i32) -> bool {
 }
 
 /// SIGKILLs every member, again while new ones appear. `true` if any was found.
-fn kill_group(record: &Record) -> bool {
+pub(crate) fn kill_group(record: &Record) -> bool {
     let mut found = false;
     for _ in 0..20 {
         let members = members(record);
@@ -207,6 +210,8 @@ fn kill_group(record: &Record) -> bool {
 /// A group recorded while it lives; the record goes when this is dropped.
 pub(crate) struct Recorded {
     path: Option<PathBuf>,
+    /// The group the guardian was told of.
+    announced: Option<i32>,
 }
 
 impl Drop for Recorded {
@@ -214,20 +219,40 @@ impl Drop for Recorded {
         if let Some(path) = &self.path {
             let _ = std::fs::remove_file(path);
         }
+        if let Some(pgid) = self.announced {
+            super::leader::withdraw(pgid);
+        }
     }
 }
 
-/// Records the group led by `leader`, if this process records groups.
+/// The start time of this process, read once.
+fn own_start() -> Option<u64> {
+    static START: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
+    *START.get_or_init(|| Some(proc_stat(std::process::id() as i32)?.start_time))
+}
+
+/// Records the group led by `leader`: to the guardian (see
+/// [`super::leader`]), and in the state directory if this process records
+/// groups.
 pub(crate) fn record(leader: u32) -> Recorded {
+    let mut recorded = Recorded {
+        path: None,
+        announced: None,
+    };
+    let (Some(leader_stat), Some(owner_start)) = (proc_stat(leader as i32), own_start()) else {
+        return recorded;
+    };
+    let record = Record {
+        pgid: leader as i32,
+        leader_start: leader_stat.start_time,
+        owner_pid: std::process::id() as i32,
+        owner_start,
+    };
+    if super::leader::announce(&record) {
+        recorded.announced = Some(record.pgid);
+    }
     let dir = RECORD_DIR.lock().expect("record dir lock").clone();
-    let me = std::process::id() as i32;
-    let path = dir.and_then(|dir| {
-        let record = Record {
-            pgid: leader as i32,
-            leader_start: proc_stat(leader as i32)?.start_time,
-            owner_pid: me,
-            owner_start: proc_stat(me)?.start_time,
-        };
+    recorded.path = dir.and_then(|dir| {
         match record.write(&dir) {
             Ok(path) => Some(path),
             Err(err) => {
@@ -239,7 +264,7 @@ pub(crate) fn record(leader: u32) -> Recorded {
             }
         }
     });
-    Recorded { path }
+    recorded
 }
 
 type SpawnReply = tokio::sync::oneshot::Sender<io::Result<tokio::process::Child>>;
@@ -247,7 +272,13 @@ type SpawnReply = tokio::sync::oneshot::Sender<io::Result<tokio::process::Child>
 /// Spawns `command` (made by [`super::leader::command`]) from the
 /// long-lived spawner thread, so that its leader's death signal comes
 /// with the runner's end, not with a worker thread's.
-pub(crate) async fn spawn(command: tokio::process::Command) -> io::Result<tokio::process::Child> {
+pub(crate) async fn spawn(
+    mut command: tokio::process::Command,
+) -> io::Result<tokio::process::Child> {
+    if super::leader::guarded() {
+        // Nothing ties the child to this thread's life.
+        return command.spawn();
+    }
     use std::sync::OnceLock;
     use std::sync::mpsc;
     type Request = (tokio::process::Command, tokio::runtime::Handle, SpawnReply);

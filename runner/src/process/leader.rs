@@ -1,78 +1,162 @@
 //! Starting a group leader that dies with the runner, without forking the
 //! runner.
 //!
-//! `PR_SET_PDEATHSIG` has to be set in the child, between fork and exec.
-//! Doing that with a `pre_exec` hook makes the standard library `fork` the
+//! ## Why not `PR_SET_PDEATHSIG`
+//! The death signal has to be set in the child, between fork and exec. A
+//! `pre_exec` hook does that, but it makes the standard library `fork` the
 //! whole runner: every mapping of a big address space (wasmtime's pools,
 //! the tokio runtime, the history) is copied, then torn down at `exec`,
 //! which made a pipeline of short commands spend most of its time in the
-//! kernel. So the `runner` binary starts each leader through itself: it
-//! spawns `/proc/self/exe` with `posix_spawn` (no copy of the address
-//! space), and that small process, before anything else in `main`, sets
-//! the death signal, checks the runner is still its parent, and `exec`s the
-//! real program in place: same pid, same group, same descriptors,
-//! environment and working directory. See [`leader_main`].
+//! kernel. Starting each leader through a second `exec` of the runner
+//! binary avoided the copy but cost a load of a large executable per task.
+//!
+//! ## The guardian
+//! So the `runner` binary starts one small process of its own, the
+//! guardian (`runner __runner-guardian`, in a process group of its own so
+//! a Ctrl-C at the terminal does not reach it), the first time it needs
+//! one. Leaders are then spawned with `posix_spawn` (no copy of the
+//! address space, no hook), and each group is announced to the guardian
+//! over a pipe, and withdrawn when it ends. When the runner exits, however
+//! it exits (`kill -9` included), the pipe closes and the guardian kills
+//! every group still announced, the leader's children included, then exits
+//! itself. A group is killed only while its leader has the start time
+//! announced, so a reused pid is left alone. See [`guardian_main`].
 //!
 //! A library user (the tests, an embedding program) has no such entry
-//! point, so there a `pre_exec` hook sets the signal as before.
+//! point, and a runner whose guardian is gone falls back the same way: a
+//! `pre_exec` hook sets the death signal as before.
 
+use super::groups::{self, Record};
 use std::ffi::OsStr;
-use std::io;
-use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::io::{self, BufRead, Write};
+use std::path::PathBuf;
+use std::process::{ChildStdin, Stdio};
+use std::sync::{Mutex, OnceLock};
 use tokio::process::Command;
 
-/// The first argument that makes `runner` a group leader's trampoline.
-const MARKER: &str = "__runner-group-leader";
+/// The first argument that makes `runner` the guardian.
+const MARKER: &str = "__runner-guardian";
 
-/// Set by [`use_trampoline`]: what to spawn to start a leader.
-static TRAMPOLINE: OnceLock<PathBuf> = OnceLock::new();
+/// Set by [`use_guardian`]: the executable that becomes the guardian.
+static EXE: OnceLock<PathBuf> = OnceLock::new();
 
-/// Starts every group leader through this executable from now on. Its
-/// `main` must call [`leader_main`] first.
-pub fn use_trampoline() {
+/// The guardian, once asked for.
+static GUARDIAN: Mutex<State> = Mutex::new(State::NotStarted);
+
+enum State {
+    NotStarted,
+    Running(Guardian),
+    /// It could not start or went away: leaders fall back to the hook.
+    Gone,
+}
+
+struct Guardian {
+    pipe: ChildStdin,
+    /// Kept so the guardian is reaped if it ends before the runner does.
+    child: std::process::Child,
+}
+
+/// Guards every group leader with a guardian started from this executable
+/// from now on. Its `main` must call [`guardian_main`] first.
+pub fn use_guardian() {
     let exe = PathBuf::from("/proc/self/exe");
     if exe.exists() {
-        let _ = TRAMPOLINE.set(exe);
+        let _ = EXE.set(exe);
     }
 }
 
-/// When this process was started as a group leader's trampoline, becomes
-/// the program it was asked to run (and never returns); otherwise returns
-/// at once. Call it first in `main`, before any thread or runtime starts.
-pub fn leader_main() {
+/// When this process was started as the guardian, guards the runner's
+/// groups until the runner is gone, then exits (never returns); otherwise
+/// returns at once. Call it first in `main`, before any thread starts.
+pub fn guardian_main() {
     let mut args = std::env::args_os().skip(1);
     if args.next().as_deref() != Some(OsStr::new(MARKER)) {
         return;
     }
-    let parent = args.next().and_then(|p| p.to_str()?.parse::<u32>().ok());
-    let (Some(parent), Some(program), Some(argv0)) = (parent, args.next(), args.next()) else {
+    if args.next().is_some() || std::io::IsTerminal::is_terminal(&io::stdin()) {
         eprintln!("runner: {MARKER} is for the runner's own use");
         std::process::exit(2);
-    };
-    if let Err(err) = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL) {
-        eprintln!(
-            "runner: cannot tie {} to the runner: {err}",
-            argv0.to_string_lossy()
-        );
-        std::process::exit(126);
     }
-    // The runner died before the signal was set: no signal will come.
-    if nix::unistd::getppid().as_raw() as u32 != parent {
-        std::process::exit(137);
+    let mut guarded: Vec<Record> = Vec::new();
+    // The pipe ends, cleanly or not, only when the runner is gone.
+    for line in io::stdin().lock().lines() {
+        let Ok(line) = line else { break };
+        apply(&mut guarded, &line);
     }
+    for record in &guarded {
+        groups::kill_group(record);
+    }
+    std::process::exit(0);
+}
+
+/// One line from the runner: `+ <record>` guards a group, `- <pgid>` lets
+/// it go.
+fn apply(guarded: &mut Vec<Record>, line: &str) {
+    if let Some(record) = line.strip_prefix("+ ").and_then(Record::parse) {
+        guarded.retain(|r| r.pgid != record.pgid);
+        guarded.push(record);
+    } else if let Some(pgid) = line.strip_prefix("- ").and_then(|p| p.trim().parse::<i32>().ok()) {
+        guarded.retain(|r| r.pgid != pgid);
+    }
+}
+
+/// Whether leaders are guarded by the guardian (started now if it was not
+/// yet): then they need neither the hook nor the spawner thread.
+pub(crate) fn guarded() -> bool {
+    let Some(exe) = EXE.get() else { return false };
+    let mut state = GUARDIAN.lock().expect("guardian lock");
+    if let State::NotStarted = *state {
+        // Never retried: a failed start falls back for good.
+        *state = match start(exe) {
+            Ok(guardian) => State::Running(guardian),
+            Err(err) => {
+                tracing::warn!("cannot start the process guardian {}: {err}", exe.display());
+                State::Gone
+            }
+        };
+    }
+    matches!(*state, State::Running(_))
+}
+
+fn start(exe: &PathBuf) -> io::Result<Guardian> {
     use std::os::unix::process::CommandExt;
-    // `exec` resets what the runtime changed (SIGPIPE ignored, the signal
-    // mask), so the program starts as it would from a shell.
-    let err = std::process::Command::new(&program)
-        .arg0(&argv0)
-        .args(args)
-        .exec();
-    eprintln!(
-        "runner: cannot run {}: {err}",
-        Path::new(&program).display()
-    );
-    std::process::exit(127);
+    let mut child = std::process::Command::new(exe)
+        .arg0("runner")
+        .arg(MARKER)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn()?;
+    let pipe = child.stdin.take().expect("piped stdin");
+    Ok(Guardian { pipe, child })
+}
+
+/// Tells the guardian, if there is one, to kill `record`'s group should
+/// the runner die; `false` if there is no guardian to tell.
+pub(crate) fn announce(record: &Record) -> bool {
+    send(&format!("+ {}", record.to_line()))
+}
+
+/// Tells the guardian the group led by `pgid` has ended.
+pub(crate) fn withdraw(pgid: i32) {
+    send(&format!("- {pgid}\n"));
+}
+
+fn send(line: &str) -> bool {
+    let mut state = GUARDIAN.lock().expect("guardian lock");
+    let State::Running(guardian) = &mut *state else {
+        return false;
+    };
+    if let Err(err) = guardian.pipe.write_all(line.as_bytes()) {
+        tracing::warn!(
+            "the process guardian is gone ({err}); child processes are tied to the runner by a death signal from now on"
+        );
+        let _ = guardian.child.try_wait();
+        *state = State::Gone;
+        return false;
+    }
+    true
 }
 
 /// A command that runs `program` as the leader of a new process group
@@ -80,26 +164,23 @@ pub fn leader_main() {
 /// `path` the `PATH` it will have (`None`: the runner's), to find it as
 /// `exec` would; a program that cannot be found fails here, as spawning it
 /// directly would.
-pub fn command(program: &str, cwd: &Path, path: Option<&OsStr>) -> io::Result<Command> {
-    let Some(trampoline) = TRAMPOLINE.get() else {
+pub fn command(program: &str, cwd: &std::path::Path, path: Option<&OsStr>) -> io::Result<Command> {
+    if !guarded() {
         let mut command = Command::new(program);
         tie_in_child(&mut command);
         command.process_group(0);
         return Ok(command);
-    };
+    }
+    // Found here, so the standard library's `posix_spawn` needs no search
+    // of its own in the child (which it would do by forking).
     let found = super::find_program_on(program, cwd, path)
         .ok_or_else(|| io::Error::from_raw_os_error(nix::libc::ENOENT))?;
-    let mut command = Command::new(trampoline);
-    command
-        .arg(MARKER)
-        .arg(std::process::id().to_string())
-        .arg(found)
-        .arg(program)
-        .process_group(0);
+    let mut command = Command::new(found);
+    command.arg0(program).process_group(0);
     Ok(command)
 }
 
-/// Sets the death signal in the forked child (the library's fallback).
+/// Sets the death signal in the forked child (the fallback).
 fn tie_in_child(command: &mut Command) {
     let parent = std::process::id();
     #[allow(unsafe_code)]
@@ -114,5 +195,25 @@ fn tie_in_child(command: &mut Command) {
             }
             Ok(())
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_guardian_keeps_the_groups_announced_and_not_withdrawn() {
+        let record = |pgid| Record {
+            pgid,
+            leader_start: 7,
+            owner_pid: 1,
+            owner_start: 2,
+        };
+        let mut guarded = Vec::new();
+        for line in ["+ 10 7 1 2", "+ 11 7 1 2", "- 10", "garbage", "+ 12 7 1", "+ 11 7 1 2"] {
+            apply(&mut guarded, line);
+        }
+        assert_eq!(guarded, vec![record(11)]);
     }
 }
