@@ -16,6 +16,7 @@ use protocol::Priority;
 use serde_json::Value;
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 pub use resolve::BUILTIN_TASK_TYPES;
@@ -216,7 +217,8 @@ pub struct Pipeline {
     pub name: String,
     pub description: Option<String>,
     /// In an order where every batch comes after the batches it depends on.
-    pub batches: Vec<Batch>,
+    /// Shared, so a run holds its batches (and their tasks) without a copy.
+    pub batches: Vec<Arc<Batch>>,
 }
 
 #[derive(Debug, Clone)]

@@ -90,11 +90,22 @@ pub struct ExecSpec {
 }
 
 impl ExecSpec {
-    /// `command = "make test"` runs through `sh -c`; `command = ["make", "test"]`
-    /// runs directly. Optional `cwd` (relative to `runner.toml`) and `env` table.
+    /// `command = "make test"` runs as `sh -c` would (directly when it is
+    /// plain words, see [`shell`]); `command = ["make", "test"]` runs directly. Optional `cwd` (relative to `runner.toml`) and `env` table.
     pub fn from_config(config: &Value, base_dir: &Path) -> Result<Self> {
+        let cwd = match config.get("cwd") {
+            Some(Value::String(dir)) => base_dir.join(dir),
+            Some(_) => bail!("`cwd` must be a string"),
+            None => base_dir.to_path_buf(),
+        };
+        let env = env_table(config).map_err(anyhow::Error::msg)?;
+        let path = env
+            .iter()
+            .rev()
+            .find(|(k, _)| k == "PATH")
+            .map(|(_, v)| std::ffi::OsStr::new(v.as_str()));
         let (program, args) = match config.get("command") {
-            Some(Value::String(line)) => shell(line),
+            Some(Value::String(line)) => shell(line, &cwd, path),
             Some(Value::Array(items)) => {
                 let mut words = items.iter().map(|v| v.as_str().map(str::to_string));
                 let program = words.next().flatten().context("`command` is empty")?;
@@ -107,12 +118,6 @@ impl ExecSpec {
             }
             _ => bail!("`command` must be a string or a list of strings"),
         };
-        let cwd = match config.get("cwd") {
-            Some(Value::String(dir)) => base_dir.join(dir),
-            Some(_) => bail!("`cwd` must be a string"),
-            None => base_dir.to_path_buf(),
-        };
-        let env = env_table(config).map_err(anyhow::Error::msg)?;
         Ok(Self {
             program,
             args,
@@ -123,15 +128,59 @@ impl ExecSpec {
     }
 }
 
-/// The program and arguments that run `line` through `sh -c`.
-pub fn shell(line: &str) -> (String, Vec<String>) {
-    ("sh".to_string(), vec!["-c".to_string(), line.to_string()])
+/// The program and arguments that run `line` as `sh -c` would: directly
+/// when it is plain words (see [`plain_words`]), as `make` does, saving a
+/// shell's start per command; through `sh -c` otherwise.
+///
+/// `cwd` and `path` (the `PATH` the command will have; `None`: the
+/// runner's) are where its first word is looked for.
+pub fn shell(line: &str, cwd: &Path, path: Option<&std::ffi::OsStr>) -> (String, Vec<String>) {
+    match plain_words(line, cwd, path) {
+        Some(mut words) => {
+            let program = words.remove(0);
+            (program, words)
+        }
+        None => ("sh".to_string(), vec!["-c".to_string(), line.to_string()]),
+    }
+}
+
+/// The words of `line` when the shell would do nothing to it but split it
+/// at blanks and run its first word from `PATH`: no quoting, expansion,
+/// redirection, operator, assignment or comment, and a first word that is
+/// neither a keyword nor a builtin that a program cannot stand in for
+/// (`cd`, `export`, ...). A first word that is not found on `PATH` also
+/// goes through the shell, so a mistyped command still fails with the
+/// shell's own `not found` and exit code 127.
+fn plain_words(line: &str, cwd: &Path, path: Option<&std::ffi::OsStr>) -> Option<Vec<String>> {
+    const PLAIN: &str = "-_./:,+%@=";
+    /// Keywords and builtins whose effect a program of that name would not have.
+    const SHELL_ONLY: &[&str] = &[
+        "!", ".", ":", "[", "alias", "bg", "break", "case", "cd", "command", "continue",
+        "do", "done", "elif", "else", "esac", "eval", "exec", "exit", "export", "fg", "fi",
+        "for", "function", "getopts", "hash", "if", "in", "jobs", "local", "pwd", "read",
+        "readonly", "return", "select", "set", "shift", "source", "then", "times", "trap",
+        "type", "ulimit", "umask", "unalias", "unset", "until", "wait", "while",
+    ];
+    let plain = |c: char| c.is_ascii_alphanumeric() || PLAIN.contains(c) || c == ' ' || c == '\t';
+    if !line.chars().all(plain) {
+        return None;
+    }
+    let words: Vec<String> = line.split([' ', '\t']).filter(|w| !w.is_empty()).map(str::to_string).collect();
+    let first = words.first()?;
+    if first.contains('=') || SHELL_ONLY.contains(&first.as_str()) {
+        return None;
+    }
+    // A path is left to the shell, which reports a missing one its own way.
+    if first.contains('/') {
+        return None;
+    }
+    super::find_program_on(first, cwd, path).map(|_| words)
 }
 
 impl ExecSpec {
     /// `line` through `sh -c` in `cwd`, with the runner's environment.
     pub fn shell(line: &str, cwd: &Path) -> Self {
-        let (program, args) = shell(line);
+        let (program, args) = shell(line, cwd, None);
         Self {
             program,
             args,
@@ -286,4 +335,57 @@ async fn stop(child: &mut Child, guard: &GroupGuard, ending: Ending) -> Ending {
     }
     guard.signal(Signal::SIGKILL);
     ending
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run_as(line: &str) -> (String, Vec<String>) {
+        shell(line, Path::new("/"), None)
+    }
+
+    #[test]
+    fn plain_words_run_directly_and_anything_the_shell_would_change_goes_through_it() {
+        assert_eq!(run_as("true"), ("true".into(), vec![]));
+        assert_eq!(
+            run_as("  sleep\t 1 "),
+            ("sleep".into(), vec!["1".to_string()])
+        );
+        assert_eq!(
+            run_as("env --chdir=/ A=b"),
+            ("env".into(), vec!["--chdir=/".to_string(), "A=b".to_string()])
+        );
+        for line in [
+            "echo $HOME",
+            "echo 'a b'",
+            "true && false",
+            "echo hi > out",
+            "echo ~",
+            "ls *.rs",
+            "FOO=bar env",
+            "cd /tmp",
+            "export A",
+            "pwd",
+            "echo a # comment",
+            "echo a\nb",
+            "./build.sh",
+            "no-such-program-anywhere x",
+            "",
+        ] {
+            assert_eq!(run_as(line).0, "sh", "{line:?} needs the shell");
+        }
+    }
+
+    #[test]
+    fn a_program_only_on_the_commands_own_path_is_found_there() {
+        let dir = tempfile::tempdir().unwrap();
+        let tool = dir.path().join("only-here");
+        std::fs::write(&tool, "#!/bin/sh\n").unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&tool, std::fs::Permissions::from_mode(0o755)).unwrap();
+        assert_eq!(run_as("only-here").0, "sh");
+        let path = dir.path().as_os_str();
+        assert_eq!(shell("only-here", Path::new("/"), Some(path)).0, "only-here");
+    }
 }

@@ -49,7 +49,7 @@ impl RunCtx {
     /// branch when the project is a repository, else the project directory.
     pub(super) async fn run_batch(
         self: &Arc<Self>,
-        batch: &Batch,
+        batch: &Arc<Batch>,
     ) -> (BatchStatus, Option<String>) {
         self.batch_status(batch, BatchStatus::Running, None, None);
         let workspace = match self.prepare_workspace(batch).await {

@@ -213,7 +213,7 @@ impl Runner {
                     let (ctx, batch) = (ctx.clone(), batch.clone());
                     running.spawn(async move {
                         let (status, error) = ctx.run_batch(&batch).await;
-                        (batch.id, status, error)
+                        (batch.id.clone(), status, error)
                     });
                 }
             }
@@ -233,7 +233,7 @@ impl Runner {
                 None => {
                     // Nothing running and nothing ready: only possible when a
                     // batch panicked; fail what is left.
-                    let left: Vec<&Batch> = pipeline
+                    let left: Vec<&Arc<Batch>> = pipeline
                         .batches
                         .iter()
                         .filter(|b| !started_batches.contains(&b.id))

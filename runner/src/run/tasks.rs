@@ -69,7 +69,7 @@ impl RunCtx {
     /// Expands the batch, runs its tasks in `dir` and reduces their results.
     pub(super) async fn run_tasks(
         self: &Arc<Self>,
-        batch: &Batch,
+        batch: &Arc<Batch>,
         dir: Arc<PathBuf>,
     ) -> (BatchStatus, Option<String>, Option<String>) {
         let fail = |error: String| (BatchStatus::Failed, Some(error), None);
@@ -104,9 +104,14 @@ impl RunCtx {
                 batch.batch_type
             ));
         }
-        let templates: HashMap<&str, &Task> =
-            batch.tasks.iter().map(|t| (t.id.as_str(), t)).collect();
-        let shared = Arc::new(batch.clone());
+        // A task names its template by index: nothing of it is copied.
+        let templates: HashMap<&str, usize> = batch
+            .tasks
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.id.as_str(), i))
+            .collect();
+        let shared = batch.clone();
         let any_failed = Arc::new(AtomicBool::new(false));
         let fail_fast = expansion.fail_fast;
         let mut results: Vec<TaskResult> = Vec::with_capacity(expansion.tasks.len());
@@ -120,7 +125,7 @@ impl RunCtx {
                             shared.clone(),
                             dir.clone(),
                             spec.clone(),
-                            task.clone(),
+                            task,
                             fail_fast,
                             any_failed.clone(),
                         )
@@ -131,7 +136,7 @@ impl RunCtx {
             ExecutionMode::Parallel => {
                 let mut set = JoinSet::new();
                 for (index, spec) in expansion.tasks.iter().enumerate() {
-                    let task = templates[spec.template.as_str()].clone();
+                    let task = templates[spec.template.as_str()];
                     let (ctx, batch, spec, flag) = (
                         self.clone(),
                         shared.clone(),
@@ -179,10 +184,11 @@ impl RunCtx {
         batch: Arc<Batch>,
         dir: Arc<PathBuf>,
         spec: TaskSpec,
-        task: Task,
+        task: usize,
         fail_fast: bool,
         any_failed: Arc<AtomicBool>,
     ) -> TaskResult {
+        let task = &batch.tasks[task];
         let finish =
             |status: TaskStatus, started_at: Option<DateTime<Utc>>, outcome: &TaskOutcome| {
                 let finished_at = Utc::now();
@@ -256,7 +262,9 @@ impl RunCtx {
             display_text: None,
         });
         let config: Value = serde_json::from_str(&spec.config).unwrap_or(Value::Null);
-        let outcome = self.execute(&batch, &dir, &spec, &task, &config).await;
+        // Boxed: a task waiting for its slot holds a small future, not
+        // the state of every executor (a 10,000-task batch spawns them all).
+        let outcome = Box::pin(self.execute(&batch, &dir, &spec, task, &config)).await;
         drop(permit);
         if outcome.status != TaskStatus::Completed {
             any_failed.store(true, Ordering::SeqCst);

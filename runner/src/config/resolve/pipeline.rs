@@ -6,6 +6,7 @@ use crate::config::raw::*;
 use crate::config::*;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::sync::Arc;
 
 impl Resolver<'_> {
     pub(super) fn pipeline(
@@ -122,7 +123,7 @@ impl Resolver<'_> {
         let mut by_index: Vec<Option<Batch>> = batches.into_iter().map(Some).collect();
         let batches = order
             .into_iter()
-            .map(|i| by_index[i].take().expect("each batch once"))
+            .map(|i| Arc::new(by_index[i].take().expect("each batch once")))
             .collect();
         Ok(Pipeline {
             name: name.to_string(),
