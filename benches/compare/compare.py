@@ -4,7 +4,8 @@
     python3 benches/compare/compare.py [--runner PATH] [--runs 5] [--quick]
 
 Prints medians and ratios, asserts nothing (the machines are shared), and
-writes every figure to target/bench/summary.json so two commits can be
+merges every figure into target/bench/summary.json (beside those of
+`cargo bench --bench store` and `--bench ws_load`), so two commits can be
 compared. Each pair runs alternately (A, B, A, B, ...) in the same process,
 so a busy moment hurts both sides alike.
 
@@ -217,10 +218,21 @@ def main():
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
+    # Merged: the cargo benches (store, ws_load) add their own keys.
     out = ROOT / "target/bench/summary.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(summary, indent=2) + "\n")
-    print(f"\nwrote {out}")
+    try:
+        merged = json.loads(out.read_text())
+    except (OSError, ValueError):
+        merged = {}
+    if not isinstance(merged.get("figures"), dict):
+        merged["figures"] = {}
+    merged["figures"].update(summary.pop("figures"))
+    merged.update(summary)
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    merged["commit"] = commit.stdout.strip() or None
+    out.write_text(json.dumps(merged, indent=2) + "\n")
+    print(f"\nmerged into {out}")
 
 
 if __name__ == "__main__":

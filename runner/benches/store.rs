@@ -12,6 +12,8 @@
 //! `RUNNER_BENCH_EVENTS`, `RUNNER_BENCH_TASKS` and `RUNNER_BENCH_ROUNDS`
 //! change the counts.
 
+mod summary;
+
 use protocol::{EventKind, LogLevel, Priority, RunStatus, Stream, TaskStatus};
 use runner::builtin::PLUGIN_DIR;
 use runner::config::Config;
@@ -120,6 +122,10 @@ fn events_per_second() {
         events as f64 / written.as_secs_f64(),
         size as f64 / 1e6
     );
+    summary::merge(
+        "store_write",
+        serde_json::json!({ "events": events, "events_per_s": events as f64 / written.as_secs_f64() }),
+    );
 }
 
 /// A `runner.toml` with `tasks` chaos blocks in `log` mode in one parallel batch.
@@ -209,6 +215,18 @@ async fn overhead() {
         percent(b),
         millis(c),
         percent(c)
+    );
+    summary::merge(
+        "store",
+        serde_json::json!({
+            "tasks": tasks,
+            "events_per_run": events,
+            "without_ms": a.as_secs_f64() * 1e3,
+            "with_ms": b.as_secs_f64() * 1e3,
+            "until_written_ms": c.as_secs_f64() * 1e3,
+            "run_overhead_percent": percent(b),
+            "until_written_overhead_percent": percent(c),
+        }),
     );
 }
 

@@ -3,8 +3,9 @@
 //! Prints, without asserting anything, for 50 clients on loopback, for
 //! `runner serve` and, in the same run, for a baseline: a bare
 //! tokio-tungstenite server that broadcasts each event's JSON (serialized
-//! once) to every client through a `tokio::sync::broadcast` channel, with
-//! no protocol, history or backpressure policy of its own:
+//! once) to every client through a `tokio::sync::broadcast` channel, each
+//! client's queued frames written together, with no protocol, history or
+//! backpressure policy of its own:
 //! 1. events per second delivered: a burst of log events published as fast
 //!    as possible, until every client has the last one (and the ratio of
 //!    runner to baseline);
@@ -19,6 +20,8 @@
 //! `RUNNER_BENCH_CLIENTS`, `RUNNER_BENCH_BURST`, `RUNNER_BENCH_PACED`
 //! (events at 10/ms) and `RUNNER_BENCH_LINES` change the counts. The
 //! figures are also merged into `target/bench/summary.json` under `ws`.
+
+mod summary;
 
 use futures_util::{SinkExt, StreamExt};
 use protocol::{EventKind, LogLevel};
@@ -152,8 +155,12 @@ impl Fanout {
     fn measured(&mut self, measured: &[Measured]) {
         let end = measured.iter().map(|m| m.burst_end_ns).max().unwrap_or(0);
         let delivered: usize = measured.iter().map(|m| m.burst_received).sum();
-        self.events_per_s = delivered as f64 / (end.saturating_sub(self.burst_start_ns) as f64 / 1e9);
-        self.paced_ns = measured.iter().flat_map(|m| m.paced_ns.iter().copied()).collect();
+        self.events_per_s =
+            delivered as f64 / (end.saturating_sub(self.burst_start_ns) as f64 / 1e9);
+        self.paced_ns = measured
+            .iter()
+            .flat_map(|m| m.paced_ns.iter().copied())
+            .collect();
         self.paced_ns.sort_unstable();
     }
 }
@@ -253,15 +260,23 @@ async fn baseline_server(
                 if ws.send(state).await.is_err() {
                     return;
                 }
+                // Every frame already queued goes out in one write.
                 loop {
-                    match frames.recv().await {
-                        Ok(text) => {
-                            if ws.send(Message::Text(text)).await.is_err() {
-                                return;
-                            }
-                        }
+                    let text = match frames.recv().await {
+                        Ok(text) => text,
                         Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
                         Err(_) => return,
+                    };
+                    if ws.feed(Message::Text(text)).await.is_err() {
+                        return;
+                    }
+                    while let Ok(text) = frames.try_recv() {
+                        if ws.feed(Message::Text(text)).await.is_err() {
+                            return;
+                        }
+                    }
+                    if ws.flush().await.is_err() {
+                        return;
                     }
                 }
             });
@@ -345,7 +360,7 @@ fn main() {
         println!("  burst of {burst} events to each client, delivered:");
         println!("    bare tokio-tungstenite broadcast  {:>10.0} events/s", bare.events_per_s);
         println!("    runner serve                      {:>10.0} events/s  ({ratio:.2}x the baseline)", ours.events_per_s);
-        println!("  publish -> receipt at 10,000 events/s ({paced} events, {} receipts each):", paced * clients);
+        println!("  publish -> receipt at 10,000 events/s ({paced} events to each client):");
         let mut summary = json!({"clients": clients, "burst_ratio": ratio});
         for (name, key, figures) in [("bare tokio-tungstenite", "bare", &bare), ("runner serve", "runner", &ours)] {
             let got = figures.paced_ns.len();
@@ -373,21 +388,6 @@ fn main() {
         );
         summary["runner"]["line_p50_ms"] = json!(percentile(&line_ns, 0.50));
         summary["runner"]["line_p99_ms"] = json!(percentile(&line_ns, 0.99));
-        merge_summary("ws", summary);
+        summary::merge("ws", summary);
     });
-}
-
-/// Merges `figures` under `key` into `target/bench/summary.json`.
-fn merge_summary(key: &str, figures: Value) {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench/summary.json");
-    let mut all: Value = std::fs::read_to_string(&path)
-        .ok()
-        .and_then(|text| serde_json::from_str(&text).ok())
-        .unwrap_or_else(|| json!({}));
-    all["figures"][key] = figures;
-    let _ = std::fs::create_dir_all(path.parent().expect("a parent"));
-    match std::fs::write(&path, serde_json::to_string_pretty(&all).expect("JSON") + "\n") {
-        Ok(()) => println!("merged into {}", path.display()),
-        Err(err) => eprintln!("cannot write {}: {err}", path.display()),
-    }
 }

@@ -155,17 +155,21 @@ fn plain_words(line: &str, cwd: &Path, path: Option<&std::ffi::OsStr>) -> Option
     const PLAIN: &str = "-_./:,+%@=";
     /// Keywords and builtins whose effect a program of that name would not have.
     const SHELL_ONLY: &[&str] = &[
-        "!", ".", ":", "[", "alias", "bg", "break", "case", "cd", "command", "continue",
-        "do", "done", "elif", "else", "esac", "eval", "exec", "exit", "export", "fg", "fi",
-        "for", "function", "getopts", "hash", "if", "in", "jobs", "local", "pwd", "read",
-        "readonly", "return", "select", "set", "shift", "source", "then", "times", "trap",
-        "type", "ulimit", "umask", "unalias", "unset", "until", "wait", "while",
+        "!", ".", ":", "[", "alias", "bg", "break", "case", "cd", "command", "continue", "do",
+        "done", "elif", "else", "esac", "eval", "exec", "exit", "export", "fg", "fi", "for",
+        "function", "getopts", "hash", "if", "in", "jobs", "local", "pwd", "read", "readonly",
+        "return", "select", "set", "shift", "source", "then", "times", "trap", "type", "ulimit",
+        "umask", "unalias", "unset", "until", "wait", "while",
     ];
     let plain = |c: char| c.is_ascii_alphanumeric() || PLAIN.contains(c) || c == ' ' || c == '\t';
     if !line.chars().all(plain) {
         return None;
     }
-    let words: Vec<String> = line.split([' ', '\t']).filter(|w| !w.is_empty()).map(str::to_string).collect();
+    let words: Vec<String> = line
+        .split([' ', '\t'])
+        .filter(|w| !w.is_empty())
+        .map(str::to_string)
+        .collect();
     let first = words.first()?;
     if first.contains('=') || SHELL_ONLY.contains(&first.as_str()) {
         return None;
@@ -354,7 +358,10 @@ mod tests {
         );
         assert_eq!(
             run_as("env --chdir=/ A=b"),
-            ("env".into(), vec!["--chdir=/".to_string(), "A=b".to_string()])
+            (
+                "env".into(),
+                vec!["--chdir=/".to_string(), "A=b".to_string()]
+            )
         );
         for line in [
             "echo $HOME",
@@ -386,6 +393,9 @@ mod tests {
         std::fs::set_permissions(&tool, std::fs::Permissions::from_mode(0o755)).unwrap();
         assert_eq!(run_as("only-here").0, "sh");
         let path = dir.path().as_os_str();
-        assert_eq!(shell("only-here", Path::new("/"), Some(path)).0, "only-here");
+        assert_eq!(
+            shell("only-here", Path::new("/"), Some(path)).0,
+            "only-here"
+        );
     }
 }

@@ -252,16 +252,14 @@ pub(crate) fn record(leader: u32) -> Recorded {
         recorded.announced = Some(record.pgid);
     }
     let dir = RECORD_DIR.lock().expect("record dir lock").clone();
-    recorded.path = dir.and_then(|dir| {
-        match record.write(&dir) {
-            Ok(path) => Some(path),
-            Err(err) => {
-                tracing::warn!(
-                    "cannot record process group {leader} in {}: {err}",
-                    dir.display()
-                );
-                None
-            }
+    recorded.path = dir.and_then(|dir| match record.write(&dir) {
+        Ok(path) => Some(path),
+        Err(err) => {
+            tracing::warn!(
+                "cannot record process group {leader} in {}: {err}",
+                dir.display()
+            );
+            None
         }
     });
     recorded

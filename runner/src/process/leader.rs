@@ -95,7 +95,10 @@ fn apply(guarded: &mut Vec<Record>, line: &str) {
     if let Some(record) = line.strip_prefix("+ ").and_then(Record::parse) {
         guarded.retain(|r| r.pgid != record.pgid);
         guarded.push(record);
-    } else if let Some(pgid) = line.strip_prefix("- ").and_then(|p| p.trim().parse::<i32>().ok()) {
+    } else if let Some(pgid) = line
+        .strip_prefix("- ")
+        .and_then(|p| p.trim().parse::<i32>().ok())
+    {
         guarded.retain(|r| r.pgid != pgid);
     }
 }
@@ -211,7 +214,14 @@ mod tests {
             owner_start: 2,
         };
         let mut guarded = Vec::new();
-        for line in ["+ 10 7 1 2", "+ 11 7 1 2", "- 10", "garbage", "+ 12 7 1", "+ 11 7 1 2"] {
+        for line in [
+            "+ 10 7 1 2",
+            "+ 11 7 1 2",
+            "- 10",
+            "garbage",
+            "+ 12 7 1",
+            "+ 11 7 1 2",
+        ] {
             apply(&mut guarded, line);
         }
         assert_eq!(guarded, vec![record(11)]);

@@ -38,6 +38,7 @@ impl Recorder {
         let spawned = std::thread::Builder::new()
             .name("runner-recorder".into())
             .spawn(move || {
+                super::background_priority();
                 if !missed.is_empty() && tx.send(Command::Events(missed)).is_err() {
                     return;
                 }
