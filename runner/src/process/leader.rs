@@ -28,7 +28,7 @@
 
 use super::groups::{self, Record};
 use std::ffi::OsStr;
-use std::io::{self, BufRead, Write};
+use std::io::{self, Read, Write};
 use std::path::PathBuf;
 use std::process::{ChildStdin, Stdio};
 use std::sync::{Mutex, OnceLock};
@@ -36,6 +36,10 @@ use tokio::process::Command;
 
 /// The first argument that makes `runner` the guardian.
 const MARKER: &str = "__runner-guardian";
+
+/// How long the guardian sleeps between reads of the pipe (so also how
+/// late, at most, it starts killing after the runner is gone).
+const READ_PAUSE: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// Set by [`use_guardian`]: the executable that becomes the guardian.
 static EXE: OnceLock<PathBuf> = OnceLock::new();
@@ -78,10 +82,28 @@ pub fn guardian_main() {
         std::process::exit(2);
     }
     let mut guarded: Vec<Record> = Vec::new();
-    // The pipe ends, cleanly or not, only when the runner is gone.
-    for line in io::stdin().lock().lines() {
-        let Ok(line) = line else { break };
-        apply(&mut guarded, &line);
+    let mut stdin = io::stdin().lock();
+    let mut pending = Vec::new();
+    let mut buf = [0u8; 16 << 10];
+    // The pipe ends, cleanly or not, only when the runner is gone; what the
+    // runner wrote before it went is still read. So the guardian reads in
+    // rounds, a pause apart, rather than waking for every line (two per
+    // task): the runner never waits for it, and a pipe holds far more than
+    // a pause's worth of lines.
+    loop {
+        let n = match stdin.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => break,
+        };
+        pending.extend_from_slice(&buf[..n]);
+        let complete = pending.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        for line in String::from_utf8_lossy(&pending[..complete]).lines() {
+            apply(&mut guarded, line);
+        }
+        pending.drain(..complete);
+        std::thread::sleep(READ_PAUSE);
     }
     for record in &guarded {
         groups::kill_group(record);
