@@ -98,7 +98,10 @@ pub fn guardian_main() {
             Err(_) => break,
         };
         pending.extend_from_slice(&buf[..n]);
-        let complete = pending.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        let complete = pending
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |i| i + 1);
         for line in String::from_utf8_lossy(&pending[..complete]).lines() {
             apply(&mut guarded, line);
         }
