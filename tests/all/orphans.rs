@@ -63,57 +63,22 @@ config = {{ command = "echo hello" }}
     ))
 }
 
-#[tokio::test]
-async fn the_processes_of_a_killed_runners_exec_task_do_not_survive_the_next_runner_start() {
+/// Starts `runner run slow` with a task that writes its shell's pid, then
+/// the pids of the two background jobs `jobs` starts, to a file; returns
+/// the runner and the three pids once they are written.
+/// The project and the folder of the pid file are returned to live as long
+/// as the test.
+async fn run_three_processes(
+    jobs: &str,
+) -> (Project, tempfile::TempDir, tokio::process::Child, Vec<u32>) {
     let dir = tempfile::tempdir().unwrap();
     let pids = dir.path().join("pids");
+    let file = pids.display().to_string();
     let project = project(&format!(
-        "echo $$ > {0}; sleep 300 & echo $! >> {0}; sleep 300 & echo $! >> {0}; wait",
-        pids.display()
+        "echo $$ > {file}; {}; wait",
+        jobs.replace("PIDS", &file)
     ));
-    let mut runner = tokio::process::Command::new(runner_binary())
-        .args(["run", "slow"])
-        .current_dir(project.dir.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    eventually("the task wrote its three pids", || {
-        pids_in(&pids).len() == 3
-    })
-    .await;
-    let pids = pids_in(&pids);
-    let (leader, sleepers) = (pids[0], &pids[1..]);
-    let record = groups::records_dir(Path::new(&shared_state_dir()))
-        .join(format!("{}-{leader}", runner.id().unwrap()));
-    eventually("the live group is recorded", || record.exists()).await;
-
-    runner.start_kill().unwrap(); // SIGKILL: no destructor runs.
-    runner.wait().await.unwrap();
-    eventually("the group leader died with the runner", || !alive(leader)).await;
-
-    let (code, stdout, stderr) = run_binary(project.dir.path(), &["run", "quick"], &[]).await;
-    assert_eq!(code, 0, "stdout: {stdout}\nstderr: {stderr}");
-    eventually("the next runner killed the rest of the group", || {
-        sleepers.iter().all(|&p| !alive(p))
-    })
-    .await;
-    assert!(!record.exists(), "the record is gone with its group");
-}
-
-/// The `runner` binary's guardian kills the whole group the moment the
-/// runner is gone: no next runner start is needed, and what the leader
-/// started in the background goes too.
-#[tokio::test]
-async fn a_killed_runners_exec_task_group_dies_with_it_background_children_included() {
-    let dir = tempfile::tempdir().unwrap();
-    let pids = dir.path().join("pids");
-    let project = project(&format!(
-        "echo $$ > {0}; sleep 300 & echo $! >> {0}; (sleep 300; true) & echo $! >> {0}; wait",
-        pids.display()
-    ));
-    let mut runner = tokio::process::Command::new(runner_binary())
+    let runner = tokio::process::Command::new(runner_binary())
         .args(["run", "slow"])
         .current_dir(project.dir.path())
         .stdout(Stdio::null())
@@ -127,6 +92,69 @@ async fn a_killed_runners_exec_task_group_dies_with_it_background_children_inclu
     .await;
     let pids = pids_in(&pids);
     assert!(pids.iter().all(|&p| alive(p)), "all three run: {pids:?}");
+    (project, dir, runner, pids)
+}
+
+/// The guardian the runner `runner` started, found through `/proc`.
+fn guardian_of(runner: u32) -> u32 {
+    let found = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .find(|pid| {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let parent = stat
+                .rsplit_once(") ")
+                .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<u32>().ok());
+            parent == Some(runner)
+                && String::from_utf8_lossy(&cmdline).contains("__runner-guardian")
+        });
+    found.unwrap_or_else(|| panic!("runner {runner} has no guardian"))
+}
+
+/// The second defence: with the guardian killed as well, nothing kills
+/// the group when the runner goes, and the next runner start does.
+#[tokio::test]
+async fn the_processes_of_a_killed_runners_exec_task_do_not_survive_the_next_runner_start() {
+    let (project, _dir, mut runner, pids) =
+        run_three_processes("sleep 300 & echo $! >> PIDS; sleep 300 & echo $! >> PIDS").await;
+    let leader = pids[0];
+    let record = groups::records_dir(Path::new(&shared_state_dir()))
+        .join(format!("{}-{leader}", runner.id().unwrap()));
+    eventually("the live group is recorded", || record.exists()).await;
+
+    let guardian = guardian_of(runner.id().unwrap());
+    let killed = std::process::Command::new("kill")
+        .args(["-9", &guardian.to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    eventually("the guardian is gone", || !alive(guardian)).await;
+    runner.start_kill().unwrap(); // SIGKILL: no destructor runs.
+    runner.wait().await.unwrap();
+    assert!(
+        pids.iter().all(|&p| alive(p)),
+        "nothing killed the group yet"
+    );
+
+    let (code, stdout, stderr) = run_binary(project.dir.path(), &["run", "quick"], &[]).await;
+    assert_eq!(code, 0, "stdout: {stdout}\nstderr: {stderr}");
+    eventually("the next runner killed the whole group", || {
+        pids.iter().all(|&p| !alive(p))
+    })
+    .await;
+    assert!(!record.exists(), "the record is gone with its group");
+}
+
+/// The `runner` binary's guardian kills the whole group the moment the
+/// runner is gone: no next runner start is needed, and what the leader
+/// started in the background goes too.
+#[tokio::test]
+async fn a_killed_runners_exec_task_group_dies_with_it_background_children_included() {
+    let (_project, _dir, mut runner, pids) =
+        run_three_processes("sleep 300 & echo $! >> PIDS; (sleep 300; true) & echo $! >> PIDS")
+            .await;
     runner.start_kill().unwrap(); // SIGKILL: no destructor runs.
     runner.wait().await.unwrap();
     eventually("every process of the group died with the runner", || {

@@ -358,10 +358,7 @@ impl Store {
         let (tx, rx) = mpsc::channel();
         std::thread::Builder::new()
             .name("runner-store".into())
-            .spawn(move || {
-                background_priority();
-                writer.run(rx)
-            })
+            .spawn(move || writer.run(rx))
             .map_err(|err| StoreError::Open {
                 path: path.clone(),
                 message: format!("cannot start the writer thread: {err}"),
@@ -465,26 +462,5 @@ impl Store {
             Some(message) => Err(StoreError::Write(message)),
             None => Ok(()),
         }
-    }
-}
-
-/// How much lower than the run the history's threads are scheduled: the
-/// tasks of a busy run go first and the history catches up in the gaps (a
-/// niced thread still gets its share, so it never stops). Recording cost a
-/// CPU-bound run 44 % of its time before; see `cargo bench --bench store`.
-const BACKGROUND_NICE: i32 = 10;
-
-/// Lowers the calling thread's scheduling priority (Linux: `setpriority`
-/// on a thread id applies to that thread only).
-pub(crate) fn background_priority() {
-    let tid = nix::unistd::gettid().as_raw() as nix::libc::id_t;
-    #[allow(unsafe_code)]
-    // SAFETY: `setpriority` takes plain integers and touches no memory.
-    let done = unsafe { nix::libc::setpriority(nix::libc::PRIO_PROCESS, tid, BACKGROUND_NICE) };
-    if done != 0 {
-        tracing::debug!(
-            "history: cannot lower the writer's priority: {}",
-            std::io::Error::last_os_error()
-        );
     }
 }

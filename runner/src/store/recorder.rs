@@ -10,6 +10,9 @@ use std::time::{Duration, Instant};
 /// How many events the forwarding thread hands over at once, at most.
 const FORWARD_BATCH: usize = 1024;
 
+/// How long the forwarding thread waits between rounds while events flow.
+const FORWARD_PAUSE: Duration = Duration::from_millis(2);
+
 /// Writes every event of a bus to a [`Store`], from the moment it starts.
 ///
 /// A thread of its own takes events off the bus subscription and hands them
@@ -38,20 +41,36 @@ impl Recorder {
         let spawned = std::thread::Builder::new()
             .name("runner-recorder".into())
             .spawn(move || {
-                super::background_priority();
                 if !missed.is_empty() && tx.send(Command::Events(missed)).is_err() {
                     return;
                 }
                 while let Some(event) = events.blocking_recv() {
                     let mut batch = vec![event];
-                    while batch.len() < FORWARD_BATCH {
+                    // While events flow, take them in rounds a pause apart:
+                    // a publisher then seldom has a sleeping thread to wake
+                    // (a wake-up per event cost a busy run more than the
+                    // writing did). Idle, it sleeps until the next event.
+                    loop {
+                        while batch.len() < FORWARD_BATCH {
+                            match events.try_recv() {
+                                Ok(event) => batch.push(event),
+                                Err(_) => break,
+                            }
+                        }
+                        let full = batch.len() == FORWARD_BATCH;
+                        if tx
+                            .send(Command::Events(std::mem::take(&mut batch)))
+                            .is_err()
+                        {
+                            return;
+                        }
+                        if !full {
+                            std::thread::sleep(FORWARD_PAUSE);
+                        }
                         match events.try_recv() {
                             Ok(event) => batch.push(event),
                             Err(_) => break,
                         }
-                    }
-                    if tx.send(Command::Events(batch)).is_err() {
-                        return;
                     }
                 }
             });
