@@ -16,6 +16,7 @@
 //! - [`config`]: reads and checks `runner.toml`, every table of it (`resolve/`: the checks, by table).
 //! - [`plugin`]: loads components and calls them, sandboxed.
 //! - [`store`]: the SQLite history of runs (beside `plugin`; `writer/`: the writer thread).
+//! - [`queue`]: the PostgreSQL task queue `runner worker` claims from (beside `store`).
 //! - [`git`]: batch worktrees (`workspace/`), merges and their retention (beside `plugin`).
 //! - [`agents`]: the coding agents' CLIs, their queues (`queue`) and commands (`command`).
 //! - [`run`]: schedules a pipeline's batches (`batch`: one batch and its scripts), and their tasks (`tasks`, `execute`).
@@ -37,6 +38,7 @@ pub mod config;
 
 pub mod git;
 pub mod plugin;
+pub mod queue;
 pub mod store;
 
 pub mod agents;

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// Each top-level module and its layer: a module may import only modules of
-/// a lower layer. The leaves stand on `units` alone; `store` and `git` sit
+/// a lower layer. The leaves stand on `units` alone; `store`, `queue` and `git` sit
 /// beside `plugin`: above `config`, and neither imports the other or `plugin`.
 const LAYERS: &[(&str, u32)] = &[
     ("units", 0),
@@ -19,6 +19,7 @@ const LAYERS: &[(&str, u32)] = &[
     ("config", 2),
     ("plugin", 3),
     ("store", 3),
+    ("queue", 3),
     ("git", 3),
     ("agents", 4),
     ("run", 5),

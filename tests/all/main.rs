@@ -16,6 +16,7 @@ mod orphans;
 mod output;
 mod pipelines;
 mod plugins;
+mod queue;
 mod sandbox;
 mod scaffold;
 mod server;

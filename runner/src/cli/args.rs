@@ -141,6 +141,29 @@ pub enum Command {
         #[arg(long)]
         lang: super::new::Lang,
     },
+    /// Claim tasks from a PostgreSQL queue and run them, until Ctrl-C or SIGTERM.
+    Worker {
+        /// The queue's database: postgres://USER@HOST:PORT/DATABASE.
+        #[arg(long)]
+        queue: String,
+        /// The schema holding the queue (created when missing).
+        #[arg(long, default_value = "runner")]
+        schema: String,
+        /// How long a claim holds without a heartbeat (heartbeats every third of it).
+        #[arg(long, default_value = "30s", value_parser = parse_duration_arg)]
+        lease: std::time::Duration,
+        /// This worker's name, as leases and claims record it (default: HOST-PID).
+        #[arg(long)]
+        name: Option<String>,
+        /// How often an idle worker looks for work behind the notifications.
+        #[arg(long, default_value = "1s", value_parser = parse_duration_arg)]
+        poll: std::time::Duration,
+    },
+    /// Enqueue tasks into a PostgreSQL queue, or show its counts.
+    Queue {
+        #[command(subcommand)]
+        command: super::worker::QueueCommand,
+    },
     /// Apply the retentions now: old batch branches, worktrees of stopped runs, old history logs.
     Gc {
         /// Print what would be removed, and remove nothing.

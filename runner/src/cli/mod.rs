@@ -13,6 +13,7 @@ mod new;
 mod output;
 mod plugin;
 mod run;
+mod worker;
 
 pub use args::{Cli, Command};
 
@@ -43,6 +44,8 @@ pub enum Error {
     Store(#[from] crate::store::StoreError),
     #[error(transparent)]
     Pipeline(#[from] crate::config::PipelineError),
+    #[error(transparent)]
+    Queue(#[from] crate::queue::QueueError),
     #[error("{0}")]
     Usage(String),
     #[error(transparent)]
@@ -56,7 +59,8 @@ impl Error {
             | Self::Pipeline(_)
             | Self::Plugin(_)
             | Self::Usage(_)
-            | Self::Store(_) => exit::INVALID,
+            | Self::Store(_)
+            | Self::Queue(_) => exit::INVALID,
             Self::Other(_) => exit::FAILED,
         }
     }
@@ -97,6 +101,26 @@ pub async fn execute(cli: Cli) -> Result<i32, Error> {
     }
     if let Command::Plugin { command } = &cli.command {
         return plugin::execute(command);
+    }
+    if let Command::Worker {
+        queue,
+        schema,
+        lease,
+        name,
+        poll,
+    } = cli.command
+    {
+        let options = worker::WorkerOptions {
+            url: queue,
+            schema,
+            lease,
+            name: name.unwrap_or_else(worker::default_name),
+            poll,
+        };
+        return worker::worker(options).await;
+    }
+    if let Command::Queue { command } = cli.command {
+        return worker::queue_command(command).await;
     }
     let config = Arc::new(Config::load(&cli.config)?);
     match cli.command {
@@ -154,5 +178,8 @@ pub async fn execute(cli: Cli) -> Result<i32, Error> {
         Command::Gc { dry_run } => gc::gc(&config, dry_run),
         Command::New { .. } => unreachable!("`new` runs before the config loads"),
         Command::Plugin { command } => plugin::execute(&command),
+        Command::Worker { .. } | Command::Queue { .. } => {
+            unreachable!("`worker` and `queue` run without a config")
+        }
     }
 }

@@ -1,0 +1,369 @@
+//! `runner worker`: claims tasks from a PostgreSQL queue and runs them;
+//! `runner queue`: enqueues tasks and shows the counts.
+//!
+//! A task runs while its lease holds: heartbeats every third of the lease;
+//! when one finds the lease gone (the worker was stopped or cut off past
+//! it, and the reaper gave the task back) the task's process group is
+//! killed and the task is not completed. A lost connection is reconnected
+//! with backoff; Ctrl-C or SIGTERM stops claiming, hands the running task
+//! back and exits.
+
+use super::{Error, exit};
+use crate::process::exec::{self, Ending, ExecSpec};
+use crate::queue::{Completion, Lease, NewTask, Outcome, Queue, QueueError};
+use clap::Subcommand;
+use serde_json::{Value, json};
+use std::time::Duration;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+/// How much of a task's output its result keeps (the end of it).
+const OUTPUT_TAIL: usize = 4096;
+/// The longest wait between reconnection attempts.
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// A task with no `timeout` may run this long.
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
+
+#[derive(Debug, Subcommand)]
+pub enum QueueCommand {
+    /// Enqueue one exec task: `runner queue enqueue --queue URL -- make test`.
+    Enqueue {
+        #[arg(long)]
+        queue: String,
+        #[arg(long, default_value = "runner")]
+        schema: String,
+        /// Lower runs first.
+        #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
+        priority: i32,
+        #[arg(long, default_value_t = 3)]
+        max_attempts: i32,
+        /// The command and its arguments.
+        #[arg(required = true, last = true)]
+        command: Vec<String>,
+    },
+    /// How many tasks are in each state.
+    Status {
+        #[arg(long)]
+        queue: String,
+        #[arg(long, default_value = "runner")]
+        schema: String,
+    },
+}
+
+/// What `runner worker` was asked.
+#[derive(Debug, Clone)]
+pub struct WorkerOptions {
+    pub url: String,
+    pub schema: String,
+    pub lease: Duration,
+    pub name: String,
+    pub poll: Duration,
+}
+
+/// HOST-PID.
+pub fn default_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "worker".to_string());
+    format!("{host}-{}", std::process::id())
+}
+
+pub async fn queue_command(command: QueueCommand) -> Result<i32, Error> {
+    match command {
+        QueueCommand::Enqueue {
+            queue,
+            schema,
+            priority,
+            max_attempts,
+            command,
+        } => {
+            let mut queue = Queue::connect(&queue, &schema, "runner queue").await?;
+            let task = NewTask {
+                priority,
+                payload: json!({"kind": "exec", "command": command}),
+                max_attempts,
+            };
+            let ids = queue.enqueue(&[task]).await?;
+            println!("{}", ids[0]);
+        }
+        QueueCommand::Status { queue, schema } => {
+            let queue = Queue::connect(&queue, &schema, "runner queue").await?;
+            for (state, count) in queue.counts().await? {
+                println!("{state:<22} {count}");
+            }
+        }
+    }
+    Ok(exit::OK)
+}
+
+/// Doubling waits between reconnections, up to [`MAX_BACKOFF`].
+struct Backoff(Duration);
+
+impl Backoff {
+    fn new() -> Self {
+        Self(Duration::from_millis(50))
+    }
+    fn next(&mut self) -> Duration {
+        let wait = self.0;
+        self.0 = (self.0 * 2).min(MAX_BACKOFF);
+        wait
+    }
+}
+
+struct Worker {
+    options: WorkerOptions,
+    queue: Option<Queue>,
+    backoff: Backoff,
+    stop: CancellationToken,
+}
+
+impl Worker {
+    /// The connection, connecting once if there is none. A URL or schema
+    /// that can never work is an error; anything else waits the backoff.
+    async fn queue(&mut self) -> Result<Option<&mut Queue>, QueueError> {
+        if self.queue.as_ref().is_some_and(Queue::is_closed) {
+            eprintln!(
+                "worker {}: the connection ended; reconnecting",
+                self.options.name
+            );
+            self.queue = None;
+        }
+        if self.queue.is_none() {
+            let application = format!("runner worker {}", self.options.name);
+            let connected =
+                match Queue::connect(&self.options.url, &self.options.schema, &application).await {
+                    Ok(queue) => queue.listen().await.map(|()| queue),
+                    Err(err) => Err(err),
+                };
+            match connected {
+                Ok(queue) => {
+                    self.backoff = Backoff::new();
+                    self.queue = Some(queue);
+                }
+                Err(err) if err.is_disconnect() => {
+                    let wait = self.backoff.next();
+                    eprintln!(
+                        "worker {}: {err}; retrying in {}",
+                        self.options.name,
+                        crate::units::format_duration(wait)
+                    );
+                    tokio::select! {
+                        () = tokio::time::sleep(wait) => {}
+                        () = self.stop.cancelled() => {}
+                    }
+                    return Ok(None);
+                }
+                Err(err) => return Err(err),
+            }
+        }
+        Ok(self.queue.as_mut())
+    }
+
+    /// Notes a failed statement: a lost connection is reconnected later.
+    fn failed(&mut self, err: &QueueError) {
+        eprintln!("worker {}: {err}", self.options.name);
+        if err.is_disconnect() {
+            self.queue = None;
+        }
+    }
+
+    async fn run(mut self) -> Result<(), QueueError> {
+        let WorkerOptions { lease, poll, .. } = self.options;
+        let name = self.options.name.clone();
+        let stop = self.stop.clone();
+        while !stop.is_cancelled() {
+            let Some(queue) = self.queue().await? else {
+                continue;
+            };
+            if let Err(err) = queue.reap().await {
+                self.failed(&err);
+                continue;
+            }
+            match queue.claim(&name, lease).await {
+                Ok(Some(claimed)) => self.run_task(claimed).await,
+                Ok(None) => {
+                    tokio::select! {
+                        () = queue.woken() => {}
+                        () = tokio::time::sleep(poll) => {}
+                        () = stop.cancelled() => {}
+                    }
+                }
+                Err(err) => self.failed(&err),
+            }
+        }
+        eprintln!("worker {name}: stopped");
+        Ok(())
+    }
+
+    /// Runs one claimed task while its lease holds, then completes it.
+    async fn run_task(&mut self, lease: Lease) {
+        let length = self.options.lease;
+        let name = self.options.name.clone();
+        eprintln!(
+            "worker {name}: task {} attempt {}/{}",
+            lease.task, lease.attempt, lease.max_attempts
+        );
+        let stop = self.stop.clone();
+        let cancel = CancellationToken::new();
+        let task = execute(&lease, &cancel);
+        tokio::pin!(task);
+        let mut tick = tokio::time::interval_at(Instant::now() + length / 3, length / 3);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut held_until = Instant::now() + length;
+        let outcome = loop {
+            tokio::select! {
+                biased;
+                outcome = &mut task => break outcome,
+                () = stop.cancelled(), if !cancel.is_cancelled() => cancel.cancel(),
+                _ = tick.tick() => {
+                    // A task that ended while this worker was stopped is
+                    // reported (and fenced by the database), not stopped.
+                    if let Ok(outcome) = tokio::time::timeout(Duration::from_millis(100), &mut task).await {
+                        break outcome;
+                    }
+                    let beat = match self.queue().await {
+                        Ok(Some(queue)) => queue.heartbeat(&lease, length).await,
+                        Ok(None) => Err(QueueError::Disconnected { message: "reconnecting".into() }),
+                        Err(err) => Err(err),
+                    };
+                    match beat {
+                        Ok(true) => held_until = Instant::now() + length,
+                        Ok(false) => {
+                            eprintln!("worker {name}: the lease of task {} is gone; stopping it", lease.task);
+                            cancel.cancel();
+                            let _ = (&mut task).await;
+                            return;
+                        }
+                        Err(err) => {
+                            self.failed(&err);
+                            if Instant::now() > held_until {
+                                eprintln!("worker {name}: no heartbeat for the whole lease of task {}; stopping it", lease.task);
+                                cancel.cancel();
+                                let _ = (&mut task).await;
+                                return;
+                            }
+                        }
+                    }
+                }
+            }
+        };
+        let Some(outcome) = outcome else {
+            // Stopped by Ctrl-C or SIGTERM: hand the task back.
+            if let Ok(Some(queue)) = self.queue().await {
+                let _ = queue.release(&lease).await;
+            }
+            return;
+        };
+        // The lease fences the completion, so it may be retried freely.
+        for _ in 0..20 {
+            let completed = match self.queue().await {
+                Ok(Some(queue)) => queue.complete(&lease, &outcome).await,
+                Ok(None) => continue,
+                Err(err) => Err(err),
+            };
+            match completed {
+                Ok(Completion::Applied) => return,
+                Ok(Completion::Rejected { reason }) => {
+                    eprintln!(
+                        "worker {name}: the completion of task {} was rejected: {reason}",
+                        lease.task
+                    );
+                    return;
+                }
+                Err(err) => self.failed(&err),
+            }
+            if self.stop.is_cancelled() {
+                return;
+            }
+        }
+    }
+}
+
+/// Runs a task's payload: `{"kind": "exec", "command": …}` (the `exec`
+/// task's fields; the default kind) or `{"kind": "noop"}`. `None`: aborted.
+async fn execute(lease: &Lease, cancel: &CancellationToken) -> Option<Outcome> {
+    let failed = |error: String| {
+        Some(Outcome::Failed {
+            error,
+            result: Value::Null,
+        })
+    };
+    let kind = lease
+        .payload
+        .get("kind")
+        .and_then(Value::as_str)
+        .unwrap_or("exec");
+    match kind {
+        "noop" => Some(Outcome::Completed(json!({}))),
+        "exec" => {
+            let cwd = std::env::current_dir().unwrap_or_else(|_| "/".into());
+            let mut spec = match ExecSpec::from_config(&lease.payload, &cwd) {
+                Ok(spec) => spec,
+                Err(err) => return failed(format!("task {}: {err:#}", lease.task)),
+            };
+            spec.env.extend([
+                ("RUNNER_TASK_ID".to_string(), lease.task.to_string()),
+                ("RUNNER_TASK_ATTEMPT".to_string(), lease.attempt.to_string()),
+                ("RUNNER_WORKER".to_string(), lease.worker.clone()),
+            ]);
+            let timeout = match lease.payload.get("timeout") {
+                None => DEFAULT_TIMEOUT,
+                Some(Value::String(text)) => match crate::units::parse_duration(text) {
+                    Ok(timeout) => timeout,
+                    Err(err) => return failed(format!("task {}: `timeout`: {err}", lease.task)),
+                },
+                Some(_) => {
+                    return failed(format!(
+                        "task {}: `timeout` must be a string like \"30s\"",
+                        lease.task
+                    ));
+                }
+            };
+            let mut output = Vec::new();
+            let ending = exec::run(&spec, timeout, cancel, |_, data| {
+                output.extend_from_slice(data);
+                if output.len() > 2 * OUTPUT_TAIL {
+                    output.drain(..output.len() - OUTPUT_TAIL);
+                }
+            })
+            .await;
+            let start = output.len().saturating_sub(OUTPUT_TAIL);
+            let tail = String::from_utf8_lossy(&output[start..]).into_owned();
+            match ending {
+                Err(err) => failed(format!("{err:#}")),
+                Ok(Ending::Aborted) => None,
+                Ok(ending) => {
+                    let result = json!({"exit_code": ending.exit_code(), "output": tail});
+                    Some(
+                        match ending.error(&format!("`{}`", spec.program), timeout) {
+                            None => Outcome::Completed(result),
+                            Some(error) => Outcome::Failed { error, result },
+                        },
+                    )
+                }
+            }
+        }
+        other => failed(format!(
+            "unknown task kind `{other}`: this worker runs `exec` and `noop` tasks"
+        )),
+    }
+}
+
+/// `runner worker`: until Ctrl-C or SIGTERM.
+pub async fn worker(options: WorkerOptions) -> Result<i32, Error> {
+    let stop = super::run::cancel_on_signal();
+    eprintln!(
+        "worker {}: schema {}, lease {}",
+        options.name,
+        options.schema,
+        crate::units::format_duration(options.lease)
+    );
+    let worker = Worker {
+        options,
+        queue: None,
+        backoff: Backoff::new(),
+        stop,
+    };
+    worker.run().await?;
+    Ok(exit::OK)
+}

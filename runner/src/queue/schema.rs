@@ -1,0 +1,50 @@
+//! Versioned migrations of the queue's schema. `schema_version` holds the
+//! number of migrations applied; a released migration is never edited, later
+//! versions only add.
+
+/// Each migration's SQL, run in the caller's schema (`search_path`).
+pub(super) const MIGRATIONS: &[&str] = &[
+    // 1: tasks, their claims, and completions that arrived without the lease.
+    r#"
+    CREATE TABLE tasks (
+        id BIGSERIAL PRIMARY KEY,
+        priority INTEGER NOT NULL DEFAULT 0,
+        state TEXT NOT NULL DEFAULT 'queued'
+            CHECK (state IN ('queued', 'running', 'completed', 'failed')),
+        payload JSONB NOT NULL,
+        attempt INTEGER NOT NULL DEFAULT 0,
+        max_attempts INTEGER NOT NULL DEFAULT 3 CHECK (max_attempts > 0),
+        lease_owner TEXT,
+        lease_token UUID,
+        lease_expires TIMESTAMPTZ,
+        completions INTEGER NOT NULL DEFAULT 0,
+        result JSONB,
+        error TEXT,
+        created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+        updated_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+        finished_at TIMESTAMPTZ
+    );
+    CREATE INDEX tasks_queued ON tasks (priority, id) WHERE state = 'queued';
+    CREATE INDEX tasks_leased ON tasks (lease_expires) WHERE state = 'running';
+
+    CREATE TABLE claims (
+        seq BIGSERIAL PRIMARY KEY,
+        task_id BIGINT NOT NULL REFERENCES tasks (id),
+        attempt INTEGER NOT NULL,
+        worker TEXT NOT NULL,
+        token UUID NOT NULL,
+        claimed_at TIMESTAMPTZ NOT NULL DEFAULT now()
+    );
+
+    CREATE TABLE rejected_completions (
+        id BIGSERIAL PRIMARY KEY,
+        task_id BIGINT NOT NULL,
+        worker TEXT NOT NULL,
+        token UUID NOT NULL,
+        attempt INTEGER NOT NULL,
+        outcome JSONB NOT NULL,
+        reason TEXT NOT NULL,
+        at TIMESTAMPTZ NOT NULL DEFAULT now()
+    );
+    "#,
+];

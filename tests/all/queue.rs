@@ -1,0 +1,347 @@
+//! The PostgreSQL queue with real `runner worker` processes: priority order,
+//! exactly-once completion, a worker killed or stopped past its lease, and
+//! connections terminated mid-run. Each test works in its own schema,
+//! dropped at the end. Without a PostgreSQL server at `RUNNER_TEST_POSTGRES`
+//! (default `postgres://postgres@127.0.0.1:5432/test`) the tests skip, unless
+//! `RUNNER_REQUIRE_TOOLCHAINS=1` (as `.ci/run` sets), when they fail.
+
+use runner::queue::{NewTask, Queue, TaskRow};
+use serde_json::json;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::process::{Child, Command};
+use tokio::time::Instant;
+
+/// How long any wait below may last before the test fails (a bound on a
+/// hang, not a measurement).
+const DEADLINE: Duration = Duration::from_secs(120);
+
+fn url() -> String {
+    std::env::var("RUNNER_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string())
+}
+
+/// A fresh schema, dropped when this is.
+struct Db {
+    queue: Queue,
+    schema: String,
+    dir: tempfile::TempDir,
+    workers: Vec<(String, Child, PathBuf)>,
+}
+
+impl Drop for Db {
+    fn drop(&mut self) {
+        for (_, child, _) in &mut self.workers {
+            let _ = child.start_kill();
+        }
+        let schema = self.schema.clone();
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Runtime::new().unwrap();
+            runtime.block_on(async {
+                if let Ok(queue) = Queue::connect(&url(), &schema, "runner tests").await {
+                    let _ = queue.drop_schema().await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// A queue in a schema of its own; `None` (after saying why) when no
+/// server answers and none is required.
+async fn fresh(test: &str) -> Option<Db> {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let schema = format!(
+        "test_{test}_{:x}",
+        (nanos as u64) ^ u64::from(std::process::id())
+    );
+    match Queue::connect(&url(), &schema, "runner tests").await {
+        Ok(queue) => Some(Db {
+            queue,
+            schema,
+            dir: tempfile::tempdir().unwrap(),
+            workers: Vec::new(),
+        }),
+        Err(err) if err.is_disconnect() => {
+            if std::env::var("RUNNER_REQUIRE_TOOLCHAINS").as_deref() == Ok("1") {
+                panic!("RUNNER_REQUIRE_TOOLCHAINS=1 but PostgreSQL is not reachable: {err}");
+            }
+            eprintln!("skipping {test}: {err}");
+            None
+        }
+        Err(err) => panic!("{err}"),
+    }
+}
+
+impl Db {
+    /// Starts `runner worker` named `<schema>-<name>`; its stderr goes to a file.
+    fn start(&mut self, name: &str, lease: &str) -> String {
+        let full = format!("{}-{name}", self.schema);
+        let log = self.dir.path().join(format!("{name}.log"));
+        let child = Command::new(super::pipelines::runner_binary())
+            .args(["worker", "--queue", &url(), "--schema", &self.schema])
+            .args(["--lease", lease, "--name", &full, "--poll", "200ms"])
+            .current_dir(self.dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        self.workers.push((full.clone(), child, log));
+        full
+    }
+
+    fn pid(&self, name: &str) -> i32 {
+        let (_, child, _) = self.workers.iter().find(|(n, _, _)| n == name).unwrap();
+        child.id().unwrap() as i32
+    }
+
+    fn signal(&self, name: &str, signal: &str) {
+        let status = std::process::Command::new("kill")
+            .args([&format!("-{signal}"), &self.pid(name).to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -{signal} {name}");
+    }
+
+    fn logs(&self) -> String {
+        self.workers
+            .iter()
+            .map(|(name, _, log)| {
+                format!(
+                    "--- {name}\n{}",
+                    std::fs::read_to_string(log).unwrap_or_default()
+                )
+            })
+            .collect()
+    }
+
+    async fn enqueue(&mut self, tasks: Vec<NewTask>) -> Vec<i64> {
+        self.queue.enqueue(&tasks).await.unwrap()
+    }
+
+    /// Polls the tasks until `done` holds; fails past [`DEADLINE`].
+    async fn until(&self, what: &str, mut done: impl FnMut(&[TaskRow]) -> bool) -> Vec<TaskRow> {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            let tasks = self.queue.tasks().await.unwrap();
+            if done(&tasks) {
+                return tasks;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "never {what}; tasks: {tasks:#?}\n{}",
+                self.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn ran(&self) -> Vec<i64> {
+        let mut ids: Vec<i64> = std::fs::read_to_string(self.dir.path().join("ran"))
+            .unwrap_or_default()
+            .lines()
+            .map(|line| line.trim().parse().unwrap())
+            .collect();
+        ids.sort();
+        ids
+    }
+}
+
+/// An exec task that appends its id to `ran` in `dir`.
+fn appending(dir: &Path, priority: i32, before: &str) -> NewTask {
+    NewTask::new(
+        priority,
+        json!({
+            "kind": "exec",
+            "command": format!("{before}echo $RUNNER_TASK_ID >> ran"),
+            "cwd": dir.to_str().unwrap(),
+        }),
+    )
+}
+
+fn all_completed(tasks: &[TaskRow]) -> bool {
+    tasks.iter().all(|t| t.state == "completed")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_tasks_on_three_workers_complete_once_each_claim_in_priority_order() {
+    let Some(mut db) = fresh("fifty").await else {
+        return;
+    };
+    let dir = db.dir.path().to_path_buf();
+    let tasks = (0..50).map(|i| appending(&dir, (i * 7) % 5, "")).collect();
+    let ids = db.enqueue(tasks).await;
+    for name in ["w1", "w2", "w3"] {
+        db.start(name, "10s");
+    }
+    let tasks = db.until("all fifty completed", all_completed).await;
+    for task in &tasks {
+        assert_eq!((task.completions, task.attempt), (1, 1), "{task:?}");
+        assert_eq!(task.result.as_ref().unwrap()["exit_code"], 0, "{task:?}");
+    }
+    assert_eq!(db.ran(), ids, "every task ran exactly once");
+    // Each claim took the first remaining task by (priority, id), up to
+    // the claims made at the same moment by the other two workers.
+    let mut order: Vec<&TaskRow> = tasks.iter().collect();
+    order.sort_by_key(|t| (t.priority, t.id));
+    let rank = |id: i64| order.iter().position(|t| t.id == id).unwrap();
+    let claims = db.queue.claims().await.unwrap();
+    assert_eq!(claims.len(), 50);
+    for (k, claim) in claims.iter().enumerate() {
+        let r = rank(claim.task);
+        assert!(
+            r.abs_diff(k) < 3,
+            "claim {k} took task {} of rank {r}; claims: {claims:?}",
+            claim.task
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_workers_task_reruns_elsewhere_as_attempt_two_and_completes_once() {
+    let Some(mut db) = fresh("killed").await else {
+        return;
+    };
+    let dir = db.dir.path().to_path_buf();
+    let w1 = db.start("w1", "1s");
+    let ids = db
+        .enqueue(vec![appending(
+            &dir,
+            0,
+            r#"[ "$RUNNER_TASK_ATTEMPT" = 1 ] && sleep 30; "#,
+        )])
+        .await;
+    db.until("claimed by w1", |t| {
+        t[0].state == "running" && t[0].lease_owner.as_deref() == Some(&w1)
+    })
+    .await;
+    db.signal(&w1, "KILL");
+    let w2 = db.start("w2", "1s");
+    let tasks = db.until("completed", all_completed).await;
+    let task = &tasks[0];
+    assert_eq!(task.attempt, 2, "{task:?}");
+    assert_eq!(task.completions, 1, "{task:?}");
+    assert_eq!(task.lease_owner.as_deref(), Some(w2.as_str()));
+    assert_eq!(db.ran(), ids, "only the second attempt got to the end");
+    let claims = db.queue.claims().await.unwrap();
+    let who: Vec<(i32, &str)> = claims
+        .iter()
+        .map(|c| (c.attempt, c.worker.as_str()))
+        .collect();
+    assert_eq!(who, [(1, w1.as_str()), (2, w2.as_str())]);
+    assert!(db.queue.rejected().await.unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_workers_late_completion_is_rejected_and_recorded() {
+    let Some(mut db) = fresh("stopped").await else {
+        return;
+    };
+    let dir = db.dir.path().to_path_buf();
+    let w1 = db.start("w1", "1s");
+    db.enqueue(vec![appending(&dir, 0, "sleep 1.5; ")]).await;
+    db.until("claimed by w1", |t| {
+        t[0].state == "running" && t[0].lease_owner.as_deref() == Some(&w1)
+    })
+    .await;
+    db.signal(&w1, "STOP");
+    // Past the lease: another worker's reaper hands the task on, and it
+    // completes there while w1's own command finishes unseen.
+    let w2 = db.start("w2", "1s");
+    db.until("completed on w2", all_completed).await;
+    db.signal(&w1, "CONT");
+    let deadline = Instant::now() + DEADLINE;
+    let rejected = loop {
+        let rejected = db.queue.rejected().await.unwrap();
+        if !rejected.is_empty() {
+            break rejected;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no rejected completion\n{}",
+            db.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(rejected.len(), 1, "{rejected:?}");
+    assert_eq!(
+        (rejected[0].worker.as_str(), rejected[0].attempt),
+        (w1.as_str(), 1)
+    );
+    assert!(
+        rejected[0].reason.contains("lease of attempt 1 was lost"),
+        "{}",
+        rejected[0].reason
+    );
+    let tasks = db.queue.tasks().await.unwrap();
+    let task = &tasks[0];
+    assert_eq!(
+        (task.state.as_str(), task.attempt, task.completions),
+        ("completed", 2, 1)
+    );
+    assert_eq!(task.lease_owner.as_deref(), Some(w2.as_str()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_reconnect_after_their_connections_are_terminated_and_nothing_is_lost() {
+    let Some(mut db) = fresh("terminated").await else {
+        return;
+    };
+    let dir = db.dir.path().to_path_buf();
+    let tasks = (0..30)
+        .map(|i| appending(&dir, i % 3, "sleep 0.1; "))
+        .collect();
+    let ids = db.enqueue(tasks).await;
+    for name in ["w1", "w2", "w3"] {
+        db.start(name, "2s");
+    }
+    let pattern = format!("runner worker {}-%", db.schema);
+    let mut terminated = 0;
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let tasks = db.queue.tasks().await.unwrap();
+        if all_completed(&tasks) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never all completed: {tasks:#?}\n{}",
+            db.logs()
+        );
+        if terminated < 6 {
+            let rows = db
+                .queue
+                .client()
+                .query(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name LIKE $1",
+                    &[&pattern],
+                )
+                .await
+                .unwrap();
+            terminated += rows.len();
+        }
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    assert!(terminated > 0, "no worker connection was terminated");
+    let tasks = db.queue.tasks().await.unwrap();
+    for task in &tasks {
+        assert_eq!(task.completions, 1, "{task:?}");
+    }
+    let mut ran = db.ran();
+    ran.dedup();
+    assert_eq!(
+        ran, ids,
+        "every task ran (a re-run after a lost claim is allowed)"
+    );
+    assert!(
+        db.logs().contains("reconnecting") || db.logs().contains("connection"),
+        "{}",
+        db.logs()
+    );
+}
