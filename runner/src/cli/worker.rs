@@ -171,13 +171,20 @@ impl Worker {
         let WorkerOptions { lease, poll, .. } = self.options;
         let name = self.options.name.clone();
         let stop = self.stop.clone();
+        // Expired leases are looked for a few times a lease, not before
+        // every claim (a round trip each).
+        let reap_every = (lease / 4).clamp(Duration::from_millis(10), Duration::from_secs(1));
+        let mut last_reap: Option<Instant> = None;
         while !stop.is_cancelled() {
             let Some(queue) = self.queue().await? else {
                 continue;
             };
-            if let Err(err) = queue.reap().await {
-                self.failed(&err);
-                continue;
+            if last_reap.is_none_or(|at| at.elapsed() >= reap_every) {
+                if let Err(err) = queue.reap().await {
+                    self.failed(&err);
+                    continue;
+                }
+                last_reap = Some(Instant::now());
             }
             match queue.claim(&name, lease).await {
                 Ok(Some(claimed)) => self.run_task(claimed).await,
