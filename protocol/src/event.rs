@@ -36,6 +36,7 @@ impl Event {
             AgentStatus { .. } => None,
             WatchStatus { run_id, .. } => run_id.as_deref(),
             PluginCompile { .. } => None,
+            ApprovalRequested { run_id, .. } | ApprovalDecided { run_id, .. } => run_id.as_deref(),
             WorkspacePrepared { run_id, .. }
             | ExecutionStatus { run_id, .. }
             | RepoState { run_id, .. }
@@ -306,6 +307,48 @@ pub enum EventKind {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         error: Option<String>,
     },
+    /// An agent asks for permission to use a tool and waits: any identified
+    /// client may answer with `approval_decision` (the first answer wins),
+    /// and `approval_decided` follows. Nobody answering within the agent's
+    /// `approval_timeout` denies it.
+    ApprovalRequested {
+        /// The host's id of this prompt, named by the answer.
+        approval_id: String,
+        command_id: String,
+        agent: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        run_id: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        task_id: Option<String>,
+        /// The tool the agent wants to use, for example `Write`.
+        tool: String,
+        /// The tool's input, as the agent gave it.
+        input: Value,
+        /// One line for people, when the CLI gives one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        description: Option<String>,
+        /// Milliseconds until the prompt is denied for want of an answer.
+        timeout_ms: u64,
+    },
+    /// A permission prompt was answered (or timed out), and the answer was
+    /// written to the agent.
+    ApprovalDecided {
+        approval_id: String,
+        command_id: String,
+        agent: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        run_id: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        task_id: Option<String>,
+        allow: bool,
+        /// Told to the agent, for example why it was denied.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        message: Option<String>,
+        /// Who answered: a client's name (or kind), `terminal`, or
+        /// `timeout` when nobody answered in time, `ended` when the command
+        /// ended first.
+        decided_by: String,
+    },
 }
 
 impl EventKind {
@@ -347,6 +390,8 @@ impl EventKind {
             Self::MergeStatus { .. } => "merge_status",
             Self::WatchStatus { .. } => "watch_status",
             Self::PluginCompile { .. } => "plugin_compile",
+            Self::ApprovalRequested { .. } => "approval_requested",
+            Self::ApprovalDecided { .. } => "approval_decided",
         }
     }
 }

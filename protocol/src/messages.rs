@@ -14,7 +14,7 @@
 //!    events after that number. Then every event, live, in `seq` order.
 //! 3. At any time the client may `subscribe` (filters), `resume`,
 //!    `request_state`, `start_run`, `abort_run`, `command_request`,
-//!    `command_interrupt` or `ping`.
+//!    `command_interrupt`, `approval_decision` or `ping`.
 //!
 //! Events are sent exactly as [`Event`] serializes: `seq`, `time` and the
 //! kind's fields beside `type`. Everything else the server sends is a
@@ -65,7 +65,7 @@
 //! | 004 | `block_started_enhanced` (`blockType`, `blockName`, `displayText`, `timing`) | event `task_started` (`task_type`, `name`, `display_text`, `time`) |
 //! | 004 | `block_executed_enhanced` (`status`, `timing`, `result`) | event `task_finished` (`status`, `started_at`, `finished_at`, `duration_ms`, `result`) |
 //! | 004 | `hardware_health_update` | none: out of scope |
-//! | — | — | ours only: `resume`, `start_run` / `run_started`, `abort_run` / `abort_requested`, `subscribed`, `resumed`, `lagged`, `error` |
+//! | — | — | ours only: `resume`, `start_run` / `run_started`, `abort_run` / `abort_requested`, `subscribed`, `resumed`, `lagged`, `error`, events `approval_requested` / `approval_decided` and `approval_decision` / `approval_accepted` (permission prompts) |
 
 use crate::event::Event;
 use crate::status::*;
@@ -86,6 +86,7 @@ pub const CLIENT_MESSAGE_TYPES: &[&str] = &[
     "abort_run",
     "command_request",
     "command_interrupt",
+    "approval_decision",
 ];
 
 /// The id a client gave a request; echoed in the answer.
@@ -182,6 +183,16 @@ pub enum ClientBody {
     },
     /// Interrupts a queued or running command. Answered by `interrupt_requested`.
     CommandInterrupt { command_id: String },
+    /// Answers a permission prompt (`approval_requested`). Answered by
+    /// `approval_accepted` when this was the first answer; an `error` with
+    /// code `rejected` when it was already answered, timed out or is unknown.
+    ApprovalDecision {
+        approval_id: String,
+        allow: bool,
+        /// Told to the agent, for example why it was denied.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        message: Option<String>,
+    },
 }
 
 impl ClientBody {
@@ -197,6 +208,7 @@ impl ClientBody {
             Self::AbortRun { .. } => "abort_run",
             Self::CommandRequest { .. } => "command_request",
             Self::CommandInterrupt { .. } => "command_interrupt",
+            Self::ApprovalDecision { .. } => "approval_decision",
         }
     }
 
@@ -228,6 +240,7 @@ impl ClientBody {
                 non_empty("prompt", prompt)
             }
             Self::CommandInterrupt { command_id } => non_empty("command_id", command_id),
+            Self::ApprovalDecision { approval_id, .. } => non_empty("approval_id", approval_id),
             Self::StartRun {
                 pipeline: Some(pipeline),
             } => non_empty("pipeline", pipeline),
@@ -402,6 +415,10 @@ pub enum ReplyBody {
     InterruptRequested {
         command_id: String,
     },
+    /// This client's `approval_decision` was the first: it was written to the agent.
+    ApprovalAccepted {
+        approval_id: String,
+    },
 }
 
 impl ReplyBody {
@@ -420,6 +437,7 @@ impl ReplyBody {
             Self::AbortRequested { .. } => "abort_requested",
             Self::CommandAccepted { .. } => "command_accepted",
             Self::InterruptRequested { .. } => "interrupt_requested",
+            Self::ApprovalAccepted { .. } => "approval_accepted",
         }
     }
 }
@@ -459,6 +477,29 @@ pub struct Snapshot {
     pub agents: Vec<AgentState>,
     /// Commands that ended, newest first (a bounded number).
     pub recent_commands: Vec<CommandState>,
+    /// Permission prompts waiting for an answer, oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pending_approvals: Vec<PendingApproval>,
+}
+
+/// A permission prompt nobody has answered yet (its `approval_requested`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct PendingApproval {
+    pub approval_id: String,
+    pub command_id: String,
+    pub agent: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_id: Option<String>,
+    pub tool: String,
+    pub input: serde_json::Value,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// The `seq` of its `approval_requested` event.
+    pub seq: u64,
+    /// Milliseconds it waits in all, from its `approval_requested`.
+    pub timeout_ms: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]

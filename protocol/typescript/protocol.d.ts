@@ -199,6 +199,15 @@ export type ClientMessage = {
     type: "command_interrupt";
     command_id: string;
   }
+  | {
+    type: "approval_decision";
+    allow: boolean;
+    approval_id: string;
+    /**
+     * Told to the agent, for example why it was denied.
+     */
+    message?: string | null;
+  }
 );
 
 export interface CommandState {
@@ -515,6 +524,52 @@ export type Event = {
     size_bytes: number;
     status: CompileStatus;
   }
+  | {
+    type: "approval_requested";
+    agent: string;
+    /**
+     * The host's id of this prompt, named by the answer.
+     */
+    approval_id: string;
+    command_id: string;
+    /**
+     * One line for people, when the CLI gives one.
+     */
+    description?: string | null;
+    /**
+     * The tool's input, as the agent gave it.
+     */
+    input: unknown;
+    run_id?: string | null;
+    task_id?: string | null;
+    /**
+     * Milliseconds until the prompt is denied for want of an answer.
+     */
+    timeout_ms: number;
+    /**
+     * The tool the agent wants to use, for example `Write`.
+     */
+    tool: string;
+  }
+  | {
+    type: "approval_decided";
+    agent: string;
+    allow: boolean;
+    approval_id: string;
+    command_id: string;
+    /**
+     * Who answered: a client's name (or kind), `terminal`, or
+     * `timeout` when nobody answered in time, `ended` when the command
+     * ended first.
+     */
+    decided_by: string;
+    /**
+     * Told to the agent, for example why it was denied.
+     */
+    message?: string | null;
+    run_id?: string | null;
+    task_id?: string | null;
+  }
 );
 
 /**
@@ -571,6 +626,28 @@ export interface NodeState {
  * A node of a pipeline's graph as a per-pipeline view shows it.
  */
 export type NodeStatus = "pending" | "processing" | "completed" | "error";
+
+/**
+ * A permission prompt nobody has answered yet (its `approval_requested`).
+ */
+export interface PendingApproval {
+  agent: string;
+  approval_id: string;
+  command_id: string;
+  description?: string | null;
+  input: unknown;
+  run_id?: string | null;
+  /**
+   * The `seq` of its `approval_requested` event.
+   */
+  seq: number;
+  task_id?: string | null;
+  /**
+   * Milliseconds it waits in all, from its `approval_requested`.
+   */
+  timeout_ms: number;
+  tool: string;
+}
 
 /**
  * A pipeline's graph as its latest run left it (seed 002).
@@ -729,6 +806,10 @@ export type ServerReply = {
     type: "interrupt_requested";
     command_id: string;
   }
+  | {
+    type: "approval_accepted";
+    approval_id: string;
+  }
 );
 
 /**
@@ -743,6 +824,10 @@ export interface Snapshot {
    * Agents and their queues.
    */
   agents: AgentState[];
+  /**
+   * Permission prompts waiting for an answer, oldest first.
+   */
+  pending_approvals?: PendingApproval[];
   /**
    * Per pipeline: its nodes (batches) as of its latest run.
    */

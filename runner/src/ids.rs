@@ -15,6 +15,7 @@
 //!   of the same second apart; `runner show` takes a unique prefix of the
 //!   id or of that tail;
 //! - an agent command: `cmd-<uuidv7>`;
+//! - a permission prompt: `approval-<uuidv7>`;
 //! - a WebSocket client: `client-<uuidv7>`.
 //!
 //! Histories written before these forms keep their old ids
@@ -47,6 +48,11 @@ pub fn run_id() -> String {
 /// A new agent command id: `cmd-<uuidv7>`.
 pub fn command_id() -> String {
     format!("cmd-{}", Uuid::now_v7())
+}
+
+/// A new permission prompt id: `approval-<uuidv7>`.
+pub fn approval_id() -> String {
+    format!("approval-{}", Uuid::now_v7())
 }
 
 /// A new WebSocket client id: `client-<uuidv7>`.

@@ -148,6 +148,23 @@ impl<W: Write> TerminalPrinter<W> {
             }),
             // `runner watch` prints its own `[watch]` lines.
             EventKind::WatchStatus { .. } => None,
+            EventKind::ApprovalRequested { approval_id, agent, task_id, tool, input, description, timeout_ms, .. } => {
+                let at = task_id.clone().unwrap_or_else(|| agent.clone());
+                let what = description.clone().unwrap_or_else(|| shorten(&input.to_string(), 120));
+                Some(self.paint(YELLOW, &format!(
+                    "    ? {at}: wants to use {tool}: {what} · approval {approval_id} (denied in {} without an answer)",
+                    crate::units::format_duration(std::time::Duration::from_millis(*timeout_ms))
+                )))
+            }
+            EventKind::ApprovalDecided { approval_id, agent, task_id, allow, message, decided_by, .. } => {
+                let at = task_id.clone().unwrap_or_else(|| agent.clone());
+                let why = message.as_deref().map(|m| format!(": {m}")).unwrap_or_default();
+                Some(if *allow {
+                    self.paint(GREEN, &format!("    ✓ {at}: approval {approval_id} allowed by {decided_by}{why}"))
+                } else {
+                    self.paint(YELLOW, &format!("    ✗ {at}: approval {approval_id} denied by {decided_by}{why}"))
+                })
+            }
             EventKind::PluginCompile { plugin, size_bytes, status, duration_ms, error } => {
                 let size = format_size_rounded(*size_bytes);
                 let took = duration_ms.map(format_ms).unwrap_or_default();
@@ -249,6 +266,14 @@ fn describe_activity(activity: &protocol::Activity) -> String {
             )
         }
         Raw { line } => format!("» {}", short(line)),
+    }
+}
+
+/// `text` cut to `max` characters, with `…` when cut.
+fn shorten(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((at, _)) => format!("{}…", &text[..at]),
+        None => text.to_string(),
     }
 }
 

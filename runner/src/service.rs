@@ -116,6 +116,18 @@ impl Service {
         self.runner.agents().interrupt(command_id)
     }
 
+    /// Answers a waiting permission prompt; the first answer wins.
+    pub fn decide_approval(
+        &self,
+        approval_id: &str,
+        answer: crate::agents::Answer,
+    ) -> Result<(), String> {
+        self.runner
+            .agents()
+            .decide_approval(approval_id, answer)
+            .map_err(|err| err.to_string())
+    }
+
     /// Aborts every run and interrupts every agent command.
     pub fn shutdown(&self) {
         self.shutdown.cancel();

@@ -191,6 +191,55 @@ async fn sends_an_agent_prompt_from_the_page_and_shows_the_conversation_and_its_
 }
 
 #[tokio::test]
+async fn a_permission_prompt_shows_on_every_open_dashboard_and_one_answer_reaches_the_agent() {
+    let Some(tools) = browser_tools() else { return };
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let transcript = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/fixtures/agents/claude/stdio-permission-allow-write.jsonl");
+    let agent = format!(
+        "\n[agents.approver]\nadapter = \"claude\"\ncommand = {:?}\noptions = {{ permission_prompts = true }}\nenv = {{ FAKE_AGENT_TRANSCRIPT = {:?}, FAKE_AGENT_STDIN_LOG = {:?} }}\n",
+        crate::ids::fake_claude(),
+        transcript.display().to_string(),
+        log.path().display().to_string()
+    );
+    let project = project_with(&agent);
+    let dir = project.path();
+    let server = Server::start(dir, &[]).await;
+    let printed = Driver::start(
+        &tools,
+        "approval",
+        &base_url(dir),
+        &[("DASH_AGENT", "approver")],
+    )
+    .finish()
+    .await;
+    assert!(printed.iter().any(|v| v["approved"] == true), "{printed:?}");
+    server.stop().await;
+    // What the CLI read: the prompt, then the allow the second tab sent.
+    let input: Vec<Value> = std::fs::read_to_string(log.path())
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(input.len(), 2, "{input:?}");
+    assert_eq!(input[0]["message"]["content"], "Write hello.txt.");
+    assert_eq!(input[1]["response"]["response"]["behavior"], "allow");
+    // The history keeps who answered.
+    let conn = rusqlite::Connection::open(history_db(dir)).unwrap();
+    let decided: String = conn
+        .query_row(
+            "SELECT json FROM events WHERE type = 'approval_decided'",
+            [],
+            |row| row.get(0),
+        )
+        .unwrap();
+    assert!(
+        decided.contains("\"decided_by\":\"runner dashboard\""),
+        "{decided}"
+    );
+}
+
+#[tokio::test]
 async fn shows_an_agents_queue_by_priority_and_interrupts_its_commands_from_the_page() {
     let Some(tools) = browser_tools() else { return };
     let project = project();

@@ -3,6 +3,7 @@
 mod support;
 
 mod agents;
+mod approvals;
 mod budgets;
 mod config_errors;
 mod dashboard;

@@ -2,7 +2,7 @@
 //
 //   node dashboard.mjs SCENARIO BASE_URL ARTIFACT_DIR
 //
-// Scenarios: pipeline, agent, abort, reconnect, foreign. Settings come in
+// Scenarios: pipeline, agent, approval, interrupt, abort, reconnect, token, foreign. Settings come in
 // environment variables (DASH_*). Each step is printed as one JSON line on
 // stdout; `{"wait": "..."}` lines ask the test to do something and answer
 // with a line on stdin. Exit code 0: every check held; 1: the first that
@@ -136,6 +136,40 @@ const scenarios = {
     check(kinds.includes('tool_use') && kinds.includes('final_result'), `the conversation lacks tool uses or the result: ${kinds}`);
     check(await page.textContent('.turn-prompt') === 'Say hello from the dashboard.', 'the prompt is not shown');
     await shot('agent');
+  },
+
+  async approval() {
+    // Two tabs: the prompt shows on both; the second answers it, and the
+    // first sees the card go and hears who answered.
+    const agent = env('DASH_AGENT');
+    const second = await context.newPage();
+    second.setDefaultTimeout(WAIT);
+    await page.goto(`${base}/#/agents`);
+    await connected();
+    await second.goto(`${base}/#/runs`);
+    await second.waitForSelector('#connection[data-state="connected"]');
+    await page.waitForSelector(`#prompt-agent option[value="${agent}"]`, { state: 'attached' });
+    await page.selectOption('#prompt-agent', agent);
+    await page.fill('#prompt-text', 'Write hello.txt.');
+    await page.click('#prompt-send');
+    const card = '.approval[data-tool="Write"]';
+    await page.waitForSelector(card);
+    await second.waitForSelector(card);
+    const input = await second.textContent(`${card} .approval-input`);
+    const head = await second.textContent(`${card} .approval-head`);
+    say({ prompt: head, input });
+    check(input.includes('hello.txt') && input.includes('"content": "hi"'), `the tool input is not shown: ${input}`);
+    check(head.includes(agent) && head.includes('Write'), `the card does not say who wants what: ${head}`);
+    await shot('approval');
+    await second.fill(`${card} .approval-message`, 'fine, from the second tab');
+    await second.click(`${card} .approval-allow`);
+    await second.waitForFunction(() => [...document.querySelectorAll('.notice')].some((n) => /approval_accepted/.test(n.textContent)));
+    await page.waitForSelector(card, { state: 'detached' });
+    await second.waitForSelector(card, { state: 'detached' });
+    await page.waitForFunction(() => [...document.querySelectorAll('.notice')].some((n) => /allowed by runner dashboard: fine, from the second tab/.test(n.textContent)));
+    await page.waitForSelector('#command-status[data-status="completed"]');
+    say({ approved: true, command: decodeURIComponent(await page.evaluate(() => location.hash.replace('#/agents/', ''))) });
+    await second.close();
   },
 
   async interrupt() {

@@ -1,12 +1,14 @@
 //! Running one command: the adapter builds the command line, the host runs
 //! it in its own process group and feeds every output line back to the adapter.
 
+use super::prompts::Prompts;
 use super::*;
 use crate::plugin::{Plugin, Signal, Sink};
 use crate::process::exec::{self, Ending, ExecSpec};
 use crate::process::find_program;
 use crate::process::output::Chunker;
 use crate::slots::Slots;
+use futures_util::StreamExt;
 use protocol::{Activity, CommandStatus, EventKind, LogLevel, Stream};
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -176,6 +178,21 @@ impl Agents {
                 return;
             }
         };
+        // An adapter that relays permission prompts for these options keeps
+        // the CLI's standard input open for the answers.
+        let asks = match session.asks_permission(&agent.decl.options).await {
+            Ok(asks) => asks,
+            Err(err) => {
+                result.error = Some(format!("adapter `{}` {err}", plugin.name()));
+                return;
+            }
+        };
+        let (answers, more_stdin) = if asks {
+            let (tx, rx) = mpsc::unbounded_channel::<String>();
+            (Some(tx), Some(rx))
+        } else {
+            (None, None)
+        };
         let program = find_program(&invocation.program, &cwd)
             .map_or(invocation.program.clone(), |p| p.display().to_string());
         let mut env = agent.decl.env.clone();
@@ -214,11 +231,36 @@ impl Agents {
         let exceeded: Mutex<Option<String>> = Mutex::new(None);
         let consume = async {
             let mut session_errors = Vec::new();
-            while let Some((stream, line)) = line_rx.recv().await {
+            let mut prompts = Prompts::new(self, agent, id, request, answers);
+            loop {
+                let (stream, line) = tokio::select! {
+                    line = line_rx.recv() => match line {
+                        Some(line) => line,
+                        None => break,
+                    },
+                    Some((prompt, answer)) = prompts.waits.next(), if !prompts.waits.is_empty() => {
+                        prompts.answer(&mut session, prompt, answer).await;
+                        continue;
+                    }
+                };
+                if asks && stream == Stream::Stdout {
+                    match session.recognise_approval(&line).await {
+                        Ok(Some(prompt)) => {
+                            prompts.open(&mut session, prompt).await;
+                            continue;
+                        }
+                        Ok(None) => {}
+                        Err(err) => session_errors.push(err),
+                    }
+                }
                 match session.parse_line(stream, &line).await {
                     Ok(events) => {
                         for event in events {
                             let activity = convert::activity(event);
+                            if matches!(activity, Activity::FinalResult { .. }) {
+                                // The CLI has its answer: nothing more to say to it.
+                                prompts.close_input();
+                            }
                             let mut tracked = tracker.lock().expect("tracker lock");
                             track(&mut tracked, &activity);
                             if let Some(message) = over_budget(agent, request, &tracked, &activity)
@@ -241,10 +283,13 @@ impl Agents {
                     Err(err) => session_errors.push(err),
                 }
             }
+            prompts.end();
             session_errors
         };
-        let (ending, session_errors) =
-            tokio::join!(exec::run(&spec, timeout, &stop, on_output), consume);
+        let (ending, session_errors) = tokio::join!(
+            exec::run_with_input(&spec, more_stdin, timeout, &stop, on_output),
+            consume
+        );
         let exceeded = exceeded.into_inner().expect("budget lock");
         // Lines that ended without a newline.
         for (stream, rest) in partial.into_iter().filter(|(_, rest)| !rest.is_empty()) {

@@ -10,11 +10,14 @@
 //! output lines; the host spawns the CLI in its own process group and
 //! kills the group on timeout, interrupt or shutdown.
 
+mod approvals;
 mod budget;
 mod command;
 mod convert;
+mod prompts;
 mod queue;
 
+pub use approvals::{Answer, Approvals, DecisionError, MAX_PENDING_PER_COMMAND};
 pub use budget::{RunBudget, Spent, dollars};
 pub use convert::activity;
 
@@ -154,6 +157,8 @@ pub struct Agents {
     commands: Mutex<HashMap<String, CancellationToken>>,
     /// Cancelled at shutdown: every command is interrupted.
     shutdown: CancellationToken,
+    /// Permission prompts waiting for an answer.
+    approvals: Approvals,
 }
 
 /// Sums what a command reported, for its result (also used by a client

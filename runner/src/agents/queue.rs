@@ -41,7 +41,13 @@ impl Agents {
             agents,
             commands: Mutex::new(HashMap::new()),
             shutdown: CancellationToken::new(),
+            approvals: Approvals::default(),
         })
+    }
+
+    /// Answers a waiting permission prompt; the first answer wins.
+    pub fn decide_approval(&self, approval_id: &str, answer: Answer) -> Result<(), DecisionError> {
+        self.approvals.decide(approval_id, answer)
     }
 
     /// Resolves every agent's CLI and publishes its status.

@@ -1,6 +1,7 @@
 //! `runner ask` and `runner agents`: the coding agents, here or through a server.
 
 use super::output::Output;
+use super::prompt::TerminalPrompts;
 use super::run::shutdown_signal;
 use super::{Error, client, exit, handoff, history};
 use crate::config::Config;
@@ -31,6 +32,7 @@ pub(super) async fn ask(
     let (bus, recording) = history::start(&config).await?;
     let runner = agent_runner(&config, bus.clone()).await?;
     let mut events = bus.subscribe();
+    let mut prompt_events = bus.subscribe();
     let request = crate::agents::CommandRequest {
         agent: agent.to_string(),
         prompt,
@@ -50,13 +52,34 @@ pub(super) async fn ask(
         .map_err(|refusal| Error::Usage(refusal.to_string()))?;
     let agents = runner.agents().clone();
     let id = handle.id.clone();
-    tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            let _ = agents.interrupt(&id);
+    tokio::spawn({
+        let agents = agents.clone();
+        let id = id.clone();
+        async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                let _ = agents.interrupt(&id);
+            }
         }
     });
+    // Permission prompts of the command, answered in this terminal.
+    let work = async move {
+        let mut prompts = TerminalPrompts::new();
+        let done = handle.done;
+        tokio::pin!(done);
+        loop {
+            tokio::select! {
+                result = &mut done => break result,
+                Some(event) = prompt_events.recv() => prompts.see(&event, &id),
+                (approval_id, answer) = prompts.next() => {
+                    if let Err(err) = agents.decide_approval(&approval_id, answer) {
+                        eprintln!("note: {err}");
+                    }
+                }
+            }
+        }
+    };
     let result = Output::new(json, false)
-        .print_while(&mut events, None, handle.done)
+        .print_while(&mut events, None, work)
         .await;
     recording.finish().await;
     let result =
@@ -135,6 +158,7 @@ async fn ask_remote(
     let signal = shutdown_signal();
     tokio::pin!(signal);
     let mut interrupting = false;
+    let mut prompts = TerminalPrompts::new();
     loop {
         tokio::select! {
             () = &mut signal, if !interrupting => {
@@ -142,12 +166,26 @@ async fn ask_remote(
                 let interrupt = protocol::ClientBody::CommandInterrupt { command_id: command_id.clone() };
                 client.send(interrupt).await.map_err(lost)?;
             }
+            (approval_id, answer) = prompts.next() => {
+                // The server answers with `approval_accepted`, or an error
+                // when someone answered first; the `approval_decided`
+                // event says what was written either way.
+                let decision = protocol::ClientBody::ApprovalDecision {
+                    approval_id,
+                    allow: answer.allow,
+                    message: answer.message,
+                };
+                client.send(decision).await.map_err(lost)?;
+            }
             event = client.next_event() => {
                 let event = event.map_err(lost)?;
                 use protocol::EventKind;
+                prompts.see(&event, &command_id);
                 let ours = match &event.kind {
                     EventKind::CommandStatus { command_id: id, .. }
-                    | EventKind::AgentActivity { command_id: id, .. } => *id == command_id,
+                    | EventKind::AgentActivity { command_id: id, .. }
+                    | EventKind::ApprovalRequested { command_id: id, .. }
+                    | EventKind::ApprovalDecided { command_id: id, .. } => *id == command_id,
                     EventKind::TerminalOutput { command_id: Some(id), .. } => *id == command_id,
                     EventKind::AgentStatus { agent: name, .. } => name == agent,
                     _ => false,

@@ -12,6 +12,7 @@ mod inspect;
 mod new;
 mod output;
 mod plugin;
+mod prompt;
 mod run;
 mod worker;
 

@@ -97,6 +97,8 @@ impl OnBusy {
 pub const DEFAULT_AGENT_CONCURRENCY: usize = 1;
 /// Default number of commands that may wait for an agent.
 pub const DEFAULT_QUEUE_LIMIT: usize = 32;
+/// How long a permission prompt waits for an answer by default.
+pub const DEFAULT_APPROVAL_TIMEOUT: Duration = Duration::from_secs(300);
 
 #[derive(Debug, Clone)]
 pub struct AgentDecl {
@@ -120,6 +122,8 @@ pub struct AgentDecl {
     pub adapter_at: Location,
     /// What one command may spend (`max_cost_usd`, `max_tokens`).
     pub budget: Budget,
+    /// How long a permission prompt waits for an answer before it is denied.
+    pub approval_timeout: Duration,
 }
 
 /// A cap on what agent commands spend: dollars as the adapter reports

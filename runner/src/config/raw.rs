@@ -104,6 +104,9 @@ pub struct RawAgent {
     pub max_cost_usd: Option<Spanned<f64>>,
     /// Tokens (input plus output) one command may use. Example: `max_tokens = 200000`
     pub max_tokens: Option<Spanned<i64>>,
+    /// How long a permission prompt waits for someone to answer it before it
+    /// is denied (default 5m). Example: `approval_timeout = "2m"`
+    pub approval_timeout: Option<Spanned<toml::Value>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -249,6 +249,20 @@ pub async fn run(
     spec: &ExecSpec,
     timeout: Duration,
     cancel: &CancellationToken,
+    on_output: impl FnMut(Stream, &[u8]),
+) -> Result<Ending> {
+    run_with_input(spec, None, timeout, cancel, on_output).await
+}
+
+/// [`run`], with standard input kept open after `spec.stdin` when `more`
+/// is given: each text received is written as it comes (a line is sent
+/// with its newline), and standard input closes once every sender of
+/// `more` is dropped.
+pub async fn run_with_input(
+    spec: &ExecSpec,
+    more: Option<tokio::sync::mpsc::UnboundedReceiver<String>>,
+    timeout: Duration,
+    cancel: &CancellationToken,
     mut on_output: impl FnMut(Stream, &[u8]),
 ) -> Result<Ending> {
     let path = spec
@@ -270,7 +284,7 @@ pub async fn run(
         .args(&spec.args)
         .current_dir(&spec.cwd)
         .envs(spec.env.iter().map(|(k, v)| (k, v)))
-        .stdin(if spec.stdin.is_some() {
+        .stdin(if spec.stdin.is_some() || more.is_some() {
             Stdio::piped()
         } else {
             Stdio::null()
@@ -283,11 +297,24 @@ pub async fn run(
         pgid: child.id().map(|id| Pid::from_raw(id as i32)),
         _record: child.id().map(groups::record),
     };
-    if let (Some(mut stdin), Some(text)) = (child.stdin.take(), spec.stdin.clone()) {
+    if let Some(mut stdin) = child.stdin.take() {
+        let first = spec.stdin.clone().unwrap_or_default();
+        let mut more = more;
         tokio::spawn(async move {
             use tokio::io::AsyncWriteExt;
             // A CLI that exits without reading its input is not an error.
-            let _ = stdin.write_all(text.as_bytes()).await;
+            if stdin.write_all(first.as_bytes()).await.is_err() {
+                return;
+            }
+            if let Some(more) = &mut more {
+                while let Some(text) = more.recv().await {
+                    if stdin.write_all(text.as_bytes()).await.is_err()
+                        || stdin.flush().await.is_err()
+                    {
+                        return;
+                    }
+                }
+            }
         });
     }
     let mut stdout = child.stdout.take().expect("piped stdout");

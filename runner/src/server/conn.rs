@@ -76,6 +76,9 @@ struct Conn<S> {
     client_id: String,
     /// Set by `identify`; holds the dashboard or agent slot.
     identified: Option<(ClientKind, Slot)>,
+    /// Who the client said it is (its name, or its kind), for the
+    /// `decided_by` of the permission prompts it answers.
+    who: String,
     /// The hub's frames, once the client is identified.
     frames: Option<Frames>,
     /// The last event sequence number sent (or passed over by the filter).
@@ -102,6 +105,7 @@ pub(crate) async fn serve_connection<S>(
         peer,
         client_id,
         identified: None,
+        who: String::new(),
         frames: None,
         last_seq: 0,
         filter: Filter::default(),
@@ -407,6 +411,11 @@ where
                     )),
                 );
                 self.identified = Some((client.kind, slot));
+                self.who = client
+                    .name
+                    .clone()
+                    .filter(|name| !name.trim().is_empty())
+                    .unwrap_or_else(|| client.kind.as_str().to_string());
                 self.filter = filter.unwrap_or_default();
                 let body = ReplyBody::Identified {
                     client_id: self.client_id.clone(),
@@ -490,6 +499,29 @@ where
                 match self.shared.service.interrupt_command(&command_id) {
                     Ok(()) => {
                         self.reply(id, ReplyBody::InterruptRequested { command_id })
+                            .await
+                    }
+                    Err(message) => self.reply_error(id, ErrorCode::Rejected, &message).await,
+                }
+            }
+            ClientBody::ApprovalDecision {
+                approval_id,
+                allow,
+                message,
+            } => {
+                let answer = crate::agents::Answer {
+                    allow,
+                    message,
+                    by: self.who.clone(),
+                };
+                match self.shared.service.decide_approval(&approval_id, answer) {
+                    Ok(()) => {
+                        self.audit(
+                            "approval",
+                            if allow { "allowed" } else { "denied" },
+                            Some(format!("{approval_id} by {}", self.who)),
+                        );
+                        self.reply(id, ReplyBody::ApprovalAccepted { approval_id })
                             .await
                     }
                     Err(message) => self.reply_error(id, ErrorCode::Rejected, &message).await,

@@ -34,6 +34,11 @@ const ASSETS: &[(&str, &str, &[u8])] = &[
     ),
     ("/assets/ansi.js", JS, include_bytes!("dashboard/ansi.js")),
     ("/assets/dom.js", JS, include_bytes!("dashboard/dom.js")),
+    (
+        "/assets/approvals.js",
+        JS,
+        include_bytes!("dashboard/approvals.js"),
+    ),
     ("/favicon.svg", SVG, include_bytes!("dashboard/favicon.svg")),
 ];
 

@@ -14,8 +14,8 @@
 use crate::store::{RunDetail, Store, StoreError};
 use protocol::{
     AgentState, AgentStatus, BatchState, BatchStatus, CommandState, CommandStatus, Event,
-    EventKind, NodeState, NodeStatus, PipelineNodes, RunState, RunStatus, Snapshot, TaskState,
-    TaskStatus,
+    EventKind, NodeState, NodeStatus, PendingApproval, PipelineNodes, RunState, RunStatus,
+    Snapshot, TaskState, TaskStatus,
 };
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -36,6 +36,8 @@ pub struct State {
     agents: Vec<AgentState>,
     /// Newest first.
     recent_commands: VecDeque<CommandState>,
+    /// Oldest first; as many as the agents' commands wait on.
+    pending_approvals: Vec<PendingApproval>,
 }
 
 impl State {
@@ -60,6 +62,7 @@ impl State {
             pipelines: self.pipelines.clone(),
             agents: self.agents.clone(),
             recent_commands: self.recent_commands.iter().cloned().collect(),
+            pending_approvals: self.pending_approvals.clone(),
         }
     }
 
@@ -278,6 +281,32 @@ impl State {
                 let state = self.agent_mut(agent);
                 state.status = *status;
                 state.current_command = current_command.clone();
+            }
+            EventKind::ApprovalRequested {
+                approval_id,
+                command_id,
+                agent,
+                run_id,
+                task_id,
+                tool,
+                input,
+                description,
+                timeout_ms,
+            } => self.pending_approvals.push(PendingApproval {
+                approval_id: approval_id.clone(),
+                command_id: command_id.clone(),
+                agent: agent.clone(),
+                run_id: run_id.clone(),
+                task_id: task_id.clone(),
+                tool: tool.clone(),
+                input: input.clone(),
+                description: description.clone(),
+                seq: event.seq,
+                timeout_ms: *timeout_ms,
+            }),
+            EventKind::ApprovalDecided { approval_id, .. } => {
+                self.pending_approvals
+                    .retain(|a| a.approval_id != *approval_id);
             }
             EventKind::WorkspacePrepared {
                 run_id,

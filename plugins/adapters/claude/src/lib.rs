@@ -15,16 +15,27 @@
 //! | `disallowed_tools` | string or list | `--disallowedTools <a,b>` |
 //! | `append_system_prompt` | string | `--append-system-prompt <text>` |
 //! | `env` | table of strings | set in the CLI's environment |
+//! | `permission_prompts` | bool | `--input-format stream-json --permission-prompt-tool stdio`: see below |
 //!
 //! Any other key refuses the request. `working_dir` is not passed: the host
 //! starts the CLI in it. Standard input is empty and closed, so the CLI never
 //! waits for piped input.
+//!
+//! ## Permission prompts
+//! With `permission_prompts = true` the prompt is not an argument: it is
+//! written on standard input as a stream-json `user` message, and standard
+//! input stays open. Claude Code then asks before it uses a tool its
+//! permission mode does not allow (a `control_request` of subtype
+//! `can_use_tool` on stdout); [`prompts`] recognises those lines and writes
+//! the `control_response` that answers one (the `approvals` interface). It
+//! cannot be combined with `skip_permissions`.
 //!
 //! ## Output
 //! [`parse::ClaudeParser`] turns the `stream-json` lines into agent events; see
 //! its docs for how each line type maps.
 
 pub mod parse;
+pub mod prompts;
 pub use runner_plugin_sdk::adapter_support as support;
 
 use std::cell::RefCell;
@@ -47,6 +58,7 @@ const OPTION_KEYS: &[&str] = &[
     "disallowed_tools",
     "append_system_prompt",
     "env",
+    "permission_prompts",
 ];
 
 /// The adapter's description, including the JSON Schema of its options.
@@ -76,6 +88,10 @@ pub fn plugin_info() -> PluginInfo {
                     "description": "--disallowedTools"
                 },
                 "append_system_prompt": { "type": "string", "description": "--append-system-prompt" },
+                "permission_prompts": {
+                    "type": "boolean",
+                    "description": "ask before using a tool the permission mode does not allow; the runner relays each prompt (approval_requested) and writes the answer"
+                },
                 "env": env_schema()
             },
             "additionalProperties": false
@@ -104,8 +120,26 @@ pub fn build_invocation(request: &AgentRequest) -> Result<Invocation, String> {
     if let Some(mode) = options.string("permission_mode")? {
         args.extend(["--permission-mode".into(), mode]);
     }
+    let prompts = options.flag("permission_prompts")?;
     if options.flag("skip_permissions")? {
+        if prompts {
+            return Err(
+                "`permission_prompts` and `skip_permissions` cannot both be set: with every permission skipped there is nothing to ask"
+                    .into(),
+            );
+        }
         args.push("--dangerously-skip-permissions".into());
+    }
+    if prompts {
+        args.extend(
+            [
+                "--input-format",
+                "stream-json",
+                "--permission-prompt-tool",
+                "stdio",
+            ]
+            .map(String::from),
+        );
     }
     if let Some(turns) = options.positive_integer("max_turns")? {
         args.extend(["--max-turns".into(), turns.to_string()]);
@@ -123,6 +157,16 @@ pub fn build_invocation(request: &AgentRequest) -> Result<Invocation, String> {
         args.extend(["--append-system-prompt".into(), prompt]);
     }
     args.extend(request.extra_args.iter().cloned());
+    if prompts {
+        // The prompt is the first message on standard input, which the host
+        // keeps open for the answers to permission prompts.
+        return Ok(Invocation {
+            program: request.program.clone().unwrap_or_else(|| AGENT.into()),
+            args,
+            env: options.env()?,
+            stdin: Some(prompts::user_message(&request.prompt)),
+        });
+    }
     args.extend(["--".into(), request.prompt.clone()]);
 
     Ok(Invocation {
@@ -164,10 +208,29 @@ impl Guest for ClaudeAdapter {
     }
 }
 
+impl runner_plugin_sdk::approvals::Guest for ClaudeAdapter {
+    fn asks_permission(options: Vec<(String, String)>) -> bool {
+        prompts::asks_permission(&options)
+    }
+
+    fn recognise(line: String) -> Option<runner_plugin_sdk::approvals::ApprovalRequest> {
+        prompts::recognise(&line)
+    }
+
+    fn answer(
+        request: runner_plugin_sdk::approvals::ApprovalRequest,
+        decision: runner_plugin_sdk::approvals::ApprovalDecision,
+    ) -> String {
+        prompts::answer(&request, &decision)
+    }
+}
+
 // Exported only for wasm: the export names (`runner:plugin/agent-adapter@0.1.0#...`)
 // do not link into a native `cdylib`, and the native build exists for tests.
 #[cfg(target_arch = "wasm32")]
 runner_plugin_sdk::export_agent_adapter!(ClaudeAdapter);
+#[cfg(target_arch = "wasm32")]
+runner_plugin_sdk::export_approvals!(ClaudeAdapter);
 
 #[cfg(test)]
 mod tests {

@@ -102,8 +102,13 @@ impl Resolver<'_> {
             None => base_dir.to_path_buf(),
         };
         let budget = self.budget(&raw.max_cost_usd, &raw.max_tokens, &key)?;
+        let approval_timeout = match &raw.approval_timeout {
+            Some(t) => self.duration(t, &format!("{key}.approval_timeout"))?,
+            None => DEFAULT_APPROVAL_TIMEOUT,
+        };
         Ok(AgentDecl {
             budget,
+            approval_timeout,
             name: name.to_string(),
             adapter: adapter.clone(),
             command,

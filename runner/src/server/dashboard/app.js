@@ -4,6 +4,7 @@
 import { Connection, token, setToken } from './conn.js';
 import { h } from './dom.js';
 import { Model } from './model.js';
+import { approvalsPanel } from './approvals.js';
 import { runsView, runView, logsView, agentsView, commandView, diffView } from './views.js';
 
 const model = new Model();
@@ -99,6 +100,15 @@ const ctx = {
     });
   },
 };
+
+approvalsPanel(ctx, document.getElementById('approvals'));
+// Every dashboard hears how each prompt ended, whoever answered it.
+model.subscribe((event) => {
+  if (event && event.type === 'approval_decided') {
+    const verdict = event.allow ? 'allowed' : 'denied';
+    notice(`approval ${event.approval_id} of ${event.task_id || event.agent} ${verdict} by ${event.decided_by}${event.message ? `: ${event.message}` : ''}`, event.allow ? 'ok' : 'info');
+  }
+});
 
 let current = null;
 function route() {

@@ -23,6 +23,8 @@ export class Model {
     this.agents = new Map();
     /** @type {Map<string, any>} */
     this.commands = new Map();
+    /** Permission prompts waiting for an answer, by approval id. @type {Map<string, any>} */
+    this.approvals = new Map();
     /** @type {Set<(event: Event | null) => void>} */
     this.listeners = new Set();
     /** Arrival times (performance.now()) of the last events, by seq. */
@@ -64,6 +66,8 @@ export class Model {
       for (const command of agent.queue) this.command(command.command_id, command.agent, command);
     }
     for (const command of snapshot.recent_commands) this.command(command.command_id, command.agent, command);
+    this.approvals.clear();
+    for (const approval of snapshot.pending_approvals || []) this.approvals.set(approval.approval_id, { ...approval });
     this.lastSeq = snapshot.seq;
     this.emit(null);
   }
@@ -196,6 +200,12 @@ export class Model {
       }
       case 'agent_activity':
         this.activity(e);
+        break;
+      case 'approval_requested':
+        this.approvals.set(e.approval_id, { approval_id: e.approval_id, command_id: e.command_id, agent: e.agent, run_id: e.run_id, task_id: e.task_id, tool: e.tool, input: e.input, description: e.description, timeout_ms: e.timeout_ms, seq: e.seq, requested_at: e.time });
+        break;
+      case 'approval_decided':
+        this.approvals.delete(e.approval_id);
         break;
       default:
         break;

@@ -376,7 +376,11 @@ pub(super) fn project(tx: &Transaction, event: &Event, pid: u32) -> rusqlite::Re
             )?
             .execute(params![run_id, changed])?;
         }
-        EventKind::WatchStatus { .. } | EventKind::PluginCompile { .. } => {}
+        // Permission prompts stay in the events table only.
+        EventKind::WatchStatus { .. }
+        | EventKind::PluginCompile { .. }
+        | EventKind::ApprovalRequested { .. }
+        | EventKind::ApprovalDecided { .. } => {}
     }
     Ok(())
 }
