@@ -80,6 +80,11 @@ pub enum EventKind {
         /// One line from the batch type, for example `3 of 4 tasks completed`.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         summary: Option<String>,
+        /// `pending` (published when the run starts): the batches it waits
+        /// for, so the run's graph can be drawn as it ran, whatever
+        /// `runner.toml` says later.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        depends_on: Vec<String>,
     },
     /// A task (a block) started.
     TaskStarted {
@@ -573,6 +578,7 @@ mod tests {
                 branch: None,
                 error: Some("task `x` failed".into()),
                 summary: None,
+                depends_on: Vec::new(),
             },
         };
         let json = serde_json::to_value(&event).unwrap();

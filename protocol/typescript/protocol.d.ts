@@ -272,6 +272,12 @@ export type Event = {
      * The git branch holding the batch's changes, when it completed in a repository.
      */
     branch?: string | null;
+    /**
+     * `pending` (published when the run starts): the batches it waits
+     * for, so the run's graph can be drawn as it ran, whatever
+     * `runner.toml` says later.
+     */
+    depends_on?: string[];
     error?: string | null;
     pipeline: string;
     run_id: string;

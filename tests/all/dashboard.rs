@@ -127,6 +127,56 @@ async fn serves_the_page_with_a_policy_and_answers_the_json_endpoints_from_the_h
 }
 
 #[tokio::test]
+async fn a_past_run_keeps_the_edges_it_ran_with_after_runner_toml_changes() {
+    let project = project();
+    let dir = project.path();
+    let (exit, _, stderr) = run_binary(dir, &["run"], &[]).await;
+    assert_eq!(exit, 0, "{stderr}");
+    let run = newest_run(dir);
+    // `report` no longer waits for `build` and `write`.
+    let toml = std::fs::read_to_string(dir.join("runner.toml")).unwrap();
+    let changed = toml.replace("depends_on = [\"build\", \"write\"]\n", "");
+    assert_ne!(changed, toml);
+    std::fs::write(dir.join("runner.toml"), changed).unwrap();
+    let server = Server::start(dir, &[]).await;
+    let pipelines = get_json(dir, "/api/pipelines").await;
+    let default = pipelines["pipelines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "default")
+        .unwrap();
+    assert!(
+        default["batches"][2]["depends_on"]
+            .as_array()
+            .is_none_or(|deps| deps.is_empty()),
+        "the configuration changed: {pipelines}"
+    );
+    let detail = get_json(dir, &format!("/api/runs/{run}")).await;
+    let edges: Vec<(String, Value)> = detail["batches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| {
+            (
+                b["batch_id"].as_str().unwrap().to_string(),
+                b["depends_on"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        edges,
+        [
+            ("build".to_string(), serde_json::json!([])),
+            ("write".to_string(), serde_json::json!([])),
+            ("report".to_string(), serde_json::json!(["build", "write"])),
+        ],
+        "the run's own edges: {detail}"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn starts_the_default_pipeline_from_the_page_and_shows_its_graph_logs_and_diff() {
     let Some(tools) = browser_tools() else { return };
     let project = project();

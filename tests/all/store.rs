@@ -36,6 +36,7 @@ fn batch_status(run: &str, batch: &str, status: BatchStatus, branch: Option<&str
         branch: branch.map(str::to_string),
         error: None,
         summary: None,
+        depends_on: Vec::new(),
     }
 }
 
@@ -1046,4 +1047,36 @@ fn the_lock_holder_recovers_a_run_whose_process_id_now_belongs_to_another_proces
     );
     other.kill().unwrap();
     other.wait().unwrap();
+}
+
+#[test]
+fn a_commands_events_are_read_through_its_index_and_only_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("history.db");
+    let (store, bus, recorder) = open(&path);
+    // Two commands interleaved with unrelated events.
+    for i in 0..50 {
+        bus.publish(log("r1", Some("t"), &format!("line {i}")));
+        let id = if i % 2 == 0 { "cmd-a" } else { "cmd-b" };
+        bus.publish(activity(
+            "r1",
+            "t",
+            id,
+            Activity::AssistantMessage {
+                text: format!("turn {i}"),
+            },
+        ));
+    }
+    bus.publish(command("r1", "t", "cmd-a", CommandStatus::Completed));
+    recorder.flush().unwrap();
+    let events = store.command_events("cmd-a", 1000).unwrap();
+    assert_eq!(events.len(), 26, "25 turns and the status of cmd-a");
+    assert!(events.windows(2).all(|w| w[0].seq < w[1].seq), "in order");
+    assert!(events.iter().all(|e| matches!(
+        &e.kind,
+        EventKind::AgentActivity { command_id, .. } | EventKind::CommandStatus { command_id, .. }
+            if command_id == "cmd-a"
+    )));
+    let plan = store.command_events_plan().unwrap();
+    assert!(plan.contains("events_by_command"), "{plan}");
 }

@@ -26,6 +26,11 @@ impl RunCtx {
             branch: None,
             error,
             summary,
+            depends_on: if status == BatchStatus::Pending {
+                batch.depends_on.clone()
+            } else {
+                Vec::new()
+            },
         });
     }
 
@@ -133,6 +138,7 @@ impl RunCtx {
             },
             error: error.clone(),
             summary,
+            depends_on: Vec::new(),
         });
         (status, error)
     }

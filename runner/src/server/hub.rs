@@ -405,6 +405,7 @@ mod tests {
                 branch: None,
                 error: None,
                 summary: None,
+                depends_on: Vec::new(),
             },
         });
         let frame = Frame::new(event, Some("ci".into()));

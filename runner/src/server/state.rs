@@ -140,6 +140,7 @@ impl State {
                 branch,
                 error,
                 summary,
+                ..
             } => {
                 if let Some(batch) = self.batch_mut(run_id, batch_id, batch_name) {
                     batch.status = *status;
@@ -533,6 +534,7 @@ mod tests {
                 branch: None,
                 error: None,
                 summary: None,
+                depends_on: Vec::new(),
             },
         )
     }

@@ -11,6 +11,13 @@ use serde::Serialize;
 use serde_json::Value;
 use std::time::Duration;
 
+/// An agent command's events; the `json_extract` is the one
+/// `events_by_command` indexes (migration 4).
+const COMMAND_EVENTS: &str = "SELECT seq, json FROM events
+     WHERE json_extract(json, '$.command_id') = ?1
+       AND type IN ('command_status', 'agent_activity', 'approval_requested', 'approval_decided')
+     ORDER BY json_extract(json, '$.command_id'), seq LIMIT ?2";
+
 /// One run, as `runner history` lists it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RunSummary {
@@ -123,6 +130,9 @@ pub struct BatchRecord {
     pub note: Option<String>,
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
+    /// The batches it waited for in this run; `None` for runs recorded
+    /// before the history kept them.
+    pub depends_on: Option<Vec<String>>,
 }
 
 /// A process of a run (seed 003's execution process): a task, a coding
@@ -402,23 +412,33 @@ impl Store {
         })
     }
 
-    /// The `command_status` and `agent_activity` events of one agent
-    /// command, in order (at most `limit`): its conversation.
+    /// The `command_status`, `agent_activity` and permission prompt
+    /// events of one agent command, in order (at most `limit`): its
+    /// conversation. Read through the `events_by_command` index.
     pub fn command_events(&self, command_id: &str, limit: usize) -> Result<Vec<Event>, StoreError> {
         let rows: Vec<(i64, String)> = self.read(|conn| {
-            conn.prepare_cached(
-                "SELECT seq, json FROM events WHERE type IN ('command_status', 'agent_activity')
-                 AND json_extract(json, '$.command_id') = ?1 ORDER BY seq LIMIT ?2",
-            )?
-            .query_map(params![command_id, limit as i64], |row| {
-                Ok((row.get(0)?, row.get(1)?))
-            })?
-            .collect()
+            conn.prepare_cached(COMMAND_EVENTS)?
+                .query_map(params![command_id, limit as i64], |row| {
+                    Ok((row.get(0)?, row.get(1)?))
+                })?
+                .collect()
         })?;
         Ok(rows
             .into_iter()
             .filter_map(|(_, json)| serde_json::from_str(&json).ok())
             .collect())
+    }
+
+    /// How SQLite plans [`Store::command_events`] (for the test that checks
+    /// it uses the index).
+    pub fn command_events_plan(&self) -> Result<String, StoreError> {
+        self.read(|conn| {
+            let mut statement = conn.prepare(&format!("EXPLAIN QUERY PLAN {COMMAND_EVENTS}"))?;
+            let details: Vec<String> = statement
+                .query_map(params!["cmd-x", 1], |row| row.get::<_, String>(3))?
+                .collect::<rusqlite::Result<_>>()?;
+            Ok(details.join("; "))
+        })
     }
 
     /// The id of the run `name` means: an id, a unique prefix of one (or of
@@ -485,7 +505,7 @@ impl Store {
             let batches = conn
                 .prepare_cached(
                     "SELECT batch_id, name, status, error, summary, branch, worktree, base_commit, head_before, head_after,
-                         files_changed, note, started_at, finished_at
+                         files_changed, note, started_at, finished_at, depends_on
                      FROM batches WHERE run_id = ?1 ORDER BY first_seq",
                 )?
                 .query_map([&id], |row| {
@@ -504,6 +524,9 @@ impl Store {
                         note: row.get(11)?,
                         started_at: read_time(row.get(12)?),
                         finished_at: read_time(row.get(13)?),
+                        depends_on: row
+                            .get::<_, Option<String>>(14)?
+                            .and_then(|json| serde_json::from_str(&json).ok()),
                     })
                 })?
                 .collect::<rusqlite::Result<_>>()?;

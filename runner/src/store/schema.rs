@@ -155,6 +155,19 @@ const MIGRATIONS: &[&str] = &[
         changed TEXT NOT NULL
     );
     "#,
+    // 4: an agent command's events found by its id without reading the
+    // whole events table (`/api/commands/COMMAND`); only the events that
+    // name a command are in the index.
+    r#"
+    CREATE INDEX IF NOT EXISTS events_by_command
+        ON events (json_extract(json, '$.command_id'), seq)
+        WHERE json_extract(json, '$.command_id') IS NOT NULL;
+    "#,
+    // 5: the batches a batch waited for in its run (a JSON array), from its
+    // `pending` `batch_status`; NULL for runs recorded before.
+    r#"
+    ALTER TABLE batches ADD COLUMN depends_on TEXT;
+    "#,
 ];
 
 /// The schema version this runner writes.

@@ -147,6 +147,7 @@ export class Model {
         if (e.branch) batch.branch = e.branch;
         batch.error = e.error;
         batch.summary = e.summary;
+        if (e.status === 'pending') batch.depends_on = e.depends_on || [];
         if (e.status === 'running' && !batch.started_at) batch.started_at = e.time;
         if (e.status === 'completed' || e.status === 'failed') batch.finished_at = e.time;
         break;
@@ -225,7 +226,7 @@ export class Model {
     run.trigger = detail.run.trigger;
     for (const record of detail.batches) {
       const batch = this.batch(run, record.batch_id, record.name);
-      for (const key of ['branch', 'base_commit', 'head_before', 'head_after', 'files_changed', 'note', 'started_at', 'finished_at', 'error', 'summary']) {
+      for (const key of ['branch', 'base_commit', 'head_before', 'head_after', 'files_changed', 'note', 'started_at', 'finished_at', 'error', 'summary', 'depends_on']) {
         if (batch[key] === undefined || batch[key] === null) batch[key] = record[key];
       }
       if (batch.status === 'pending' && record.status !== 'pending') batch.status = record.status;

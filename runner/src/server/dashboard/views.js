@@ -159,8 +159,13 @@ export function runView(ctx, runId) {
         h('a', { href: `#/runs/${encodeURIComponent(runId)}/logs` }, 'all logs'), ' ',
         ended ? null : h('button', { id: 'abort-run', class: 'danger', onclick: () => ctx.act('abort_run', { type: 'abort_run', run_id: runId }).catch(() => {}) }, 'Abort run')));
     if (!structure) return;
+    // The edges the run had, as recorded; the pipeline as `runner.toml`
+    // says it now only for runs recorded before the history kept them.
+    const recorded = [...run.batches.values()];
     const pipeline = structure.pipelines.find((p) => p.name === run.pipeline);
-    const nodes = pipeline ? pipeline.batches.map((b) => ({ ...b })) : [];
+    const nodes = recorded.length && recorded.every((b) => Array.isArray(b.depends_on))
+      ? recorded.map((b) => ({ id: b.batch_id, name: b.batch_name || b.name || b.batch_id, depends_on: b.depends_on }))
+      : pipeline ? pipeline.batches.map((b) => ({ ...b })) : [];
     for (const batch of run.batches.values()) {
       if (!nodes.some((n) => n.id === batch.batch_id)) nodes.push({ id: batch.batch_id, name: batch.batch_name, depends_on: [] });
     }

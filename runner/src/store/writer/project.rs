@@ -45,20 +45,26 @@ pub(super) fn project(tx: &Transaction, event: &Event, pid: u32) -> rusqlite::Re
             branch,
             error,
             summary,
+            depends_on,
             ..
         } => {
             let started = (*status == BatchStatus::Running).then_some(&time);
+            // Kept from the `pending` event, `[]` included: NULL means a run
+            // recorded before the history kept the edges.
+            let depends_on = (*status == BatchStatus::Pending)
+                .then(|| serde_json::to_string(depends_on).expect("plain JSON"));
             let finished =
                 matches!(status, BatchStatus::Completed | BatchStatus::Failed).then_some(&time);
             tx.prepare_cached(
-                "INSERT INTO batches (run_id, batch_id, first_seq, name, status, error, summary, branch, started_at, finished_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+                "INSERT INTO batches (run_id, batch_id, first_seq, name, status, error, summary, branch, started_at, finished_at, depends_on)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
                  ON CONFLICT (run_id, batch_id) DO UPDATE SET name = excluded.name, status = excluded.status,
                      error = excluded.error, summary = COALESCE(excluded.summary, summary),
+                     depends_on = COALESCE(excluded.depends_on, depends_on),
                      branch = COALESCE(excluded.branch, branch), started_at = COALESCE(started_at, excluded.started_at),
                      finished_at = COALESCE(excluded.finished_at, finished_at)",
             )?
-            .execute(params![run_id, batch_id, seq, batch_name, status.as_str(), error, summary, branch, started, finished])?;
+            .execute(params![run_id, batch_id, seq, batch_name, status.as_str(), error, summary, branch, started, finished, depends_on])?;
         }
         EventKind::TaskStarted {
             run_id,

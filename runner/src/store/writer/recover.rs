@@ -164,6 +164,7 @@ impl Writer {
                     branch: None,
                     error: Some(reason.to_string()),
                     summary: None,
+                    depends_on: Vec::new(),
                 });
             }
             push(EventKind::RunStatus {
