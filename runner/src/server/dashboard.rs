@@ -35,6 +35,11 @@ const ASSETS: &[(&str, &str, &[u8])] = &[
     ("/assets/ansi.js", JS, include_bytes!("dashboard/ansi.js")),
     ("/assets/dom.js", JS, include_bytes!("dashboard/dom.js")),
     (
+        "/assets/compare.js",
+        JS,
+        include_bytes!("dashboard/compare.js"),
+    ),
+    (
         "/assets/approvals.js",
         JS,
         include_bytes!("dashboard/approvals.js"),

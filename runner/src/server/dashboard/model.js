@@ -195,6 +195,9 @@ export class Model {
         this.command(e.command_id, e.agent, fields);
         break;
       }
+      case 'best_of_result':
+        this.batch(this.run(e.run_id), e.batch_id).best_of = e;
+        break;
       case 'agent_status': {
         this.agents.set(e.agent, { agent: e.agent, status: e.status, current_command: e.current_command, queued: e.queued });
         break;
@@ -247,6 +250,10 @@ export class Model {
         finished_at: task.finished_at || exec.finished_at,
         duration_ms: task.duration_ms ?? exec.duration_ms,
       });
+    }
+    for (const result of detail.best_of || []) {
+      const batch = this.batch(run, result.batch_id);
+      if (!batch.best_of) batch.best_of = result;
     }
     run.agent_turns = detail.agent_turns;
     run.merges = detail.merges;

@@ -6,6 +6,7 @@
 import { h, replace, duration, span, clock, throttled } from './dom.js';
 import { graph } from './graph.js';
 import { LogView } from './logview.js';
+import { comparison } from './compare.js';
 import { runEnded } from './model.js';
 
 const STATUSES = ['running', 'completed', 'failed', 'aborted', 'interrupted'];
@@ -200,6 +201,7 @@ export function runView(ctx, runId) {
         h('dt', null, 'files changed'), h('dd', null, batch?.files_changed ?? '—',
           batch?.branch ? [' · ', h('a', { href: `#/runs/${encodeURIComponent(runId)}/diff/${encodeURIComponent(node.id)}`, class: 'diff-link' }, 'diff')] : null),
         batch?.merge ? [h('dt', null, 'merge'), h('dd', null, `${batch.merge.status} into ${batch.merge.target}`, batch.merge.error ? ` — ${batch.merge.error}` : '')] : null),
+      batch?.best_of ? comparison(batch.best_of) : null,
       h('table', { class: 'tasks' },
         h('thead', null, h('tr', null, ['task', 'type', 'status', 'duration', 'exit code', 'error', ''].map((t) => h('th', null, t)))),
         h('tbody', null, shown.map((t) => h('tr', { dataset: { task: t.task_id, status: t.status } },
