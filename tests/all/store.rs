@@ -1080,3 +1080,20 @@ fn a_commands_events_are_read_through_its_index_and_only_its_own() {
     let plan = store.command_events_plan().unwrap();
     assert!(plan.contains("events_by_command"), "{plan}");
 }
+
+#[tokio::test]
+async fn a_runner_that_ends_leaves_no_wal_for_the_next_one_to_read() {
+    let project = crate::ids::isolated_project(
+        "[[pipelines.default.batches]]\nid = \"a\"\n[[pipelines.default.batches.tasks]]\nid = \"t\"\ntype = \"exec\"\nconfig = { command = \"echo hi\" }\n",
+    );
+    let dir = project.path();
+    for _ in 0..3 {
+        let (exit, _, stderr) = crate::pipelines::run_binary(dir, &["run"], &[]).await;
+        assert_eq!(exit, 0, "{stderr}");
+        let wal = dir.join("state/history.db-wal");
+        let size = std::fs::metadata(&wal).map_or(0, |m| m.len());
+        assert_eq!(size, 0, "the WAL was written into the database at exit");
+    }
+    let store = Store::open(dir.join("state/history.db")).unwrap();
+    assert_eq!(store.list_runs(10).unwrap().len(), 3, "and every run is in it");
+}

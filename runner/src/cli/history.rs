@@ -31,12 +31,18 @@ pub struct Recording {
 }
 
 impl Recording {
-    /// Waits until every event published so far is written.
+    /// Waits until every event published so far is written, then
+    /// checkpoints the WAL so that the next runner opens the history
+    /// without reading it back.
     pub async fn finish(&self) {
         if let Some(recorder) = &self.recorder
             && let Err(err) = recorder.flush_async().await
         {
             eprintln!("warning: the history may miss the last events: {err}");
+            return;
+        }
+        if let Some(store) = self.store.clone() {
+            let _ = tokio::task::spawn_blocking(move || store.checkpoint()).await;
         }
     }
 }

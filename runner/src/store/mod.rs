@@ -436,6 +436,17 @@ impl Store {
         self.take_error()
     }
 
+    /// Writes everything sent so far, then moves the WAL into the database
+    /// file and empties it. A process that is about to exit calls it: a
+    /// WAL left behind grows run after run (until SQLite's auto-checkpoint)
+    /// and the next process to open the history reads all of it first.
+    pub fn checkpoint(&self) -> Result<(), StoreError> {
+        let (reply, answer) = mpsc::channel();
+        self.send(writer::Command::Checkpoint(reply))?;
+        answer.recv().map_err(|_| self.stopped())?;
+        self.take_error()
+    }
+
     fn send(&self, command: writer::Command) -> Result<(), StoreError> {
         self.tx.send(command).map_err(|_| self.stopped())
     }

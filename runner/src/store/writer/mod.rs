@@ -26,6 +26,9 @@ pub enum Command {
         reply: mpsc::Sender<Result<Pruned, StoreError>>,
     },
     Flush(mpsc::Sender<()>),
+    /// Writes what is pending, then the WAL into the file (see
+    /// [`super::Store::checkpoint`]).
+    Checkpoint(mpsc::Sender<()>),
 }
 
 /// At most this many events go into one transaction.
@@ -110,6 +113,12 @@ impl Writer {
                 );
             }
             Command::Flush(reply) => {
+                let _ = reply.send(());
+            }
+            Command::Checkpoint(reply) => {
+                // A reader elsewhere may hold the WAL back: the next open
+                // then reads what is left, as before.
+                let _ = self.truncate_wal();
                 let _ = reply.send(());
             }
         }
