@@ -377,6 +377,8 @@ pub(super) fn project(tx: &Transaction, event: &Event, pid: u32) -> rusqlite::Re
             .execute(params![run_id, changed])?;
         }
         EventKind::WatchStatus { .. } | EventKind::PluginCompile { .. } => {}
+        // Kept in `events` only; `runner show` reads it from there.
+        EventKind::BestOfResult { .. } => {}
     }
     Ok(())
 }
