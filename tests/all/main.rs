@@ -3,6 +3,7 @@
 mod support;
 
 mod agents;
+mod best_of;
 mod budgets;
 mod config_errors;
 mod dashboard;
