@@ -13,6 +13,7 @@ const SHIPPED: &[(&str, &str, &str)] = &[
     ("sequential", "sequential", "Batch"),
     ("parallel", "parallel", "Batch"),
     ("matrix", "matrix", "Batch"),
+    ("best_of", "best_of", "Batch"),
     ("checksum", "checksum", "Block"),
     ("template", "template", "Block"),
     ("wordcount", "wordcount", "Script"),

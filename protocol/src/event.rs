@@ -41,6 +41,7 @@ impl Event {
             | ExecutionStatus { run_id, .. }
             | RepoState { run_id, .. }
             | MergeStatus { run_id, .. } => Some(run_id),
+            BestOfResult { run_id, .. } => Some(run_id),
         }
     }
 
@@ -354,6 +355,28 @@ pub enum EventKind {
         /// ended first.
         decided_by: String,
     },
+    /// A batch whose type tries it several times (`best_of`, an attempts
+    /// batch plugin) ranked its attempts: every attempt's check, diff, time,
+    /// tokens and cost, which one won and why. Published before the batch's
+    /// final `batch_status`; the winner's branch is then the batch's branch.
+    BestOfResult {
+        run_id: String,
+        batch_id: String,
+        /// The winning attempt's number (1, 2, …); absent when none could be
+        /// kept (the batch then fails).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        winner: Option<u32>,
+        /// The winner's branch (`runner/<run>-<batch>-<n>`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        winner_branch: Option<String>,
+        /// Why it won, or why none did, for people.
+        reason: String,
+        /// The command each attempt was checked with, when there is one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        check: Option<String>,
+        /// Every attempt, in plan order.
+        attempts: Vec<AttemptResult>,
+    },
 }
 
 impl EventKind {
@@ -397,6 +420,7 @@ impl EventKind {
             Self::PluginCompile { .. } => "plugin_compile",
             Self::ApprovalRequested { .. } => "approval_requested",
             Self::ApprovalDecided { .. } => "approval_decided",
+            Self::BestOfResult { .. } => "best_of_result",
         }
     }
 }
@@ -458,6 +482,55 @@ pub enum Activity {
     },
 }
 
+/// One attempt of a `best_of_result`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct AttemptResult {
+    /// 1, 2, 3… in plan order.
+    pub number: u32,
+    /// The agent its agent tasks ran with, when the batch type chose one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<String>,
+    /// The attempt's own branch; it stays after the run, for review.
+    pub branch: String,
+    /// The branch's head after the attempt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub head: Option<String>,
+    /// Every task of the attempt completed.
+    pub completed: bool,
+    /// Why it failed: its first failed task's error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// The check's result; absent without a check, or when the tasks failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub check: Option<AttemptCheck>,
+    /// The attempt's diff from where the batch started.
+    pub files_changed: u32,
+    pub additions: u32,
+    pub deletions: u32,
+    /// From the attempt's start to the end of its check.
+    pub duration_ms: u64,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    /// Absent when no agent of the attempt reported a cost.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost_usd: Option<f64>,
+    /// 1 for the best.
+    pub rank: u32,
+    /// Where it ranked and why, for people: `won: …`, `bigger diff than attempt 2: …`.
+    pub note: String,
+}
+
+/// How an attempt's check ended.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct AttemptCheck {
+    pub passed: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub duration_ms: u64,
+}
+
 /// Why a process ran (seed 003's run reason).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
@@ -470,6 +543,8 @@ pub enum RunReason {
     Task,
     /// A coding agent's command.
     CodingAgent,
+    /// The check of one attempt of a `best_of` batch.
+    Check,
 }
 
 impl RunReason {
@@ -479,6 +554,7 @@ impl RunReason {
             Self::CleanupScript => "cleanup_script",
             Self::Task => "task",
             Self::CodingAgent => "coding_agent",
+            Self::Check => "check",
         }
     }
 }

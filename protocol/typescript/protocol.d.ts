@@ -78,6 +78,74 @@ export interface AgentState {
  */
 export type AgentStatus = "online" | "busy" | "offline";
 
+/**
+ * How an attempt's check ended.
+ */
+export interface AttemptCheck {
+  duration_ms: number;
+  error?: string | null;
+  exit_code?: number | null;
+  passed: boolean;
+}
+
+/**
+ * One attempt of a `best_of_result`.
+ */
+export interface AttemptResult {
+  additions: number;
+  /**
+   * The agent its agent tasks ran with, when the batch type chose one.
+   */
+  agent?: string | null;
+  /**
+   * The attempt's own branch; it stays after the run, for review.
+   */
+  branch: string;
+  /**
+   * The check's result; absent without a check, or when the tasks failed.
+   */
+  check?: AttemptCheck | null;
+  /**
+   * Every task of the attempt completed.
+   */
+  completed: boolean;
+  /**
+   * Absent when no agent of the attempt reported a cost.
+   */
+  cost_usd?: number | null;
+  deletions: number;
+  /**
+   * From the attempt's start to the end of its check.
+   */
+  duration_ms: number;
+  /**
+   * Why it failed: its first failed task's error.
+   */
+  error?: string | null;
+  /**
+   * The attempt's diff from where the batch started.
+   */
+  files_changed: number;
+  /**
+   * The branch's head after the attempt.
+   */
+  head?: string | null;
+  input_tokens: number;
+  /**
+   * Where it ranked and why, for people: `won: …`, `bigger diff than attempt 2: …`.
+   */
+  note: string;
+  /**
+   * 1, 2, 3… in plan order.
+   */
+  number: number;
+  output_tokens: number;
+  /**
+   * 1 for the best.
+   */
+  rank: number;
+}
+
 export interface BatchState {
   batch_id: string;
   batch_name: string;
@@ -576,6 +644,32 @@ export type Event = {
     run_id?: string | null;
     task_id?: string | null;
   }
+  | {
+    type: "best_of_result";
+    /**
+     * Every attempt, in plan order.
+     */
+    attempts: AttemptResult[];
+    batch_id: string;
+    /**
+     * The command each attempt was checked with, when there is one.
+     */
+    check?: string | null;
+    /**
+     * Why it won, or why none did, for people.
+     */
+    reason: string;
+    run_id: string;
+    /**
+     * The winning attempt's number (1, 2, …); absent when none could be
+     * kept (the batch then fails).
+     */
+    winner?: number | null;
+    /**
+     * The winner's branch (`runner/<run>-<batch>-<n>`).
+     */
+    winner_branch?: string | null;
+  }
 );
 
 /**
@@ -680,7 +774,7 @@ export type RequestId = number | string;
 /**
  * Why a process ran (seed 003's run reason).
  */
-export type RunReason = "setup_script" | "cleanup_script" | "task" | "coding_agent";
+export type RunReason = "setup_script" | "cleanup_script" | "task" | "coding_agent" | "check";
 
 export interface RunState {
   /**

@@ -3,7 +3,8 @@
 
 use crate::units::format_size_rounded;
 use protocol::{
-    BatchStatus, CompileStatus, Event, EventKind, LogLevel, RunStatus, Stream, TaskStatus,
+    AttemptResult, BatchStatus, CompileStatus, Event, EventKind, LogLevel, RunStatus, Stream,
+    TaskStatus,
 };
 use std::collections::HashMap;
 use std::io::{self, Write};
@@ -165,6 +166,12 @@ impl<W: Write> TerminalPrinter<W> {
                     self.paint(YELLOW, &format!("    ✗ {at}: approval {approval_id} denied by {decided_by}{why}"))
                 })
             }
+            EventKind::BestOfResult { batch_id, winner, reason, attempts, .. } => {
+                let head = format!("  ◆ batch {batch_id}: {}", best_of_verdict(*winner, reason, attempts.len()));
+                let head = self.paint(if winner.is_some() { BOLD } else { RED }, &head);
+                let rows = best_of_rows(attempts).into_iter().map(|row| format!("    {row}"));
+                Some(std::iter::once(head).chain(rows).collect::<Vec<_>>().join("\n"))
+            }
             EventKind::PluginCompile { plugin, size_bytes, status, duration_ms, error } => {
                 let size = format_size_rounded(*size_bytes);
                 let took = duration_ms.map(format_ms).unwrap_or_default();
@@ -275,6 +282,68 @@ fn shorten(text: &str, max: usize) -> String {
         Some((at, _)) => format!("{}…", &text[..at]),
         None => text.to_string(),
     }
+}
+
+/// `attempt 2 of 3 won: <reason>`, or `no attempt of 3 can be kept: <reason>`.
+pub(crate) fn best_of_verdict(winner: Option<u32>, reason: &str, attempts: usize) -> String {
+    match winner {
+        Some(n) => format!("attempt {n} of {attempts} won: {reason}"),
+        None => format!("no attempt of {attempts} can be kept: {reason}"),
+    }
+}
+
+/// The attempts of a `best_of_result` side by side: a header, then one row
+/// per attempt with its note below it (`runner run` and `runner show`).
+pub(crate) fn best_of_rows(attempts: &[AttemptResult]) -> Vec<String> {
+    let header = [
+        "attempt", "rank", "agent", "tasks", "check", "files", "+/-", "time", "tokens", "cost",
+        "branch",
+    ]
+    .map(String::from);
+    let rows: Vec<[String; 11]> = attempts
+        .iter()
+        .map(|a| {
+            [
+                a.number.to_string(),
+                a.rank.to_string(),
+                a.agent.clone().unwrap_or_else(|| "-".into()),
+                if a.completed { "ok" } else { "failed" }.into(),
+                match &a.check {
+                    Some(c) if c.passed => "passed".into(),
+                    Some(_) => "failed".into(),
+                    None => "-".into(),
+                },
+                a.files_changed.to_string(),
+                format!("+{} -{}", a.additions, a.deletions),
+                format_ms(a.duration_ms),
+                (a.input_tokens + a.output_tokens).to_string(),
+                a.cost_usd.map_or("-".into(), |c| format!("${c:.4}")),
+                a.branch.clone(),
+            ]
+        })
+        .collect();
+    let mut widths = header.clone().map(|h| h.chars().count());
+    for row in &rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let line = |cells: &[String; 11]| {
+        let padded: Vec<String> = cells
+            .iter()
+            .zip(widths)
+            .map(|(cell, width)| format!("{cell:<width$}"))
+            .collect();
+        padded.join("  ").trim_end().to_string()
+    };
+    let mut lines = vec![line(&header)];
+    for (row, attempt) in rows.iter().zip(attempts) {
+        lines.push(line(row));
+        if !attempt.note.is_empty() {
+            lines.push(format!("  {}", attempt.note));
+        }
+    }
+    lines
 }
 
 fn format_ms(ms: u64) -> String {

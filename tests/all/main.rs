@@ -4,6 +4,7 @@ mod support;
 
 mod agents;
 mod approvals;
+mod best_of;
 mod budgets;
 mod config_errors;
 mod dashboard;

@@ -1095,5 +1095,9 @@ async fn a_runner_that_ends_leaves_no_wal_for_the_next_one_to_read() {
         assert_eq!(size, 0, "the WAL was written into the database at exit");
     }
     let store = Store::open(dir.join("state/history.db")).unwrap();
-    assert_eq!(store.list_runs(10).unwrap().len(), 3, "and every run is in it");
+    assert_eq!(
+        store.list_runs(10).unwrap().len(),
+        3,
+        "and every run is in it"
+    );
 }

@@ -307,6 +307,19 @@ pub fn show(config: &Config, run: &str, json: bool) -> Result<i32, Error> {
             println!("    summary: {}", summary.lines().next().unwrap_or(""));
         }
     }
+    for best in &detail.best_of {
+        println!(
+            "  best of batch {}: {}",
+            best.batch_id,
+            crate::printer::best_of_verdict(best.winner, &best.reason, best.attempts.len())
+        );
+        if let Some(check) = &best.check {
+            println!("    check: {check}");
+        }
+        for row in crate::printer::best_of_rows(&best.attempts) {
+            println!("    {row}");
+        }
+    }
     for merge in &detail.merges {
         println!(
             "  merge {} → {}: {}",

@@ -83,7 +83,7 @@ impl Plugin {
                         .call_describe(&mut store)
                         .await?
                 }
-                Pre::Batch(pre) => {
+                Pre::Batch { pre, .. } => {
                     pre.instantiate_async(&mut store)
                         .await?
                         .runner_plugin_batch()
@@ -205,7 +205,7 @@ impl Plugin {
     ) -> Result<Result<Expansion, String>, CallError> {
         let mut store = self.store(sink, HOUSEKEEPING_TIMEOUT, &CallOptions::default())?;
         match &self.pre {
-            Pre::Batch(pre) => {
+            Pre::Batch { pre, .. } => {
                 guarded(HOUSEKEEPING_TIMEOUT, async {
                     let instance = pre.instantiate_async(&mut store).await?;
                     instance
@@ -239,7 +239,7 @@ impl Plugin {
     ) -> Result<BatchOutcome, CallError> {
         let mut store = self.store(sink, HOUSEKEEPING_TIMEOUT, &CallOptions::default())?;
         match &self.pre {
-            Pre::Batch(pre) => {
+            Pre::Batch { pre, .. } => {
                 guarded(HOUSEKEEPING_TIMEOUT, async {
                     let instance = pre.instantiate_async(&mut store).await?;
                     instance

@@ -283,9 +283,14 @@ async fn load_one(
         World::Block => {
             Pre::Block(latest::block::BlockPluginPre::new(instance_pre).map_err(typed)?)
         }
-        World::Batch => {
-            Pre::Batch(latest::batch::BatchPluginPre::new(instance_pre).map_err(typed)?)
-        }
+        World::Batch => Pre::Batch {
+            attempts: None,
+            pre: latest::batch::BatchPluginPre::new(instance_pre).map_err(typed)?,
+        },
+        World::AttemptsBatch => Pre::Batch {
+            attempts: Some(latest::attempts::GuestIndices::new(&instance_pre).map_err(typed)?),
+            pre: latest::batch::BatchPluginPre::new(instance_pre).map_err(typed)?,
+        },
         World::AgentAdapter => Pre::Agent {
             approvals: None,
             pre: latest::agent::AgentPluginPre::new(instance_pre).map_err(typed)?,
@@ -333,7 +338,14 @@ fn detect_world(
         let known = check::VERSIONS.iter().any(|(v, _)| *v == version);
         let world = match path {
             "runner:plugin/block" if known => World::Block,
-            "runner:plugin/batch" if known => World::Batch,
+            "runner:plugin/batch" if known => {
+                let attempts = format!("runner:plugin/attempts@{version}");
+                if exports.contains(&attempts.as_str()) {
+                    World::AttemptsBatch
+                } else {
+                    World::Batch
+                }
+            }
             "runner:plugin/agent-adapter" if known => {
                 let approvals = format!("runner:plugin/approvals@{version}");
                 if exports.contains(&approvals.as_str()) {

@@ -13,6 +13,7 @@
 //! [`check`] says why a component does not fit.
 
 mod agent;
+mod attempts;
 mod bindings;
 mod call;
 pub mod check;
@@ -26,6 +27,7 @@ pub use agent::{
     AgentEvent, AgentRequest, AgentSession, ApprovalDecision, ApprovalRequest, ChangeKind,
     Invocation, Outcome, OutputStream,
 };
+pub use attempts::{AttemptPlan, AttemptReport, AttemptSpec, AttemptTask, CheckResult, Verdict};
 pub use bindings::latest::batch::exports::runner::plugin::batch::{
     BatchOutcome, ExecutionMode, Expansion, TaskResult, TaskSpec, TaskState,
 };
@@ -37,6 +39,7 @@ pub use worlds::check_worlds;
 use crate::config::{DirGrant, PluginDecl};
 use bindings::latest::agent::AgentPluginPre;
 use bindings::latest::approvals::GuestIndices as ApprovalsIndices;
+use bindings::latest::attempts::GuestIndices as AttemptsIndices;
 use bindings::latest::batch::BatchPluginPre;
 use bindings::latest::block::BlockPluginPre;
 use bindings::types::PluginInfo;
@@ -57,6 +60,8 @@ pub enum World {
     AgentAdapter,
     /// An agent adapter that also relays permission prompts (0.2.0).
     ApprovingAgent,
+    /// A batch type that also plans attempts and picks the best (0.2.0).
+    AttemptsBatch,
     /// A `wasi:cli/command`: a script.
     Command,
 }
@@ -69,8 +74,14 @@ impl World {
             Self::Batch => "batch-plugin",
             Self::AgentAdapter => "agent-plugin",
             Self::ApprovingAgent => "approving-agent-plugin",
+            Self::AttemptsBatch => "attempts-batch-plugin",
             Self::Command => "wasi:cli/command",
         }
+    }
+
+    /// Whether it is a batch type (with or without attempts).
+    pub fn is_batch(self) -> bool {
+        matches!(self, Self::Batch | Self::AttemptsBatch)
     }
 
     /// Whether it adapts an agent CLI (with or without approvals).
@@ -152,7 +163,11 @@ impl From<PluginInfo> for Info {
 /// A component linked and typed, ready to instantiate.
 enum Pre {
     Block(BlockPluginPre<StoreState>),
-    Batch(BatchPluginPre<StoreState>),
+    Batch {
+        pre: BatchPluginPre<StoreState>,
+        /// Where an attempts batch plugin's `attempts` functions are.
+        attempts: Option<AttemptsIndices>,
+    },
     Agent {
         pre: AgentPluginPre<StoreState>,
         /// Where an approving adapter's `approvals` functions are.

@@ -22,7 +22,7 @@ pub fn check_worlds(config: &Config, plugins: &Plugins) -> Result<(), ConfigErro
     for (name, pipeline) in &config.pipelines {
         for (b, batch) in pipeline.batches.iter().enumerate() {
             if let Some(plugin) = plugins.get(&batch.batch_type)
-                && plugin.world != World::Batch
+                && !plugin.world.is_batch()
             {
                 return Err(config.error_at(
                     batch.type_at,

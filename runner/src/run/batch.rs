@@ -68,16 +68,24 @@ impl RunCtx {
         let dir = workspace
             .as_ref()
             .map_or_else(|| self.config.base_dir.clone(), |ws| ws.dir.clone());
+        // A batch type that tries the batch on several branches runs the
+        // setup and cleanup scripts in each attempt's worktree instead.
+        let attempts = self
+            .plugins
+            .get(&batch.batch_type)
+            .filter(|plugin| plugin.plans_attempts())
+            .cloned();
         let setup = match &self.config.git.setup {
-            Some(script) => {
+            Some(script) if attempts.is_none() => {
                 self.execution(batch, &dir, RunReason::SetupScript, script)
                     .await
             }
-            None => Ok(()),
+            _ => Ok(()),
         };
-        let (mut status, mut error, summary) = match setup {
-            Ok(()) => self.run_tasks(batch, Arc::new(dir.clone())).await,
-            Err(message) => (
+        let (mut status, mut error, summary) = match (setup, attempts) {
+            (Ok(()), Some(plugin)) => self.run_attempts(batch, &plugin, workspace.as_ref()).await,
+            (Ok(()), None) => self.run_tasks(batch, Arc::new(dir.clone())).await,
+            (Err(message), _) => (
                 BatchStatus::Failed,
                 Some(format!("the setup script failed: {message}")),
                 None,
@@ -110,6 +118,10 @@ impl RunCtx {
             }
         }
         if let Some(script) = &self.config.git.cleanup
+            && !self
+                .plugins
+                .get(&batch.batch_type)
+                .is_some_and(|plugin| plugin.plans_attempts())
             && let Err(message) = self
                 .execution(batch, &dir, RunReason::CleanupScript, script)
                 .await
@@ -144,7 +156,7 @@ impl RunCtx {
     }
 
     /// A setup or cleanup script, recorded as an execution of its own.
-    async fn execution(
+    pub(super) async fn execution(
         &self,
         batch: &Batch,
         dir: &std::path::Path,
@@ -157,6 +169,27 @@ impl RunCtx {
             "cleanup"
         };
         let execution_id = format!("{prefix}:{}", batch.id);
+        match self
+            .execution_as(batch, &execution_id, dir, reason, script)
+            .await
+            .2
+        {
+            None => Ok(()),
+            Some(error) => Err(error),
+        }
+    }
+
+    /// A command of the batch that is not one of its tasks, recorded as
+    /// execution `execution_id`: how it ended, its exit code and its error.
+    pub(super) async fn execution_as(
+        &self,
+        batch: &Batch,
+        execution_id: &str,
+        dir: &std::path::Path,
+        reason: RunReason,
+        script: &str,
+    ) -> (ExecutionState, Option<i32>, Option<String>) {
+        let execution_id = execution_id.to_string();
         let status = |status: ExecutionState, exit_code: Option<i32>, error: Option<String>| {
             self.publish(EventKind::ExecutionStatus {
                 run_id: self.run_id.clone(),
@@ -194,9 +227,6 @@ impl RunCtx {
             self.log(Some(&execution_id), LogLevel::Warn, cut.message());
         }
         status(state, code, error.clone());
-        match error {
-            None => Ok(()),
-            Some(error) => Err(error),
-        }
+        (state, code, error)
     }
 }

@@ -92,6 +92,8 @@ impl RunCtx {
         task: &Task,
         config: &Value,
     ) -> TaskOutcome {
+        // An attempt of a `best_of` batch may run the task with another agent.
+        let agent = config.get("agent").and_then(Value::as_str).unwrap_or(agent);
         let prompt = config
             .get("prompt")
             .and_then(Value::as_str)

@@ -12,6 +12,7 @@
 //! wasm calls dropped), marks them `interrupted`, fails the batches that
 //! were running or waiting, and ends the run `aborted`.
 
+mod attempts;
 mod batch;
 mod execute;
 mod tasks;

@@ -52,6 +52,7 @@
 //! `VACUUM`). The WAL is checkpointed every 1/16 of the budget, so file and
 //! WAL together stay under it.
 
+mod comparisons;
 mod lock;
 mod query;
 mod recorder;

@@ -198,6 +198,18 @@ pub struct MergeRecord {
     pub time: DateTime<Utc>,
 }
 
+/// How a batch that tried its work several times (`best_of`) ranked its
+/// attempts: its `best_of_result` event.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BestOfRecord {
+    pub batch_id: String,
+    pub winner: Option<u32>,
+    pub winner_branch: Option<String>,
+    pub reason: String,
+    pub check: Option<String>,
+    pub attempts: Vec<protocol::AttemptResult>,
+}
+
 /// Everything `runner show RUN` prints.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RunDetail {
@@ -208,6 +220,8 @@ pub struct RunDetail {
     pub executions: Vec<ExecutionRecord>,
     pub agent_turns: Vec<AgentTurnRecord>,
     pub merges: Vec<MergeRecord>,
+    /// The attempts of `best_of` batches, side by side.
+    pub best_of: Vec<BestOfRecord>,
 }
 
 impl RunDetail {
@@ -603,7 +617,8 @@ impl Store {
                     })
                 })?
                 .collect::<rusqlite::Result<_>>()?;
-            Ok(RunDetail { run, batches, executions, agent_turns, merges })
+            let best_of = super::comparisons::best_of(conn, &id)?;
+            Ok(RunDetail { run, batches, executions, agent_turns, merges, best_of })
         })?;
         detail.settle();
         Ok(detail)

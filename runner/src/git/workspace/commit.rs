@@ -14,9 +14,32 @@ impl BatchWorkspace {
         if batch_name != self.batch_id && !batch_name.is_empty() {
             message.push_str(&format!("\n\n{batch_name}"));
         }
-        let mut committed = commit_worktree(&self.path, &message)?;
+        self.commit_with(&message)
+    }
+
+    /// [`BatchWorkspace::commit`] with this commit message.
+    pub fn commit_with(&self, message: &str) -> Result<Committed, GitError> {
+        let mut committed = commit_worktree(&self.path, message)?;
         committed.head_before = self.head_before.clone();
         Ok(committed)
+    }
+
+    /// Points the branch (and the worktree) at `commit`, dropping what the
+    /// worktree holds: a batch that tried its work on other branches takes
+    /// the winning attempt's head as its own.
+    pub fn adopt(&self, commit: &str) -> Result<(), GitError> {
+        let repo = Repository::open(&self.path).map_err(git_err(format!(
+            "cannot open the worktree {}",
+            self.path.display()
+        )))?;
+        let object = repo
+            .revparse_single(commit)
+            .map_err(git_err(format!("no commit `{commit}`")))?;
+        repo.reset(&object, git2::ResetType::Hard, None)
+            .map_err(git_err(format!(
+                "cannot move `{}` to {commit}",
+                self.branch
+            )))
     }
 }
 

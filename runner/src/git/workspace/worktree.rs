@@ -22,6 +22,41 @@ impl Workspaces {
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         let repo = self.open_repo()?;
         let start = self.start_commit(&repo, parents)?;
+        let stem = format!("{}-{}", slug(run_id), slug(batch_id));
+        self.create(&repo, run_id, batch_id, &stem, start)
+    }
+
+    /// A branch and worktree for attempt `number` of `batch` (a batch type
+    /// that tries the batch several times): `runner/<run>-<batch>-<number>`,
+    /// starting where the batch's own branch started.
+    pub fn prepare_attempt(
+        &self,
+        batch: &BatchWorkspace,
+        number: u32,
+    ) -> Result<BatchWorkspace, GitError> {
+        let _guard = self
+            .lock
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let repo = self.open_repo()?;
+        let start = Oid::from_str(&batch.head_before).map_err(git_err(format!(
+            "`{}` is not a commit id",
+            batch.head_before
+        )))?;
+        let stem = format!("{}-{}-{number}", slug(&batch.run_id), slug(&batch.batch_id));
+        self.create(&repo, &batch.run_id, &batch.batch_id, &stem, start)
+    }
+
+    /// A branch `runner/<stem>` (or `<stem>-2`, … when taken) at `start`
+    /// and its worktree. The caller holds the lock.
+    fn create(
+        &self,
+        repo: &Repository,
+        run_id: &str,
+        batch_id: &str,
+        stem: &str,
+        start: Oid,
+    ) -> Result<BatchWorkspace, GitError> {
         let start_commit = repo
             .find_commit(start)
             .map_err(git_err("cannot read the start commit"))?;
@@ -37,11 +72,10 @@ impl Workspaces {
                 .map_err(io_err(format!("cannot write {}", ignore.display())))?;
         }
 
-        let stem = format!("{}-{}", slug(run_id), slug(batch_id));
         let (name, branch, path) = (1..)
             .map(|n| {
                 if n == 1 {
-                    stem.clone()
+                    stem.to_string()
                 } else {
                     format!("{stem}-{n}")
                 }
@@ -86,7 +120,7 @@ impl Workspaces {
                 path.display()
             ))(err));
         }
-        crate::git::retention::record_run(&repo, &branch, run_id);
+        crate::git::retention::record_run(repo, &branch, run_id);
         let dir = path.join(&self.project_rel);
         Ok(BatchWorkspace {
             run_id: run_id.to_string(),

@@ -50,6 +50,22 @@ pub mod approving_agent {
     });
 }
 
+/// Only its `attempts` export is used: an attempts batch plugin is
+/// instantiated as a batch plugin, and its attempts are looked up in the
+/// same instance.
+pub mod attempts_batch {
+    wasmtime::component::bindgen!({
+        world: "attempts-batch-plugin",
+        path: "../wit",
+        exports: { default: async },
+        with: {
+            "runner:plugin/host": super::block::runner::plugin::host,
+            "runner:plugin/types": super::block::runner::plugin::types,
+        },
+    });
+}
+
 pub use approving_agent::exports::runner::plugin::approvals;
+pub use attempts_batch::exports::runner::plugin::attempts;
 pub use block::runner::plugin::host;
 pub use block::runner::plugin::types;

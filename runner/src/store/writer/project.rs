@@ -382,11 +382,13 @@ pub(super) fn project(tx: &Transaction, event: &Event, pid: u32) -> rusqlite::Re
             )?
             .execute(params![run_id, changed])?;
         }
-        // Permission prompts stay in the events table only.
+        // Kept in `events` only: permission prompts, and the
+        // `best_of_result` that `runner show` reads from there.
         EventKind::WatchStatus { .. }
         | EventKind::PluginCompile { .. }
         | EventKind::ApprovalRequested { .. }
-        | EventKind::ApprovalDecided { .. } => {}
+        | EventKind::ApprovalDecided { .. }
+        | EventKind::BestOfResult { .. } => {}
     }
     Ok(())
 }

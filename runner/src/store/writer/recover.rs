@@ -91,6 +91,7 @@ impl Writer {
                 let script = match reason_text.as_str() {
                     "setup_script" => Some(RunReason::SetupScript),
                     "cleanup_script" => Some(RunReason::CleanupScript),
+                    "check" => Some(RunReason::Check),
                     _ => None,
                 };
                 if let Some(run_reason) = script {
