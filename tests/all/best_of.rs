@@ -413,3 +413,60 @@ async fn a_plan_naming_an_undeclared_agent_fails_the_batch_before_any_attempt_ru
         "no attempt ran"
     );
 }
+
+#[tokio::test]
+async fn the_dashboard_shows_the_attempts_side_by_side_live_and_from_the_history() {
+    use crate::dashboard_support::{Driver, base_url, browser_tools};
+    let Some(tools) = browser_tools() else { return };
+    let addr = format!("127.0.0.1:{}", crate::handoff::free_port());
+    let toml = format!(
+        "version = 1\n[server]\nlisten = \"{addr}\"\n{}{}{}{}",
+        agent("breaks", 0, true, CHEAP),
+        agent("two", 2, false, CHEAP),
+        agent("three", 3, false, CHEAP),
+        pipeline(&["breaks", "two", "three"], "none")
+    );
+    let repo = Repo::new(&toml);
+    let server = crate::handoff::Server::start(repo.path(), &[]).await;
+    let printed = Driver::start(&tools, "best_of", &base_url(repo.path()), &[])
+        .finish()
+        .await;
+    server.stop().await;
+    let shown = printed
+        .iter()
+        .find(|v| v["recorded"].is_array())
+        .expect("the script read the table");
+    // What the page shows is what the history recorded.
+    let (_, json, _) = repo.runner(&["show", "last", "--json"]).await;
+    let detail: Value = serde_json::from_str(&json).unwrap();
+    let attempts = detail["best_of"][0]["attempts"].as_array().unwrap();
+    let rows = shown["recorded"].as_array().unwrap();
+    assert_eq!(rows.len(), attempts.len());
+    for (row, attempt) in rows.iter().zip(attempts) {
+        assert_eq!(row["attempt"], attempt["number"]);
+        assert_eq!(row["rank"], attempt["rank"]);
+        assert_eq!(row["note"], attempt["note"]);
+        let files = attempt["files_changed"].as_u64().unwrap();
+        assert!(
+            row["diff"]
+                .as_str()
+                .unwrap()
+                .starts_with(&format!("{files} files")),
+            "{row}"
+        );
+    }
+    let winners: Vec<u64> = rows
+        .iter()
+        .filter(|r| r["winner"] == true)
+        .map(|r| r["attempt"].as_u64().unwrap())
+        .collect();
+    assert_eq!(winners, [2], "the winner is marked: {rows:?}");
+    assert_eq!(rows[0]["check"], "failed");
+    assert!(
+        shown["reason"]
+            .as_str()
+            .unwrap()
+            .contains("attempt 2 won: smaller diff"),
+        "{shown}"
+    );
+}

@@ -2,7 +2,7 @@
 //
 //   node dashboard.mjs SCENARIO BASE_URL ARTIFACT_DIR
 //
-// Scenarios: pipeline, agent, approval, interrupt, abort, reconnect, token, foreign. Settings come in
+// Scenarios: pipeline, agent, approval, best_of, interrupt, abort, reconnect, token, foreign. Settings come in
 // environment variables (DASH_*). Each step is printed as one JSON line on
 // stdout; `{"wait": "..."}` lines ask the test to do something and answer
 // with a line on stdin. Exit code 0: every check held; 1: the first that
@@ -170,6 +170,32 @@ const scenarios = {
     await page.waitForSelector('#command-status[data-status="completed"]');
     say({ approved: true, command: decodeURIComponent(await page.evaluate(() => location.hash.replace('#/agents/', ''))) });
     await second.close();
+  },
+
+  async best_of() {
+    // Live: start the run from the page, then the batch's attempts side by
+    // side; then the same from the history after a reload.
+    const runId = await startFromPage('default');
+    const table = '.best-of table.attempts';
+    const read = () => page.$$eval('.best-of tr.attempt', (rows) => rows.map((r) => ({
+      attempt: Number(r.dataset.attempt), rank: Number(r.dataset.rank), check: r.dataset.check,
+      winner: r.classList.contains('attempt-winner'),
+      diff: r.querySelector('.attempt-diff').textContent, cost: r.querySelector('.attempt-cost').textContent,
+      note: r.querySelector('.attempt-note').textContent,
+    })));
+    await page.waitForSelector(`.graph .node[data-batch="try"][data-status="completed"]`);
+    await page.click('.graph .node[data-batch="try"]');
+    await page.waitForSelector(table);
+    const live = await read();
+    const reason = await page.textContent('.best-of .best-of-reason');
+    await shot('best-of');
+    await page.reload();
+    await connected();
+    await page.click('.graph .node[data-batch="try"]');
+    await page.waitForSelector(table);
+    const recorded = await read();
+    say({ run: runId, live, recorded, reason });
+    check(JSON.stringify(live) === JSON.stringify(recorded), `live and recorded differ: ${JSON.stringify(live)} vs ${JSON.stringify(recorded)}`);
   },
 
   async interrupt() {

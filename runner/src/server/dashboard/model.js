@@ -23,6 +23,8 @@ export class Model {
     this.agents = new Map();
     /** @type {Map<string, any>} */
     this.commands = new Map();
+    /** What the history said of runs (`/api/runs/RUN`), applied again after a new snapshot. @type {Map<string, any>} */
+    this.details = new Map();
     /** Permission prompts waiting for an answer, by approval id. @type {Map<string, any>} */
     this.approvals = new Map();
     /** @type {Set<(event: Event | null) => void>} */
@@ -68,6 +70,9 @@ export class Model {
     for (const command of snapshot.recent_commands) this.command(command.command_id, command.agent, command);
     this.approvals.clear();
     for (const approval of snapshot.pending_approvals || []) this.approvals.set(approval.approval_id, { ...approval });
+    // A snapshot that arrives after a run's detail must not drop what only
+    // the history knows (heads, the best_of comparison, …).
+    for (const detail of this.details.values()) this.merge(detail);
     this.lastSeq = snapshot.seq;
     this.emit(null);
   }
@@ -218,6 +223,13 @@ export class Model {
 
   /** Fills what the history knows about a run that the live state lacks. */
   mergeDetail(detail) {
+    this.details.set(detail.run.id, detail);
+    if (this.details.size > 50) this.details.delete(this.details.keys().next().value);
+    this.merge(detail);
+    this.emit(null);
+  }
+
+  merge(detail) {
     const run = this.run(detail.run.id, detail.run.pipeline);
     if (!this.runs.get(detail.run.id).started_at) run.started_at = detail.run.started_at;
     if (!runEnded(run.status) || !run.finished_at) {
@@ -257,7 +269,6 @@ export class Model {
     }
     run.agent_turns = detail.agent_turns;
     run.merges = detail.merges;
-    this.emit(null);
   }
 }
 
