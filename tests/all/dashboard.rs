@@ -127,6 +127,42 @@ async fn serves_the_page_with_a_policy_and_answers_the_json_endpoints_from_the_h
 }
 
 #[tokio::test]
+async fn a_batch_of_more_tasks_than_a_page_lists_them_all_page_by_page() {
+    let Some(tools) = browser_tools() else { return };
+    let values: Vec<String> = (0..1200).map(|i| format!("\"v{i}\"")).collect();
+    let many = format!(
+        "\n[[pipelines.many.batches]]\nid = \"wide\"\ntype = \"matrix\"\nwith = {{ parameter = \"n\", values = [{}] }}\n[[pipelines.many.batches.tasks]]\nid = \"t\"\ntype = \"exec\"\nconfig = {{ command = \"true\" }}\n",
+        values.join(", ")
+    );
+    let project = project_with(&format!("\n{many}"));
+    let dir = project.path();
+    let server = Server::start(dir, &[]).await;
+    let printed = Driver::start(&tools, "pager", &base_url(dir), &[("DASH_TASKS", "1200")])
+        .finish()
+        .await;
+    server.stop().await;
+    let shown = printed
+        .iter()
+        .find(|v| v["pages"].is_array())
+        .expect("the script paged");
+    let pages: Vec<(u64, String)> = shown["pages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p[0].as_u64().unwrap(), p[1].as_str().unwrap().to_string()))
+        .collect();
+    assert_eq!(
+        pages,
+        [
+            (500, "tasks 1–500 of 1200".to_string()),
+            (500, "tasks 501–1000 of 1200".to_string()),
+            (200, "tasks 1001–1200 of 1200".to_string()),
+        ]
+    );
+    assert_eq!(shown["back"], "tasks 501–1000 of 1200");
+}
+
+#[tokio::test]
 async fn a_past_run_keeps_the_edges_it_ran_with_after_runner_toml_changes() {
     let project = project();
     let dir = project.path();

@@ -64,7 +64,7 @@ name = "Build"
 [[pipelines.default.batches.tasks]]
 id = "compile"
 type = "exec"
-config = { command = "printf '\\033[32mbuilt ok\\033[0m\\n'; echo dashboard-log-marker" }
+config = { command = "printf '\\033[32mbuilt ok\\033[0m\\n'; echo dashboard-log-marker; echo '--- details'; echo folded-detail-line; echo '+++ summary'; echo open-summary-line" }
 
 [[pipelines.default.batches]]
 id = "write"

@@ -737,7 +737,10 @@ fn an_older_history_that_recorded_a_recovered_run_as_aborted_reads_interrupted_a
     }
     let old = rusqlite::Connection::open(&path).unwrap();
     old.execute_batch(
-        "UPDATE runs SET status = 'interrupted' WHERE id = 'crashed'; PRAGMA user_version = 1;",
+        // Back to what version 1 had: without the later index and column.
+        "UPDATE runs SET status = 'interrupted' WHERE id = 'crashed';
+         DROP INDEX events_by_command; ALTER TABLE batches DROP COLUMN depends_on;
+         PRAGMA user_version = 1;",
     )
     .unwrap();
     drop(old);

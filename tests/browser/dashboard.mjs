@@ -2,7 +2,7 @@
 //
 //   node dashboard.mjs SCENARIO BASE_URL ARTIFACT_DIR
 //
-// Scenarios: pipeline, agent, approval, best_of, interrupt, abort, reconnect, token, foreign. Settings come in
+// Scenarios: pipeline, agent, approval, best_of, pager, interrupt, abort, reconnect, token, foreign. Settings come in
 // environment variables (DASH_*). Each step is printed as one JSON line on
 // stdout; `{"wait": "..."}` lines ask the test to do something and answer
 // with a line on stdin. Exit code 0: every check held; 1: the first that
@@ -89,6 +89,13 @@ const scenarios = {
     say({ log: text, colored });
     check(colored.some((c) => c.startsWith('ansi-fg-green')), `no green ANSI span in the log: ${JSON.stringify(colored)}`);
     await shot('logs');
+    // Groups: `--- details` is folded, `+++ summary` open; a click unfolds.
+    const rowWith = (t) => page.evaluate((x) => [...document.querySelectorAll('.log-row')].some((r) => r.textContent.includes(x)), t);
+    await page.waitForSelector('.log-group[data-folded="yes"]');
+    check(!(await rowWith('folded-detail-line')) && await rowWith('open-summary-line'), 'the --- group is not folded or the +++ group not open');
+    await page.click('.log-group[data-folded="yes"]');
+    await page.waitForFunction(() => [...document.querySelectorAll('.log-row')].some((r) => r.textContent.includes('folded-detail-line')));
+    say({ groups: await page.$$eval('.log-group', (g) => g.map((x) => `${x.textContent}:${x.dataset.folded}`)) });
     await page.fill('#log-search', 'no line has this');
     await page.waitForFunction(() => document.querySelectorAll('.log-row').length === 0);
     await page.fill('#log-search', '');
@@ -196,6 +203,26 @@ const scenarios = {
     const recorded = await read();
     say({ run: runId, live, recorded, reason });
     check(JSON.stringify(live) === JSON.stringify(recorded), `live and recorded differ: ${JSON.stringify(live)} vs ${JSON.stringify(recorded)}`);
+  },
+
+  async pager() {
+    // A batch of more tasks than one page lists: every one is reachable.
+    const total = Number(env('DASH_TASKS'));
+    const runId = await startFromPage('many');
+    await page.waitForSelector('.graph .node[data-batch="wide"][data-status="completed"]');
+    await page.click('.graph .node[data-batch="wide"]');
+    const rows = () => page.$$eval('table.tasks tbody tr[data-task]', (r) => r.length);
+    const range = () => page.textContent('#tasks-range');
+    const seen = [[await rows(), await range()]];
+    while (!(await page.isDisabled('#tasks-next'))) {
+      const before = await range();
+      await page.click('#tasks-next');
+      await page.waitForFunction((b) => document.querySelector('#tasks-range').textContent !== b, before);
+      seen.push([await rows(), await range()]);
+    }
+    await page.click('#tasks-prev');
+    say({ run: runId, pages: seen, back: await range() });
+    check(seen.reduce((sum, [n]) => sum + n, 0) === total, `the pages list ${JSON.stringify(seen)}, not ${total} tasks`);
   },
 
   async interrupt() {

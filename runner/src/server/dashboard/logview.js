@@ -1,5 +1,10 @@
 // A log that stays responsive at 100,000 lines and more: only the rows on
 // screen (plus a margin) are in the DOM; colours stop past a size cap.
+//
+// Output lines that open a group fold what follows them, as Buildkite and
+// GitHub Actions logs do: `--- title` and `~~~ title` (folded), `+++ title`
+// (open), `::group::title` (folded) until `::endgroup::`. A click on the
+// group's line opens or folds it; a search shows every match, folded or not.
 
 import { parse, strip, span } from './ansi.js';
 import { h, throttled } from './dom.js';
@@ -9,6 +14,8 @@ const OVERSCAN = 20;
 /** Bytes of log text coloured; past it lines are shown plain. */
 export const COLOUR_CAP = 2 * 1024 * 1024;
 const LEVELS = ['trace', 'debug', 'info', 'warn', 'error'];
+const GROUP = /^(---|\+\+\+|~~~) (.*)$|^::group::(.*)$/;
+const END_GROUP = /^::endgroup::\s*$/;
 
 /**
  * A line: {seq, kind: 'output'|'log', stream, level, source, text, segments?}.
@@ -27,6 +34,9 @@ export class LogView {
     this.query = '';
     this.level = 'all';
     this.follow = true;
+    /** The group lines go in (the index of its opening line), and the folded ones. */
+    this.group = undefined;
+    this.folded = new Set();
     this.schedule = throttled(() => this.render());
     this.spacer = h('div', { class: 'log-spacer' });
     this.window = h('div', { class: 'log-window' });
@@ -80,7 +90,35 @@ export class LogView {
     if (rest) this.push({ seq: entry.seq, kind: 'output', stream, level: stream, text: rest, partialOf: stream });
   }
 
+  /** Marks group openings and which group each output line is in. */
+  grouping(line) {
+    if (line.kind !== 'output' || line.partialOf) return;
+    const plain = strip(line.text);
+    const opened = GROUP.exec(plain);
+    if (opened) {
+      this.hasGroups = true;
+      const id = this.lines.length;
+      line.opens = { id, title: opened[2] ?? opened[3] ?? '' };
+      this.group = id;
+      if (opened[1] !== '+++') this.folded.add(id);
+      return;
+    }
+    if (END_GROUP.test(plain)) {
+      this.hasGroups = true;
+      this.group = undefined;
+      line.closes = true;
+      return;
+    }
+    if (this.group !== undefined) line.group = this.group;
+  }
+
+  toggle(id) {
+    if (this.folded.has(id)) this.folded.delete(id); else this.folded.add(id);
+    this.refilter(true);
+  }
+
   push(line) {
+    this.grouping(line);
     if (!this.capped && this.colouredBytes + line.text.length > COLOUR_CAP) this.capped = true;
     if (this.capped) {
       line.text = strip(line.text);
@@ -104,11 +142,13 @@ export class LogView {
         if (line.kind !== 'output' || line.stream !== this.level) return false;
       } else if (line.kind !== 'log' || LEVELS.indexOf(line.level) < LEVELS.indexOf(this.level)) return false;
     }
-    return !this.query || line.text.toLowerCase().includes(this.query);
+    if (this.query) return line.text.toLowerCase().includes(this.query);
+    if (line.closes) return false;
+    return line.group === undefined || !this.folded.has(line.group);
   }
 
   refilter(all) {
-    if (all || this.level !== 'all' || this.query) this.visible = this.lines.filter((l) => this.passes(l));
+    if (all || this.level !== 'all' || this.query || this.folded.size || this.hasGroups) this.visible = this.lines.filter((l) => this.passes(l));
     else this.visible = this.lines;
     this.spacer.style.height = `${this.visible.length * ROW}px`;
     if (this.follow) this.scrollToEnd();
@@ -131,6 +171,12 @@ export class LogView {
   }
 
   row(line, index) {
+    if (line.opens) {
+      const { id, title } = line.opens;
+      const folded = this.folded.has(id);
+      return h('div', { class: 'log-row log-group', dataset: { index, seq: line.seq, group: id, folded: folded ? 'yes' : 'no' }, onclick: () => this.toggle(id) },
+        h('span', { class: 'log-fold' }, folded ? '▸ ' : '▾ '), title);
+    }
     const row = h('div', { class: `log-row log-${line.level}`, dataset: { index, seq: line.seq } });
     if (line.kind === 'log') row.append(h('span', { class: 'log-tag' }, `${line.level} ${line.source || ''}`.trim()), ' ');
     if (line.segments) for (const [text, style] of line.segments) row.append(span(text, style));

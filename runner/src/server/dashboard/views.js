@@ -131,8 +131,12 @@ function nodeStatus(run, batch) {
   return batch.status;
 }
 
+const TASK_PAGE = 500;
+
 export function runView(ctx, runId) {
   let selected = null;
+  /** Which 500 tasks of the selected batch are listed. */
+  const taskPage = { batch: null, index: 0 };
   let structure = null;
   let detailError = '';
   const head = h('div', { class: 'run-head' });
@@ -189,7 +193,13 @@ export function runView(ctx, runId) {
     if (!node) { replace(panel); return; }
     const batch = run.batches.get(node.id);
     const tasks = batch ? [...batch.tasks.values()] : [];
-    const shown = tasks.slice(0, 500);
+    // 500 rows at a time keep a 10,000-task batch responsive; the pager reaches the rest.
+    const pages = Math.max(1, Math.ceil(tasks.length / TASK_PAGE));
+    if (taskPage.batch !== node.id) { taskPage.batch = node.id; taskPage.index = 0; }
+    taskPage.index = Math.min(taskPage.index, pages - 1);
+    const first = taskPage.index * TASK_PAGE;
+    const shown = tasks.slice(first, first + TASK_PAGE);
+    const turn = (by) => { taskPage.index += by; renderPanel(run, node); };
     replace(panel,
       h('h2', null, node.name || node.id, ' ', badge(nodeStatus(run, batch), 'batch-status')),
       batch?.error ? h('p', { class: 'error' }, batch.error) : null,
@@ -212,7 +222,10 @@ export function runView(ctx, runId) {
           h('td', { class: 'exit-code' }, t.exit_code ?? ''),
           h('td', { class: 'error' }, t.error || ''),
           h('td', null, h('a', { href: `#/runs/${encodeURIComponent(runId)}/logs/${encodeURIComponent(t.task_id)}`, class: 'log-link' }, 'log')))))),
-      tasks.length > shown.length ? h('p', { class: 'muted' }, `${tasks.length - shown.length} more tasks not shown`) : null,
+      pages > 1 ? h('p', { class: 'task-pager' },
+        h('button', { id: 'tasks-prev', type: 'button', disabled: taskPage.index === 0, onclick: () => turn(-1) }, '‹ previous'), ' ',
+        h('span', { id: 'tasks-range' }, `tasks ${first + 1}–${first + shown.length} of ${tasks.length}`), ' ',
+        h('button', { id: 'tasks-next', type: 'button', disabled: taskPage.index >= pages - 1, onclick: () => turn(1) }, 'next ›')) : null,
       tasks.length === 0 ? h('p', { class: 'muted' }, 'No task has started yet.') : null);
   }
 
