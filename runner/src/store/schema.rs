@@ -156,12 +156,13 @@ const MIGRATIONS: &[&str] = &[
     );
     "#,
     // 4: an agent command's events found by its id without reading the
-    // whole events table (`/api/commands/COMMAND`); only the events that
-    // name a command are in the index.
+    // whole events table (`/api/commands/COMMAND`). Only those types are in
+    // the index, so inserting any other event (terminal output above all)
+    // costs no JSON parse.
     r#"
     CREATE INDEX IF NOT EXISTS events_by_command
         ON events (json_extract(json, '$.command_id'), seq)
-        WHERE json_extract(json, '$.command_id') IS NOT NULL;
+        WHERE type IN ('command_status', 'agent_activity', 'approval_requested', 'approval_decided');
     "#,
     // 5: the batches a batch waited for in its run (a JSON array), from its
     // `pending` `batch_status`; NULL for runs recorded before.
