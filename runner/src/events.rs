@@ -63,6 +63,27 @@ impl EventBus {
         seq
     }
 
+    /// Delivers an event numbered elsewhere (the cluster's outbox, see
+    /// `queue::outbox`): kept and sent as it is. An event numbered below
+    /// the next expected one is dropped (already delivered); numbering goes
+    /// on after it.
+    pub fn publish_numbered(&self, event: Event) -> bool {
+        let mut inner = self.inner.lock().expect("event bus lock");
+        if event.seq < inner.next_seq {
+            return false;
+        }
+        inner.next_seq = event.seq + 1;
+        let event = Arc::new(event);
+        if inner.recent.len() == RECENT_EVENTS {
+            inner.recent.pop_front();
+        }
+        inner.recent.push_back(event.clone());
+        inner
+            .subscribers
+            .retain(|tx| tx.send(event.clone()).is_ok());
+        true
+    }
+
     /// Every event published from now on.
     pub fn subscribe(&self) -> Subscription {
         let (tx, rx) = mpsc::unbounded_channel();

@@ -6,6 +6,7 @@ mod agents;
 mod approvals;
 mod best_of;
 mod budgets;
+mod cluster;
 mod config_errors;
 mod dashboard;
 mod dashboard_support;

@@ -17,15 +17,15 @@ use tokio::time::Instant;
 /// hang, not a measurement).
 const DEADLINE: Duration = Duration::from_secs(120);
 
-fn url() -> String {
+pub(crate) fn url() -> String {
     std::env::var("RUNNER_TEST_POSTGRES")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string())
 }
 
 /// A fresh schema, dropped when this is.
-struct Db {
-    queue: Queue,
-    schema: String,
+pub(crate) struct Db {
+    pub(crate) queue: Queue,
+    pub(crate) schema: String,
     dir: tempfile::TempDir,
     workers: Vec<(String, Child, PathBuf)>,
 }
@@ -50,7 +50,7 @@ impl Drop for Db {
 
 /// A queue in a schema of its own; `None` (after saying why) when no
 /// server answers and none is required.
-async fn fresh(test: &str) -> Option<Db> {
+pub(crate) async fn fresh(test: &str) -> Option<Db> {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()

@@ -68,6 +68,14 @@ pub enum Command {
         /// The address to listen on (default: `[server] listen`, else 127.0.0.1:7420).
         #[arg(long)]
         listen: Option<std::net::SocketAddr>,
+        /// Join a cluster: share events through this PostgreSQL queue's
+        /// outbox (postgres://USER@HOST:PORT/DATABASE), so clients of every
+        /// node see one event sequence.
+        #[arg(long)]
+        queue: Option<String>,
+        /// The schema holding the queue (with `--queue`).
+        #[arg(long, default_value = "runner", requires = "queue")]
+        schema: String,
     },
     /// Check runner.toml and every plugin without running anything.
     Check,

@@ -6,6 +6,7 @@
 mod args;
 mod ask;
 mod client;
+mod cluster;
 mod gc;
 mod history;
 mod inspect;
@@ -160,7 +161,11 @@ pub async fn execute(cli: Cli) -> Result<i32, Error> {
             };
             run::watch(config, options, json, verbose, serve.then_some(listen)).await
         }
-        Command::Serve { listen } => run::serve(config, listen).await,
+        Command::Serve {
+            listen,
+            queue,
+            schema,
+        } => run::serve(config, listen, queue.map(|url| (url, schema))).await,
         Command::Check => inspect::check(config).await,
         Command::Plugins { json } => inspect::plugins(config, json).await,
         Command::Ask {

@@ -41,6 +41,7 @@ async fn local_runner(
                 bus.clone(),
                 listen,
                 &recording,
+                false,
             )
             .await?,
         ),
@@ -55,14 +56,19 @@ async fn start_server(
     bus: Arc<EventBus>,
     listen: Option<std::net::SocketAddr>,
     history: &history::Recording,
+    cluster: bool,
 ) -> Result<ServerHandle, Error> {
     let mut settings = config.server.clone();
     if let Some(listen) = listen {
         settings.listen = listen;
     }
-    let handle = crate::server::serve_with_history(service, bus, settings, history.store.clone())
-        .await
-        .map_err(|err| Error::Usage(err.to_string()))?;
+    let store = history.store.clone();
+    let handle = if cluster {
+        crate::server::serve_cluster(service, bus, settings, store).await
+    } else {
+        crate::server::serve_with_history(service, bus, settings, store).await
+    }
+    .map_err(|err| Error::Usage(err.to_string()))?;
     eprintln!(
         "serving on ws://{addr}/ws (dashboard: http://{addr}/, state: http://{addr}/api/state)",
         addr = handle.addr
@@ -70,15 +76,27 @@ async fn start_server(
     Ok(handle)
 }
 
+/// `runner serve`; with `queue` (its URL and schema), as a node of a cluster.
 pub(super) async fn serve(
     config: Arc<Config>,
     listen: Option<std::net::SocketAddr>,
+    queue: Option<(String, String)>,
 ) -> Result<i32, Error> {
     let plugins = Arc::new(Plugins::load(&config, None).await?);
     let (bus, recording) = history::start(&config).await?;
     let runner = Arc::new(Runner::new(config.clone(), plugins, bus.clone())?);
     let service = Service::new(runner.clone());
-    let server = start_server(&config, service.clone(), bus, listen, &recording).await?;
+    let node = match &queue {
+        Some((url, schema)) => Some(super::cluster::join(url, schema, &bus).await?),
+        None => None,
+    };
+    let server = match &node {
+        Some(node) => {
+            let served = node.events.clone();
+            start_server(&config, service.clone(), served, listen, &recording, true).await?
+        }
+        None => start_server(&config, service.clone(), bus, listen, &recording, false).await?,
+    };
     runner.agents().refresh().await;
     shutdown_signal().await;
     eprintln!("shutting down: aborting runs and interrupting agent commands");
@@ -89,6 +107,11 @@ pub(super) async fn serve(
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    if let Some(node) = node {
+        node.leave().await;
+        // The last events reach this node's clients before it closes.
+        tokio::time::sleep(crate::queue::outbox::TAIL_PAUSE * 3).await;
     }
     server.shutdown().await;
     recording.finish().await;

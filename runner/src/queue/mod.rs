@@ -11,6 +11,7 @@
 //! task with the reason. `LISTEN/NOTIFY` only wakes idle workers; they poll
 //! behind it.
 
+pub mod outbox;
 mod schema;
 
 use futures_util::StreamExt;

@@ -47,4 +47,20 @@ pub(super) const MIGRATIONS: &[&str] = &[
         at TIMESTAMPTZ NOT NULL DEFAULT now()
     );
     "#,
+    // 2: the outbox, the cluster's one event sequence (see `outbox.rs`):
+    // ids are handed out by `outbox_head` under its row lock, so they grow
+    // by one with no gap, and commit in id order.
+    r#"
+    CREATE TABLE outbox (
+        id BIGINT PRIMARY KEY,
+        node TEXT NOT NULL,
+        event TEXT NOT NULL,
+        at TIMESTAMPTZ NOT NULL DEFAULT now()
+    );
+    CREATE TABLE outbox_head (
+        one BOOLEAN PRIMARY KEY DEFAULT true CHECK (one),
+        last_id BIGINT NOT NULL
+    );
+    INSERT INTO outbox_head (last_id) VALUES (0);
+    "#,
 ];

@@ -179,6 +179,8 @@ pub(crate) struct Hub {
     broadcast_seq: watch::Sender<u64>,
     /// Where a resume older than the bus's ring is read from.
     history: Option<Store>,
+    /// Whether `history` numbers events as the bus does (not on a cluster node).
+    replay_from_history: bool,
 }
 
 /// The most events one resume replays from the history.
@@ -199,6 +201,7 @@ impl Hub {
         cancel: CancellationToken,
         history: Option<Store>,
         recorded: Vec<protocol::RunState>,
+        replay_from_history: bool,
     ) -> Arc<Self> {
         let (backlog, mut events, first_seq) = match bus.subscribe_after(0) {
             Some((backlog, events)) => (backlog, events, 0),
@@ -217,6 +220,7 @@ impl Hub {
             frames,
             broadcast_seq: watch::Sender::new(first_seq),
             history,
+            replay_from_history,
         });
         for event in backlog {
             hub.process(event);
@@ -286,7 +290,11 @@ impl Hub {
             // Older than the ring (a restart, a long absence): the history
             // holds them, and the ring holds what it has not written yet.
             None => {
-                let history = self.history.clone().ok_or(Unavailable::NotHeld)?;
+                let history = self
+                    .history
+                    .clone()
+                    .filter(|_| self.replay_from_history)
+                    .ok_or(Unavailable::NotHeld)?;
                 let read = tokio::task::spawn_blocking(move || {
                     history.events_after(after_seq, MAX_HISTORY_REPLAY)
                 })

@@ -170,6 +170,29 @@ pub async fn serve_with_history(
     settings: ServerSettings,
     history: Option<crate::store::Store>,
 ) -> Result<ServerHandle, ServerError> {
+    serve_inner(service, bus, settings, history, true).await
+}
+
+/// Like [`serve_with_history`] for a node of a cluster: `bus` carries the
+/// cluster's events numbered by its outbox (`queue::outbox`), so a resume
+/// older than the bus's ring is not read from this node's own history,
+/// whose numbers are its own; the history still serves the JSON endpoints.
+pub async fn serve_cluster(
+    service: Arc<Service>,
+    bus: Arc<EventBus>,
+    settings: ServerSettings,
+    history: Option<crate::store::Store>,
+) -> Result<ServerHandle, ServerError> {
+    serve_inner(service, bus, settings, history, false).await
+}
+
+async fn serve_inner(
+    service: Arc<Service>,
+    bus: Arc<EventBus>,
+    settings: ServerSettings,
+    history: Option<crate::store::Store>,
+    replay_from_history: bool,
+) -> Result<ServerHandle, ServerError> {
     settings.check()?;
     let token = settings::load_token(&settings)?;
     let addr = settings.listen;
@@ -214,6 +237,7 @@ pub async fn serve_with_history(
         cancel.clone(),
         history,
         recorded,
+        replay_from_history,
     );
     let shared = Arc::new(Shared {
         settings,
