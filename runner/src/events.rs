@@ -31,6 +31,17 @@ struct Inner {
     subscribers: Vec<mpsc::UnboundedSender<Arc<Event>>>,
 }
 
+impl Inner {
+    /// Keeps `event` in the ring and sends it to every subscriber still there.
+    fn deliver(&mut self, event: Arc<Event>) {
+        if self.recent.len() == RECENT_EVENTS {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(event.clone());
+        self.subscribers.retain(|tx| tx.send(event.clone()).is_ok());
+    }
+}
+
 impl EventBus {
     /// A bus whose first event gets sequence number `first_seq`.
     pub fn new(first_seq: u64) -> Arc<Self> {
@@ -48,18 +59,11 @@ impl EventBus {
         let mut inner = self.inner.lock().expect("event bus lock");
         let seq = inner.next_seq;
         inner.next_seq += 1;
-        let event = Arc::new(Event {
+        inner.deliver(Arc::new(Event {
             seq,
             time: Utc::now(),
             kind,
-        });
-        if inner.recent.len() == RECENT_EVENTS {
-            inner.recent.pop_front();
-        }
-        inner.recent.push_back(event.clone());
-        inner
-            .subscribers
-            .retain(|tx| tx.send(event.clone()).is_ok());
+        }));
         seq
     }
 
@@ -73,14 +77,7 @@ impl EventBus {
             return false;
         }
         inner.next_seq = event.seq + 1;
-        let event = Arc::new(event);
-        if inner.recent.len() == RECENT_EVENTS {
-            inner.recent.pop_front();
-        }
-        inner.recent.push_back(event.clone());
-        inner
-            .subscribers
-            .retain(|tx| tx.send(event.clone()).is_ok());
+        inner.deliver(Arc::new(event));
         true
     }
 

@@ -47,6 +47,42 @@ fn stdin_messages(log: &Path) -> Vec<Value> {
         .collect()
 }
 
+/// Whether a second answer to `approval_id` is refused.
+fn refuses_a_late_answer(runner: &runner::run::Runner, approval_id: &str) -> bool {
+    let late = Answer {
+        allow: true,
+        message: None,
+        by: "late".into(),
+    };
+    runner.agents().decide_approval(approval_id, late).is_err()
+}
+
+/// A runner whose agent `a` has prompts on and replays `transcript_file`,
+/// its events, and the command it was just given.
+async fn prompting_command(
+    transcript_file: &str,
+    stdin_log: &Path,
+    extra: &str,
+) -> (
+    crate::support::Project,
+    runner::run::Runner,
+    runner::events::Subscription,
+    runner::agents::CommandHandle,
+) {
+    let project = agent_project(
+        "claude",
+        &prompting_agent(transcript_file, stdin_log, extra),
+    );
+    let runner = project.runner().await;
+    let events = runner.bus().subscribe();
+    let handle = runner
+        .agents()
+        .submit(request("a", "write", Priority::Normal))
+        .await
+        .unwrap();
+    (project, runner, events, handle)
+}
+
 async fn next_approval(events: &mut runner::events::Subscription) -> (String, EventKind) {
     for _ in 0..10_000 {
         let event = tokio::time::timeout(WAIT, events.recv())
@@ -170,17 +206,8 @@ async fn a_prompt_allowed_by_one_dashboard_is_written_to_the_cli_and_a_second_an
 async fn a_denied_prompt_tells_the_agent_why() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("stdin.log");
-    let project = agent_project(
-        "claude",
-        &prompting_agent("stdio-permission-ask-user-question.jsonl", &log, ""),
-    );
-    let runner = project.runner().await;
-    let mut events = runner.bus().subscribe();
-    let handle = runner
-        .agents()
-        .submit(request("a", "ask me", Priority::Normal))
-        .await
-        .unwrap();
+    let (_project, runner, mut events, handle) =
+        prompting_command("stdio-permission-ask-user-question.jsonl", &log, "").await;
     let (approval_id, prompt) = next_approval(&mut events).await;
     let EventKind::ApprovalRequested {
         tool, description, ..
@@ -213,17 +240,7 @@ async fn a_denied_prompt_tells_the_agent_why() {
         "Blue, and stop asking"
     );
     assert!(
-        runner
-            .agents()
-            .decide_approval(
-                &approval_id,
-                Answer {
-                    allow: true,
-                    message: None,
-                    by: "late".into()
-                }
-            )
-            .is_err(),
+        refuses_a_late_answer(&runner, &approval_id),
         "an answered prompt takes no second answer"
     );
 }
@@ -232,21 +249,12 @@ async fn a_denied_prompt_tells_the_agent_why() {
 async fn a_prompt_nobody_answers_is_denied_at_the_approval_timeout() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("stdin.log");
-    let project = agent_project(
-        "claude",
-        &prompting_agent(
-            "stdio-permission-allow-write.jsonl",
-            &log,
-            "approval_timeout = \"1s\"",
-        ),
-    );
-    let runner = project.runner().await;
-    let mut events = runner.bus().subscribe();
-    let handle = runner
-        .agents()
-        .submit(request("a", "write", Priority::Normal))
-        .await
-        .unwrap();
+    let (_project, runner, mut events, handle) = prompting_command(
+        "stdio-permission-allow-write.jsonl",
+        &log,
+        "approval_timeout = \"1s\"",
+    )
+    .await;
     let (approval_id, _) = next_approval(&mut events).await;
     let EventKind::ApprovalDecided {
         allow,
@@ -262,6 +270,10 @@ async fn a_prompt_nobody_answers_is_denied_at_the_approval_timeout() {
     assert!(!allow);
     assert_eq!(decided_by, "timeout");
     assert_eq!(message.as_deref(), Some("nobody answered within 1s"));
+    assert!(
+        refuses_a_late_answer(&runner, &approval_id),
+        "a timed-out prompt takes no answer"
+    );
     let result = tokio::time::timeout(WAIT, handle.done)
         .await
         .unwrap()
@@ -312,19 +324,7 @@ async fn a_prompt_still_waiting_when_its_command_is_interrupted_is_withdrawn() {
         .unwrap();
     assert_eq!(result.status, CommandStatus::Interrupted);
     none_left(&marker).await;
-    assert!(
-        runner
-            .agents()
-            .decide_approval(
-                &approval_id,
-                Answer {
-                    allow: true,
-                    message: None,
-                    by: "late".into()
-                }
-            )
-            .is_err()
-    );
+    assert!(refuses_a_late_answer(&runner, &approval_id));
 }
 
 #[tokio::test]
