@@ -1,7 +1,7 @@
 //! The `best_of_result` events of a run, as `runner show` prints them. They
 //! live in `events` only (no table of their own), and are never pruned.
 
-use super::query::BestOfRecord;
+use super::records::BestOfRecord;
 use protocol::{Event, EventKind};
 use rusqlite::Connection;
 

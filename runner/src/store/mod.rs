@@ -53,16 +53,19 @@
 //! WAL together stay under it.
 
 mod comparisons;
+mod follow;
 mod lock;
 mod query;
 mod recorder;
+mod records;
 mod schema;
 mod writer;
 
+pub use follow::LogFollow;
 pub(crate) use lock::Holder;
 pub use lock::{LOCK_FILE, RecorderLock, lock_path};
-pub use query::*;
 pub use recorder::Recorder;
+pub use records::*;
 
 pub use crate::config::history::HistorySettings;
 use chrono::{DateTime, Utc};

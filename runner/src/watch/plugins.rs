@@ -212,7 +212,7 @@ pub(super) async fn reload_changed(
 
 #[cfg(test)]
 mod tests {
-    use super::super::Inputs;
+    use super::super::inputs::Inputs;
     use super::*;
 
     #[test]
