@@ -115,26 +115,7 @@ impl Repo {
 
     /// The `default` pipeline, in-process, with every event it published.
     async fn run(&self) -> (runner::run::RunReport, Vec<Arc<Event>>) {
-        let config = Arc::new(
-            runner::config::Config::load(&self.path().join("runner.toml"))
-                .unwrap_or_else(|err| panic!("{err}")),
-        );
-        let plugins = Arc::new(
-            runner::plugin::Plugins::load(&config, None)
-                .await
-                .unwrap_or_else(|err| panic!("{err}")),
-        );
-        let runner = runner::run::Runner::new(config, plugins, runner::events::EventBus::new(1))
-            .unwrap_or_else(|err| panic!("{err}"));
-        let mut rx = runner.bus().subscribe();
-        let report = runner
-            .run("default", tokio_util::sync::CancellationToken::new())
-            .await;
-        let mut events = Vec::new();
-        while let Ok(event) = rx.try_recv() {
-            events.push(event);
-        }
-        (report, events)
+        crate::support::run_config(&self.path().join("runner.toml"), "default").await
     }
 }
 

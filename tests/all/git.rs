@@ -657,27 +657,7 @@ async fn a_clean_fast_forward_completes_the_run_with_exit_code_0() {
 async fn run_pipeline(
     repo: &Repo,
 ) -> (runner::run::RunReport, Vec<std::sync::Arc<protocol::Event>>) {
-    use std::sync::Arc;
-    let config = Arc::new(
-        runner::config::Config::load(&repo.path().join("runner.toml"))
-            .unwrap_or_else(|err| panic!("{err}")),
-    );
-    let plugins = Arc::new(
-        runner::plugin::Plugins::load(&config, None)
-            .await
-            .unwrap_or_else(|err| panic!("{err}")),
-    );
-    let runner = runner::run::Runner::new(config, plugins, runner::events::EventBus::new(1))
-        .unwrap_or_else(|err| panic!("{err}"));
-    let mut rx = runner.bus().subscribe();
-    let report = runner
-        .run("default", tokio_util::sync::CancellationToken::new())
-        .await;
-    let mut events = Vec::new();
-    while let Ok(event) = rx.try_recv() {
-        events.push(event);
-    }
-    (report, events)
+    crate::support::run_config(&repo.path().join("runner.toml"), "default").await
 }
 
 #[tokio::test]

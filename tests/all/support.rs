@@ -92,6 +92,26 @@ impl Project {
     }
 }
 
+/// Runs `pipeline` of the `runner.toml` at `path` in-process; its report
+/// and every event it published.
+pub async fn run_config(path: &Path, pipeline: &str) -> (RunReport, Vec<Arc<Event>>) {
+    let config = Arc::new(Config::load(path).unwrap_or_else(|err| panic!("{err}")));
+    let plugins = Arc::new(
+        Plugins::load(&config, None)
+            .await
+            .unwrap_or_else(|err| panic!("{err}")),
+    );
+    let runner =
+        Runner::new(config, plugins, EventBus::new(1)).unwrap_or_else(|err| panic!("{err}"));
+    let mut rx = runner.bus().subscribe();
+    let report = runner.run(pipeline, CancellationToken::new()).await;
+    let mut events = Vec::new();
+    while let Ok(event) = rx.try_recv() {
+        events.push(event);
+    }
+    (report, events)
+}
+
 /// The `task_finished` event of `task`.
 pub fn finished<'a>(events: &'a [Arc<Event>], task: &str) -> &'a EventKind {
     events
