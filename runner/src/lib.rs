@@ -20,6 +20,7 @@
 //! - [`git`]: batch worktrees (`workspace/`), merges and their retention (beside `plugin`).
 //! - [`agents`]: the coding agents' CLIs, their queues (`queue`) and commands (`command`).
 //! - [`run`]: schedules a pipeline's batches (`batch`: one batch and its scripts), and their tasks (`tasks`, `execute`).
+//! - [`worker`]: what `runner worker` does with a claimed task (beside `run`).
 //! - [`watch`]: re-runs what file changes affect (`runner watch`).
 //! - [`service`]: what a server or the CLI asks of runs and agents.
 //! - [`server`]: the WebSocket and HTTP server (`runner serve`).
@@ -44,6 +45,7 @@ pub mod store;
 pub mod agents;
 
 pub mod run;
+pub mod worker;
 
 pub mod watch;
 

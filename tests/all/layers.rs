@@ -23,6 +23,7 @@ const LAYERS: &[(&str, u32)] = &[
     ("git", 3),
     ("agents", 4),
     ("run", 5),
+    ("worker", 5),
     ("watch", 6),
     ("service", 7),
     ("server", 8),

@@ -166,6 +166,10 @@ pub enum Command {
         /// How often an idle worker looks for work behind the notifications.
         #[arg(long, default_value = "1s", value_parser = parse_duration_arg)]
         poll: std::time::Duration,
+        /// Where the worker keeps what it fetches (default: $XDG_CACHE_HOME/runner/worker,
+        /// or ~/.cache/runner/worker).
+        #[arg(long)]
+        cache: Option<std::path::PathBuf>,
     },
     /// Enqueue tasks into a PostgreSQL queue, or show its counts.
     Queue {

@@ -110,6 +110,7 @@ pub async fn execute(cli: Cli) -> Result<i32, Error> {
         lease,
         name,
         poll,
+        cache,
     } = cli.command
     {
         let options = worker::WorkerOptions {
@@ -118,6 +119,7 @@ pub async fn execute(cli: Cli) -> Result<i32, Error> {
             lease,
             name: name.unwrap_or_else(worker::default_name),
             poll,
+            cache: cache.unwrap_or_else(worker::default_cache),
         };
         return worker::worker(options).await;
     }

@@ -9,20 +9,15 @@
 //! back and exits.
 
 use super::{Error, exit};
-use crate::process::exec::{self, Ending, ExecSpec};
-use crate::queue::{Completion, Lease, NewTask, Outcome, Queue, QueueError};
+use crate::queue::{Completion, Lease, NewTask, Queue, QueueError};
 use clap::Subcommand;
-use serde_json::{Value, json};
+use serde_json::json;
 use std::time::Duration;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-/// How much of a task's output its result keeps (the end of it).
-const OUTPUT_TAIL: usize = 4096;
 /// The longest wait between reconnection attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
-/// A task with no `timeout` may run this long.
-const DEFAULT_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
 
 #[derive(Debug, Subcommand)]
 pub enum QueueCommand {
@@ -58,6 +53,17 @@ pub struct WorkerOptions {
     pub lease: Duration,
     pub name: String,
     pub poll: Duration,
+    pub cache: std::path::PathBuf,
+}
+
+/// `$XDG_CACHE_HOME/runner/worker`, or `~/.cache/runner/worker`.
+pub fn default_cache() -> std::path::PathBuf {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|dir| !dir.is_empty())
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| std::path::Path::new(&home).join(".cache")))
+        .unwrap_or_else(std::env::temp_dir);
+    base.join("runner").join("worker")
 }
 
 /// HOST-PID.
@@ -112,6 +118,7 @@ impl Backoff {
 
 struct Worker {
     options: WorkerOptions,
+    context: crate::worker::Context,
     queue: Option<Queue>,
     backoff: Backoff,
     stop: CancellationToken,
@@ -212,7 +219,7 @@ impl Worker {
         );
         let stop = self.stop.clone();
         let cancel = CancellationToken::new();
-        let task = execute(&lease, &cancel);
+        let task = crate::worker::execute(&self.context, &lease, &cancel);
         tokio::pin!(task);
         let mut tick = tokio::time::interval_at(Instant::now() + length / 3, length / 3);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -286,76 +293,6 @@ impl Worker {
     }
 }
 
-/// Runs a task's payload: `{"kind": "exec", "command": …}` (the `exec`
-/// task's fields; the default kind) or `{"kind": "noop"}`. `None`: aborted.
-async fn execute(lease: &Lease, cancel: &CancellationToken) -> Option<Outcome> {
-    let failed = |error: String| {
-        Some(Outcome::Failed {
-            error,
-            result: Value::Null,
-        })
-    };
-    let kind = lease
-        .payload
-        .get("kind")
-        .and_then(Value::as_str)
-        .unwrap_or("exec");
-    match kind {
-        "noop" => Some(Outcome::Completed(json!({}))),
-        "exec" => {
-            let cwd = std::env::current_dir().unwrap_or_else(|_| "/".into());
-            let mut spec = match ExecSpec::from_config(&lease.payload, &cwd) {
-                Ok(spec) => spec,
-                Err(err) => return failed(format!("task {}: {err:#}", lease.task)),
-            };
-            spec.env.extend([
-                ("RUNNER_TASK_ID".to_string(), lease.task.to_string()),
-                ("RUNNER_TASK_ATTEMPT".to_string(), lease.attempt.to_string()),
-                ("RUNNER_WORKER".to_string(), lease.worker.clone()),
-            ]);
-            let timeout = match lease.payload.get("timeout") {
-                None => DEFAULT_TIMEOUT,
-                Some(Value::String(text)) => match crate::units::parse_duration(text) {
-                    Ok(timeout) => timeout,
-                    Err(err) => return failed(format!("task {}: `timeout`: {err}", lease.task)),
-                },
-                Some(_) => {
-                    return failed(format!(
-                        "task {}: `timeout` must be a string like \"30s\"",
-                        lease.task
-                    ));
-                }
-            };
-            let mut output = Vec::new();
-            let ending = exec::run(&spec, timeout, cancel, |_, data| {
-                output.extend_from_slice(data);
-                if output.len() > 2 * OUTPUT_TAIL {
-                    output.drain(..output.len() - OUTPUT_TAIL);
-                }
-            })
-            .await;
-            let start = output.len().saturating_sub(OUTPUT_TAIL);
-            let tail = String::from_utf8_lossy(&output[start..]).into_owned();
-            match ending {
-                Err(err) => failed(format!("{err:#}")),
-                Ok(Ending::Aborted) => None,
-                Ok(ending) => {
-                    let result = json!({"exit_code": ending.exit_code(), "output": tail});
-                    Some(
-                        match ending.error(&format!("`{}`", spec.program), timeout) {
-                            None => Outcome::Completed(result),
-                            Some(error) => Outcome::Failed { error, result },
-                        },
-                    )
-                }
-            }
-        }
-        other => failed(format!(
-            "unknown task kind `{other}`: this worker runs `exec` and `noop` tasks"
-        )),
-    }
-}
-
 /// `runner worker`: until Ctrl-C or SIGTERM.
 pub async fn worker(options: WorkerOptions) -> Result<i32, Error> {
     let stop = super::run::cancel_on_signal();
@@ -365,8 +302,13 @@ pub async fn worker(options: WorkerOptions) -> Result<i32, Error> {
         options.schema,
         crate::units::format_duration(options.lease)
     );
+    let context = crate::worker::Context {
+        name: options.name.clone(),
+        cache: options.cache.clone(),
+    };
     let worker = Worker {
         options,
+        context,
         queue: None,
         backoff: Backoff::new(),
         stop,
