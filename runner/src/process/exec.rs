@@ -24,6 +24,9 @@ use tokio_util::sync::CancellationToken;
 pub const KILL_GRACE: Duration = Duration::from_secs(2);
 /// How long a SIGKILLed group may take to be gone before the task ends anyway.
 const GONE_WAIT: Duration = Duration::from_secs(5);
+/// A group that lives this long is also recorded in the state directory
+/// (see `groups::Recorded::write_file`).
+const RECORD_FILE_AFTER: Duration = Duration::from_millis(100);
 
 /// How a command ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -217,7 +220,7 @@ pub fn env_table(config: &Value) -> Result<Vec<(String, String)>, &'static str> 
 struct GroupGuard {
     pgid: Option<Pid>,
     /// Dropped after the group is killed: the record goes last.
-    _record: Option<groups::Recorded>,
+    record: Option<groups::Recorded>,
 }
 
 impl GroupGuard {
@@ -293,9 +296,9 @@ pub async fn run_with_input(
         .stderr(Stdio::piped())
         .kill_on_drop(true);
     let mut child = groups::spawn(command).await.map_err(start_error)?;
-    let guard = GroupGuard {
+    let mut guard = GroupGuard {
         pgid: child.id().map(|id| Pid::from_raw(id as i32)),
-        _record: child.id().map(groups::record),
+        record: child.id().map(groups::record),
     };
     if let Some(mut stdin) = child.stdin.take() {
         let first = spec.stdin.clone().unwrap_or_default();
@@ -323,9 +326,18 @@ pub async fn run_with_input(
     let (mut out_open, mut err_open) = (true, true);
     let deadline = tokio::time::sleep(timeout);
     tokio::pin!(deadline);
+    let record_file = tokio::time::sleep(RECORD_FILE_AFTER);
+    tokio::pin!(record_file);
+    let mut file_written = false;
     let mut status = None;
     let ending = loop {
         tokio::select! {
+            () = &mut record_file, if !file_written => {
+                file_written = true;
+                if let Some(record) = &mut guard.record {
+                    record.write_file();
+                }
+            }
             read = stdout.read(&mut out_buf), if out_open => match read {
                 Ok(0) | Err(_) => out_open = false,
                 Ok(n) => on_output(Stream::Stdout, &out_buf[..n]),

@@ -209,9 +209,36 @@ pub(crate) fn kill_group(record: &Record) -> bool {
 
 /// A group recorded while it lives; the record goes when this is dropped.
 pub(crate) struct Recorded {
+    /// What to write in the state directory, until [`Recorded::write_file`].
+    pending: Option<Record>,
     path: Option<PathBuf>,
     /// The group the guardian was told of.
     announced: Option<i32>,
+}
+
+impl Recorded {
+    /// Writes the record into the state directory (if this process records
+    /// groups). Called once a group has lived for a while: a group the
+    /// guardian was told of is killed with the runner anyway, and the file
+    /// (created, then deleted) is most of what a short command costs the
+    /// runner; it stays the defence for when the guardian is gone too.
+    pub(crate) fn write_file(&mut self) {
+        let Some(record) = self.pending.take() else {
+            return;
+        };
+        let dir = RECORD_DIR.lock().expect("record dir lock").clone();
+        self.path = dir.and_then(|dir| match record.write(&dir) {
+            Ok(path) => Some(path),
+            Err(err) => {
+                tracing::warn!(
+                    "cannot record process group {} in {}: {err}",
+                    record.pgid,
+                    dir.display()
+                );
+                None
+            }
+        });
+    }
 }
 
 impl Drop for Recorded {
@@ -232,10 +259,12 @@ fn own_start() -> Option<u64> {
 }
 
 /// Records the group led by `leader`: to the guardian (see
-/// [`super::leader`]), and in the state directory if this process records
-/// groups.
+/// [`super::leader`]) now, and in the state directory if this process
+/// records groups: at once when there is no guardian, else when
+/// [`Recorded::write_file`] is called.
 pub(crate) fn record(leader: u32) -> Recorded {
     let mut recorded = Recorded {
+        pending: None,
         path: None,
         announced: None,
     };
@@ -248,20 +277,14 @@ pub(crate) fn record(leader: u32) -> Recorded {
         owner_pid: std::process::id() as i32,
         owner_start,
     };
-    if super::leader::announce(&record) {
+    let announced = super::leader::announce(&record);
+    if announced {
         recorded.announced = Some(record.pgid);
     }
-    let dir = RECORD_DIR.lock().expect("record dir lock").clone();
-    recorded.path = dir.and_then(|dir| match record.write(&dir) {
-        Ok(path) => Some(path),
-        Err(err) => {
-            tracing::warn!(
-                "cannot record process group {leader} in {}: {err}",
-                dir.display()
-            );
-            None
-        }
-    });
+    recorded.pending = Some(record);
+    if !announced {
+        recorded.write_file();
+    }
     recorded
 }
 

@@ -31,9 +31,32 @@ pub fn find_program_on(
         Some(path) => path.to_os_string(),
         None => std::env::var_os("PATH")?,
     };
-    std::env::split_paths(&path)
+    // Remembered as a shell's `hash` does: a pipeline starts the same few
+    // programs thousands of times, and each search is a `stat` per
+    // directory. A remembered program is used while it is still there.
+    type Key = (String, PathBuf, std::ffi::OsString);
+    static FOUND: std::sync::Mutex<Option<std::collections::HashMap<Key, PathBuf>>> =
+        std::sync::Mutex::new(None);
+    let key = (program.to_string(), cwd.to_path_buf(), path);
+    if let Some(found) = FOUND
+        .lock()
+        .expect("program cache lock")
+        .as_ref()
+        .and_then(|found| found.get(&key).cloned())
+        && is_executable(&found)
+    {
+        return Some(found);
+    }
+    let found = std::env::split_paths(&key.2)
         .map(|dir| cwd.join(dir).join(program))
-        .find(|p| is_executable(p))
+        .find(|p| is_executable(p))?;
+    let mut cache = FOUND.lock().expect("program cache lock");
+    let cache = cache.get_or_insert_with(Default::default);
+    if cache.len() >= 256 {
+        cache.clear();
+    }
+    cache.insert(key, found.clone());
+    Some(found)
 }
 
 /// Whether `path` is a file someone may execute.
