@@ -299,3 +299,61 @@ impl Drop for Worktree {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::git::remote::tests::seeded;
+
+    #[test]
+    fn a_mirror_follows_the_remote_and_its_worktrees_go_when_done() {
+        let dir = tempfile::tempdir().unwrap();
+        let (work, bare, seed) = seeded(dir.path());
+        let remote = bare.to_str().unwrap();
+        let cache = dir.path().join("cache");
+        let mirror = Mirror::open(&cache, remote).unwrap();
+        assert!(mirror.dir().starts_with(cache.join("git")));
+        assert!(mirror.dir().to_string_lossy().ends_with(".git"));
+        assert_eq!(mirror.tip("main").unwrap(), Some(seed.clone()));
+        assert_eq!(mirror.tip("runner/x").unwrap(), None);
+
+        // A branch made on the remote shows at the next open; a deleted one goes.
+        remote::push_branch(&work, remote, &seed, "runner/x").unwrap();
+        let mirror = Mirror::open(&cache, remote).unwrap();
+        assert_eq!(mirror.tip("runner/x").unwrap(), Some(seed.clone()));
+        run(&bare, &["branch", "-D", "runner/x"]).unwrap();
+        mirror.fetch().unwrap();
+        assert_eq!(mirror.tip("runner/x").unwrap(), None);
+
+        let worktree = mirror.worktree_at(&seed).unwrap();
+        let path = worktree.path().to_path_buf();
+        assert!(path.starts_with(cache.join("worktrees")));
+        assert_eq!(
+            std::fs::read_to_string(path.join("seed.txt")).unwrap(),
+            "seed\n"
+        );
+        let unchanged = worktree.commit_all("nothing").unwrap();
+        assert_eq!(
+            (unchanged.commit.as_str(), unchanged.changed),
+            (seed.as_str(), 0)
+        );
+        std::fs::write(path.join("new.txt"), "new\n").unwrap();
+        std::fs::remove_file(path.join("seed.txt")).unwrap();
+        let committed = worktree.commit_all("two files").unwrap();
+        assert_eq!(committed.changed, 2);
+        let author = run(&path, &["log", "-1", "--format=%an <%ae>"]).unwrap();
+        assert_eq!(author, "runner <runner@localhost>");
+        drop(worktree);
+        assert!(!path.exists(), "dropping a worktree removes it");
+        let listed = run(mirror.dir(), &["worktree", "list", "--porcelain"]).unwrap();
+        assert!(!listed.contains(&*path.to_string_lossy()), "{listed}");
+
+        let err = Mirror::open(&cache, " ").unwrap_err();
+        assert!(err.to_string().contains("is empty"), "{err}");
+        let err = Mirror::open(&cache, &dir.path().join("nowhere").to_string_lossy()).unwrap_err();
+        assert!(
+            err.to_string().contains("cannot fetch from the remote"),
+            "{err}"
+        );
+    }
+}
