@@ -27,3 +27,4 @@ mod server_support;
 mod store;
 mod toolchains;
 mod watch;
+mod worker_git;

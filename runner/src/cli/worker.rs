@@ -219,6 +219,7 @@ impl Worker {
         );
         let stop = self.stop.clone();
         let cancel = CancellationToken::new();
+        // Its own copy: the task runs while `self` heartbeats and reconnects.
         let context = self.context.clone();
         let task = crate::worker::execute(&context, &lease, &cancel);
         tokio::pin!(task);

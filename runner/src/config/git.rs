@@ -17,6 +17,7 @@ use std::time::Duration;
 /// keep_branches = 20       # branches of the 20 newest runs stay (default 20)
 /// keep_branches_for = "7d" # and none older than 7 days (default: no age limit)
 /// prune_unmerged = false   # also delete branches not merged into the target
+/// remote = "git@host:p.git" # where workers fetch batch bases and push batch branches
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -65,6 +66,11 @@ pub struct GitSettings {
     /// Example: `prune_unmerged = true`
     #[serde(default)]
     pub prune_unmerged: bool,
+    /// The repository every worker can fetch from and push to (a URL, or a
+    /// path on a shared disk): batches run on workers (`--queue`) branch from
+    /// a commit published there and their branches come back through it.
+    /// Example: `remote = "ssh://git@example.com/project.git"`
+    pub remote: Option<String>,
 }
 
 /// Branches of this many runs stay unless `keep_branches` says otherwise.
@@ -139,6 +145,16 @@ impl GitSettings {
                 "is empty; name a branch, tag or commit, or leave it out for HEAD",
             ));
         }
+        if self
+            .remote
+            .as_deref()
+            .is_some_and(|remote| remote.trim().is_empty())
+        {
+            return Err(InvalidSetting::new(
+                "remote",
+                "is empty; name a URL or path every worker can fetch from and push to, or leave it out",
+            ));
+        }
         if let Some(target) = &self.target
             && !git2::Branch::name_is_valid(target).unwrap_or(false)
         {
@@ -186,6 +202,13 @@ mod tests {
             Some(Duration::from_secs(7 * 86_400))
         );
         assert!(settings.prune_unmerged);
+        let settings: GitSettings = toml::from_str("remote = \"/srv/git/p.git\"").unwrap();
+        assert_eq!(settings.remote.as_deref(), Some("/srv/git/p.git"));
+        assert!(settings.check().is_ok());
+        let settings: GitSettings = toml::from_str("remote = \" \"").unwrap();
+        let err = settings.check().unwrap_err();
+        assert_eq!(err.key, "remote");
+        assert!(err.message.contains("is empty"), "{}", err.message);
         assert_eq!(
             GitSettings::default().keep_branches(),
             DEFAULT_KEEP_BRANCHES

@@ -39,17 +39,26 @@
 //! and by `runner gc` ([`Workspaces::prune_branches`]). A branch with work
 //! that is not in the target stays unless `prune_unmerged`.
 //!
+//! ## Remotes
+//! For batches that run on workers, `remote.rs` publishes and fetches
+//! branches on the `[git] remote`, and [`Mirror`] is a worker's cache of
+//! that remote, with a [`Worktree`] per task (run by the `git` program).
+//!
 //! ## Crashes
 //! Every worktree has an owner file naming the runner process. At the next
 //! start, [`Workspaces::sweep_orphans`] commits what a dead runner's
 //! worktrees still held to their branches and removes them.
 
 mod diff;
+mod mirror;
+mod remote;
 mod retention;
 mod workspace;
 
 pub use crate::config::git::{DEFAULT_KEEP_BRANCHES, GitSettings, MergeMode};
 pub use diff::{BranchDiff, FileDiff, diff_between};
+pub use mirror::{Mirror, Worktree, WorktreeCommit};
+pub use remote::{IDENTITY_EMAIL, IDENTITY_NAME, fetch_branch, push_branch, remote_tip};
 pub use retention::{BranchPrune, KeptBranch, PrunedBranch};
 pub use workspace::{BatchWorkspace, Committed, MergeReport, Swept, Workspaces};
 
@@ -72,6 +81,17 @@ pub enum GitError {
         paths.join(", ")
     )]
     JoinConflict { paths: Vec<String> },
+    #[error(
+        "the remote `{remote}` refused `{branch}`: it holds commits this push lacks (someone else pushed it meanwhile)"
+    )]
+    PushRejected { branch: String, remote: String },
+    #[error("the remote `{remote}` has no branch `{branch}`")]
+    NoRemoteBranch { branch: String, remote: String },
+    #[error(
+        "`{branch}` moved on while this task ran, and this task's changes conflict with the new commits there in {}; nothing was pushed. Make the tasks on one branch edit different files, or run them one after the other",
+        paths.join(", ")
+    )]
+    RebaseConflict { branch: String, paths: Vec<String> },
     #[error("git: {context}: {message}")]
     Git { context: String, message: String },
     #[error("{context}: {source}")]

@@ -1,11 +1,15 @@
 //! `exec` payloads: the `exec` task's fields (`command`, `args`, `env`,
 //! `timeout`), run in the worker's directory in a process group of their
-//! own; the result keeps the exit code and the end of the output.
+//! own; the result keeps the exit code and the end of the output. With a
+//! `git` field the command runs in a worktree of a batch branch instead,
+//! and what it changed is pushed back (`git.rs`).
 
+use super::git::{self, GitTask};
 use super::{Context, failed};
 use crate::process::exec::{self, Ending, ExecSpec};
 use crate::queue::{Lease, Outcome};
 use serde_json::{Value, json};
+use std::path::Path;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
@@ -19,9 +23,55 @@ pub(super) async fn execute(
     lease: &Lease,
     cancel: &CancellationToken,
 ) -> Option<Outcome> {
-    let _ = context;
-    let cwd = std::env::current_dir().unwrap_or_else(|_| "/".into());
-    let mut spec = match ExecSpec::from_config(&lease.payload, &cwd) {
+    let git = match GitTask::from_payload(&lease.payload) {
+        Ok(Some(git)) => git,
+        Ok(None) => {
+            let cwd = std::env::current_dir().unwrap_or_else(|_| "/".into());
+            return run(lease, &cwd, cancel).await;
+        }
+        Err(err) => return failed(format!("task {}: {err}", lease.task)),
+    };
+    let worktree = match git.checkout(context).await {
+        Ok(worktree) => worktree,
+        Err(err) => return failed(format!("task {}: {err}", lease.task)),
+    };
+    let ran = run(lease, worktree.path(), cancel).await;
+    let (worktree, outcome) = match ran {
+        Some(Outcome::Completed(mut result)) => {
+            let message = format!("runner: task {} on {}", task_name(lease), context.name);
+            let (worktree, published) = git.publish(worktree, message).await;
+            let outcome = match published {
+                Ok(pushed) => {
+                    result["git"] = pushed;
+                    Outcome::Completed(result)
+                }
+                Err(error) => Outcome::Failed {
+                    error: format!("task {}: {error}", lease.task),
+                    result,
+                },
+            };
+            (worktree, Some(outcome))
+        }
+        other => (Some(worktree), other),
+    };
+    if let Some(worktree) = worktree {
+        git::remove(worktree).await;
+    }
+    outcome
+}
+
+/// The payload's `task` (its name in the pipeline), else the queue's id.
+fn task_name(lease: &Lease) -> String {
+    match lease.payload.get("task").and_then(Value::as_str) {
+        Some(name) if !name.trim().is_empty() => name.to_string(),
+        _ => lease.task.to_string(),
+    }
+}
+
+/// Runs the payload's command in `cwd` (a relative `cwd` in the payload is
+/// relative to it).
+async fn run(lease: &Lease, cwd: &Path, cancel: &CancellationToken) -> Option<Outcome> {
+    let mut spec = match ExecSpec::from_config(&lease.payload, cwd) {
         Ok(spec) => spec,
         Err(err) => return failed(format!("task {}: {err:#}", lease.task)),
     };

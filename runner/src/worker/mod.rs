@@ -3,9 +3,11 @@
 //! `cli/worker.rs`; the queue itself is `queue`).
 //!
 //! A payload is JSON with a `kind`: `exec` (the default; the `exec` task's
-//! fields, see `exec.rs`) or `noop`.
+//! fields, see `exec.rs`; with `git`, in a worktree of a batch branch
+//! that is pushed back, see `git.rs`) or `noop`.
 
 mod exec;
+mod git;
 
 use crate::queue::{Lease, Outcome};
 use serde_json::{Value, json};
