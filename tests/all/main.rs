@@ -20,6 +20,7 @@ mod output;
 mod pipelines;
 mod plugins;
 mod queue;
+mod queue_plugins;
 mod sandbox;
 mod scaffold;
 mod server;

@@ -48,6 +48,8 @@ pub enum Error {
     Pipeline(#[from] crate::config::PipelineError),
     #[error(transparent)]
     Queue(#[from] crate::queue::QueueError),
+    #[error(transparent)]
+    QueuePlugin(#[from] crate::queue::PluginError),
     #[error("{0}")]
     Usage(String),
     #[error(transparent)]
@@ -62,7 +64,8 @@ impl Error {
             | Self::Plugin(_)
             | Self::Usage(_)
             | Self::Store(_)
-            | Self::Queue(_) => exit::INVALID,
+            | Self::Queue(_)
+            | Self::QueuePlugin(_) => exit::INVALID,
             Self::Other(_) => exit::FAILED,
         }
     }

@@ -21,7 +21,8 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Subcommand)]
 pub enum QueueCommand {
-    /// Enqueue one exec task: `runner queue enqueue --queue URL -- make test`.
+    /// Enqueue one exec task: `runner queue enqueue --queue URL -- make test`,
+    /// or with `--plugin FILE` one script task: `... --plugin probe.wasm -- env`.
     Enqueue {
         #[arg(long)]
         queue: String,
@@ -32,8 +33,12 @@ pub enum QueueCommand {
         priority: i32,
         #[arg(long, default_value_t = 3)]
         max_attempts: i32,
-        /// The command and its arguments.
-        #[arg(required = true, last = true)]
+        /// A script component (a WASI command): uploaded, declared for a
+        /// fresh run, and run with the arguments after `--`.
+        #[arg(long, value_name = "FILE")]
+        plugin: Option<std::path::PathBuf>,
+        /// The command and its arguments (with `--plugin`: the script's arguments).
+        #[arg(required_unless_present = "plugin", last = true)]
         command: Vec<String>,
     },
     /// How many tasks are in each state.
@@ -81,12 +86,17 @@ pub async fn queue_command(command: QueueCommand) -> Result<i32, Error> {
             schema,
             priority,
             max_attempts,
+            plugin,
             command,
         } => {
             let mut queue = Queue::connect(&queue, &schema, "runner queue").await?;
+            let payload = match plugin {
+                None => json!({"kind": "exec", "command": command}),
+                Some(file) => script_payload(&queue, &file, command).await?,
+            };
             let task = NewTask {
                 priority,
-                payload: json!({"kind": "exec", "command": command}),
+                payload,
                 max_attempts,
             };
             let ids = queue.enqueue(&[task]).await?;
@@ -100,6 +110,33 @@ pub async fn queue_command(command: QueueCommand) -> Result<i32, Error> {
         }
     }
     Ok(exit::OK)
+}
+
+/// Uploads `file`, declares it for a fresh run and says how to run it.
+async fn script_payload(
+    queue: &Queue,
+    file: &std::path::Path,
+    args: Vec<String>,
+) -> Result<serde_json::Value, Error> {
+    let bytes = std::fs::read(file)
+        .map_err(|err| Error::Usage(format!("cannot read the plugin {}: {err}", file.display())))?;
+    let name = file
+        .file_stem()
+        .map(|stem| stem.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "plugin".to_string());
+    let sha256 = queue.put_plugin(&name, &bytes).await?;
+    let run = crate::ids::run_id();
+    queue
+        .declare_run(&run, std::slice::from_ref(&sha256))
+        .await?;
+    eprintln!("plugin {name} ({sha256}) declared for run {run}");
+    Ok(json!({
+        "kind": "script",
+        "run": run,
+        "task": name,
+        "plugin": {"name": name, "sha256": sha256},
+        "config": {"args": args},
+    }))
 }
 
 /// Doubling waits between reconnections, up to [`MAX_BACKOFF`].
@@ -217,11 +254,23 @@ impl Worker {
             "worker {name}: task {} attempt {}/{}",
             lease.task, lease.attempt, lease.max_attempts
         );
+        let context = self.context.clone();
+        let prepared = match self.queue().await {
+            Ok(Some(queue)) => crate::worker::prepare(&context, queue, &lease).await,
+            Ok(None) => return,
+            Err(err) => Err(err),
+        };
+        let prepared = match prepared {
+            Ok(prepared) => prepared,
+            Err(err) => {
+                // Its lease lapses and the reaper gives the task back.
+                self.failed(&err);
+                return;
+            }
+        };
         let stop = self.stop.clone();
         let cancel = CancellationToken::new();
-        // Its own copy: the task runs while `self` heartbeats and reconnects.
-        let context = self.context.clone();
-        let task = crate::worker::execute(&context, &lease, &cancel);
+        let task = crate::worker::execute(&context, &lease, &prepared, &cancel);
         tokio::pin!(task);
         let mut tick = tokio::time::interval_at(Instant::now() + length / 3, length / 3);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -304,10 +353,7 @@ pub async fn worker(options: WorkerOptions) -> Result<i32, Error> {
         options.schema,
         crate::units::format_duration(options.lease)
     );
-    let context = crate::worker::Context {
-        name: options.name.clone(),
-        cache: options.cache.clone(),
-    };
+    let context = crate::worker::Context::new(options.name.clone(), options.cache.clone());
     let worker = Worker {
         options,
         context,

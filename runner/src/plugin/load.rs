@@ -95,6 +95,15 @@ impl Plugins {
     }
 }
 
+impl Plugin {
+    /// Loads one component as `decl` says through `engine` (and its compile
+    /// cache): what a worker does with a plugin it fetched from the queue.
+    pub async fn load(engine: &Arc<Engine>, decl: &PluginDecl) -> Result<Self, LoadError> {
+        let linker = linker(engine)?;
+        load_one(engine, &linker, decl, None).await
+    }
+}
+
 /// The host interfaces every plugin may import.
 fn linker(engine: &Engine) -> Result<Linker<StoreState>, LoadError> {
     let mut linker = Linker::<StoreState>::new(engine.wasmtime());

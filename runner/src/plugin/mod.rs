@@ -188,6 +188,31 @@ pub struct CallOptions {
     pub dirs: Option<Vec<DirGrant>>,
 }
 
+impl CallOptions {
+    /// A script task's `args = [...]` and `env = { K = "V" }`.
+    pub fn for_script(config: &serde_json::Value) -> Result<Self, String> {
+        use serde_json::Value;
+        let args = match config.get("args") {
+            None => Vec::new(),
+            Some(Value::Array(items)) => items
+                .iter()
+                .map(|v| {
+                    v.as_str()
+                        .map(str::to_string)
+                        .ok_or("`args` must hold strings")
+                })
+                .collect::<Result<_, _>>()?,
+            Some(_) => return Err("`args` must be a list of strings".into()),
+        };
+        let env = crate::process::exec::env_table(config)?;
+        Ok(Self {
+            args,
+            env,
+            dirs: None,
+        })
+    }
+}
+
 impl fmt::Debug for Plugin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Plugin")

@@ -9,12 +9,16 @@
 //! and never applied. The reaper (one at a time, under an advisory lock)
 //! returns expired leases to the queue until `max_attempts`, then fails the
 //! task with the reason. `LISTEN/NOTIFY` only wakes idle workers; they poll
-//! behind it.
+//! behind it. Plugins for workers are kept by the hash of their bytes and
+//! handed only to the runs that declared them (`plugins.rs`).
 
 mod lease;
 pub mod outbox;
+mod plugins;
 mod schema;
 mod status;
+
+pub use plugins::{PluginError, StoredPlugin, sha256_hex};
 
 use futures_util::StreamExt;
 use serde_json::Value;

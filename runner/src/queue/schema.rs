@@ -63,4 +63,20 @@ pub(super) const MIGRATIONS: &[&str] = &[
     );
     INSERT INTO outbox_head (last_id) VALUES (0);
     "#,
+    // 3: plugins for workers, by the hash of their bytes, and what each
+    // run declared it may use (see `plugins.rs`).
+    r#"
+    CREATE TABLE plugins (
+        sha256 TEXT PRIMARY KEY CHECK (sha256 ~ '^[0-9a-f]{64}$'),
+        name TEXT NOT NULL,
+        size BIGINT NOT NULL CHECK (size >= 0),
+        bytes BYTEA NOT NULL,
+        added_at TIMESTAMPTZ NOT NULL DEFAULT now()
+    );
+    CREATE TABLE run_plugins (
+        run TEXT NOT NULL,
+        sha256 TEXT NOT NULL REFERENCES plugins (sha256),
+        PRIMARY KEY (run, sha256)
+    );
+    "#,
 ];

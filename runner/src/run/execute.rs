@@ -180,7 +180,7 @@ impl RunCtx {
         chunker: &Mutex<Chunker>,
         dirs: Option<Vec<DirGrant>>,
     ) -> TaskOutcome {
-        let mut options = match script_options(config) {
+        let mut options = match CallOptions::for_script(config) {
             Ok(options) => options,
             Err(message) => return TaskOutcome::failed(format!("script config: {message}"), None),
         };
@@ -250,26 +250,4 @@ fn process_output(exit_code: i32, stdout: String) -> Value {
         output["json"] = value;
     }
     output
-}
-
-/// `args = [...]` and `env = { K = "V" }` of a script task.
-fn script_options(config: &Value) -> Result<CallOptions, String> {
-    let args = match config.get("args") {
-        None => Vec::new(),
-        Some(Value::Array(items)) => items
-            .iter()
-            .map(|v| {
-                v.as_str()
-                    .map(str::to_string)
-                    .ok_or("`args` must hold strings")
-            })
-            .collect::<Result<_, _>>()?,
-        Some(_) => return Err("`args` must be a list of strings".into()),
-    };
-    let env = exec::env_table(config)?;
-    Ok(CallOptions {
-        args,
-        env,
-        dirs: None,
-    })
 }

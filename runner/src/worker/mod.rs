@@ -4,14 +4,20 @@
 //!
 //! A payload is JSON with a `kind`: `exec` (the default; the `exec` task's
 //! fields, see `exec.rs`; with `git`, in a worktree of a batch branch
-//! that is pushed back, see `git.rs`) or `noop`.
+//! that is pushed back, see `git.rs`), `script` and `block` (a plugin from
+//! the queue, see `plugin.rs`) or `noop`.
+//!
+//! A plugin is fetched before the task runs ([`prepare`], with the
+//! worker's connection), so `execute` itself needs no database.
 
 mod exec;
 mod git;
+mod plugin;
 
-use crate::queue::{Lease, Outcome};
+use crate::queue::{Lease, Outcome, Queue, QueueError};
 use serde_json::{Value, json};
 use std::path::PathBuf;
+use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 /// What every task of one worker shares.
@@ -21,6 +27,49 @@ pub struct Context {
     pub name: String,
     /// Where this worker keeps what it fetched (plugins, repositories).
     pub cache: PathBuf,
+    /// The plugins this process checked and loaded.
+    plugins: Arc<plugin::PluginCache>,
+}
+
+impl Context {
+    pub fn new(name: String, cache: PathBuf) -> Self {
+        Self {
+            name,
+            cache,
+            plugins: Arc::default(),
+        }
+    }
+}
+
+/// What a task got from the queue before it runs.
+pub enum Prepared {
+    /// It needs nothing (`exec`, `noop`).
+    Nothing,
+    /// Its plugin, checked and loaded.
+    Plugin(Arc<crate::plugin::Plugin>),
+    /// Why its plugin will not run: the task fails with this.
+    Refused(String),
+}
+
+fn kind(lease: &Lease) -> &str {
+    lease
+        .payload
+        .get("kind")
+        .and_then(Value::as_str)
+        .unwrap_or("exec")
+}
+
+/// Fetches what a task needs from the queue: `Err` only when the
+/// connection was lost (the task is then not run; its lease lapses).
+pub async fn prepare(
+    context: &Context,
+    queue: &Queue,
+    lease: &Lease,
+) -> Result<Prepared, QueueError> {
+    match kind(lease) {
+        "script" | "block" => plugin::prepare(context, queue, lease).await,
+        _ => Ok(Prepared::Nothing),
+    }
 }
 
 /// A failed outcome with no result.
@@ -31,22 +80,26 @@ fn failed(error: String) -> Option<Outcome> {
     })
 }
 
-/// Runs a task's payload. `None`: aborted (the worker hands it back).
+/// Runs a task's payload with what [`prepare`] got. `None`: aborted (the worker hands it back).
 pub async fn execute(
     context: &Context,
     lease: &Lease,
+    prepared: &Prepared,
     cancel: &CancellationToken,
 ) -> Option<Outcome> {
-    let kind = lease
-        .payload
-        .get("kind")
-        .and_then(Value::as_str)
-        .unwrap_or("exec");
-    match kind {
-        "noop" => Some(Outcome::Completed(json!({}))),
-        "exec" => exec::execute(context, lease, cancel).await,
-        other => failed(format!(
-            "unknown task kind `{other}`: this worker runs `exec` and `noop` tasks"
+    match (kind(lease), prepared) {
+        ("noop", _) => Some(Outcome::Completed(json!({}))),
+        ("exec", _) => exec::execute(context, lease, cancel).await,
+        ("script" | "block", Prepared::Plugin(found)) => {
+            plugin::execute(found, lease, cancel).await
+        }
+        ("script" | "block", Prepared::Refused(message)) => failed(message.clone()),
+        ("script" | "block", Prepared::Nothing) => failed(format!(
+            "task {}: its plugin was not fetched (call `prepare` first)",
+            lease.task
+        )),
+        (other, _) => failed(format!(
+            "unknown task kind `{other}`: this worker runs `exec`, `script`, `block` and `noop` tasks"
         )),
     }
 }
