@@ -219,7 +219,10 @@ impl Worker {
         );
         let stop = self.stop.clone();
         let cancel = CancellationToken::new();
-        let task = crate::worker::execute(&self.context, &lease, &cancel);
+        // Its own copy: the task's future must not borrow `self`, which the
+        // heartbeats and the completion need mutably.
+        let context = self.context.clone();
+        let task = crate::worker::execute(&context, &lease, &cancel);
         tokio::pin!(task);
         let mut tick = tokio::time::interval_at(Instant::now() + length / 3, length / 3);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
