@@ -134,6 +134,8 @@ pub async fn execute(cli: Cli) -> Result<i32, Error> {
             verbose,
             serve,
             listen,
+            queue,
+            schema,
         } => {
             run::run(
                 config,
@@ -141,6 +143,7 @@ pub async fn execute(cli: Cli) -> Result<i32, Error> {
                 json,
                 verbose,
                 serve.then_some(listen),
+                queue.map(|url| (url, schema)),
             )
             .await
         }
