@@ -124,9 +124,11 @@ async fn events_until_two_runs_end(client: &mut Client) -> Vec<(u64, String, Str
 
 #[tokio::test]
 async fn clients_of_two_nodes_see_one_event_sequence_and_resume_on_either() {
-    let Some(db) = fresh("cluster").await else {
+    let Some(mut db) = fresh("cluster").await else {
         return;
     };
+    // A node's runs hand their exec tasks to the queue's workers.
+    db.start("w1", "3s");
     let first = Node::start(&db.schema).await;
     let second = Node::start(&db.schema).await;
     let (mut on_first, _) = first.client(None).await;

@@ -8,6 +8,7 @@ mod best_of;
 mod budgets;
 mod cluster;
 mod config_errors;
+mod coordinator;
 mod dashboard;
 mod dashboard_support;
 mod git;

@@ -79,7 +79,7 @@ pub(crate) async fn fresh(test: &str) -> Option<Db> {
 
 impl Db {
     /// Starts `runner worker` named `<schema>-<name>`; its stderr goes to a file.
-    fn start(&mut self, name: &str, lease: &str) -> String {
+    pub(crate) fn start(&mut self, name: &str, lease: &str) -> String {
         let full = format!("{}-{name}", self.schema);
         let log = self.dir.path().join(format!("{name}.log"));
         let child = Command::new(super::pipelines::runner_binary())
@@ -109,7 +109,7 @@ impl Db {
         assert!(status.success(), "kill -{signal} {name}");
     }
 
-    fn logs(&self) -> String {
+    pub(crate) fn logs(&self) -> String {
         self.workers
             .iter()
             .map(|(name, _, log)| {
@@ -126,7 +126,11 @@ impl Db {
     }
 
     /// Polls the tasks until `done` holds; fails past [`DEADLINE`].
-    async fn until(&self, what: &str, mut done: impl FnMut(&[TaskRow]) -> bool) -> Vec<TaskRow> {
+    pub(crate) async fn until(
+        &self,
+        what: &str,
+        mut done: impl FnMut(&[TaskRow]) -> bool,
+    ) -> Vec<TaskRow> {
         let deadline = Instant::now() + DEADLINE;
         loop {
             let tasks = self.queue.tasks().await.unwrap();

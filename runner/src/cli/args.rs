@@ -36,6 +36,13 @@ pub enum Command {
         /// The address to serve on (default: `[server] listen`, else 127.0.0.1:7420).
         #[arg(long)]
         listen: Option<std::net::SocketAddr>,
+        /// Coordinate the run over this PostgreSQL queue: `exec` tasks run on
+        /// `runner worker`s (postgres://USER@HOST:PORT/DATABASE).
+        #[arg(long)]
+        queue: Option<String>,
+        /// The schema holding the queue (with `--queue`).
+        #[arg(long, default_value = "runner", requires = "queue")]
+        schema: String,
     },
     /// Run a pipeline, then re-run what file changes affect, until Ctrl-C.
     Watch {

@@ -137,6 +137,8 @@ pub async fn execute(cli: Cli) -> Result<i32, Error> {
             verbose,
             serve,
             listen,
+            queue,
+            schema,
         } => {
             run::run(
                 config,
@@ -144,6 +146,7 @@ pub async fn execute(cli: Cli) -> Result<i32, Error> {
                 json,
                 verbose,
                 serve.then_some(listen),
+                queue.map(|url| (url, schema)),
             )
             .await
         }

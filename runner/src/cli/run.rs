@@ -20,6 +20,7 @@ async fn local_runner(
     config: &Arc<Config>,
     pipeline: &crate::config::Pipeline,
     serve: Option<Option<std::net::SocketAddr>>,
+    queue: Option<&(String, String)>,
 ) -> Result<
     (
         Arc<Runner>,
@@ -32,7 +33,7 @@ async fn local_runner(
     let used = config.plugins_used_by(pipeline);
     let (bus, recording) = history::start(config).await?;
     let plugins = Arc::new(super::plugin::load_showing_compiles(config, Some(&used), &bus).await?);
-    let runner = Arc::new(Runner::new(config.clone(), plugins, bus.clone())?);
+    let runner = Arc::new(coordinator(config, plugins, &bus, queue).await?);
     let server = match serve {
         Some(listen) => Some(
             start_server(
@@ -48,6 +49,21 @@ async fn local_runner(
         None => None,
     };
     Ok((runner, bus, recording, server))
+}
+
+/// A runner; with `queue` (its URL and schema), one that hands the tasks
+/// workers can run to that queue.
+async fn coordinator(
+    config: &Arc<Config>,
+    plugins: Arc<Plugins>,
+    bus: &Arc<EventBus>,
+    queue: Option<&(String, String)>,
+) -> Result<Runner, Error> {
+    let runner = Runner::new(config.clone(), plugins, bus.clone())?;
+    Ok(match queue {
+        Some((url, schema)) => runner.with_remote(crate::run::Remote::connect(url, schema).await?),
+        None => runner,
+    })
 }
 
 async fn start_server(
@@ -84,7 +100,7 @@ pub(super) async fn serve(
 ) -> Result<i32, Error> {
     let plugins = Arc::new(Plugins::load(&config, None).await?);
     let (bus, recording) = history::start(&config).await?;
-    let runner = Arc::new(Runner::new(config.clone(), plugins, bus.clone())?);
+    let runner = Arc::new(coordinator(&config, plugins, &bus, queue.as_ref()).await?);
     let service = Service::new(runner.clone());
     let node = match &queue {
         Some((url, schema)) => Some(super::cluster::join(url, schema, &bus).await?),
@@ -162,9 +178,15 @@ pub(super) async fn run(
     json: bool,
     verbose: bool,
     serve: Option<Option<std::net::SocketAddr>>,
+    queue: Option<(String, String)>,
 ) -> Result<i32, Error> {
     let pipeline = config.pipeline(pipeline)?.clone();
-    if let Some(client) = handoff(&config, "runner run").await? {
+    // With `--queue` this process is the run's coordinator: no hand-off.
+    let handed = match queue {
+        Some(_) => None,
+        None => handoff(&config, "runner run").await?,
+    };
+    if let Some(client) = handed {
         if serve.is_some() {
             eprintln!(
                 "note: --serve: the run is served by runner serve at {}",
@@ -173,7 +195,8 @@ pub(super) async fn run(
         }
         return run_remote(client, &pipeline.name, json, verbose).await;
     }
-    let (runner, bus, recording, server) = local_runner(&config, &pipeline, serve).await?;
+    let (runner, bus, recording, server) =
+        local_runner(&config, &pipeline, serve, queue.as_ref()).await?;
 
     let cancel = cancel_on_signal();
 
@@ -259,7 +282,7 @@ pub(super) async fn watch(
     let pipeline = config.pipelines[&options.pipeline].clone();
     // The live stream (watch_status events included) while watching; runs
     // started through it use the configuration watching began with.
-    let (runner, bus, recording, server) = local_runner(&config, &pipeline, serve).await?;
+    let (runner, bus, recording, server) = local_runner(&config, &pipeline, serve, None).await?;
     let cancel = cancel_on_signal();
     let mut events = bus.subscribe();
     let (watch_tx, mut watch_rx) = tokio::sync::mpsc::unbounded_channel();

@@ -4,12 +4,14 @@
 //! A task runs while its lease holds: heartbeats every third of the lease;
 //! when one finds the lease gone (the worker was stopped or cut off past
 //! it, and the reaper gave the task back) the task's process group is
-//! killed and the task is not completed. A lost connection is reconnected
+//! killed and the task is not completed; when one finds the task asked to
+//! stop (its run was aborted), the group is killed and the task completed
+//! failed, `cancelled`. A lost connection is reconnected
 //! with backoff; Ctrl-C or SIGTERM stops claiming, hands the running task
 //! back and exits.
 
 use super::{Error, exit};
-use crate::queue::{Completion, Lease, NewTask, Queue, QueueError};
+use crate::queue::{Completion, Heartbeat, Lease, NewTask, Outcome, Queue, QueueError};
 use clap::Subcommand;
 use serde_json::json;
 use std::time::Duration;
@@ -98,6 +100,7 @@ pub async fn queue_command(command: QueueCommand) -> Result<i32, Error> {
                 priority,
                 payload,
                 max_attempts,
+                pool: None,
             };
             let ids = queue.enqueue(&[task]).await?;
             println!("{}", ids[0]);
@@ -292,8 +295,17 @@ impl Worker {
                         Err(err) => Err(err),
                     };
                     match beat {
-                        Ok(true) => held_until = Instant::now() + length,
-                        Ok(false) => {
+                        Ok(Heartbeat::Held) => held_until = Instant::now() + length,
+                        Ok(Heartbeat::CancelRequested) => {
+                            eprintln!("worker {name}: task {} was cancelled; stopping it", lease.task);
+                            cancel.cancel();
+                            let ended = (&mut task).await;
+                            break Some(ended.unwrap_or_else(|| Outcome::Failed {
+                                error: "cancelled: its run was aborted".to_string(),
+                                result: serde_json::Value::Null,
+                            }));
+                        }
+                        Ok(Heartbeat::Lost) => {
                             eprintln!("worker {name}: the lease of task {} is gone; stopping it", lease.task);
                             cancel.cancel();
                             let _ = (&mut task).await;

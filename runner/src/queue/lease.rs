@@ -1,8 +1,8 @@
-//! Working the queue: enqueueing, claiming under a fresh lease token,
-//! heartbeats and completions fenced by that token, releasing, and the
+//! Working the queue: enqueueing, heartbeats and completions fenced by the
+//! lease token (claiming is in `pools.rs`), cancelling, releasing, and the
 //! reaper that returns expired leases (see the module docs of [`super`]).
 
-use super::{Completion, Lease, NewTask, Outcome, Queue, QueueError, Reaped};
+use super::{Completion, Heartbeat, Lease, NewTask, Outcome, Queue, QueueError, Reaped};
 use std::time::Duration;
 use uuid::Uuid;
 
@@ -13,7 +13,8 @@ impl Queue {
         let tx = self.client.transaction().await?;
         let insert = tx
             .prepare(
-                "INSERT INTO tasks (priority, payload, max_attempts) VALUES ($1, $2, $3) RETURNING id",
+                "INSERT INTO tasks (priority, payload, max_attempts, pool) VALUES ($1, $2, $3, $4)
+                 RETURNING id",
             )
             .await?;
         let mut ids = Vec::with_capacity(tasks.len());
@@ -21,7 +22,12 @@ impl Queue {
             let row = tx
                 .query_one(
                     &insert,
-                    &[&task.priority, &task.payload, &task.max_attempts],
+                    &[
+                        &task.priority,
+                        &task.payload,
+                        &task.max_attempts,
+                        &task.pool,
+                    ],
                 )
                 .await?;
             ids.push(row.get(0));
@@ -31,52 +37,62 @@ impl Queue {
         Ok(ids)
     }
 
-    /// Claims the first queued task by `(priority, id)` for `worker`, for
-    /// `lease`; `None` when none is queued.
-    pub async fn claim(&self, worker: &str, lease: Duration) -> Result<Option<Lease>, QueueError> {
+    /// Extends `lease` by `length` from now, and says whether the task was
+    /// asked to stop; [`Heartbeat::Lost`] when the lease is gone.
+    pub async fn heartbeat(
+        &self,
+        lease: &Lease,
+        length: Duration,
+    ) -> Result<Heartbeat, QueueError> {
         let row = self
             .client
             .query_opt(
-                "WITH next AS (
-                    SELECT id FROM tasks WHERE state = 'queued'
-                    ORDER BY priority, id FOR UPDATE SKIP LOCKED LIMIT 1
-                 ), claimed AS (
-                    UPDATE tasks t SET state = 'running', attempt = t.attempt + 1,
-                        lease_owner = $1, lease_token = gen_random_uuid(),
-                        lease_expires = now() + make_interval(secs => $2), updated_at = now()
-                    FROM next WHERE t.id = next.id
-                    RETURNING t.id, t.priority, t.payload, t.attempt, t.max_attempts, t.lease_token
-                 ), logged AS (
-                    INSERT INTO claims (task_id, attempt, worker, token)
-                    SELECT id, attempt, $1, lease_token FROM claimed
-                 )
-                 SELECT id, priority, payload, attempt, max_attempts, lease_token FROM claimed",
-                &[&worker, &lease.as_secs_f64()],
-            )
-            .await?;
-        Ok(row.map(|row| Lease {
-            task: row.get(0),
-            priority: row.get(1),
-            payload: row.get(2),
-            attempt: row.get(3),
-            max_attempts: row.get(4),
-            token: row.get(5),
-            worker: worker.to_string(),
-        }))
-    }
-
-    /// Extends `lease` by `length` from now; `false` when the lease is gone
-    /// (reaped, and perhaps claimed by another worker): stop the task then.
-    pub async fn heartbeat(&self, lease: &Lease, length: Duration) -> Result<bool, QueueError> {
-        let updated = self
-            .client
-            .execute(
                 "UPDATE tasks SET lease_expires = now() + make_interval(secs => $3), updated_at = now()
-                 WHERE id = $1 AND lease_token = $2 AND state = 'running'",
+                 WHERE id = $1 AND lease_token = $2 AND state = 'running'
+                 RETURNING cancel_requested",
                 &[&lease.task, &lease.token, &length.as_secs_f64()],
             )
             .await?;
-        Ok(updated == 1)
+        Ok(match row {
+            None => Heartbeat::Lost,
+            Some(row) if row.get::<_, bool>(0) => Heartbeat::CancelRequested,
+            Some(_) => Heartbeat::Held,
+        })
+    }
+
+    /// Cancels `task`: a queued one fails at once with `reason`, a running
+    /// one is marked so its worker's next heartbeat stops it. The state it
+    /// is in now; `None` when it had already ended (or does not exist).
+    pub async fn cancel(&self, task: i64, reason: &str) -> Result<Option<String>, QueueError> {
+        let row = self
+            .client
+            .query_opt(
+                "UPDATE tasks SET cancel_requested = true,
+                    state = CASE WHEN state = 'queued' THEN 'failed' ELSE state END,
+                    error = CASE WHEN state = 'queued' THEN $2 ELSE error END,
+                    finished_at = CASE WHEN state = 'queued' THEN now() ELSE finished_at END,
+                    updated_at = now()
+                 WHERE id = $1 AND state IN ('queued', 'running')
+                 RETURNING state",
+                &[&task, &reason],
+            )
+            .await?;
+        let state: Option<String> = row.map(|row| row.get(0));
+        if state.as_deref() == Some("failed") {
+            self.announce_end(task).await?;
+        }
+        Ok(state)
+    }
+
+    /// Wakes whoever waits for `task` to end.
+    async fn announce_end(&self, task: i64) -> Result<(), QueueError> {
+        self.client
+            .execute(
+                "SELECT pg_notify($1, $2)",
+                &[&self.done_channel(), &task.to_string()],
+            )
+            .await?;
+        Ok(())
     }
 
     /// Records how `lease`'s task ended, in one transaction guarded by the
@@ -86,6 +102,7 @@ impl Queue {
         lease: &Lease,
         outcome: &Outcome,
     ) -> Result<Completion, QueueError> {
+        let done = self.done_channel();
         let tx = self.client.transaction().await?;
         let row = tx
             .query_opt(
@@ -127,6 +144,11 @@ impl Queue {
                     &[&lease.task, &state, &result, &error],
                 )
                 .await?;
+                tx.execute(
+                    "SELECT pg_notify($1, $2)",
+                    &[&done, &lease.task.to_string()],
+                )
+                .await?;
                 Completion::Applied
             }
             Some(reason) => {
@@ -153,23 +175,33 @@ impl Queue {
     }
 
     /// Hands `lease` back unfinished (the worker is stopping): the task is
-    /// queued again and this attempt does not count.
+    /// queued again and this attempt does not count (a task asked to stop
+    /// fails instead).
     pub async fn release(&self, lease: &Lease) -> Result<bool, QueueError> {
-        let updated = self
+        let row = self
             .client
-            .execute(
-                "UPDATE tasks SET state = 'queued', attempt = attempt - 1, lease_token = NULL,
-                    lease_expires = NULL, updated_at = now()
-                 WHERE id = $1 AND lease_token = $2 AND state = 'running'",
+            .query_opt(
+                "UPDATE tasks SET
+                    state = CASE WHEN cancel_requested THEN 'failed' ELSE 'queued' END,
+                    error = CASE WHEN cancel_requested THEN 'cancelled' ELSE error END,
+                    finished_at = CASE WHEN cancel_requested THEN now() END,
+                    attempt = attempt - 1, lease_token = NULL, lease_expires = NULL,
+                    updated_at = now()
+                 WHERE id = $1 AND lease_token = $2 AND state = 'running'
+                 RETURNING state",
                 &[&lease.task, &lease.token],
             )
             .await?;
-        if updated == 1 {
-            self.client
-                .execute("SELECT pg_notify($1, '')", &[&self.channel()])
-                .await?;
+        match row.as_ref().map(|row| row.get::<_, &str>(0)) {
+            Some("queued") => {
+                self.client
+                    .execute("SELECT pg_notify($1, '')", &[&self.channel()])
+                    .await?;
+            }
+            Some(_) => self.announce_end(lease.task).await?,
+            None => {}
         }
-        Ok(updated == 1)
+        Ok(row.is_some())
     }
 
     /// Returns expired leases to the queue, or fails their tasks once
@@ -177,6 +209,7 @@ impl Queue {
     /// lock this does nothing.
     pub async fn reap(&mut self) -> Result<Reaped, QueueError> {
         let channel = self.channel();
+        let done = self.done_channel();
         let tx = self.client.transaction().await?;
         let locked: bool = tx
             .query_one(
@@ -194,21 +227,29 @@ impl Queue {
                         FOR UPDATE SKIP LOCKED
                      )
                      UPDATE tasks t SET
-                        state = CASE WHEN t.attempt >= t.max_attempts THEN 'failed' ELSE 'queued' END,
-                        error = CASE WHEN t.attempt >= t.max_attempts THEN format(
+                        state = CASE WHEN t.attempt >= t.max_attempts OR t.cancel_requested
+                            THEN 'failed' ELSE 'queued' END,
+                        error = CASE WHEN t.cancel_requested THEN 'cancelled'
+                            WHEN t.attempt >= t.max_attempts THEN format(
                             'the lease of %s expired on attempt %s of %s: the worker stopped heartbeating (killed, stopped or cut off from the database)',
                             t.lease_owner, t.attempt, t.max_attempts) ELSE t.error END,
-                        finished_at = CASE WHEN t.attempt >= t.max_attempts THEN now() END,
+                        finished_at = CASE WHEN t.attempt >= t.max_attempts OR t.cancel_requested
+                            THEN now() END,
                         lease_token = NULL, lease_expires = NULL, updated_at = now()
                      FROM expired WHERE t.id = expired.id
-                     RETURNING t.state",
+                     RETURNING t.state, t.id",
                     &[],
                 )
                 .await?;
             for row in rows {
                 match row.get::<_, &str>(0) {
                     "queued" => reaped.requeued += 1,
-                    _ => reaped.failed += 1,
+                    _ => {
+                        reaped.failed += 1;
+                        let id: i64 = row.get(1);
+                        tx.execute("SELECT pg_notify($1, $2)", &[&done, &id.to_string()])
+                            .await?;
+                    }
                 }
             }
             if reaped.requeued > 0 {

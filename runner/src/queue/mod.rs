@@ -8,13 +8,26 @@
 //! completion that arrives without it is recorded in `rejected_completions`
 //! and never applied. The reaper (one at a time, under an advisory lock)
 //! returns expired leases to the queue until `max_attempts`, then fails the
-//! task with the reason. `LISTEN/NOTIFY` only wakes idle workers; they poll
-//! behind it. Plugins for workers are kept by the hash of their bytes and
-//! handed only to the runs that declared them (`plugins.rs`).
+//! task with the reason. `LISTEN/NOTIFY` only wakes idle workers (and, on a
+//! second channel, whoever waits for tasks to end); they poll behind it.
+//!
+//! ## Pools
+//! A task may belong to a pool with a `max_running`; a claim skips a task
+//! whose pool is full (see `pools.rs`).
+//!
+//! ## Cancelling
+//! [`Queue::cancel`] fails a queued task at once and marks a running one
+//! `cancel_requested`: its worker's next heartbeat sees it, stops the task
+//! and completes it failed. A cancelled task is never claimed again.
+//!
+//! ## Plugins
+//! Plugins for workers are kept by the hash of their bytes and handed only
+//! to the runs that declared them (`plugins.rs`).
 
 mod lease;
 pub mod outbox;
 mod plugins;
+mod pools;
 mod schema;
 mod status;
 
@@ -90,6 +103,8 @@ pub struct NewTask {
     pub priority: i32,
     pub payload: Value,
     pub max_attempts: i32,
+    /// The pool whose `max_running` limits it (see [`Queue::set_pool`]).
+    pub pool: Option<String>,
 }
 
 impl NewTask {
@@ -98,8 +113,28 @@ impl NewTask {
             priority,
             payload,
             max_attempts: 3,
+            pool: None,
         }
     }
+
+    /// The same task, in `pool`.
+    pub fn in_pool(self, pool: impl Into<String>) -> Self {
+        Self {
+            pool: Some(pool.into()),
+            ..self
+        }
+    }
+}
+
+/// What a heartbeat found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Heartbeat {
+    /// The lease is extended.
+    Held,
+    /// The lease is extended, and the task was asked to stop (complete it failed).
+    CancelRequested,
+    /// The lease is gone (reaped, perhaps claimed by another worker): stop the task.
+    Lost,
 }
 
 /// A claimed task, held while its token is the task's.
@@ -277,6 +312,11 @@ impl Queue {
         format!("{}_tasks", self.schema)
     }
 
+    /// Where the end of a task is announced (its id as the payload).
+    fn done_channel(&self) -> String {
+        format!("{}_done", self.schema)
+    }
+
     /// The schema this queue lives in.
     pub fn schema(&self) -> &str {
         &self.schema
@@ -339,6 +379,15 @@ impl Queue {
     pub async fn listen(&self) -> Result<(), QueueError> {
         self.client
             .batch_execute(&format!("LISTEN \"{}\"", self.channel()))
+            .await?;
+        Ok(())
+    }
+
+    /// Subscribes to the ends of tasks (completed, failed, cancelled, reaped
+    /// for good) instead: [`Queue::woken`] then says a task may have ended.
+    pub async fn listen_done(&self) -> Result<(), QueueError> {
+        self.client
+            .batch_execute(&format!("LISTEN \"{}\"", self.done_channel()))
             .await?;
         Ok(())
     }

@@ -63,7 +63,18 @@ pub(super) const MIGRATIONS: &[&str] = &[
     );
     INSERT INTO outbox_head (last_id) VALUES (0);
     "#,
-    // 3: plugins for workers, by the hash of their bytes, and what each
+    // 3: pools (a limit on how many of their tasks run at once, across
+    // every worker, see `pools.rs`) and cancel requests a heartbeat sees.
+    r#"
+    ALTER TABLE tasks ADD COLUMN pool TEXT;
+    ALTER TABLE tasks ADD COLUMN cancel_requested BOOLEAN NOT NULL DEFAULT false;
+    CREATE INDEX tasks_pool_running ON tasks (pool) WHERE state = 'running';
+    CREATE TABLE pools (
+        name TEXT PRIMARY KEY,
+        max_running INTEGER NOT NULL CHECK (max_running > 0)
+    );
+    "#,
+    // 4: plugins for workers, by the hash of their bytes, and what each
     // run declared it may use (see `plugins.rs`).
     r#"
     CREATE TABLE plugins (

@@ -14,20 +14,20 @@ impl Queue {
                 &[],
             )
             .await?;
-        Ok(rows
-            .iter()
-            .map(|row| TaskRow {
-                id: row.get(0),
-                priority: row.get(1),
-                state: row.get(2),
-                attempt: row.get(3),
-                max_attempts: row.get(4),
-                lease_owner: row.get(5),
-                completions: row.get(6),
-                result: row.get(7),
-                error: row.get(8),
-            })
-            .collect())
+        Ok(rows.iter().map(task_row).collect())
+    }
+
+    /// One task, when it exists.
+    pub async fn task(&self, id: i64) -> Result<Option<TaskRow>, QueueError> {
+        let row = self
+            .client
+            .query_opt(
+                "SELECT id, priority, state, attempt, max_attempts, lease_owner, completions, result, error
+                 FROM tasks WHERE id = $1",
+                &[&id],
+            )
+            .await?;
+        Ok(row.as_ref().map(task_row))
     }
 
     /// Every claim, in order.
@@ -82,5 +82,19 @@ impl Queue {
             )
             .await?;
         Ok(rows.iter().map(|row| (row.get(0), row.get(1))).collect())
+    }
+}
+
+fn task_row(row: &tokio_postgres::Row) -> TaskRow {
+    TaskRow {
+        id: row.get(0),
+        priority: row.get(1),
+        state: row.get(2),
+        attempt: row.get(3),
+        max_attempts: row.get(4),
+        lease_owner: row.get(5),
+        completions: row.get(6),
+        result: row.get(7),
+        error: row.get(8),
     }
 }

@@ -1,5 +1,6 @@
 //! The four executors a task runs under: `exec` (a command), `agent` (a
-//! coding agent's turn), `script` and `block` (a plugin call).
+//! coding agent's turn), `script` and `block` (a plugin call); with a
+//! queue, the kinds workers run go there instead (`remote.rs`).
 
 use super::RunCtx;
 use super::tasks::TaskOutcome;
@@ -22,23 +23,31 @@ impl RunCtx {
         config: &Value,
     ) -> TaskOutcome {
         let chunker = Arc::new(Mutex::new(Chunker::with_limit(task.output)));
-        let mut outcome = match &task.kind {
-            TaskKind::Exec => self.execute_exec(dir, spec, task, config, &chunker).await,
-            TaskKind::Agent(agent) => self.execute_agent(agent, dir, spec, task, config).await,
-            TaskKind::Script(name) | TaskKind::Plugin(name) => {
-                let Some(plugin) = self.plugins.get(name).cloned() else {
-                    return TaskOutcome::failed(format!("plugin `{name}` is not loaded"), None);
-                };
-                let sink = self.task_sink(batch, &spec.id, name, chunker.clone());
-                let dirs = self.granted_dirs(&batch.id, name);
-                match plugin.world {
-                    World::Command => {
-                        self.execute_script(&plugin, task, config, sink, &chunker, dirs)
-                            .await
-                    }
-                    _ => {
-                        self.execute_block(&plugin, batch, spec, task, sink, dirs)
-                            .await
+        let dispatched = self.remote.as_ref().and_then(|remote| {
+            super::remote::payload(task, config, dir).map(|payload| (remote, payload))
+        });
+        let mut outcome = if let Some((remote, payload)) = dispatched {
+            self.execute_remote(remote, batch, spec, task, payload, &chunker)
+                .await
+        } else {
+            match &task.kind {
+                TaskKind::Exec => self.execute_exec(dir, spec, task, config, &chunker).await,
+                TaskKind::Agent(agent) => self.execute_agent(agent, dir, spec, task, config).await,
+                TaskKind::Script(name) | TaskKind::Plugin(name) => {
+                    let Some(plugin) = self.plugins.get(name).cloned() else {
+                        return TaskOutcome::failed(format!("plugin `{name}` is not loaded"), None);
+                    };
+                    let sink = self.task_sink(batch, &spec.id, name, chunker.clone());
+                    let dirs = self.granted_dirs(&batch.id, name);
+                    match plugin.world {
+                        World::Command => {
+                            self.execute_script(&plugin, task, config, sink, &chunker, dirs)
+                                .await
+                        }
+                        _ => {
+                            self.execute_block(&plugin, batch, spec, task, sink, dirs)
+                                .await
+                        }
                     }
                 }
             }
@@ -238,7 +247,7 @@ impl RunCtx {
 }
 
 /// `{"exit_code": 0, "stdout": "...", "json": <last stdout line, when it is JSON>}`.
-fn process_output(exit_code: i32, stdout: String) -> Value {
+pub(super) fn process_output(exit_code: i32, stdout: String) -> Value {
     let last_json = stdout
         .lines()
         .rev()

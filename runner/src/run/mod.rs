@@ -7,6 +7,11 @@
 //! traps, times out or runs out of memory fails alone; its batch type
 //! decides what that means for the batch.
 //!
+//! ## On a cluster
+//! With a [`Remote`] (`runner run --queue`), the tasks workers can run are
+//! enqueued when they start and their ends awaited (see `remote.rs`);
+//! the rest runs here.
+//!
 //! ## Abort
 //! Cancelling the token stops running tasks (process groups are killed,
 //! wasm calls dropped), marks them `interrupted`, fails the batches that
@@ -15,6 +20,7 @@
 mod attempts;
 mod batch;
 mod execute;
+mod remote;
 mod tasks;
 mod workspace;
 
@@ -25,6 +31,7 @@ use crate::git::Project as GitProject;
 use crate::plugin::{Plugins, check_worlds};
 use crate::slots::Slots;
 use protocol::{BatchStatus, EventKind, LogLevel, RunStatus};
+pub use remote::Remote;
 use serde_json::{Map, Value};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -39,6 +46,7 @@ pub struct Runner {
     bus: Arc<EventBus>,
     slots: Arc<Slots>,
     agents: Arc<Agents>,
+    remote: Option<Arc<Remote>>,
 }
 
 /// How a run ended.
@@ -83,7 +91,16 @@ impl Runner {
             bus,
             slots,
             agents,
+            remote: None,
         })
+    }
+
+    /// The same runner, handing the tasks workers can run to `remote`'s queue.
+    pub fn with_remote(self, remote: Remote) -> Self {
+        Self {
+            remote: Some(Arc::new(remote)),
+            ..self
+        }
     }
 
     pub fn bus(&self) -> &Arc<EventBus> {
@@ -154,6 +171,7 @@ impl Runner {
             project,
             heads: Mutex::new(HashMap::new()),
             batch_dirs: Mutex::new(HashMap::new()),
+            remote: self.remote.clone(),
         });
         let started = Instant::now();
         ctx.publish(EventKind::RunStatus {
@@ -293,6 +311,15 @@ impl Runner {
                 format!("failed after {elapsed}"),
             )
         };
+        if let Some(remote) = &ctx.remote
+            && let Err(err) = remote.end_run(&run_id).await
+        {
+            ctx.log(
+                None,
+                LogLevel::Warn,
+                format!("cannot remove the run's pool from the queue: {err}"),
+            );
+        }
         ctx.publish(EventKind::RunStatus {
             run_id: run_id.clone(),
             pipeline: pipeline.name.clone(),
@@ -407,6 +434,8 @@ struct RunCtx {
     /// By batch id, then plugin name: the plugin's granted directories as
     /// the batch's worktree has them (only while the batch runs).
     batch_dirs: Mutex<HashMap<String, HashMap<String, Vec<DirGrant>>>>,
+    /// Where the tasks workers can run go (`runner run --queue`).
+    remote: Option<Arc<Remote>>,
 }
 
 impl RunCtx {

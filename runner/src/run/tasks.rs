@@ -240,9 +240,14 @@ impl RunCtx {
         };
         // An agent task takes a slot only when its agent takes its command
         // (`Agents::submit_for_run`): waiting in the agent's queue holds none.
+        // A task a worker runs is limited by its run's pool in the queue.
+        let config: Value = serde_json::from_str(&spec.config).unwrap_or(Value::Null);
+        let dispatched = self.dispatches(task, &config, &dir);
         let permit = match task.kind {
             TaskKind::Agent(_) if self.cancel.is_cancelled() => return interrupted(),
             TaskKind::Agent(_) => None,
+            _ if dispatched && self.cancel.is_cancelled() => return interrupted(),
+            _ if dispatched => None,
             _ => tokio::select! {
                 permit = self.slots.acquire(task.priority) => Some(permit),
                 _ = self.cancel.cancelled() => return interrupted(),
@@ -261,7 +266,6 @@ impl RunCtx {
             priority: task.priority,
             display_text: None,
         });
-        let config: Value = serde_json::from_str(&spec.config).unwrap_or(Value::Null);
         // Boxed: a task waiting for its slot holds a small future, not
         // the state of every executor (a 10,000-task batch spawns them all).
         let outcome = Box::pin(self.execute(&batch, &dir, &spec, task, &config)).await;

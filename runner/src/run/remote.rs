@@ -1,0 +1,302 @@
+//! Tasks of a run handed to `runner worker`s through the PostgreSQL queue
+//! (`runner run --queue`): this process stays the coordinator, expanding
+//! and reducing batches, and a task it would run itself is enqueued when
+//! the scheduler starts it.
+//!
+//! ## What goes out
+//! Only the kinds [`payload`] builds a payload for (`exec` for now); the
+//! others run here. A dispatched task holds no local slot: its run's pool
+//! (`run:<run id>`, `max_running` = `[defaults] concurrency`) holds the
+//! limit across every worker.
+//!
+//! ## Waiting
+//! The end of a task is announced on the queue's completion channel; a
+//! poll every [`POLL`] stands behind the notifications, and a lost
+//! connection is retried for [`LOST_FOR`] before the task fails.
+//!
+//! ## Abort
+//! A queued task is cancelled at once; a running one is asked to stop (its
+//! worker sees it at its next heartbeat) and waited for up to
+//! [`STOP_WAIT`]. The task ends `interrupted`, as a local one does.
+
+use super::RunCtx;
+use super::tasks::TaskOutcome;
+use crate::config::{Batch, Task, TaskKind};
+use crate::plugin::TaskSpec;
+use crate::process::exec::ExecSpec;
+use crate::process::output::Chunker;
+use crate::queue::{NewTask, Queue, QueueError, TaskRow};
+use protocol::{LogLevel, Priority, Stream};
+use serde_json::{Map, Value, json};
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+/// The poll behind the completion notifications.
+const POLL: Duration = Duration::from_millis(500);
+/// How long an aborted run waits for a running task's worker to stop it
+/// (a worker heartbeats every third of its lease: 10s by default).
+const STOP_WAIT: Duration = Duration::from_secs(15);
+/// How long the queue may be unreachable before a waiting task fails.
+const LOST_FOR: Duration = Duration::from_secs(30);
+
+/// The payload a worker runs for `task`, or `None` when its kind runs on
+/// the coordinator; `Some(Err)` when the task's config cannot run (the
+/// message a local run gives). One arm per kind workers run.
+pub(super) fn payload(task: &Task, config: &Value, dir: &Path) -> Option<Result<Value, String>> {
+    match &task.kind {
+        TaskKind::Exec => Some(exec_payload(task, config, dir)),
+        TaskKind::Agent(_) | TaskKind::Script(_) | TaskKind::Plugin(_) => None,
+    }
+}
+
+/// The task's config (`command`, `args`, `env`, `cwd`) with its timeout.
+fn exec_payload(task: &Task, config: &Value, dir: &Path) -> Result<Value, String> {
+    ExecSpec::from_config(config, dir).map_err(|err| format!("exec config: {err:#}"))?;
+    let mut payload: Map<String, Value> = config.as_object().cloned().unwrap_or_default();
+    payload.insert("kind".into(), json!("exec"));
+    payload.insert(
+        "timeout".into(),
+        json!(crate::units::format_duration(task.timeout)),
+    );
+    Ok(Value::Object(payload))
+}
+
+/// The queue's priority (lower first) for the scheduler's (high first).
+fn rank(priority: Priority) -> i32 {
+    match priority {
+        Priority::High => 0,
+        Priority::Normal => 1,
+        Priority::Low => 2,
+    }
+}
+
+/// The pool that holds a run's limit.
+pub(super) fn pool_of(run_id: &str) -> String {
+    format!("run:{run_id}")
+}
+
+/// The coordinator's side of the queue, shared by every run of a runner.
+pub struct Remote {
+    url: String,
+    schema: String,
+    queue: tokio::sync::Mutex<Queue>,
+    /// Bumped at each completion notification.
+    ended: watch::Receiver<u64>,
+    stop_listening: CancellationToken,
+}
+
+impl Drop for Remote {
+    fn drop(&mut self) {
+        self.stop_listening.cancel();
+    }
+}
+
+impl Remote {
+    /// Connects to the queue in `schema` (migrating it), and listens for the
+    /// ends of tasks on a second connection.
+    pub async fn connect(url: &str, schema: &str) -> Result<Self, QueueError> {
+        let queue = Queue::connect(url, schema, "runner run (coordinator)").await?;
+        let listener = Queue::connect(url, schema, "runner run (coordinator, listening)").await?;
+        listener.listen_done().await?;
+        let (bump, ended) = watch::channel(0u64);
+        let stop_listening = CancellationToken::new();
+        let stop = stop_listening.clone();
+        tokio::spawn(async move {
+            while !listener.is_closed() {
+                tokio::select! {
+                    () = listener.woken() => bump.send_modify(|n| *n += 1),
+                    () = stop.cancelled() => break,
+                }
+            }
+        });
+        Ok(Self {
+            url: url.to_string(),
+            schema: schema.to_string(),
+            queue: tokio::sync::Mutex::new(queue),
+            ended,
+            stop_listening,
+        })
+    }
+
+    /// The statement connection, reconnected when it ended.
+    async fn queue(&self) -> Result<tokio::sync::MutexGuard<'_, Queue>, QueueError> {
+        let mut queue = self.queue.lock().await;
+        if queue.is_closed() {
+            *queue = Queue::connect(&self.url, &self.schema, "runner run (coordinator)").await?;
+        }
+        Ok(queue)
+    }
+
+    /// Enqueues `task` in `pool`, limited to `max_running`; its id.
+    async fn enqueue(
+        &self,
+        pool: &str,
+        max_running: usize,
+        task: NewTask,
+    ) -> Result<i64, QueueError> {
+        let mut queue = self.queue().await?;
+        let max = i32::try_from(max_running).unwrap_or(i32::MAX).max(1);
+        queue.set_pool(pool, max).await?;
+        let ids = queue.enqueue(&[task]).await?;
+        Ok(ids[0])
+    }
+
+    /// The task's row once it ended.
+    async fn ended_row(&self, id: i64) -> Result<Option<TaskRow>, QueueError> {
+        let row = self.queue().await?.task(id).await?;
+        Ok(row.filter(|row| row.state == "completed" || row.state == "failed"))
+    }
+
+    /// Waits for task `id` to end (`Some`), or for `until` and then the
+    /// task's stop (`None`), bounded.
+    async fn wait(
+        &self,
+        id: i64,
+        until: &CancellationToken,
+        deadline: Option<Instant>,
+    ) -> Result<Option<TaskRow>, QueueError> {
+        let mut ended = self.ended.clone();
+        let mut lost_since: Option<Instant> = None;
+        loop {
+            match self.ended_row(id).await {
+                Ok(Some(row)) => return Ok(Some(row)),
+                Ok(None) => lost_since = None,
+                Err(err) if err.is_disconnect() => {
+                    let since = *lost_since.get_or_insert_with(Instant::now);
+                    if since.elapsed() > LOST_FOR {
+                        return Err(err);
+                    }
+                }
+                Err(err) => return Err(err),
+            }
+            if deadline.is_some_and(|at| Instant::now() >= at) {
+                return Ok(None);
+            }
+            tokio::select! {
+                changed = ended.changed() => {
+                    if changed.is_err() {
+                        tokio::time::sleep(POLL).await;
+                    }
+                }
+                () = tokio::time::sleep(POLL) => {}
+                () = until.cancelled() => return Ok(None),
+            }
+        }
+    }
+
+    /// Cancels task `id` and waits, up to [`STOP_WAIT`], for a running one
+    /// to be stopped by its worker.
+    async fn cancel(&self, id: i64) -> Result<(), QueueError> {
+        let state = self
+            .queue()
+            .await?
+            .cancel(id, "cancelled: its run was aborted")
+            .await?;
+        if state.as_deref() == Some("running") {
+            let never = CancellationToken::new();
+            self.wait(id, &never, Some(Instant::now() + STOP_WAIT))
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Removes a finished run's pool.
+    pub(super) async fn end_run(&self, run_id: &str) -> Result<(), QueueError> {
+        self.queue().await?.drop_pool(&pool_of(run_id)).await
+    }
+}
+
+impl RunCtx {
+    /// Whether `task` goes to a worker.
+    pub(super) fn dispatches(&self, task: &Task, config: &Value, dir: &Path) -> bool {
+        self.remote.is_some() && payload(task, config, dir).is_some()
+    }
+
+    /// Runs `task` on a worker: enqueues `payload`, waits for its end and
+    /// turns the result into the outcome a local run gives.
+    pub(super) async fn execute_remote(
+        &self,
+        remote: &Remote,
+        batch: &Batch,
+        spec: &TaskSpec,
+        task: &Task,
+        payload: Result<Value, String>,
+        chunker: &Mutex<Chunker>,
+    ) -> TaskOutcome {
+        let mut payload = match payload {
+            Ok(payload) => payload,
+            Err(message) => return TaskOutcome::failed(message, None),
+        };
+        payload["run"] = json!(self.run_id);
+        payload["task"] = json!(spec.id);
+        payload["batch"] = json!(batch.id);
+        let pool = pool_of(&self.run_id);
+        let new = NewTask::new(rank(task.priority), payload).in_pool(pool.clone());
+        let id = match remote
+            .enqueue(&pool, self.config.defaults.concurrency, new)
+            .await
+        {
+            Ok(id) => id,
+            Err(err) => return TaskOutcome::failed(format!("cannot queue the task: {err}"), None),
+        };
+        self.log(
+            Some(&spec.id),
+            LogLevel::Debug,
+            format!("queued as task {id} of queue schema `{}`", remote.schema),
+        );
+        let row = match remote.wait(id, &self.cancel, None).await {
+            Ok(Some(row)) => row,
+            Ok(None) => {
+                if let Err(err) = remote.cancel(id).await {
+                    self.log(
+                        Some(&spec.id),
+                        LogLevel::Warn,
+                        format!("cannot cancel queue task {id}: {err}"),
+                    );
+                }
+                return TaskOutcome::interrupted();
+            }
+            Err(err) => {
+                return TaskOutcome::failed(
+                    format!("lost queue task {id} while waiting for it: {err}"),
+                    None,
+                );
+            }
+        };
+        if let Some(worker) = &row.lease_owner {
+            self.log(
+                Some(&spec.id),
+                LogLevel::Debug,
+                format!(
+                    "queue task {id} ran on worker {worker} (attempt {})",
+                    row.attempt
+                ),
+            );
+        }
+        let result = row.result.unwrap_or(Value::Null);
+        if let Some(output) = result.get("output").and_then(Value::as_str) {
+            let chunks = chunker
+                .lock()
+                .expect("chunker lock")
+                .push(Stream::Stdout, output.as_bytes());
+            self.output_chunks(&spec.id, Stream::Stdout, chunks);
+        }
+        let exit_code = result
+            .get("exit_code")
+            .and_then(Value::as_i64)
+            .and_then(|code| i32::try_from(code).ok());
+        if row.state == "completed" {
+            let stdout = chunker.lock().expect("chunker lock").stdout_tail();
+            TaskOutcome::completed(super::execute::process_output(0, stdout), Some(0))
+        } else {
+            let error = row
+                .error
+                .unwrap_or_else(|| format!("queue task {id} failed on its worker"));
+            TaskOutcome::failed(error, exit_code)
+        }
+    }
+}
