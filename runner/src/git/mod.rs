@@ -51,7 +51,7 @@
 
 mod diff;
 mod mirror;
-mod remote;
+pub(crate) mod remote;
 mod retention;
 mod workspace;
 

@@ -65,6 +65,13 @@ impl RunCtx {
                 return (BatchStatus::Failed, Some(error));
             }
         };
+        if let Err(error) = self.share_batch(batch, workspace.as_ref()).await {
+            if let Some(workspace) = &workspace {
+                let _ = self.finish_workspace(batch, workspace, false).await;
+            }
+            self.batch_status(batch, BatchStatus::Failed, Some(error.clone()), None);
+            return (BatchStatus::Failed, Some(error));
+        }
         let dir = workspace
             .as_ref()
             .map_or_else(|| self.config.base_dir.clone(), |ws| ws.dir.clone());
@@ -93,6 +100,19 @@ impl RunCtx {
         };
         let (mut branch, mut merge_failed) = (None, false);
         if let Some(workspace) = workspace {
+            // Work pushed by workers comes back before the batch is committed.
+            if let Err(message) = self.take_back(batch, &workspace).await {
+                if status == BatchStatus::Completed {
+                    status = BatchStatus::Failed;
+                    error = Some(message);
+                } else {
+                    self.log(
+                        None,
+                        LogLevel::Error,
+                        format!("batch `{}`: {message}", batch.id),
+                    );
+                }
+            }
             match self
                 .finish_workspace(batch, &workspace, status == BatchStatus::Completed)
                 .await

@@ -21,6 +21,7 @@ mod attempts;
 mod batch;
 mod execute;
 mod remote;
+mod remote_git;
 mod tasks;
 mod workspace;
 
@@ -172,6 +173,7 @@ impl Runner {
             heads: Mutex::new(HashMap::new()),
             batch_dirs: Mutex::new(HashMap::new()),
             remote: self.remote.clone(),
+            shared_batches: Mutex::new(HashMap::new()),
         });
         let started = Instant::now();
         ctx.publish(EventKind::RunStatus {
@@ -181,7 +183,7 @@ impl Runner {
             message: Some(format!("running pipeline `{}`", pipeline.name)),
             error: None,
         });
-        for note in notes {
+        for note in notes.into_iter().chain(ctx.remote_git_note()) {
             ctx.log(None, LogLevel::Warn, note);
         }
         for batch in &pipeline.batches {
@@ -436,6 +438,8 @@ struct RunCtx {
     batch_dirs: Mutex<HashMap<String, HashMap<String, Vec<DirGrant>>>>,
     /// Where the tasks workers can run go (`runner run --queue`).
     remote: Option<Arc<Remote>>,
+    /// By batch id: the batches whose branch is on `[git] remote`.
+    shared_batches: Mutex<HashMap<String, remote_git::SharedBatch>>,
 }
 
 impl RunCtx {
