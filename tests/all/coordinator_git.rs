@@ -43,6 +43,8 @@ fn task(id: &str, command: &str) -> String {
 /// bare clone of it beside (the remote), and workers with caches of their own.
 struct Setup {
     project: tempfile::TempDir,
+    /// Where `runner.toml` is in the repository.
+    sub: String,
     dir: tempfile::TempDir,
     base: String,
     workers: Vec<(Child, PathBuf)>,
@@ -52,6 +54,11 @@ impl Setup {
     /// `git` is the `[git]` table's body; `{remote}` in it becomes the
     /// remote's path.
     fn new(pipeline: &str, git_table: &str) -> Self {
+        Self::in_subdir(pipeline, git_table, "")
+    }
+
+    /// [`Setup::new`] with `runner.toml` (and its state) in `sub` of the repository.
+    fn in_subdir(pipeline: &str, git_table: &str, sub: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let bare = dir.path().join("remote.git");
         let table = git_table.replace("{remote}", bare.to_str().unwrap());
@@ -63,7 +70,14 @@ impl Setup {
             "state_dir = \"state\"\nconcurrency = 4\n",
         );
         std::fs::write(&toml, text).unwrap();
-        std::fs::write(root.join(".gitignore"), "state/\n").unwrap();
+        if !sub.is_empty() {
+            std::fs::create_dir_all(root.join(sub)).unwrap();
+            for name in ["runner.toml", "state"] {
+                std::fs::rename(root.join(name), root.join(sub).join(name)).unwrap();
+            }
+        }
+        let state = Path::new(sub).join("state");
+        std::fs::write(root.join(".gitignore"), format!("{}/\n", state.display())).unwrap();
         std::fs::write(root.join("seed.txt"), "seed\n").unwrap();
         git(root, &["init", "--quiet", "--initial-branch=main"]);
         git(root, &["add", "-A"]);
@@ -81,6 +95,7 @@ impl Setup {
         );
         Self {
             project,
+            sub: sub.to_string(),
             dir,
             base,
             workers: Vec::new(),
@@ -120,7 +135,7 @@ impl Setup {
 
     async fn run(&self, db: &Db) -> (i32, String, String) {
         let args = ["run", "--queue", &url(), "--schema", &db.schema];
-        run_binary(self.project.path(), &args, &[]).await
+        run_binary(&self.project.path().join(&self.sub), &args, &[]).await
     }
 
     /// The `runner/…` branches of the remote.
@@ -313,5 +328,66 @@ async fn what_the_coordinator_changed_in_the_worktree_is_merged_with_the_workers
     assert!(
         parents.split(' ').count() == 2 && parents.contains(&worker_tip),
         "main's tip merges the workers' branch ({worker_tip}): {parents}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dependent_batch_starts_on_workers_from_what_its_dependency_pushed() {
+    let Some(db) = fresh("cgit_deps").await else {
+        return;
+    };
+    let pipeline = format!(
+        "[[pipelines.default.batches]]\nid = \"first\"\ntype = \"parallel\"\n{}\
+         [[pipelines.default.batches]]\nid = \"second\"\ntype = \"parallel\"\ndepends_on = [\"first\"]\n{}",
+        task("make", "echo made > made.txt"),
+        task("check", "test -f made.txt && echo checked > checked.txt"),
+    );
+    // No merge: the branches stay for review, the second on the first's head.
+    let mut setup = Setup::new(&pipeline, "remote = \"{remote}\"");
+    setup.start(&db, "w1");
+
+    let (code, stdout, stderr) = setup.run(&db).await;
+    assert_eq!(
+        code,
+        0,
+        "stdout: {stdout}\nstderr: {stderr}\n{}",
+        setup.logs()
+    );
+    let root = setup.project.path();
+    assert_eq!(git(root, &["rev-parse", "main"]), setup.base, "not merged");
+    let branches = setup.remote_branches();
+    let second = branches.iter().find(|b| b.ends_with("-second")).unwrap();
+    assert_eq!(
+        git(&setup.bare(), &["show", &format!("{second}:made.txt")]),
+        "made"
+    );
+    assert_eq!(
+        git(root, &["show", &format!("{second}:checked.txt")]),
+        "checked"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_project_in_a_subdirectory_runs_its_tasks_in_that_subdirectory_on_workers() {
+    let Some(db) = fresh("cgit_sub").await else {
+        return;
+    };
+    let pipeline = format!(
+        "[[pipelines.default.batches]]\nid = \"build\"\ntype = \"parallel\"\n{}",
+        task("one", "test -f runner.toml && echo one > one.txt"),
+    );
+    let mut setup = Setup::in_subdir(&pipeline, "remote = \"{remote}\"\nmerge = \"ff\"", "app");
+    setup.start(&db, "w1");
+
+    let (code, stdout, stderr) = setup.run(&db).await;
+    assert_eq!(
+        code,
+        0,
+        "stdout: {stdout}\nstderr: {stderr}\n{}",
+        setup.logs()
+    );
+    assert_eq!(
+        git(setup.project.path(), &["show", "main:app/one.txt"]),
+        "one"
     );
 }

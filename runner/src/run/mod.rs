@@ -10,7 +10,8 @@
 //! ## On a cluster
 //! With a [`Remote`] (`runner run --queue`), the tasks workers can run are
 //! enqueued when they start and their ends awaited (see `remote.rs`);
-//! the rest runs here.
+//! the rest runs here. With `[git] remote`, they work on their batch's
+//! branch there, fetched back and merged here (`remote_git.rs`).
 //!
 //! ## Abort
 //! Cancelling the token stops running tasks (process groups are killed,
