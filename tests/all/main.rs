@@ -9,6 +9,7 @@ mod budgets;
 mod cluster;
 mod config_errors;
 mod coordinator;
+mod coordinator_plugins;
 mod dashboard;
 mod dashboard_support;
 mod git;

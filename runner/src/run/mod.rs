@@ -21,6 +21,7 @@ mod attempts;
 mod batch;
 mod execute;
 mod remote;
+mod remote_plugins;
 mod tasks;
 mod workspace;
 
