@@ -42,10 +42,13 @@ pub(super) fn remote_kind(plugin: &Plugin) -> Option<&'static str> {
     (grants_nothing && plugin.decl.memory == DEFAULT_MEMORY).then_some(kind)
 }
 
+/// A run's declaration, made once: its outcome, or why it failed.
+type Declared = Arc<OnceCell<Result<(), String>>>;
+
 /// What the coordinator declared, per run.
 #[derive(Default)]
 pub(super) struct Declarations {
-    runs: Mutex<HashMap<String, Arc<OnceCell<Result<(), String>>>>>,
+    runs: Mutex<HashMap<String, Declared>>,
     /// Hashes this process already uploaded (a big component is sent once).
     uploaded: Mutex<HashSet<String>>,
 }
