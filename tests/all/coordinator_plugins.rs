@@ -218,3 +218,47 @@ async fn the_worker_fetches_each_plugin_once_and_the_run_declares_exactly_the_pi
         .get(0);
     assert_eq!(others, 0, "no other run declared anything");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_block_failing_on_the_worker_fails_the_run_with_the_message_a_local_run_gives() {
+    let Some(db) = fresh("coord_block_fail").await else {
+        return;
+    };
+    let mut pipeline = plugins();
+    pipeline.push_str(&task(
+        "broken",
+        "chaos",
+        r#"{ mode = "fail", message = "broke on purpose" }"#,
+    ));
+    let here = project(&pipeline, 2);
+    let there = project(&pipeline, 2);
+    for project in [&here, &there] {
+        std::fs::create_dir(project.path().join("granted")).unwrap();
+    }
+    let mut workers = Workers::new();
+    workers.start(&db);
+
+    let (local_code, local_out, local_err) = run_binary(here.path(), &["run"], &[]).await;
+    let (code, stdout, stderr) = run_on(&db, there.path()).await;
+    assert_eq!(local_code, 1, "{local_out}\n{local_err}");
+    assert_eq!(
+        code,
+        1,
+        "stdout: {stdout}\nstderr: {stderr}\n{}",
+        workers.logs()
+    );
+    let error = |detail: &Value| {
+        detail["run"]["error"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    let local = last_run(here.path()).await;
+    let remote = last_run(there.path()).await;
+    assert!(
+        error(&local).contains("broke on purpose"),
+        "the local run says why: {local:#}"
+    );
+    assert_eq!(error(&remote), error(&local), "the same error as locally");
+    assert_eq!(claimed(&db).await.len(), 1, "the block ran on the worker");
+}

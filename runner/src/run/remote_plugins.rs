@@ -221,7 +221,15 @@ impl RunCtx {
             let output = result.get("output").cloned().unwrap_or(Value::Null);
             TaskOutcome::completed(output, None)
         } else {
-            let error = error.unwrap_or_else(|| format!("block `{plugin}` failed on its worker"));
+            // A worker names the block an error came from; a local run gives
+            // the block's own message, and so does this.
+            let error = error.map_or_else(
+                || format!("block `{plugin}` failed on its worker"),
+                |error| match error.strip_prefix(&format!("block `{plugin}`: ")) {
+                    Some(own) => own.to_string(),
+                    None => error,
+                },
+            );
             TaskOutcome::failed(error, None)
         }
     }
