@@ -13,7 +13,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 /// A bound on any wait below, not a measurement.
-const DEADLINE: Duration = Duration::from_secs(120);
+pub(crate) const DEADLINE: Duration = Duration::from_secs(120);
 
 /// An exec task `id` running `command` (a shell line).
 fn task(id: &str, command: &str) -> String {
@@ -23,7 +23,7 @@ fn task(id: &str, command: &str) -> String {
 }
 
 /// A project whose pipeline is `batches`, with `[defaults] concurrency`.
-fn project(batches: &str, concurrency: usize) -> tempfile::TempDir {
+pub(crate) fn project(batches: &str, concurrency: usize) -> tempfile::TempDir {
     let project = crate::ids::isolated_project(batches);
     let toml = project.path().join("runner.toml");
     let text = std::fs::read_to_string(&toml).unwrap().replace(
@@ -42,13 +42,13 @@ fn lines(path: &Path) -> Vec<String> {
         .collect()
 }
 
-async fn run_on(db: &Db, project: &Path) -> (i32, String, String) {
+pub(crate) async fn run_on(db: &Db, project: &Path) -> (i32, String, String) {
     let args = ["run", "--queue", &url(), "--schema", &db.schema];
     run_binary(project, &args, &[]).await
 }
 
 /// `runner show last --json`.
-async fn last_run(project: &Path) -> Value {
+pub(crate) async fn last_run(project: &Path) -> Value {
     let (code, json, stderr) = run_binary(project, &["show", "last", "--json"], &[]).await;
     assert_eq!(code, 0, "{stderr}");
     serde_json::from_str(&json).unwrap()

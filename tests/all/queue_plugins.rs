@@ -20,25 +20,25 @@ use tokio::time::Instant;
 const DEADLINE: Duration = Duration::from_secs(180);
 
 /// Workers with one cache directory, their stderr in files.
-struct Workers {
+pub(crate) struct Workers {
     dir: tempfile::TempDir,
     children: Vec<(Child, PathBuf)>,
 }
 
 impl Workers {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self {
             dir: tempfile::tempdir().unwrap(),
             children: Vec::new(),
         }
     }
 
-    fn cache(&self) -> PathBuf {
+    pub(crate) fn cache(&self) -> PathBuf {
         self.dir.path().join("cache")
     }
 
     /// Starts one `runner worker` on `db`'s schema; its index.
-    fn start(&mut self, db: &Db) -> usize {
+    pub(crate) fn start(&mut self, db: &Db) -> usize {
         let index = self.children.len();
         let log = self.dir.path().join(format!("worker{index}.log"));
         let name = format!("{}-w{index}", db.schema);
@@ -58,18 +58,18 @@ impl Workers {
         index
     }
 
-    fn log(&self, index: usize) -> String {
+    pub(crate) fn log(&self, index: usize) -> String {
         std::fs::read_to_string(&self.children[index].1).unwrap_or_default()
     }
 
-    fn logs(&self) -> String {
+    pub(crate) fn logs(&self) -> String {
         (0..self.children.len())
             .map(|index| format!("--- worker {index}\n{}", self.log(index)))
             .collect()
     }
 
     /// SIGTERM, then waits for the process to end.
-    async fn stop(&mut self, index: usize) {
+    pub(crate) async fn stop(&mut self, index: usize) {
         let child = &mut self.children[index].0;
         let pid = child.id().unwrap().to_string();
         let status = std::process::Command::new("kill")

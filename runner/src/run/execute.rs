@@ -24,7 +24,8 @@ impl RunCtx {
     ) -> TaskOutcome {
         let chunker = Arc::new(Mutex::new(Chunker::with_limit(task.output)));
         let dispatched = self.remote.as_ref().and_then(|remote| {
-            super::remote::payload(task, config, dir).map(|payload| (remote, payload))
+            super::remote::payload(self, batch, spec, task, config, dir)
+                .map(|payload| (remote, payload))
         });
         let mut outcome = if let Some((remote, payload)) = dispatched {
             self.execute_remote(remote, batch, spec, task, payload, &chunker)

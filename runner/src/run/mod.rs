@@ -23,6 +23,7 @@ mod batch;
 mod execute;
 mod remote;
 mod remote_git;
+mod remote_plugins;
 mod tasks;
 mod workspace;
 

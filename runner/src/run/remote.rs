@@ -4,8 +4,9 @@
 //! the scheduler starts it.
 //!
 //! ## What goes out
-//! Only the kinds [`payload`] builds a payload for (`exec` for now); the
-//! others run here. A dispatched task holds no local slot: its run's pool
+//! Only the kinds [`payload`] builds a payload for (`exec`, and `script`
+//! and `block` tasks whose plugin workers can run: `remote_plugins.rs`);
+//! the others run here. A dispatched task holds no local slot: its run's pool
 //! (`run:<run id>`, `max_running` = `[defaults] concurrency`) holds the
 //! limit across every worker.
 //!
@@ -46,10 +47,20 @@ const LOST_FOR: Duration = Duration::from_secs(30);
 /// The payload a worker runs for `task`, or `None` when its kind runs on
 /// the coordinator; `Some(Err)` when the task's config cannot run (the
 /// message a local run gives). One arm per kind workers run.
-pub(super) fn payload(task: &Task, config: &Value, dir: &Path) -> Option<Result<Value, String>> {
+pub(super) fn payload(
+    ctx: &RunCtx,
+    batch: &Batch,
+    spec: &TaskSpec,
+    task: &Task,
+    config: &Value,
+    dir: &Path,
+) -> Option<Result<Value, String>> {
     match &task.kind {
         TaskKind::Exec => Some(exec_payload(task, config, dir)),
-        TaskKind::Agent(_) | TaskKind::Script(_) | TaskKind::Plugin(_) => None,
+        TaskKind::Script(name) | TaskKind::Plugin(name) => {
+            ctx.plugin_payload(name, batch, spec, task, config)
+        }
+        TaskKind::Agent(_) => None,
     }
 }
 
@@ -87,6 +98,7 @@ pub struct Remote {
     /// Bumped at each completion notification.
     ended: watch::Receiver<u64>,
     stop_listening: CancellationToken,
+    pub(super) plugins: super::remote_plugins::Declarations,
 }
 
 impl Drop for Remote {
@@ -119,11 +131,12 @@ impl Remote {
             queue: tokio::sync::Mutex::new(queue),
             ended,
             stop_listening,
+            plugins: Default::default(),
         })
     }
 
     /// The statement connection, reconnected when it ended.
-    async fn queue(&self) -> Result<tokio::sync::MutexGuard<'_, Queue>, QueueError> {
+    pub(super) async fn queue(&self) -> Result<tokio::sync::MutexGuard<'_, Queue>, QueueError> {
         let mut queue = self.queue.lock().await;
         if queue.is_closed() {
             *queue = Queue::connect(&self.url, &self.schema, "runner run (coordinator)").await?;
@@ -206,14 +219,23 @@ impl Remote {
 
     /// Removes a finished run's pool.
     pub(super) async fn end_run(&self, run_id: &str) -> Result<(), QueueError> {
+        self.plugins.forget(run_id);
         self.queue().await?.drop_pool(&pool_of(run_id)).await
     }
 }
 
 impl RunCtx {
-    /// Whether `task` goes to a worker.
-    pub(super) fn dispatches(&self, task: &Task, config: &Value, dir: &Path) -> bool {
-        self.remote.is_some() && payload(task, config, dir).is_some()
+    /// Whether `task` goes to a worker ([`payload`] builds it then).
+    pub(super) fn dispatches(&self, task: &Task) -> bool {
+        self.remote.is_some()
+            && match &task.kind {
+                TaskKind::Exec => true,
+                TaskKind::Script(name) | TaskKind::Plugin(name) => self
+                    .plugins
+                    .get(name)
+                    .is_some_and(|plugin| super::remote_plugins::remote_kind(plugin).is_some()),
+                TaskKind::Agent(_) => false,
+            }
     }
 
     /// Runs `task` on a worker: enqueues `payload`, waits for its end and
@@ -231,6 +253,15 @@ impl RunCtx {
             Ok(payload) => payload,
             Err(message) => return TaskOutcome::failed(message, None),
         };
+        if let Err(message) = remote.declare_plugins(self).await {
+            return TaskOutcome::failed(message, None);
+        }
+        let block = (payload["kind"] == "block").then(|| {
+            payload["plugin"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        });
         payload["run"] = json!(self.run_id);
         payload["task"] = json!(spec.id);
         payload["batch"] = json!(batch.id);
@@ -279,6 +310,10 @@ impl RunCtx {
             );
         }
         let result = row.result.unwrap_or(Value::Null);
+        if let Some(plugin) = block {
+            let completed = row.state == "completed";
+            return self.block_outcome(&spec.id, &plugin, completed, row.error, &result);
+        }
         if let Some(output) = result.get("output").and_then(Value::as_str) {
             let chunks = chunker
                 .lock()

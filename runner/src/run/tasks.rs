@@ -242,7 +242,7 @@ impl RunCtx {
         // (`Agents::submit_for_run`): waiting in the agent's queue holds none.
         // A task a worker runs is limited by its run's pool in the queue.
         let config: Value = serde_json::from_str(&spec.config).unwrap_or(Value::Null);
-        let dispatched = self.dispatches(task, &config, &dir);
+        let dispatched = self.dispatches(task);
         let permit = match task.kind {
             TaskKind::Agent(_) if self.cancel.is_cancelled() => return interrupted(),
             TaskKind::Agent(_) => None,
