@@ -291,3 +291,48 @@ async fn ctrl_c_of_the_coordinator_cancels_queued_tasks_and_stops_the_running_on
     let detail = last_run(project.path()).await;
     assert_eq!(detail["run"]["status"], "aborted", "{detail:#}");
 }
+
+/// A run with no worker to take its tasks says so (instead of waiting in
+/// silence), and goes on as soon as one starts.
+#[tokio::test]
+async fn a_run_with_no_worker_says_so_and_goes_on_when_one_starts() {
+    let Some(mut db) = fresh("coord_noworker").await else {
+        return;
+    };
+    let pipeline = format!(
+        "[[pipelines.default.batches]]\nid = \"one\"\n{}",
+        task("t", "echo done")
+    );
+    let project = project(&pipeline, 1);
+    let out = project.path().join("run.out");
+    let mut coordinator = tokio::process::Command::new(crate::pipelines::runner_binary())
+        .args(["run", "--queue", &url(), "--schema", &db.schema])
+        .current_dir(project.path())
+        .stdout(std::fs::File::create(&out).unwrap())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + DEADLINE;
+    let said = |text: &str| text.contains("no worker has claimed it in 5s");
+    while !said(&std::fs::read_to_string(&out).unwrap_or_default()) {
+        assert!(
+            Instant::now() < deadline,
+            "the run never said that no worker took its task:\n{}",
+            std::fs::read_to_string(&out).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        db.queue.claims().await.unwrap().is_empty(),
+        "nothing had claimed it"
+    );
+    db.start("late", "3s");
+    let exited = tokio::time::timeout(DEADLINE, coordinator.wait())
+        .await
+        .expect("the run ends once a worker takes its task")
+        .unwrap();
+    let text = std::fs::read_to_string(&out).unwrap();
+    assert_eq!(exited.code(), Some(0), "{text}\n{}", db.logs());
+    assert!(text.contains("done"), "the task's output: {text}");
+}

@@ -41,6 +41,8 @@ const POLL: Duration = Duration::from_millis(500);
 /// How long an aborted run waits for a running task's worker to stop it
 /// (a worker heartbeats every third of its lease: 10s by default).
 const STOP_WAIT: Duration = Duration::from_secs(15);
+/// How long a task may wait for a worker before the run says so.
+const UNCLAIMED_NOTE: Duration = Duration::from_secs(5);
 /// How long the queue may be unreachable before a waiting task fails.
 const LOST_FOR: Duration = Duration::from_secs(30);
 
@@ -158,9 +160,17 @@ impl Remote {
         Ok(ids[0])
     }
 
-    /// The task's row once it ended.
-    async fn ended_row(&self, id: i64) -> Result<Option<TaskRow>, QueueError> {
+    /// The task's row once it ended; `unclaimed` is told when it is still
+    /// waiting for a worker.
+    async fn ended_row(
+        &self,
+        id: i64,
+        unclaimed: &mut impl FnMut(),
+    ) -> Result<Option<TaskRow>, QueueError> {
         let row = self.queue().await?.task(id).await?;
+        if row.as_ref().is_some_and(|row| row.state == "queued") {
+            unclaimed();
+        }
         Ok(row.filter(|row| row.state == "completed" || row.state == "failed"))
     }
 
@@ -171,11 +181,12 @@ impl Remote {
         id: i64,
         until: &CancellationToken,
         deadline: Option<Instant>,
+        mut unclaimed: impl FnMut(),
     ) -> Result<Option<TaskRow>, QueueError> {
         let mut ended = self.ended.clone();
         let mut lost_since: Option<Instant> = None;
         loop {
-            match self.ended_row(id).await {
+            match self.ended_row(id, &mut unclaimed).await {
                 Ok(Some(row)) => return Ok(Some(row)),
                 Ok(None) => lost_since = None,
                 Err(err) if err.is_disconnect() => {
@@ -211,7 +222,7 @@ impl Remote {
             .await?;
         if state.as_deref() == Some("running") {
             let never = CancellationToken::new();
-            self.wait(id, &never, Some(Instant::now() + STOP_WAIT))
+            self.wait(id, &never, Some(Instant::now() + STOP_WAIT), || {})
                 .await?;
         }
         Ok(())
@@ -280,7 +291,25 @@ impl RunCtx {
             LogLevel::Debug,
             format!("queued as task {id} of queue schema `{}`", remote.schema),
         );
-        let row = match remote.wait(id, &self.cancel, None).await {
+        // Said once, when no worker has taken the task for a while: a run
+        // with no worker would otherwise wait in silence.
+        let queued_at = Instant::now();
+        let mut said = false;
+        let unclaimed = || {
+            if !said && queued_at.elapsed() >= UNCLAIMED_NOTE {
+                said = true;
+                self.log(
+                    Some(&spec.id),
+                    LogLevel::Warn,
+                    format!(
+                        "no worker has claimed it in {}: is a `runner worker --queue … --schema {}` running?",
+                        crate::units::format_duration(UNCLAIMED_NOTE),
+                        remote.schema
+                    ),
+                );
+            }
+        };
+        let row = match remote.wait(id, &self.cancel, None, unclaimed).await {
             Ok(Some(row)) => row,
             Ok(None) => {
                 if let Err(err) = remote.cancel(id).await {
