@@ -7,36 +7,27 @@
 
 use crate::pipelines::run_binary;
 use crate::queue::{Db, fresh, url};
+use crate::queue_support::{Cache, Workers, git, seed_repository};
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
-use tokio::process::{Child, Command};
-
-/// `git ARGS` in `dir`, which must succeed; its stdout, trimmed.
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = std::process::Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(args)
-        .env("GIT_AUTHOR_NAME", "Test Person")
-        .env("GIT_AUTHOR_EMAIL", "test@example.com")
-        .env("GIT_COMMITTER_NAME", "Test Person")
-        .env("GIT_COMMITTER_EMAIL", "test@example.com")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "git {args:?} in {}: {}",
-        dir.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
 
 /// An exec task `id` running `command` (a shell line).
 fn task(id: &str, command: &str) -> String {
     format!(
         "[[pipelines.default.batches.tasks]]\nid = \"{id}\"\ntype = \"exec\"\nconfig = {{ command = {command:?} }}\n"
     )
+}
+
+/// A parallel batch `id` after `depends_on` (a TOML list, or empty), of
+/// the exec `tasks` (id, command).
+fn batch(id: &str, depends_on: &str, tasks: &[(&str, &str)]) -> String {
+    let mut text = format!("[[pipelines.default.batches]]\nid = \"{id}\"\ntype = \"parallel\"\n");
+    if !depends_on.is_empty() {
+        text.push_str(&format!("depends_on = {depends_on}\n"));
+    }
+    for (id, command) in tasks {
+        text.push_str(&task(id, command));
+    }
+    text
 }
 
 /// A project that is a git repository of one commit on `main`, with a
@@ -47,18 +38,16 @@ struct Setup {
     sub: String,
     dir: tempfile::TempDir,
     base: String,
-    workers: Vec<(Child, PathBuf)>,
+    workers: Workers,
+    /// Dropped after the workers are killed.
+    db: Db,
 }
 
 impl Setup {
-    /// `git` is the `[git]` table's body; `{remote}` in it becomes the
-    /// remote's path.
-    fn new(pipeline: &str, git_table: &str) -> Self {
-        Self::in_subdir(pipeline, git_table, "")
-    }
-
-    /// [`Setup::new`] with `runner.toml` (and its state) in `sub` of the repository.
-    fn in_subdir(pipeline: &str, git_table: &str, sub: &str) -> Self {
+    /// In `db`'s schema; `git` is the `[git]` table's body, `{remote}` in it
+    /// becomes the remote's path; `runner.toml` (and its state) in `sub` of
+    /// the repository (empty: its root).
+    fn new(db: Db, pipeline: &str, git_table: &str, sub: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let bare = dir.path().join("remote.git");
         let table = git_table.replace("{remote}", bare.to_str().unwrap());
@@ -78,64 +67,50 @@ impl Setup {
         }
         let state = Path::new(sub).join("state");
         std::fs::write(root.join(".gitignore"), format!("{}/\n", state.display())).unwrap();
-        std::fs::write(root.join("seed.txt"), "seed\n").unwrap();
-        git(root, &["init", "--quiet", "--initial-branch=main"]);
-        git(root, &["add", "-A"]);
-        git(root, &["commit", "--quiet", "-m", "seed"]);
-        let base = git(root, &["rev-parse", "HEAD"]);
-        git(
-            dir.path(),
-            &[
-                "clone",
-                "--quiet",
-                "--bare",
-                root.to_str().unwrap(),
-                bare.to_str().unwrap(),
-            ],
-        );
+        let base = seed_repository(root, &bare);
         Self {
             project,
             sub: sub.to_string(),
+            workers: Workers::in_dir(dir.path()),
             dir,
             base,
-            workers: Vec::new(),
+            db,
         }
+    }
+
+    /// In a fresh schema (`None` without PostgreSQL, as `fresh` says),
+    /// starts a worker with a cache of its own for each of `workers`, runs
+    /// the pipeline with `runner run --queue`, and checks that it exited `code`; what it said
+    /// (stdout, then stderr).
+    async fn ran(
+        test: &str,
+        pipeline: &str,
+        git_table: &str,
+        sub: &str,
+        workers: &[&str],
+        code: i32,
+    ) -> Option<(Self, String)> {
+        let db = fresh(test).await?;
+        let mut setup = Self::new(db, pipeline, git_table, sub);
+        for name in workers {
+            setup
+                .workers
+                .start(&setup.db.schema, name, "30s", Cache::Own);
+        }
+        let args = ["run", "--queue", &url(), "--schema", &setup.db.schema];
+        let (exit, stdout, stderr) =
+            run_binary(&setup.project.path().join(&setup.sub), &args, &[]).await;
+        assert_eq!(
+            exit,
+            code,
+            "stdout: {stdout}\nstderr: {stderr}\n{}",
+            setup.workers.logs()
+        );
+        Some((setup, format!("{stdout}\n{stderr}")))
     }
 
     fn bare(&self) -> PathBuf {
         self.dir.path().join("remote.git")
-    }
-
-    /// Starts `runner worker` with a cache of its own.
-    fn start(&mut self, db: &Db, name: &str) {
-        let log = self.dir.path().join(format!("{name}.log"));
-        let child = Command::new(crate::pipelines::runner_binary())
-            .args(["worker", "--queue", &url(), "--schema", &db.schema])
-            .args(["--lease", "30s", "--poll", "200ms"])
-            .args(["--name", &format!("{}-{name}", db.schema)])
-            .arg("--cache")
-            .arg(self.dir.path().join(format!("cache-{name}")))
-            .current_dir(self.dir.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
-        self.workers.push((child, log));
-    }
-
-    fn logs(&self) -> String {
-        self.workers
-            .iter()
-            .map(|(_, log)| std::fs::read_to_string(log).unwrap_or_default())
-            .collect::<Vec<_>>()
-            .join("\n---\n")
-    }
-
-    async fn run(&self, db: &Db) -> (i32, String, String) {
-        let args = ["run", "--queue", &url(), "--schema", &db.schema];
-        run_binary(&self.project.path().join(&self.sub), &args, &[]).await
     }
 
     /// The `runner/…` branches of the remote.
@@ -179,25 +154,19 @@ impl Setup {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_workers_commit_on_the_batch_branch_and_the_coordinator_merges_it() {
-    let Some(db) = fresh("cgit_merge").await else {
+    let pipeline = batch(
+        "build",
+        "",
+        &[
+            ("one", "test -f seed.txt && echo one > one.txt"),
+            ("two", "test -f seed.txt && echo two > two.txt"),
+        ],
+    );
+    let table = "remote = \"{remote}\"\nmerge = \"ff\"";
+    let Some((setup, _)) = Setup::ran("cgit_merge", &pipeline, table, "", &["w1", "w2"], 0).await
+    else {
         return;
     };
-    let pipeline = format!(
-        "[[pipelines.default.batches]]\nid = \"build\"\ntype = \"parallel\"\n{}{}",
-        task("one", "test -f seed.txt && echo one > one.txt"),
-        task("two", "test -f seed.txt && echo two > two.txt"),
-    );
-    let mut setup = Setup::new(&pipeline, "remote = \"{remote}\"\nmerge = \"ff\"");
-    setup.start(&db, "w1");
-    setup.start(&db, "w2");
-
-    let (code, stdout, stderr) = setup.run(&db).await;
-    assert_eq!(
-        code,
-        0,
-        "stdout: {stdout}\nstderr: {stderr}\n{}",
-        setup.logs()
-    );
 
     let branches = setup.remote_branches();
     assert_eq!(
@@ -234,24 +203,18 @@ async fn two_workers_commit_on_the_batch_branch_and_the_coordinator_merges_it() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_with_a_failing_task_on_a_worker_is_not_merged() {
-    let Some(db) = fresh("cgit_fail").await else {
+    let pipeline = batch(
+        "build",
+        "",
+        &[
+            ("good", "echo good > good.txt"),
+            ("broken", "echo about to fail; exit 3"),
+        ],
+    );
+    let table = "remote = \"{remote}\"\nmerge = \"ff\"";
+    let Some((setup, _)) = Setup::ran("cgit_fail", &pipeline, table, "", &["w1"], 1).await else {
         return;
     };
-    let pipeline = format!(
-        "[[pipelines.default.batches]]\nid = \"build\"\ntype = \"parallel\"\n{}{}",
-        task("good", "echo good > good.txt"),
-        task("broken", "echo about to fail; exit 3"),
-    );
-    let mut setup = Setup::new(&pipeline, "remote = \"{remote}\"\nmerge = \"ff\"");
-    setup.start(&db, "w1");
-
-    let (code, stdout, stderr) = setup.run(&db).await;
-    assert_eq!(
-        code,
-        1,
-        "stdout: {stdout}\nstderr: {stderr}\n{}",
-        setup.logs()
-    );
     let root = setup.project.path();
     assert_eq!(
         git(root, &["rev-parse", "main"]),
@@ -273,24 +236,12 @@ async fn a_batch_with_a_failing_task_on_a_worker_is_not_merged() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_a_git_remote_the_run_says_tasks_run_in_the_workers_directory() {
-    let Some(db) = fresh("cgit_none").await else {
+    let pipeline = batch("build", "", &[("one", "echo ran")]);
+    let table = "merge = \"ff\"";
+    let Some((setup, said)) = Setup::ran("cgit_none", &pipeline, table, "", &["w1"], 0).await
+    else {
         return;
     };
-    let pipeline = format!(
-        "[[pipelines.default.batches]]\nid = \"build\"\ntype = \"parallel\"\n{}",
-        task("one", "echo ran"),
-    );
-    let mut setup = Setup::new(&pipeline, "merge = \"ff\"");
-    setup.start(&db, "w1");
-
-    let (code, stdout, stderr) = setup.run(&db).await;
-    assert_eq!(
-        code,
-        0,
-        "stdout: {stdout}\nstderr: {stderr}\n{}",
-        setup.logs()
-    );
-    let said = format!("{stdout}\n{stderr}");
     assert!(
         said.contains("run in the worker's directory") && said.contains("set `[git] remote`"),
         "the run names what to set: {said}"
@@ -300,25 +251,12 @@ async fn without_a_git_remote_the_run_says_tasks_run_in_the_workers_directory() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn what_the_coordinator_changed_in_the_worktree_is_merged_with_the_workers_branch() {
-    let Some(db) = fresh("cgit_both").await else {
-        return;
-    };
-    let pipeline = format!(
-        "[[pipelines.default.batches]]\nid = \"build\"\ntype = \"parallel\"\n{}",
-        task("one", "echo one > one.txt"),
-    );
+    let pipeline = batch("build", "", &[("one", "echo one > one.txt")]);
     // The setup script runs here, in the batch's worktree.
     let table = "remote = \"{remote}\"\nmerge = \"ff\"\nsetup = \"echo here > here.txt\"";
-    let mut setup = Setup::new(&pipeline, table);
-    setup.start(&db, "w1");
-
-    let (code, stdout, stderr) = setup.run(&db).await;
-    assert_eq!(
-        code,
-        0,
-        "stdout: {stdout}\nstderr: {stderr}\n{}",
-        setup.logs()
-    );
+    let Some((setup, _)) = Setup::ran("cgit_both", &pipeline, table, "", &["w1"], 0).await else {
+        return;
+    };
     let root = setup.project.path();
     assert_eq!(git(root, &["show", "main:one.txt"]), "one");
     assert_eq!(git(root, &["show", "main:here.txt"]), "here");
@@ -333,26 +271,17 @@ async fn what_the_coordinator_changed_in_the_worktree_is_merged_with_the_workers
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dependent_batch_starts_on_workers_from_what_its_dependency_pushed() {
-    let Some(db) = fresh("cgit_deps").await else {
+    let pipeline = batch("first", "", &[("make", "echo made > made.txt")])
+        + &batch(
+            "second",
+            "[\"first\"]",
+            &[("check", "test -f made.txt && echo checked > checked.txt")],
+        );
+    // No merge: the branches stay for review, the second on the first's head.
+    let table = "remote = \"{remote}\"";
+    let Some((setup, _)) = Setup::ran("cgit_deps", &pipeline, table, "", &["w1"], 0).await else {
         return;
     };
-    let pipeline = format!(
-        "[[pipelines.default.batches]]\nid = \"first\"\ntype = \"parallel\"\n{}\
-         [[pipelines.default.batches]]\nid = \"second\"\ntype = \"parallel\"\ndepends_on = [\"first\"]\n{}",
-        task("make", "echo made > made.txt"),
-        task("check", "test -f made.txt && echo checked > checked.txt"),
-    );
-    // No merge: the branches stay for review, the second on the first's head.
-    let mut setup = Setup::new(&pipeline, "remote = \"{remote}\"");
-    setup.start(&db, "w1");
-
-    let (code, stdout, stderr) = setup.run(&db).await;
-    assert_eq!(
-        code,
-        0,
-        "stdout: {stdout}\nstderr: {stderr}\n{}",
-        setup.logs()
-    );
     let root = setup.project.path();
     assert_eq!(git(root, &["rev-parse", "main"]), setup.base, "not merged");
     let branches = setup.remote_branches();
@@ -369,23 +298,15 @@ async fn a_dependent_batch_starts_on_workers_from_what_its_dependency_pushed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_project_in_a_subdirectory_runs_its_tasks_in_that_subdirectory_on_workers() {
-    let Some(db) = fresh("cgit_sub").await else {
+    let pipeline = batch(
+        "build",
+        "",
+        &[("one", "test -f runner.toml && echo one > one.txt")],
+    );
+    let table = "remote = \"{remote}\"\nmerge = \"ff\"";
+    let Some((setup, _)) = Setup::ran("cgit_sub", &pipeline, table, "app", &["w1"], 0).await else {
         return;
     };
-    let pipeline = format!(
-        "[[pipelines.default.batches]]\nid = \"build\"\ntype = \"parallel\"\n{}",
-        task("one", "test -f runner.toml && echo one > one.txt"),
-    );
-    let mut setup = Setup::in_subdir(&pipeline, "remote = \"{remote}\"\nmerge = \"ff\"", "app");
-    setup.start(&db, "w1");
-
-    let (code, stdout, stderr) = setup.run(&db).await;
-    assert_eq!(
-        code,
-        0,
-        "stdout: {stdout}\nstderr: {stderr}\n{}",
-        setup.logs()
-    );
     assert_eq!(
         git(setup.project.path(), &["show", "main:app/one.txt"]),
         "one"

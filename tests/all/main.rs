@@ -24,6 +24,7 @@ mod pipelines;
 mod plugins;
 mod queue;
 mod queue_plugins;
+mod queue_support;
 mod sandbox;
 mod scaffold;
 mod server;

@@ -5,12 +5,11 @@
 //! (default `postgres://postgres@127.0.0.1:5432/test`) the tests skip, unless
 //! `RUNNER_REQUIRE_TOOLCHAINS=1` (as `.ci/run` sets), when they fail.
 
+use crate::queue_support::{Cache, Workers, wait_for};
 use runner::queue::{NewTask, Queue, TaskRow};
 use serde_json::json;
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::path::Path;
 use std::time::Duration;
-use tokio::process::{Child, Command};
 use tokio::time::Instant;
 
 /// How long any wait below may last before the test fails (a bound on a
@@ -27,14 +26,12 @@ pub(crate) struct Db {
     pub(crate) queue: Queue,
     pub(crate) schema: String,
     dir: tempfile::TempDir,
-    workers: Vec<(String, Child, PathBuf)>,
+    workers: Workers,
 }
 
 impl Drop for Db {
     fn drop(&mut self) {
-        for (_, child, _) in &mut self.workers {
-            let _ = child.start_kill();
-        }
+        self.workers.kill_all();
         let schema = self.schema.clone();
         let _ = std::thread::spawn(move || {
             let runtime = tokio::runtime::Runtime::new().unwrap();
@@ -60,12 +57,16 @@ pub(crate) async fn fresh(test: &str) -> Option<Db> {
         (nanos as u64) ^ u64::from(std::process::id())
     );
     match Queue::connect(&url(), &schema, "runner tests").await {
-        Ok(queue) => Some(Db {
-            queue,
-            schema,
-            dir: tempfile::tempdir().unwrap(),
-            workers: Vec::new(),
-        }),
+        Ok(queue) => {
+            let dir = tempfile::tempdir().unwrap();
+            let workers = Workers::in_dir(dir.path());
+            Some(Db {
+                queue,
+                schema,
+                dir,
+                workers,
+            })
+        }
         Err(err) if err.is_disconnect() => {
             if std::env::var("RUNNER_REQUIRE_TOOLCHAINS").as_deref() == Ok("1") {
                 panic!("RUNNER_REQUIRE_TOOLCHAINS=1 but PostgreSQL is not reachable: {err}");
@@ -78,47 +79,18 @@ pub(crate) async fn fresh(test: &str) -> Option<Db> {
 }
 
 impl Db {
-    /// Starts `runner worker` named `<schema>-<name>`; its stderr goes to a file.
+    /// Starts `runner worker` named `<schema>-<name>`, without a cache;
+    /// its stderr goes to a file. Its full name.
     pub(crate) fn start(&mut self, name: &str, lease: &str) -> String {
-        let full = format!("{}-{name}", self.schema);
-        let log = self.dir.path().join(format!("{name}.log"));
-        let child = Command::new(super::pipelines::runner_binary())
-            .args(["worker", "--queue", &url(), "--schema", &self.schema])
-            .args(["--lease", lease, "--name", &full, "--poll", "200ms"])
-            .current_dir(self.dir.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
-        self.workers.push((full.clone(), child, log));
-        full
-    }
-
-    fn pid(&self, name: &str) -> i32 {
-        let (_, child, _) = self.workers.iter().find(|(n, _, _)| n == name).unwrap();
-        child.id().unwrap() as i32
+        self.workers.start(&self.schema, name, lease, Cache::None)
     }
 
     fn signal(&self, name: &str, signal: &str) {
-        let status = std::process::Command::new("kill")
-            .args([&format!("-{signal}"), &self.pid(name).to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success(), "kill -{signal} {name}");
+        self.workers.signal(name, signal);
     }
 
     pub(crate) fn logs(&self) -> String {
-        self.workers
-            .iter()
-            .map(|(name, _, log)| {
-                format!(
-                    "--- {name}\n{}",
-                    std::fs::read_to_string(log).unwrap_or_default()
-                )
-            })
-            .collect()
+        self.workers.logs()
     }
 
     async fn enqueue(&mut self, tasks: Vec<NewTask>) -> Vec<i64> {
@@ -129,21 +101,9 @@ impl Db {
     pub(crate) async fn until(
         &self,
         what: &str,
-        mut done: impl FnMut(&[TaskRow]) -> bool,
+        done: impl FnMut(&[TaskRow]) -> bool,
     ) -> Vec<TaskRow> {
-        let deadline = Instant::now() + DEADLINE;
-        loop {
-            let tasks = self.queue.tasks().await.unwrap();
-            if done(&tasks) {
-                return tasks;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "never {what}; tasks: {tasks:#?}\n{}",
-                self.logs()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        wait_for(self, what, DEADLINE, || self.logs(), done).await
     }
 
     fn ran(&self) -> Vec<i64> {

@@ -6,81 +6,48 @@
 //! `chaos`: a block).
 
 use super::queue::{Db, fresh, url};
+use super::queue_support::{Cache, all_finished, wait_for};
 use super::support::plugin;
 use runner::queue::{NewTask, TaskRow};
 use serde_json::{Value, json};
-use std::path::PathBuf;
-use std::process::Stdio;
 use std::time::Duration;
-use tokio::process::{Child, Command};
-use tokio::time::Instant;
 
 /// How long any wait below may last before the test fails (a bound on a
 /// hang, not a measurement).
 const DEADLINE: Duration = Duration::from_secs(180);
 
 /// Workers with one cache directory, their stderr in files.
-pub(crate) struct Workers {
-    dir: tempfile::TempDir,
-    children: Vec<(Child, PathBuf)>,
-}
+pub(crate) struct Workers(super::queue_support::Workers);
 
 impl Workers {
     pub(crate) fn new() -> Self {
-        Self {
-            dir: tempfile::tempdir().unwrap(),
-            children: Vec::new(),
-        }
+        Self(super::queue_support::Workers::new())
     }
 
-    pub(crate) fn cache(&self) -> PathBuf {
-        self.dir.path().join("cache")
+    pub(crate) fn cache(&self) -> std::path::PathBuf {
+        self.0.shared_cache()
     }
 
-    /// Starts one `runner worker` on `db`'s schema; its index.
+    /// Starts one `runner worker` on `db`'s schema, named `<schema>-w<index>`,
+    /// with the shared cache; its index.
     pub(crate) fn start(&mut self, db: &Db) -> usize {
-        let index = self.children.len();
-        let log = self.dir.path().join(format!("worker{index}.log"));
-        let name = format!("{}-w{index}", db.schema);
-        let child = Command::new(super::pipelines::runner_binary())
-            .args(["worker", "--queue", &url(), "--schema", &db.schema])
-            .args(["--name", &name, "--poll", "200ms", "--lease", "30s"])
-            .arg("--cache")
-            .arg(self.cache())
-            .current_dir(self.dir.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
-        self.children.push((child, log));
+        let index = self.0.count();
+        self.0
+            .start(&db.schema, &format!("w{index}"), "30s", Cache::Shared);
         index
     }
 
     pub(crate) fn log(&self, index: usize) -> String {
-        std::fs::read_to_string(&self.children[index].1).unwrap_or_default()
+        self.0.log(index)
     }
 
     pub(crate) fn logs(&self) -> String {
-        (0..self.children.len())
-            .map(|index| format!("--- worker {index}\n{}", self.log(index)))
-            .collect()
+        self.0.logs()
     }
 
     /// SIGTERM, then waits for the process to end.
     pub(crate) async fn stop(&mut self, index: usize) {
-        let child = &mut self.children[index].0;
-        let pid = child.id().unwrap().to_string();
-        let status = std::process::Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap();
-        assert!(status.success(), "kill -TERM {pid}");
-        tokio::time::timeout(DEADLINE, child.wait())
-            .await
-            .expect("the worker never exited after SIGTERM")
-            .unwrap();
+        self.0.stop(index, DEADLINE).await;
     }
 }
 
@@ -108,22 +75,28 @@ async fn enqueue(db: &mut Db, payloads: Vec<Value>) -> Vec<i64> {
 
 /// Polls until every task has finished (completed or failed).
 async fn finished(db: &Db, workers: &Workers) -> Vec<TaskRow> {
-    let deadline = Instant::now() + DEADLINE;
-    loop {
-        let tasks = db.queue.tasks().await.unwrap();
-        if tasks
-            .iter()
-            .all(|t| t.state == "completed" || t.state == "failed")
-        {
-            return tasks;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the tasks never finished: {tasks:#?}\n{}",
-            workers.logs()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let logs = || workers.logs();
+    wait_for(db, "finished", DEADLINE, logs, all_finished).await
+}
+
+/// One worker started on `db`, and the tasks once all have finished.
+async fn on_one_worker(db: &Db) -> (Workers, Vec<TaskRow>) {
+    let mut workers = Workers::new();
+    workers.start(db);
+    let tasks = finished(db, &workers).await;
+    (workers, tasks)
+}
+
+/// A fresh schema (`None` without PostgreSQL) with `probe` uploaded and
+/// declared for `run`; its hash.
+async fn declared_probe(test: &str, run: &str) -> Option<(Db, String)> {
+    let db = fresh(test).await?;
+    let probe = upload(&db, "probe").await;
+    db.queue
+        .declare_run(run, std::slice::from_ref(&probe))
+        .await
+        .unwrap();
+    Some((db, probe))
 }
 
 fn row(tasks: &[TaskRow], id: i64) -> &TaskRow {
@@ -183,9 +156,7 @@ async fn a_declared_script_and_block_run_on_a_worker_and_their_outputs_come_back
         ],
     )
     .await;
-    let mut workers = Workers::new();
-    workers.start(&db);
-    let tasks = finished(&db, &workers).await;
+    let (workers, tasks) = on_one_worker(&db).await;
 
     let script = row(&tasks, ids[0]);
     assert_eq!(script.state, "completed", "{}", workers.logs());
@@ -258,9 +229,7 @@ async fn a_hash_the_run_did_not_declare_fails_and_the_plugin_never_runs() {
         ],
     )
     .await;
-    let mut workers = Workers::new();
-    workers.start(&db);
-    let tasks = finished(&db, &workers).await;
+    let (workers, tasks) = on_one_worker(&db).await;
 
     let undeclared = row(&tasks, ids[0]);
     assert_eq!(undeclared.state, "failed");
@@ -305,14 +274,9 @@ async fn a_hash_the_run_did_not_declare_fails_and_the_plugin_never_runs() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bytes_changed_in_the_table_are_refused_by_the_workers_own_hash_check() {
-    let Some(mut db) = fresh("plugins_altered").await else {
+    let Some((mut db, probe)) = declared_probe("plugins_altered", "run-c").await else {
         return;
     };
-    let probe = upload(&db, "probe").await;
-    db.queue
-        .declare_run("run-c", std::slice::from_ref(&probe))
-        .await
-        .unwrap();
     // Someone with write access to the table swaps the bytes under the hash.
     db.queue
         .client()
@@ -344,9 +308,7 @@ async fn bytes_changed_in_the_table_are_refused_by_the_workers_own_hash_check() 
         )],
     )
     .await;
-    let mut workers = Workers::new();
-    workers.start(&db);
-    let tasks = finished(&db, &workers).await;
+    let (workers, tasks) = on_one_worker(&db).await;
     let refused = row(&tasks, ids[0]);
     assert_eq!(refused.state, "failed");
     assert_eq!(refused.attempt, 1);
@@ -366,14 +328,9 @@ async fn bytes_changed_in_the_table_are_refused_by_the_workers_own_hash_check() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_fetches_a_plugin_once_and_a_restarted_worker_reuses_its_cache() {
-    let Some(mut db) = fresh("plugins_cache").await else {
+    let Some((mut db, probe)) = declared_probe("plugins_cache", "run-d").await else {
         return;
     };
-    let probe = upload(&db, "probe").await;
-    db.queue
-        .declare_run("run-d", std::slice::from_ref(&probe))
-        .await
-        .unwrap();
     let env = |n: u32| {
         task(
             "script",
@@ -434,6 +391,20 @@ async fn a_worker_fetches_a_plugin_once_and_a_restarted_worker_reuses_its_cache(
     );
 }
 
+/// `runner queue enqueue --queue … --schema … --plugin PLUGIN_AND_ARGS…` in `dir`.
+async fn enqueue_command(
+    dir: &std::path::Path,
+    db: &Db,
+    plugin_and_args: &[&str],
+) -> (i32, String, String) {
+    let url = url();
+    let mut args = vec![
+        "queue", "enqueue", "--queue", &url, "--schema", &db.schema, "--plugin",
+    ];
+    args.extend_from_slice(plugin_and_args);
+    super::pipelines::run_binary(dir, &args, &[]).await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn runner_queue_enqueue_uploads_a_script_that_a_worker_runs_without_files() {
     let Some(db) = fresh("plugins_cli").await else {
@@ -441,30 +412,12 @@ async fn runner_queue_enqueue_uploads_a_script_that_a_worker_runs_without_files(
     };
     let probe = plugin("probe");
     let dir = tempfile::tempdir().unwrap();
-    let (code, stdout, stderr) = super::pipelines::run_binary(
-        dir.path(),
-        &[
-            "queue",
-            "enqueue",
-            "--queue",
-            &url(),
-            "--schema",
-            &db.schema,
-            "--plugin",
-            &probe,
-            "--",
-            "read",
-            "/etc/hostname",
-        ],
-        &[],
-    )
-    .await;
+    let (code, stdout, stderr) =
+        enqueue_command(dir.path(), &db, &[&probe, "--", "read", "/etc/hostname"]).await;
     assert_eq!(code, 0, "{stderr}");
     let id: i64 = stdout.trim().parse().unwrap();
     assert!(stderr.contains("plugin probe ("), "{stderr}");
-    let mut workers = Workers::new();
-    workers.start(&db);
-    let tasks = finished(&db, &workers).await;
+    let (_workers, tasks) = on_one_worker(&db).await;
     let task = row(&tasks, id);
     // The script ran (its exit code came back) but saw no host files.
     assert_eq!(task.state, "failed");
@@ -476,21 +429,7 @@ async fn runner_queue_enqueue_uploads_a_script_that_a_worker_runs_without_files(
         "{error}"
     );
 
-    let (code, _, stderr) = super::pipelines::run_binary(
-        dir.path(),
-        &[
-            "queue",
-            "enqueue",
-            "--queue",
-            &url(),
-            "--schema",
-            &db.schema,
-            "--plugin",
-            "missing.wasm",
-        ],
-        &[],
-    )
-    .await;
+    let (code, _, stderr) = enqueue_command(dir.path(), &db, &["missing.wasm"]).await;
     assert_eq!(code, 2);
     assert!(
         stderr.contains("cannot read the plugin missing.wasm"),

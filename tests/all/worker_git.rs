@@ -4,40 +4,17 @@
 //! (`push_branch`, `fetch_branch`). Skips without PostgreSQL, as
 //! `queue.rs` does.
 
-use super::queue::{Db, fresh, url};
+use super::queue::{Db, fresh};
+use super::queue_support::{Cache, Workers, all_finished, git, seed_repository, wait_for};
 use runner::git::{fetch_branch, push_branch};
 use runner::queue::{NewTask, TaskRow};
 use serde_json::{Value, json};
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::path::PathBuf;
 use std::time::Duration;
-use tokio::process::{Child, Command};
-use tokio::time::Instant;
 
 /// How long any wait below may last (a bound on a hang, not a measurement).
 const DEADLINE: Duration = Duration::from_secs(120);
 const BRANCH: &str = "runner/run1-build";
-
-/// `git ARGS` in `dir`, which must succeed; its stdout, trimmed.
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = std::process::Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(args)
-        .env("GIT_AUTHOR_NAME", "Test Person")
-        .env("GIT_AUTHOR_EMAIL", "test@example.com")
-        .env("GIT_COMMITTER_NAME", "Test Person")
-        .env("GIT_COMMITTER_EMAIL", "test@example.com")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "git {args:?} in {}: {}",
-        dir.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
 
 /// A temp dir with a repository of one commit (`seed.txt`, on `main`) and
 /// a bare clone of it, the remote every worker uses.
@@ -46,7 +23,7 @@ struct Setup {
     work: PathBuf,
     remote: String,
     seed: String,
-    workers: Vec<(Child, PathBuf)>,
+    workers: Workers,
 }
 
 impl Setup {
@@ -54,22 +31,14 @@ impl Setup {
         let dir = tempfile::tempdir().unwrap();
         let work = dir.path().join("work");
         std::fs::create_dir_all(&work).unwrap();
-        git(&work, &["init", "--quiet", "--initial-branch=main"]);
-        std::fs::write(work.join("seed.txt"), "seed\n").unwrap();
-        git(&work, &["add", "-A"]);
-        git(&work, &["commit", "--quiet", "-m", "seed"]);
-        let seed = git(&work, &["rev-parse", "HEAD"]);
         let bare = dir.path().join("remote.git");
-        git(
-            dir.path(),
-            &["clone", "--quiet", "--bare", "work", bare.to_str().unwrap()],
-        );
+        let seed = seed_repository(&work, &bare);
         Self {
             remote: bare.to_str().unwrap().to_string(),
+            workers: Workers::in_dir(dir.path()),
             dir,
             work,
             seed,
-            workers: Vec::new(),
         }
     }
 
@@ -86,34 +55,11 @@ impl Setup {
 
     /// Starts `runner worker` with a cache of its own.
     fn start(&mut self, db: &Db, name: &str) {
-        let cache = self.cache(name);
-        let log = self.dir.path().join(format!("{name}.log"));
-        let child = Command::new(super::pipelines::runner_binary())
-            .args(["worker", "--queue", &url(), "--schema", &db.schema])
-            .args(["--lease", "30s", "--poll", "200ms"])
-            .args(["--name", &format!("{}-{name}", db.schema)])
-            .arg("--cache")
-            .arg(&cache)
-            .current_dir(self.dir.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
-        self.workers.push((child, log));
-    }
-
-    fn cache(&self, name: &str) -> PathBuf {
-        self.dir.path().join(format!("cache-{name}"))
+        self.workers.start(&db.schema, name, "30s", Cache::Own);
     }
 
     fn logs(&self) -> String {
-        self.workers
-            .iter()
-            .map(|(_, log)| std::fs::read_to_string(log).unwrap_or_default())
-            .collect::<Vec<_>>()
-            .join("\n---\n")
+        self.workers.logs()
     }
 
     /// An exec task running `command` (sh) with `git` on [`BRANCH`].
@@ -131,22 +77,15 @@ impl Setup {
 
     /// Waits until every task completed or failed.
     async fn finished(&self, db: &Db) -> Vec<TaskRow> {
-        let deadline = Instant::now() + DEADLINE;
-        loop {
-            let tasks = db.queue.tasks().await.unwrap();
-            if tasks
-                .iter()
-                .all(|t| t.state == "completed" || t.state == "failed")
-            {
-                return tasks;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "tasks never finished: {tasks:#?}\n{}",
-                self.logs()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        wait_for(db, "finished", DEADLINE, || self.logs(), all_finished).await
+    }
+
+    /// Enqueues the task `name` running `command` (see [`Setup::task`]),
+    /// starts the worker `w1` and waits until the task has finished.
+    async fn on_one_worker(&mut self, db: &mut Db, name: &str, command: &str) -> Vec<TaskRow> {
+        db.queue.enqueue(&[self.task(name, command)]).await.unwrap();
+        self.start(db, "w1");
+        self.finished(db).await
     }
 
     /// Where the remote's [`BRANCH`] is, if it has one.
@@ -191,7 +130,7 @@ impl Setup {
 
     /// The worktrees a worker's cache still holds.
     fn worktrees_left(&self, name: &str) -> Vec<PathBuf> {
-        std::fs::read_dir(self.cache(name).join("worktrees"))
+        std::fs::read_dir(self.workers.own_cache(name).join("worktrees"))
             .map(|dir| dir.map(|entry| entry.unwrap().path()).collect())
             .unwrap_or_default()
     }
@@ -204,13 +143,9 @@ async fn a_task_commits_its_file_on_the_branch_by_the_runner_identity() {
     };
     let mut setup = Setup::new();
     assert_eq!(setup.remote_branch(), None);
-    let ids = db
-        .queue
-        .enqueue(&[setup.task("build", "echo built > out.txt")])
-        .await
-        .unwrap();
-    setup.start(&db, "w1");
-    let tasks = setup.finished(&db).await;
+    let tasks = setup
+        .on_one_worker(&mut db, "build", "echo built > out.txt")
+        .await;
     assert_eq!(tasks[0].state, "completed", "{tasks:#?}\n{}", setup.logs());
 
     let history = setup.history();
@@ -230,7 +165,7 @@ async fn a_task_commits_its_file_on_the_branch_by_the_runner_identity() {
         result["git"],
         json!({"branch": BRANCH, "commit": sha, "changed": 1}),
         "task {}: {result}",
-        ids[0]
+        tasks[0].id
     );
     assert_eq!(result["exit_code"], 0);
     assert!(
@@ -328,12 +263,9 @@ async fn a_failed_task_reports_its_exit_and_pushes_nothing() {
         return;
     };
     let mut setup = Setup::new();
-    db.queue
-        .enqueue(&[setup.task("broken", "echo half > half.txt; exit 3")])
-        .await
-        .unwrap();
-    setup.start(&db, "w1");
-    let tasks = setup.finished(&db).await;
+    let tasks = setup
+        .on_one_worker(&mut db, "broken", "echo half > half.txt; exit 3")
+        .await;
     assert_eq!(tasks[0].state, "failed", "{tasks:#?}");
     let result: &Value = tasks[0].result.as_ref().unwrap();
     assert_eq!(result["exit_code"], 3, "{result}");
@@ -360,12 +292,13 @@ async fn the_coordinator_publishes_a_base_and_fetches_what_a_worker_pushed() {
     assert_eq!(setup.remote_branch().as_deref(), Some(base.as_str()));
 
     // The task's `base` is the seed, but the branch exists: it starts there.
-    db.queue
-        .enqueue(&[setup.task("check", "test -f base.txt && echo ok > checked.txt")])
-        .await
-        .unwrap();
-    setup.start(&db, "w1");
-    let tasks = setup.finished(&db).await;
+    let tasks = setup
+        .on_one_worker(
+            &mut db,
+            "check",
+            "test -f base.txt && echo ok > checked.txt",
+        )
+        .await;
     assert_eq!(tasks[0].state, "completed", "{tasks:#?}\n{}", setup.logs());
     let pushed = tasks[0].result.as_ref().unwrap()["git"]["commit"]
         .as_str()
