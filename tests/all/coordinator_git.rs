@@ -312,3 +312,52 @@ async fn a_project_in_a_subdirectory_runs_its_tasks_in_that_subdirectory_on_work
         "one"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_attempt_of_a_best_of_batch_works_on_its_own_branch_on_workers() {
+    // The check passes only where the worker's file came back into the
+    // attempt's worktree before it was committed and checked.
+    let pipeline = r#"
+[[pipelines.default.batches]]
+id = "try"
+type = "best_of"
+with = { attempts = 2, check = "test -f out.txt" }
+
+[[pipelines.default.batches.tasks]]
+id = "make"
+type = "exec"
+config = { command = "test -f seed.txt && echo from-worker > out.txt" }
+"#;
+    let table = "remote = \"{remote}\"\nmerge = \"ff\"";
+    let Some((setup, said)) =
+        Setup::ran("cgit_best_of", pipeline, table, "", &["w1", "w2"], 0).await
+    else {
+        return;
+    };
+    let mut branches = setup.remote_branches();
+    branches.sort();
+    assert_eq!(branches.len(), 2, "one branch per attempt: {branches:?}");
+    for (n, branch) in branches.iter().enumerate() {
+        let n = n + 1;
+        assert!(branch.ends_with(&format!("-try-{n}")), "{branch}");
+        let commits = setup.commits_on(branch);
+        assert_eq!(commits.len(), 1, "{branch}: {commits:?}");
+        assert_eq!(commits[0].0, setup.base, "attempt {n} starts at the base");
+        assert_eq!(commits[0].1, "runner", "committed by the worker");
+        assert!(
+            commits[0]
+                .2
+                .starts_with(&format!("runner: task make#{n} on ")),
+            "{commits:?}"
+        );
+    }
+    assert!(said.contains("attempt 1 of 2 won"), "{said}");
+    let root = setup.project.path();
+    assert_eq!(git(root, &["show", "main:out.txt"]), "from-worker");
+    let winner = git(&setup.bare(), &["rev-parse", &branches[0]]);
+    assert_eq!(
+        git(root, &["rev-parse", "main^{tree}"]),
+        git(root, &["rev-parse", &format!("{winner}^{{tree}}")]),
+        "main holds the winning attempt's work"
+    );
+}

@@ -281,7 +281,12 @@ impl RunCtx {
             ),
         );
         let suffix = format!("{}#{number}", batch.id);
+        // With workers and `[git] remote`, the attempt's branch is where its
+        // dispatched tasks work.
+        let what = format!("batch `{}` attempt {number}", batch.id);
+        let shared = self.share_workspace(&what, &own).await;
         let setup = match &self.config.git.setup {
+            _ if shared.is_err() => None,
             Some(script) => {
                 self.execution_as(
                     batch,
@@ -295,10 +300,14 @@ impl RunCtx {
             }
             None => None,
         };
-        if let Some(error) = setup {
+        if let Err(error) = shared {
+            attempt.report.error = Some(error);
+        } else if let Some(error) = setup {
             attempt.report.error = Some(format!("the setup script failed: {error}"));
         } else {
             let results = self.attempt_tasks(batch, &own.dir, &spec, templates).await;
+            // What workers pushed comes back before the attempt is committed.
+            let taken = self.take_back(batch, &own).await;
             attempt.report.completed = results.iter().all(|r| r.state == TaskState::Completed);
             attempt.report.error = results
                 .iter()
@@ -310,6 +319,10 @@ impl RunCtx {
                         r.error.as_deref().unwrap_or("failed")
                     )
                 });
+            if let Err(message) = taken {
+                attempt.report.completed = false;
+                attempt.report.error.get_or_insert(message);
+            }
             for (result, task) in results.iter().zip(&spec.tasks) {
                 let Some(output) = result
                     .output

@@ -24,8 +24,13 @@ impl RunCtx {
     ) -> TaskOutcome {
         let chunker = Arc::new(Mutex::new(Chunker::with_limit(task.output)));
         let dispatched = self.remote.as_ref().and_then(|remote| {
-            super::remote::payload(self, batch, spec, task, config, dir)
-                .map(|payload| (remote, payload))
+            super::remote::payload(self, batch, spec, task, config, dir).map(|payload| {
+                let payload = payload.map(|mut payload| {
+                    self.add_git(dir, &mut payload);
+                    payload
+                });
+                (remote, payload)
+            })
         });
         let mut outcome = if let Some((remote, payload)) = dispatched {
             self.execute_remote(remote, batch, spec, task, payload, &chunker)

@@ -441,7 +441,7 @@ struct RunCtx {
     /// Where the tasks workers can run go (`runner run --queue`).
     remote: Option<Arc<Remote>>,
     /// By batch id: the batches whose branch is on `[git] remote`.
-    shared_batches: Mutex<HashMap<String, remote_git::SharedBatch>>,
+    shared_batches: Mutex<HashMap<std::path::PathBuf, remote_git::SharedBatch>>,
 }
 
 impl RunCtx {

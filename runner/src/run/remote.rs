@@ -276,7 +276,6 @@ impl RunCtx {
         payload["run"] = json!(self.run_id);
         payload["task"] = json!(spec.id);
         payload["batch"] = json!(batch.id);
-        self.add_git(batch, &mut payload);
         let pool = pool_of(&self.run_id);
         let new = NewTask::new(rank(task.priority), payload).in_pool(pool.clone());
         let id = match remote

@@ -11,10 +11,13 @@
 //! is. Work the coordinator's own tasks (agents, plugins) left in the
 //! worktree is committed first and the workers' branch merged into it.
 //!
+//! A batch type that plans attempts (`best_of`) shares each attempt's
+//! branch instead of the batch's: the attempt's tasks go to workers on
+//! `runner/<run>-<batch>-<n>`, and the attempt's worktree takes their work
+//! back before it is committed and checked.
+//!
 //! Without `[git] remote`, dispatched tasks run in their worker's directory
-//! and a note at the start of the run says so. A batch type that plans
-//! attempts (`best_of`) keeps that behavior: its attempts' branches stay
-//! local.
+//! and a note at the start of the run says so.
 
 use super::RunCtx;
 use crate::config::Batch;
@@ -46,18 +49,14 @@ impl RunCtx {
     }
 
     /// Publishes the batch's base as its branch on `[git] remote`, when its
-    /// tasks may go to workers; from then on they carry `git`.
+    /// tasks may go to workers; from then on they carry `git`. A batch of
+    /// attempts shares each attempt's branch instead ([`Self::share_workspace`]).
     pub(super) async fn share_batch(
         &self,
         batch: &Batch,
         workspace: Option<&BatchWorkspace>,
     ) -> Result<(), String> {
-        let (Some(_), Some(remote), Some(ws), GitProject::Git(workspaces)) = (
-            &self.remote,
-            &self.config.git.remote,
-            workspace,
-            self.project.as_ref(),
-        ) else {
+        let Some(ws) = workspace else {
             return Ok(());
         };
         if self
@@ -67,6 +66,23 @@ impl RunCtx {
         {
             return Ok(());
         }
+        self.share_workspace(&format!("batch `{}`", batch.id), ws)
+            .await
+    }
+
+    /// Publishes `ws`'s base as its branch on `[git] remote` (when the run
+    /// hands tasks to workers and the project is a repository), so the tasks
+    /// that run in it carry `git`; `what` names it in messages.
+    pub(super) async fn share_workspace(
+        &self,
+        what: &str,
+        ws: &BatchWorkspace,
+    ) -> Result<(), String> {
+        let (Some(_), Some(remote), GitProject::Git(workspaces)) =
+            (&self.remote, &self.config.git.remote, self.project.as_ref())
+        else {
+            return Ok(());
+        };
         let shared = SharedBatch {
             remote: remote.clone(),
             branch: ws.branch.clone(),
@@ -84,31 +100,31 @@ impl RunCtx {
         .await
         .map_err(|err| err.to_string())?
         .map_err(|err| {
-            format!("cannot publish the batch's base on `[git] remote` ({remote}): {err}")
+            format!("cannot publish {what}'s base on `[git] remote` ({remote}): {err}")
         })?;
         self.log(
             None,
             LogLevel::Debug,
             format!(
-                "batch `{}`: published {} as `{}` on {remote}",
-                batch.id, shared.base, shared.branch
+                "{what}: published {} as `{}` on {remote}",
+                shared.base, shared.branch
             ),
         );
         self.shared_batches
             .lock()
             .expect("shared batches lock")
-            .insert(batch.id.clone(), shared);
+            .insert(ws.dir.clone(), shared);
         Ok(())
     }
 
-    /// Adds the batch's `git` to a task's payload (a relative `cwd` is
-    /// taken from the project directory, as here).
-    pub(super) fn add_git(&self, batch: &Batch, payload: &mut Value) {
+    /// Adds the `git` of the shared worktree a task runs in (`dir`) to its
+    /// payload (a relative `cwd` is taken from the project directory, as here).
+    pub(super) fn add_git(&self, dir: &Path, payload: &mut Value) {
         let Some(shared) = self
             .shared_batches
             .lock()
             .expect("shared batches lock")
-            .get(&batch.id)
+            .get(dir)
             .cloned()
         else {
             return;
@@ -126,9 +142,9 @@ impl RunCtx {
         }
     }
 
-    /// After the batch's tasks: fetches the branch the workers pushed and
-    /// makes the batch's worktree hold it. Nothing changes when no worker
-    /// pushed anything.
+    /// After the tasks of a shared worktree (a batch's, or an attempt's):
+    /// fetches the branch the workers pushed and makes the worktree hold it.
+    /// Nothing changes when no worker pushed anything.
     pub(super) async fn take_back(
         &self,
         batch: &Batch,
@@ -138,7 +154,7 @@ impl RunCtx {
             .shared_batches
             .lock()
             .expect("shared batches lock")
-            .remove(&batch.id)
+            .remove(&workspace.dir)
         else {
             return Ok(());
         };
@@ -162,7 +178,7 @@ impl RunCtx {
                 LogLevel::Info,
                 format!(
                     "batch `{}`: took the workers' work, {commit} of `{}` on {}",
-                    batch.id, shared.branch, shared.remote
+                    workspace.batch_id, shared.branch, shared.remote
                 ),
             );
         }
