@@ -251,6 +251,8 @@ pub(crate) struct Shared {
     pub progress: Mutex<Progress>,
     pub written: Condvar,
     pub recorder_attached: AtomicBool,
+    /// The recorder's forwarding thread, woken by a flush from its pause.
+    pub recorder_thread: Mutex<Option<std::thread::Thread>>,
     pub retention: Retention,
 }
 
@@ -285,11 +287,21 @@ impl Store {
         let sqlite = |err| StoreError::from_sqlite(&path, err);
         let mut conn = Connection::open(&path).map_err(sqlite)?;
         conn.busy_timeout(options.busy_timeout).map_err(sqlite)?;
-        // Freed pages go back to the file system (the size budget needs
-        // it). This takes effect for a new database; an older one is
-        // converted below, when it has a budget.
-        conn.execute_batch("PRAGMA auto_vacuum = INCREMENTAL;")
+        // Before anything writes: with SQLite's default (`FULL`) every
+        // commit of the open would wait for fsyncs.
+        conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = OFF;")
             .map_err(sqlite)?;
+        // Freed pages go back to the file system (the size budget needs
+        // it). This takes effect for a new database only (setting it on an
+        // existing one is a write of its own at every open); an older one
+        // is converted below, when it has a budget.
+        let pages: i64 = conn
+            .query_row("PRAGMA page_count", [], |row| row.get(0))
+            .map_err(sqlite)?;
+        if pages == 0 {
+            conn.execute_batch("PRAGMA auto_vacuum = INCREMENTAL;")
+                .map_err(sqlite)?;
+        }
         let mode: String = conn
             .query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))
             .map_err(sqlite)?;
@@ -299,7 +311,8 @@ impl Store {
                 message: format!("cannot switch to WAL mode (journal mode is {mode})"),
             });
         }
-        conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = OFF;")
+        // And once more in WAL mode, where NORMAL syncs only at checkpoints.
+        conn.execute_batch("PRAGMA synchronous = NORMAL;")
             .map_err(sqlite)?;
         schema::migrate(&mut conn, &path)?;
         if let Some(max) = options.retention.max_bytes {
@@ -308,7 +321,8 @@ impl Store {
                 .map_err(sqlite)?;
             if auto_vacuum != 2 {
                 // Once: rewrite the file so that pruning can shrink it.
-                conn.execute_batch("VACUUM;").map_err(sqlite)?;
+                conn.execute_batch("PRAGMA auto_vacuum = INCREMENTAL; VACUUM;")
+                    .map_err(sqlite)?;
             }
             // The WAL counts too: checkpointed every 1/16 of the budget
             // (at most SQLite's default 1000 pages), and cut back to that
@@ -355,6 +369,7 @@ impl Store {
             }),
             written: Condvar::new(),
             recorder_attached: AtomicBool::new(false),
+            recorder_thread: Mutex::new(None),
             retention: options.retention,
         });
         let mut writer = writer::Writer::new(conn, shared.clone());

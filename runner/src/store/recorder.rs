@@ -65,7 +65,8 @@ impl Recorder {
                             return;
                         }
                         if !full {
-                            std::thread::sleep(FORWARD_PAUSE);
+                            // A flush wakes it early ([`wait_for`]).
+                            std::thread::park_timeout(FORWARD_PAUSE);
                         }
                         match events.try_recv() {
                             Ok(event) => batch.push(event),
@@ -74,6 +75,13 @@ impl Recorder {
                     }
                 }
             });
+        if let Ok(handle) = &spawned {
+            *store
+                .shared
+                .recorder_thread
+                .lock()
+                .expect("store recorder lock") = Some(handle.thread().clone());
+        }
         if let Err(err) = spawned {
             tracing::error!("history: cannot start the recorder thread: {err}");
             let mut progress = store.shared.progress.lock().expect("store progress lock");
@@ -122,6 +130,10 @@ impl Recorder {
 fn wait_for(store: &Store, target: u64, limit: Duration) -> Result<(), StoreError> {
     let deadline = Instant::now() + limit;
     let shared = &store.shared;
+    // The forwarding thread may be in its pause with the last events.
+    if let Some(thread) = &*shared.recorder_thread.lock().expect("store recorder lock") {
+        thread.unpark();
+    }
     let mut progress = shared.progress.lock().expect("store progress lock");
     while progress.handled_seq < target {
         if let Some(stopped) = &progress.stopped {
