@@ -9,6 +9,7 @@ mod budgets;
 mod cluster;
 mod config_errors;
 mod coordinator;
+mod coordinator_agents;
 mod coordinator_git;
 mod coordinator_plugins;
 mod dashboard;

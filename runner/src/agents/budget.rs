@@ -65,6 +65,19 @@ impl RunBudget {
         }
     }
 
+    /// A run's cap of which `spent` is already spent: a worker's view of
+    /// the run it runs one agent task of (`runner run --queue`).
+    pub fn with_spent(cap: Budget, spent: Spent) -> Self {
+        Self {
+            cap,
+            spent: Mutex::new(spent),
+        }
+    }
+
+    pub fn cap(&self) -> Budget {
+        self.cap
+    }
+
     /// Adds what a command just reported; the message when the run's cap
     /// is now passed.
     pub fn add(&self, cost_usd: f64, tokens: u64) -> Option<String> {

@@ -101,6 +101,7 @@ pub async fn queue_command(command: QueueCommand) -> Result<i32, Error> {
                 payload,
                 max_attempts,
                 pool: None,
+                second_pool: None,
             };
             let ids = queue.enqueue(&[task]).await?;
             println!("{}", ids[0]);

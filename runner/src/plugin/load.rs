@@ -68,6 +68,15 @@ impl Plugins {
         Ok(Self { engine, plugins })
     }
 
+    /// Plugins loaded one by one through `engine` ([`Plugin::load`]), by name.
+    pub fn from_loaded(engine: Arc<Engine>, loaded: impl IntoIterator<Item = Arc<Plugin>>) -> Self {
+        let plugins = loaded
+            .into_iter()
+            .map(|plugin| (plugin.name().to_string(), plugin))
+            .collect();
+        Self { engine, plugins }
+    }
+
     pub fn get(&self, name: &str) -> Option<&Arc<Plugin>> {
         self.plugins.get(name)
     }

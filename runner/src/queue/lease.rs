@@ -11,30 +11,43 @@ impl Queue {
     pub async fn enqueue(&mut self, tasks: &[NewTask]) -> Result<Vec<i64>, QueueError> {
         let channel = self.channel();
         let tx = self.client.transaction().await?;
-        let insert = tx
-            .prepare(
-                "INSERT INTO tasks (priority, payload, max_attempts, pool) VALUES ($1, $2, $3, $4)
-                 RETURNING id",
-            )
-            .await?;
-        let mut ids = Vec::with_capacity(tasks.len());
-        for task in tasks {
-            let row = tx
-                .query_one(
-                    &insert,
-                    &[
-                        &task.priority,
-                        &task.payload,
-                        &task.max_attempts,
-                        &task.pool,
-                    ],
-                )
-                .await?;
-            ids.push(row.get(0));
-        }
+        let ids = insert(&tx, tasks).await?;
         tx.execute("SELECT pg_notify($1, '')", &[&channel]).await?;
         tx.commit().await?;
         Ok(ids)
+    }
+
+    /// Enqueues `task` unless its second pool already holds `queue_limit`
+    /// queued tasks (`None` then): checked and inserted under the pool's
+    /// row lock, so two enqueuers cannot both take the last place. The
+    /// pool's row must exist ([`Queue::set_pool`]); a task with no second
+    /// pool is enqueued as [`Queue::enqueue`] does.
+    pub async fn enqueue_within(
+        &mut self,
+        task: &NewTask,
+        queue_limit: usize,
+    ) -> Result<Option<i64>, QueueError> {
+        let Some(pool) = &task.second_pool else {
+            return Ok(Some(self.enqueue(std::slice::from_ref(task)).await?[0]));
+        };
+        let channel = self.channel();
+        let tx = self.client.transaction().await?;
+        tx.execute("SELECT 1 FROM pools WHERE name = $1 FOR UPDATE", &[pool])
+            .await?;
+        let queued: i64 = tx
+            .query_one(
+                "SELECT count(*) FROM tasks WHERE second_pool = $1 AND state = 'queued'",
+                &[pool],
+            )
+            .await?
+            .get(0);
+        if queued >= i64::try_from(queue_limit).unwrap_or(i64::MAX) {
+            return Ok(None);
+        }
+        let ids = insert(&tx, std::slice::from_ref(task)).await?;
+        tx.execute("SELECT pg_notify($1, '')", &[&channel]).await?;
+        tx.commit().await?;
+        Ok(ids.first().copied())
     }
 
     /// Extends `lease` by `length` from now, and says whether the task was
@@ -259,4 +272,34 @@ impl Queue {
         tx.commit().await?;
         Ok(reaped)
     }
+}
+
+/// Inserts `tasks` in `tx`; their ids.
+async fn insert(
+    tx: &tokio_postgres::Transaction<'_>,
+    tasks: &[NewTask],
+) -> Result<Vec<i64>, QueueError> {
+    let statement = tx
+        .prepare(
+            "INSERT INTO tasks (priority, payload, max_attempts, pool, second_pool)
+             VALUES ($1, $2, $3, $4, $5) RETURNING id",
+        )
+        .await?;
+    let mut ids = Vec::with_capacity(tasks.len());
+    for task in tasks {
+        let row = tx
+            .query_one(
+                &statement,
+                &[
+                    &task.priority,
+                    &task.payload,
+                    &task.max_attempts,
+                    &task.pool,
+                    &task.second_pool,
+                ],
+            )
+            .await?;
+        ids.push(row.get(0));
+    }
+    Ok(ids)
 }

@@ -12,8 +12,9 @@
 //! second channel, whoever waits for tasks to end); they poll behind it.
 //!
 //! ## Pools
-//! A task may belong to a pool with a `max_running`; a claim skips a task
-//! whose pool is full (see `pools.rs`).
+//! A task may belong to a pool with a `max_running`, and to a second one
+//! (an agent task: its run's and its agent's); a claim skips a task whose
+//! pools are not both free (see `pools.rs`).
 //!
 //! ## Cancelling
 //! [`Queue::cancel`] fails a queued task at once and marks a running one
@@ -105,6 +106,8 @@ pub struct NewTask {
     pub max_attempts: i32,
     /// The pool whose `max_running` limits it (see [`Queue::set_pool`]).
     pub pool: Option<String>,
+    /// A second pool that limits it too (an agent task: its agent's).
+    pub second_pool: Option<String>,
 }
 
 impl NewTask {
@@ -114,6 +117,15 @@ impl NewTask {
             payload,
             max_attempts: 3,
             pool: None,
+            second_pool: None,
+        }
+    }
+
+    /// The same task, also in `pool`: it runs only when both have room.
+    pub fn also_in_pool(self, pool: impl Into<String>) -> Self {
+        Self {
+            second_pool: Some(pool.into()),
+            ..self
         }
     }
 

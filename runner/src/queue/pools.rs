@@ -2,11 +2,13 @@
 //!
 //! A pool (a row of `pools`) lets at most `max_running` of its tasks run at
 //! once, across every worker; a task in no pool, or in a pool without a
-//! row, is limited by nothing. There is no running count to drift: a
+//! row, is limited by nothing. A task may be in two pools (`pool` and
+//! `second_pool`: an agent task is in its run's and its agent's) and runs
+//! only when both have room; a pool's tasks are those naming it in either. There is no running count to drift: a
 //! claimer of a pooled task locks the pool's row (`FOR UPDATE`), so the
-//! claimers of one pool take turns, and then counts the pool's running
-//! tasks, which under READ COMMITTED sees every claim committed before the
-//! lock was granted. A full pool is skipped and the next task tried.
+//! claimers of one pool take turns (a task's two pools are locked in name
+//! order), and then counts the pool's running tasks, which under READ
+//! COMMITTED sees every claim committed before the lock was granted. A full pool is skipped and the next task tried.
 
 use super::{Lease, Queue, QueueError};
 use std::time::Duration;
@@ -43,16 +45,18 @@ impl Queue {
         let mut full: Vec<String> = Vec::new();
         loop {
             let tx = self.client.transaction().await?;
-            // The pool test here only saves trips; the one under the lock decides.
+            // The pool test here only saves trips; the one under the locks decides.
             let next = tx
                 .query_opt(
-                    "SELECT t.id, t.pool FROM tasks t
-                     WHERE t.state = 'queued' AND NOT t.cancel_requested
-                       AND (t.pool IS NULL OR NOT (t.pool = ANY($1) OR EXISTS (
-                            SELECT 1 FROM pools p WHERE p.name = t.pool AND p.max_running <= (
-                                SELECT count(*) FROM tasks r
-                                WHERE r.pool = t.pool AND r.state = 'running'))))
-                     ORDER BY t.priority, t.id FOR UPDATE OF t SKIP LOCKED LIMIT 1",
+                    &format!(
+                        "SELECT t.id, t.pool, t.second_pool FROM tasks t
+                         WHERE t.state = 'queued' AND NOT t.cancel_requested
+                           AND (t.pool IS NULL OR NOT (t.pool = ANY($1) OR {}))
+                           AND (t.second_pool IS NULL OR NOT (t.second_pool = ANY($1) OR {}))
+                         ORDER BY t.priority, t.id FOR UPDATE OF t SKIP LOCKED LIMIT 1",
+                        full_pool("t.pool"),
+                        full_pool("t.second_pool")
+                    ),
                     &[&full],
                 )
                 .await?;
@@ -60,8 +64,16 @@ impl Queue {
             let Some(next) = next else {
                 return Ok(None);
             };
-            let (id, pool): (i64, Option<String>) = (next.get(0), next.get(1));
-            if let Some(pool) = pool {
+            let id: i64 = next.get(0);
+            // Locked in name order, so two claimers never wait on each other in a ring.
+            let mut pools: Vec<String> = [next.get::<_, Option<String>>(1), next.get(2)]
+                .into_iter()
+                .flatten()
+                .collect();
+            pools.sort();
+            pools.dedup();
+            let mut room = true;
+            for pool in pools {
                 let max = tx
                     .query_opt(
                         "SELECT max_running FROM pools WHERE name = $1 FOR UPDATE",
@@ -72,16 +84,21 @@ impl Queue {
                     let max: i32 = max.get(0);
                     let running: i64 = tx
                         .query_one(
-                            "SELECT count(*) FROM tasks WHERE pool = $1 AND state = 'running'",
+                            "SELECT count(*) FROM tasks
+                             WHERE (pool = $1 OR second_pool = $1) AND state = 'running'",
                             &[&pool],
                         )
                         .await?
                         .get(0);
                     if running >= i64::from(max) {
                         full.push(pool);
-                        continue;
+                        room = false;
+                        break;
                     }
                 }
+            }
+            if !room {
+                continue;
             }
             let row = tx
                 .query_one(
@@ -111,4 +128,13 @@ impl Queue {
             }));
         }
     }
+}
+
+/// SQL: whether the pool named by `column` has no room now.
+fn full_pool(column: &str) -> String {
+    format!(
+        "EXISTS (SELECT 1 FROM pools p WHERE p.name = {column} AND p.max_running <= (
+            SELECT count(*) FROM tasks r
+            WHERE (r.pool = {column} OR r.second_pool = {column}) AND r.state = 'running'))"
+    )
 }

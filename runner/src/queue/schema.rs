@@ -90,4 +90,11 @@ pub(super) const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (run, sha256)
     );
     "#,
+    // An agent task's second pool (`agent:<name>`, see `pools.rs`): a claim
+    // needs room in both; `queue_limit` counts the queued tasks of it.
+    r#"
+    ALTER TABLE tasks ADD COLUMN second_pool TEXT;
+    CREATE INDEX tasks_second_pool_running ON tasks (second_pool) WHERE state = 'running';
+    CREATE INDEX tasks_second_pool_queued ON tasks (second_pool) WHERE state = 'queued';
+    "#,
 ];

@@ -23,14 +23,21 @@ impl RunCtx {
         config: &Value,
     ) -> TaskOutcome {
         let chunker = Arc::new(Mutex::new(Chunker::with_limit(task.output)));
-        let dispatched = self.remote.as_ref().and_then(|remote| {
-            super::remote::payload(self, batch, spec, task, config, dir).map(|payload| {
-                let payload = payload.map(|mut payload| {
-                    self.add_git(dir, &mut payload);
-                    payload
-                });
-                (remote, payload)
-            })
+        let dispatched = match (&self.remote, &task.kind) {
+            (None, _) => None,
+            (Some(remote), TaskKind::Agent(agent)) => self
+                .agent_payload(agent, task, config)
+                .await
+                .map(|payload| (remote, payload)),
+            (Some(remote), _) => super::remote::payload(self, batch, spec, task, config, dir)
+                .map(|payload| (remote, payload)),
+        };
+        let dispatched = dispatched.map(|(remote, payload)| {
+            let payload = payload.map(|mut payload| {
+                self.add_git(dir, &mut payload);
+                payload
+            });
+            (remote, payload)
         });
         let mut outcome = if let Some((remote, payload)) = dispatched {
             self.execute_remote(remote, batch, spec, task, payload, &chunker)
@@ -115,26 +122,9 @@ impl RunCtx {
             .unwrap_or_default()
             .to_string();
         // `resume = "<task id>"`: continue the session of an earlier agent task.
-        let resume_session = match config.get("resume").and_then(Value::as_str) {
-            Some(earlier) => {
-                let outputs = self.outputs.lock().expect("outputs lock");
-                match outputs
-                    .get(earlier)
-                    .and_then(|o| o.get("session_id"))
-                    .and_then(Value::as_str)
-                {
-                    Some(session) => Some(session.to_string()),
-                    None => {
-                        return TaskOutcome::failed(
-                            format!(
-                                "cannot resume: task `{earlier}` has no agent session (did it run and complete before this one?)"
-                            ),
-                            None,
-                        );
-                    }
-                }
-            }
-            None => None,
+        let resume_session = match self.resume_session(config) {
+            Ok(session) => session,
+            Err(message) => return TaskOutcome::failed(message, None),
         };
         let request = CommandRequest {
             agent: agent.to_string(),

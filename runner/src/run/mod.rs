@@ -22,6 +22,7 @@ mod attempts;
 mod batch;
 mod execute;
 mod remote;
+mod remote_agents;
 mod remote_git;
 mod remote_plugins;
 mod tasks;

@@ -5,10 +5,10 @@
 //!
 //! ## What goes out
 //! Only the kinds [`payload`] builds a payload for (`exec`, and `script`
-//! and `block` tasks whose plugin workers can run: `remote_plugins.rs`);
-//! the others run here. A dispatched task holds no local slot: its run's pool
+//! and `block` tasks whose plugin workers can run: `remote_plugins.rs`)
+//! and `agent` tasks (most of them: `remote_agents.rs`); the others run here. A dispatched task holds no local slot: its run's pool
 //! (`run:<run id>`, `max_running` = `[defaults] concurrency`) holds the
-//! limit across every worker.
+//! limit across every worker; an agent task is in its agent's pool too.
 //!
 //! ## Waiting
 //! The end of a task is announced on the queue's completion channel; a
@@ -62,6 +62,7 @@ pub(super) fn payload(
         TaskKind::Script(name) | TaskKind::Plugin(name) => {
             ctx.plugin_payload(name, batch, spec, task, config)
         }
+        // Decided with the adapter, at the task's start (`remote_agents.rs`).
         TaskKind::Agent(_) => None,
     }
 }
@@ -245,6 +246,8 @@ impl RunCtx {
                     .plugins
                     .get(name)
                     .is_some_and(|plugin| super::remote_plugins::remote_kind(plugin).is_some()),
+                // Whether it does is decided at its start (`remote_agents.rs`);
+                // an agent task holds no local slot until its agent runs it either way.
                 TaskKind::Agent(_) => false,
             }
     }
@@ -273,16 +276,22 @@ impl RunCtx {
                 .unwrap_or_default()
                 .to_string()
         });
+        let agent = (payload["kind"] == "agent")
+            .then(|| payload["agent"]["name"].as_str().unwrap_or_default())
+            .and_then(|name| self.config.agents.get(name));
         payload["run"] = json!(self.run_id);
         payload["task"] = json!(spec.id);
         payload["batch"] = json!(batch.id);
         let pool = pool_of(&self.run_id);
         let new = NewTask::new(rank(task.priority), payload).in_pool(pool.clone());
-        let id = match remote
-            .enqueue(&pool, self.config.defaults.concurrency, new)
-            .await
-        {
-            Ok(id) => id,
+        let concurrency = self.config.defaults.concurrency;
+        let enqueued = match agent {
+            Some(decl) => remote.enqueue_agent(&pool, concurrency, decl, new).await,
+            None => remote.enqueue(&pool, concurrency, new).await.map(Ok),
+        };
+        let id = match enqueued {
+            Ok(Ok(id)) => id,
+            Ok(Err(refusal)) => return TaskOutcome::failed(refusal.to_string(), None),
             Err(err) => return TaskOutcome::failed(format!("cannot queue the task: {err}"), None),
         };
         self.log(
@@ -336,6 +345,9 @@ impl RunCtx {
                     row.attempt
                 ),
             );
+        }
+        if agent.is_some() {
+            return self.agent_outcome(row);
         }
         let result = row.result.unwrap_or(Value::Null);
         if let Some(plugin) = block {

@@ -7,7 +7,9 @@
 //! `[plugins.x]` table grants nothing: no `dirs`, `env` or `vars`, and the
 //! default `memory`. A worker gives a plugin none of these, so a plugin
 //! that asks for one runs here, on the coordinator, as in a local run.
-//! Batch types and agent adapters always run here.
+//! Batch types always run here. Agent adapters go out, built in or from a
+//! file, whatever their table grants (an adapter only builds command
+//! lines and reads output lines; see `remote_agents.rs`).
 //!
 //! ## Declaring
 //! Before the run's first task is enqueued, every plugin that goes out and
@@ -127,8 +129,10 @@ fn pipeline_plugins(ctx: &RunCtx) -> Vec<Arc<Plugin>> {
     };
     let mut seen = HashSet::new();
     let mut found = Vec::new();
+    let mut agents = false;
     for task in pipeline.batches.iter().flat_map(|batch| &batch.tasks) {
         let (TaskKind::Script(name) | TaskKind::Plugin(name)) = &task.kind else {
+            agents |= matches!(task.kind, TaskKind::Agent(_));
             continue;
         };
         if let Some(plugin) = ctx.plugins.get(name)
@@ -136,6 +140,16 @@ fn pipeline_plugins(ctx: &RunCtx) -> Vec<Arc<Plugin>> {
             && seen.insert(name.clone())
         {
             found.push(plugin.clone());
+        }
+    }
+    // Any agent's: an attempt of a `best_of` batch may name another agent.
+    if agents {
+        for decl in ctx.config.agents.values() {
+            if let Some(adapter) = ctx.plugins.get(&decl.adapter)
+                && seen.insert(decl.adapter.clone())
+            {
+                found.push(adapter.clone());
+            }
         }
     }
     found

@@ -9,7 +9,7 @@ use super::{Context, failed};
 use crate::process::exec::{self, Ending, ExecSpec};
 use crate::queue::{Lease, Outcome};
 use serde_json::{Value, json};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
@@ -23,11 +23,29 @@ pub(super) async fn execute(
     lease: &Lease,
     cancel: &CancellationToken,
 ) -> Option<Outcome> {
+    in_checkout(context, lease, |cwd| async move {
+        run(lease, &cwd, cancel).await
+    })
+    .await
+}
+
+/// Runs `task` in the directory the payload says: a worktree of its `git`
+/// branch, whose changes are pushed back when `task` completes, else the
+/// worker's own directory.
+pub(super) async fn in_checkout<F, Fut>(
+    context: &Context,
+    lease: &Lease,
+    task: F,
+) -> Option<Outcome>
+where
+    F: FnOnce(PathBuf) -> Fut,
+    Fut: Future<Output = Option<Outcome>>,
+{
     let git = match GitTask::from_payload(&lease.payload) {
         Ok(Some(git)) => git,
         Ok(None) => {
             let cwd = std::env::current_dir().unwrap_or_else(|_| "/".into());
-            return run(lease, &cwd, cancel).await;
+            return task(cwd).await;
         }
         Err(err) => return failed(format!("task {}: {err}", lease.task)),
     };
@@ -35,7 +53,7 @@ pub(super) async fn execute(
         Ok(worktree) => worktree,
         Err(err) => return failed(format!("task {}: {err}", lease.task)),
     };
-    let ran = run(lease, worktree.path(), cancel).await;
+    let ran = task(worktree.path().to_path_buf()).await;
     let (worktree, outcome) = match ran {
         Some(Outcome::Completed(mut result)) => {
             let message = format!("runner: task {} on {}", task_name(lease), context.name);

@@ -5,11 +5,13 @@
 //! A payload is JSON with a `kind`: `exec` (the default; the `exec` task's
 //! fields, see `exec.rs`; with `git`, in a worktree of a batch branch
 //! that is pushed back, see `git.rs`), `script` and `block` (a plugin from
-//! the queue, see `plugin.rs`) or `noop`.
+//! the queue, see `plugin.rs`), `agent` (a coding agent's turn, its adapter
+//! from the queue, see `agent.rs`) or `noop`.
 //!
 //! A plugin is fetched before the task runs ([`prepare`], with the
 //! worker's connection), so `execute` itself needs no database.
 
+mod agent;
 mod exec;
 mod git;
 mod plugin;
@@ -45,7 +47,7 @@ impl Context {
 pub enum Prepared {
     /// It needs nothing (`exec`, `noop`).
     Nothing,
-    /// Its plugin, checked and loaded.
+    /// Its plugin (an agent task's adapter), checked and loaded.
     Plugin(Arc<crate::plugin::Plugin>),
     /// Why its plugin will not run: the task fails with this.
     Refused(String),
@@ -68,6 +70,12 @@ pub async fn prepare(
 ) -> Result<Prepared, QueueError> {
     match kind(lease) {
         "script" | "block" => plugin::prepare(context, queue, lease).await,
+        "agent" => match agent::adapter_ref(&lease.payload) {
+            Ok((run, name, sha256)) => {
+                plugin::prepare_named(context, queue, &run, &name, &sha256).await
+            }
+            Err(message) => Ok(Prepared::Refused(format!("task {}: {message}", lease.task))),
+        },
         _ => Ok(Prepared::Nothing),
     }
 }
@@ -93,13 +101,16 @@ pub async fn execute(
         ("script" | "block", Prepared::Plugin(found)) => {
             plugin::execute(found, lease, cancel).await
         }
-        ("script" | "block", Prepared::Refused(message)) => failed(message.clone()),
-        ("script" | "block", Prepared::Nothing) => failed(format!(
+        ("agent", Prepared::Plugin(adapter)) => {
+            agent::execute(context, adapter, lease, cancel).await
+        }
+        ("script" | "block" | "agent", Prepared::Refused(message)) => failed(message.clone()),
+        ("script" | "block" | "agent", Prepared::Nothing) => failed(format!(
             "task {}: its plugin was not fetched (call `prepare` first)",
             lease.task
         )),
         (other, _) => failed(format!(
-            "unknown task kind `{other}`: this worker runs `exec`, `script`, `block` and `noop` tasks"
+            "unknown task kind `{other}`: this worker runs `exec`, `script`, `block`, `agent` and `noop` tasks"
         )),
     }
 }

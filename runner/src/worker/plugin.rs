@@ -95,7 +95,33 @@ pub(super) async fn prepare(
         Ok(parsed) => parsed,
         Err(message) => return Ok(Prepared::Refused(format!("task {}: {message}", lease.task))),
     };
-    match ready(context, queue, &run, &plugin).await {
+    fetch(context, queue, &run, plugin).await
+}
+
+/// Fetches and loads plugin `name` of hash `sha256` that run `run`
+/// declared (an agent task's adapter), as [`prepare`] does a script's.
+pub(super) async fn prepare_named(
+    context: &Context,
+    queue: &Queue,
+    run: &str,
+    name: &str,
+    sha256: &str,
+) -> Result<Prepared, QueueError> {
+    let plugin = PluginRef {
+        name: name.to_string(),
+        sha256: sha256.to_string(),
+        dirs: Vec::new(),
+    };
+    fetch(context, queue, run, plugin).await
+}
+
+async fn fetch(
+    context: &Context,
+    queue: &Queue,
+    run: &str,
+    plugin: PluginRef,
+) -> Result<Prepared, QueueError> {
+    match ready(context, queue, run, &plugin).await {
         Ok(plugin) => Ok(Prepared::Plugin(plugin)),
         Err(NotReady::Refused(message)) => Ok(Prepared::Refused(message)),
         Err(NotReady::Queue(err)) if err.is_disconnect() => Err(err),
@@ -214,7 +240,7 @@ fn keep(dir: &Path, file: &Path, bytes: &[u8]) -> std::io::Result<()> {
 }
 
 /// The process's engine, made on first use.
-fn engine(context: &Context) -> Result<Arc<Engine>, String> {
+pub(super) fn engine(context: &Context) -> Result<Arc<Engine>, String> {
     let mut engine = context.plugins.engine.lock().expect("engine lock");
     if let Some(engine) = engine.as_ref() {
         return Ok(engine.clone());
