@@ -277,3 +277,130 @@ async fn an_agent_whose_cli_the_worker_lacks_fails_as_offline() {
         "the worker found the CLI missing"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_a_worker_reports_spent_counts_against_the_runs_budget() {
+    let Some(mut db) = fresh("coord_agent_budget").await else {
+        return;
+    };
+    let logs = tempfile::tempdir().unwrap();
+    let args = logs.path().join("args");
+    // One command at a time: whichever task goes first spends $0.0456 of
+    // the run's $0.04 on its worker; the other must not start its CLI at all.
+    let pipeline = format!(
+        "[agents.a]\nadapter = \"claude\"\ncommand = {:?}\nconcurrency = 1\n\
+         env = {{ FAKE_AGENT_ARGS_LOG = {:?} }}\n\
+         [[pipelines.default.batches]]\nid = \"one\"\n{}\
+         [[pipelines.default.batches]]\nid = \"two\"\n{}",
+        fake("claude"),
+        args.display().to_string(),
+        agent_task("first", "a", "go", ""),
+        agent_task("second", "a", "go", ""),
+    );
+    let project = project(&pipeline, 2);
+    let toml = project.path().join("runner.toml");
+    let text = std::fs::read_to_string(&toml).unwrap();
+    std::fs::write(
+        &toml,
+        text.replace("[defaults]\n", "[defaults]\nmax_cost_usd = 0.04\n"),
+    )
+    .unwrap();
+    db.start("w1", "3s");
+    db.start("w2", "3s");
+
+    let (code, stdout, stderr) = run_on(&db, project.path()).await;
+    assert_eq!(code, 1, "stdout: {stdout}\nstderr: {stderr}\n{}", db.logs());
+    let detail = last_run(project.path()).await;
+    let mut ends = [execution(&detail, "first"), execution(&detail, "second")];
+    ends.sort_by_key(|task| {
+        task["error"]
+            .as_str()
+            .is_some_and(|error| error.contains("did not start"))
+    });
+    assert_eq!(ends[0]["status"], "failed", "{detail:#}");
+    assert_eq!(
+        ends[0]["error"],
+        "agent `a`: budget exceeded: $0.0456 of $0.0400 (max_cost_usd of the run, in [defaults])",
+        "{detail:#}"
+    );
+    assert_eq!(
+        ends[0]["result"]["usage"]["cost_usd"], 0.0455704,
+        "{detail:#}"
+    );
+    assert_eq!(ends[1]["status"], "failed", "{detail:#}");
+    let error = ends[1]["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("budget exceeded: the run has spent $0.0456 of $0.0400"),
+        "{detail:#}"
+    );
+    let calls = std::fs::read_to_string(&args).unwrap();
+    assert_eq!(calls.lines().count(), 1, "one CLI ran: {calls}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_of_the_coordinator_stops_an_agent_on_its_worker_and_its_process_group() {
+    let Some(mut db) = fresh("coord_agent_abort").await else {
+        return;
+    };
+    let marker = crate::agents::unique("RUNNER_TEST_COORD_AGENT");
+    let (key, value) = marker.split_once('=').unwrap();
+    let pipeline = format!(
+        "[agents.a]\nadapter = \"claude\"\ncommand = {:?}\nenv = {{ FAKE_AGENT_HANG = \"1\", {key} = \"{value}\" }}\n\
+         [[pipelines.default.batches]]\nid = \"b\"\n{}",
+        fake("claude"),
+        agent_task("hang", "a", "wait", ""),
+    );
+    let project = project(&pipeline, 1);
+    db.start("w1", "3s");
+
+    let mut coordinator = tokio::process::Command::new(crate::pipelines::runner_binary())
+        .args(["run", "--queue", &url(), "--schema", &db.schema])
+        .current_dir(project.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + crate::coordinator::DEADLINE;
+    while crate::agents::processes_with(&marker).len() < 2 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the CLI and its child never started\n{}",
+            db.logs()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let pid = coordinator.id().unwrap().to_string();
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exited = tokio::time::timeout(crate::coordinator::DEADLINE, coordinator.wait())
+        .await
+        .expect("the coordinator exits after Ctrl-C")
+        .unwrap();
+    assert_eq!(
+        exited.code(),
+        Some(130),
+        "aborted runs exit 130\n{}",
+        db.logs()
+    );
+    crate::agents::none_left(&marker).await;
+    let tasks = db
+        .until("the task ended", |tasks| {
+            tasks.len() == 1 && tasks[0].state == "failed"
+        })
+        .await;
+    assert!(
+        tasks[0]
+            .error
+            .as_deref()
+            .unwrap_or_default()
+            .starts_with("cancelled"),
+        "{tasks:?}"
+    );
+    let detail = last_run(project.path()).await;
+    assert_eq!(detail["run"]["status"], "aborted", "{detail:#}");
+}

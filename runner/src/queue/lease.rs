@@ -157,6 +157,7 @@ impl Queue {
                     &[&lease.task, &state, &result, &error],
                 )
                 .await?;
+                super::spent::charge(&tx, &lease.payload, &result).await?;
                 tx.execute(
                     "SELECT pg_notify($1, $2)",
                     &[&done, &lease.task.to_string()],

@@ -30,6 +30,7 @@ pub mod outbox;
 mod plugins;
 mod pools;
 mod schema;
+mod spent;
 mod status;
 
 pub use plugins::{PluginError, StoredPlugin, sha256_hex};

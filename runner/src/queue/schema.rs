@@ -91,8 +91,14 @@ pub(super) const MIGRATIONS: &[&str] = &[
     );
     "#,
     // An agent task's second pool (`agent:<name>`, see `pools.rs`): a claim
-    // needs room in both; `queue_limit` counts the queued tasks of it.
+    // needs room in both; `queue_limit` counts the queued tasks of it. What
+    // each run's agent tasks spent (see `spent.rs`).
     r#"
+    CREATE TABLE run_spent (
+        run TEXT PRIMARY KEY,
+        cost_usd DOUBLE PRECISION NOT NULL DEFAULT 0,
+        tokens BIGINT NOT NULL DEFAULT 0
+    );
     ALTER TABLE tasks ADD COLUMN second_pool TEXT;
     CREATE INDEX tasks_second_pool_running ON tasks (second_pool) WHERE state = 'running';
     CREATE INDEX tasks_second_pool_queued ON tasks (second_pool) WHERE state = 'queued';

@@ -232,7 +232,9 @@ impl Remote {
     /// Removes a finished run's pool.
     pub(super) async fn end_run(&self, run_id: &str) -> Result<(), QueueError> {
         self.plugins.forget(run_id);
-        self.queue().await?.drop_pool(&pool_of(run_id)).await
+        let queue = self.queue().await?;
+        queue.forget_run_spent(run_id).await?;
+        queue.drop_pool(&pool_of(run_id)).await
     }
 }
 

@@ -22,6 +22,11 @@
 //! (heartbeat lost, run cancelled, worker stopping) interrupts the command:
 //! its process group is killed.
 //!
+//! A run's budget counts what the run had spent when the task was queued
+//! (the payload's `run_budget.spent`) or, when larger, what its agent
+//! tasks spent across the cluster as the queue has it at the claim
+//! (`queue/spent.rs`).
+//!
 //! The result is the local agent task's output (`CommandResult::to_json`),
 //! on failure too; the error is the local task's error.
 
@@ -84,9 +89,12 @@ fn budget(value: Option<&Value>) -> Budget {
 }
 
 /// What the payload asks: the agent as the worker declares it, and the request.
+/// `spent`: what the run's agent tasks spent across the cluster, from the
+/// queue; the run's budget counts the larger of it and the payload's.
 fn parse(
     lease: &Lease,
     adapter: &Plugin,
+    spent: (f64, u64),
     dir: &Path,
 ) -> Result<(AgentDecl, CommandRequest), String> {
     let payload = &lease.payload;
@@ -118,13 +126,22 @@ fn parse(
         Some(value) => serde_json::from_value(value.clone())
             .map_err(|_| "`priority` must be \"high\", \"normal\" or \"low\"")?,
     };
+    let queued_spent = spent;
     let run_budget = match payload.get("run_budget") {
         None | Some(Value::Null) => None,
         Some(run) => {
             let spent = run.get("spent").unwrap_or(&Value::Null);
             let spent = Spent {
-                cost_usd: spent.get("cost_usd").and_then(Value::as_f64).unwrap_or(0.0),
-                tokens: spent.get("tokens").and_then(Value::as_u64).unwrap_or(0),
+                cost_usd: spent
+                    .get("cost_usd")
+                    .and_then(Value::as_f64)
+                    .unwrap_or(0.0)
+                    .max(queued_spent.0),
+                tokens: spent
+                    .get("tokens")
+                    .and_then(Value::as_u64)
+                    .unwrap_or(0)
+                    .max(queued_spent.1),
             };
             Some(Arc::new(RunBudget::with_spent(
                 budget(run.get("cap")),
@@ -151,6 +168,7 @@ fn parse(
 pub(super) async fn execute(
     context: &Context,
     adapter: &Arc<Plugin>,
+    spent: (f64, u64),
     lease: &Lease,
     cancel: &CancellationToken,
 ) -> Option<Outcome> {
@@ -160,7 +178,7 @@ pub(super) async fn execute(
             Ok(None) => dir,
             Err(err) => return failed(format!("task {}: {err}", lease.task)),
         };
-        run(context, adapter, lease, dir, cancel).await
+        run(context, adapter, spent, lease, dir, cancel).await
     })
     .await
 }
@@ -168,11 +186,12 @@ pub(super) async fn execute(
 async fn run(
     context: &Context,
     adapter: &Arc<Plugin>,
+    spent: (f64, u64),
     lease: &Lease,
     dir: PathBuf,
     cancel: &CancellationToken,
 ) -> Option<Outcome> {
-    let (decl, request) = match parse(lease, adapter, &dir) {
+    let (decl, request) = match parse(lease, adapter, spent, &dir) {
         Ok(parsed) => parsed,
         Err(message) => return failed(format!("task {}: {message}", lease.task)),
     };

@@ -49,6 +49,9 @@ pub enum Prepared {
     Nothing,
     /// Its plugin (an agent task's adapter), checked and loaded.
     Plugin(Arc<crate::plugin::Plugin>),
+    /// An agent task's adapter, and what its run's agent tasks spent so far
+    /// across the cluster (dollars, tokens).
+    Agent(Arc<crate::plugin::Plugin>, (f64, u64)),
     /// Why its plugin will not run: the task fails with this.
     Refused(String),
 }
@@ -72,7 +75,12 @@ pub async fn prepare(
         "script" | "block" => plugin::prepare(context, queue, lease).await,
         "agent" => match agent::adapter_ref(&lease.payload) {
             Ok((run, name, sha256)) => {
-                plugin::prepare_named(context, queue, &run, &name, &sha256).await
+                match plugin::prepare_named(context, queue, &run, &name, &sha256).await? {
+                    Prepared::Plugin(adapter) => {
+                        Ok(Prepared::Agent(adapter, queue.run_spent(&run).await?))
+                    }
+                    other => Ok(other),
+                }
             }
             Err(message) => Ok(Prepared::Refused(format!("task {}: {message}", lease.task))),
         },
@@ -101,11 +109,11 @@ pub async fn execute(
         ("script" | "block", Prepared::Plugin(found)) => {
             plugin::execute(found, lease, cancel).await
         }
-        ("agent", Prepared::Plugin(adapter)) => {
-            agent::execute(context, adapter, lease, cancel).await
+        ("agent", Prepared::Agent(adapter, spent)) => {
+            agent::execute(context, adapter, *spent, lease, cancel).await
         }
         ("script" | "block" | "agent", Prepared::Refused(message)) => failed(message.clone()),
-        ("script" | "block" | "agent", Prepared::Nothing) => failed(format!(
+        ("script" | "block" | "agent", _) => failed(format!(
             "task {}: its plugin was not fetched (call `prepare` first)",
             lease.task
         )),
