@@ -404,3 +404,32 @@ async fn ctrl_c_of_the_coordinator_stops_an_agent_on_its_worker_and_its_process_
     let detail = last_run(project.path()).await;
     assert_eq!(detail["run"]["status"], "aborted", "{detail:#}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_that_relays_permission_prompts_runs_on_the_coordinator() {
+    let Some(mut db) = fresh("coord_agent_prompts").await else {
+        return;
+    };
+    let pipeline = format!(
+        "[agents.asking]\nadapter = \"claude\"\ncommand = {:?}\n\
+         options = {{ permission_prompts = true, permission_mode = \"default\" }}\n\
+         [[pipelines.default.batches]]\nid = \"b\"\n{}",
+        fake("claude"),
+        agent_task("ask", "asking", "hello", "")
+    );
+    let project = project(&pipeline, 1);
+    db.start("w1", "3s");
+
+    let (code, stdout, stderr) = run_on(&db, project.path()).await;
+    assert_eq!(code, 0, "stdout: {stdout}\nstderr: {stderr}\n{}", db.logs());
+    let detail = last_run(project.path()).await;
+    assert_eq!(
+        execution(&detail, "ask")["result"]["session_id"],
+        SESSION,
+        "{detail:#}"
+    );
+    assert!(
+        ran_by(&db).await.is_empty(),
+        "its prompts are answered here, so it never went to the queue"
+    );
+}
