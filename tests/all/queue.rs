@@ -309,3 +309,52 @@ async fn workers_reconnect_after_their_connections_are_terminated_and_nothing_is
         db.logs()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_in_two_pools_waits_for_both_and_a_full_second_pool_refuses_more() {
+    let Some(mut db) = fresh("two_pools").await else {
+        return;
+    };
+    let queue = &mut db.queue;
+    queue.set_pool("run:a", 5).await.unwrap();
+    queue.set_pool("run:b", 5).await.unwrap();
+    queue.set_pool("agent:x", 1).await.unwrap();
+    let task = |run: &str| {
+        NewTask::new(0, json!({"kind": "noop"}))
+            .in_pool(run)
+            .also_in_pool("agent:x")
+    };
+    let first = queue.enqueue_within(&task("run:a"), 2).await.unwrap();
+    let second = queue.enqueue_within(&task("run:b"), 2).await.unwrap();
+    assert!(first.is_some() && second.is_some());
+    assert_eq!(
+        queue.enqueue_within(&task("run:b"), 2).await.unwrap(),
+        None,
+        "agent:x already holds two queued tasks"
+    );
+
+    let lease = queue
+        .claim("w", Duration::from_secs(30))
+        .await
+        .unwrap()
+        .expect("the first task is claimed");
+    assert_eq!(Some(lease.task), first);
+    assert!(
+        queue
+            .claim("w", Duration::from_secs(30))
+            .await
+            .unwrap()
+            .is_none(),
+        "run:b has room, but agent:x runs one task already"
+    );
+    queue
+        .complete(&lease, &runner::queue::Outcome::Completed(json!({})))
+        .await
+        .unwrap();
+    let next = queue
+        .claim("w", Duration::from_secs(30))
+        .await
+        .unwrap()
+        .expect("the second task is claimed once the first ended");
+    assert_eq!(Some(next.task), second);
+}
