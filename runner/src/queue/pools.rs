@@ -4,11 +4,13 @@
 //! once, across every worker; a task in no pool, or in a pool without a
 //! row, is limited by nothing. A task may be in two pools (`pool` and
 //! `second_pool`: an agent task is in its run's and its agent's) and runs
-//! only when both have room; a pool's tasks are those naming it in either. There is no running count to drift: a
-//! claimer of a pooled task locks the pool's row (`FOR UPDATE`), so the
-//! claimers of one pool take turns (a task's two pools are locked in name
-//! order), and then counts the pool's running tasks, which under READ
-//! COMMITTED sees every claim committed before the lock was granted. A full pool is skipped and the next task tried.
+//! only when both have room; a pool's tasks are those naming it in either.
+//! There is no running count to drift: a claimer of a pooled task locks
+//! the pool's row (`FOR UPDATE`), so the claimers of one pool take turns (a
+//! task's two pools are locked in name order), and then counts the pool's
+//! running tasks, which under READ COMMITTED sees every claim committed
+//! before the lock was granted. A full pool is skipped and the next task
+//! tried.
 
 use super::{Lease, Queue, QueueError};
 use std::time::Duration;

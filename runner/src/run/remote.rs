@@ -6,9 +6,10 @@
 //! ## What goes out
 //! Only the kinds [`payload`] builds a payload for (`exec`, and `script`
 //! and `block` tasks whose plugin workers can run: `remote_plugins.rs`)
-//! and `agent` tasks (most of them: `remote_agents.rs`); the others run here. A dispatched task holds no local slot: its run's pool
-//! (`run:<run id>`, `max_running` = `[defaults] concurrency`) holds the
-//! limit across every worker; an agent task is in its agent's pool too.
+//! and `agent` tasks (most of them: `remote_agents.rs`); the others run
+//! here. A dispatched task holds no local slot: its run's pool (`run:<run
+//! id>`, `max_running` = `[defaults] concurrency`) holds the limit across
+//! every worker; an agent task is in its agent's pool too.
 //!
 //! ## Waiting
 //! The end of a task is announced on the queue's completion channel; a
