@@ -145,7 +145,11 @@ async fn a_dispatched_tasks_output_arrives_while_it_runs_each_stream_on_its_own(
     let first_out = lines.iter().position(|l| l.kind == LogKind::Output);
     assert!(claim_at < first_out, "{lines:#?}");
     let id = only_task(&db).await;
-    assert_eq!(db.queue.output_rows(id).await.unwrap(), 0, "nothing is left");
+    assert_eq!(
+        db.queue.output_rows(id).await.unwrap(),
+        0,
+        "nothing is left"
+    );
 }
 
 #[tokio::test]
@@ -170,8 +174,7 @@ async fn output_past_the_limit_is_cut_as_a_local_run_cuts_it_and_the_queue_keeps
     with_limit(there.path());
     db.start("w1", "3s");
 
-    let (code, stdout, stderr) =
-        crate::pipelines::run_binary(here.path(), &["run"], &[]).await;
+    let (code, stdout, stderr) = crate::pipelines::run_binary(here.path(), &["run"], &[]).await;
     assert_eq!(code, 0, "{stdout}\n{stderr}");
     let (code, stdout, stderr) = crate::coordinator::run_on(&db, there.path()).await;
     assert_eq!(code, 0, "{stdout}\n{stderr}\n{}", db.logs());

@@ -483,9 +483,11 @@ impl Heard {
                     claim.worker, claim.attempt
                 );
                 match &self.claim {
-                    Some((attempt, worker)) if self.output_since_claim => message.push_str(
-                        &format!(": the output above came from attempt {attempt} on worker {worker}"),
-                    ),
+                    Some((attempt, worker)) if self.output_since_claim => {
+                        message.push_str(&format!(
+                            ": the output above came from attempt {attempt} on worker {worker}"
+                        ))
+                    }
                     Some((attempt, worker)) => message.push_str(&format!(
                         "; attempt {attempt} on worker {worker} did not finish"
                     )),

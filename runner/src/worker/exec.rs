@@ -72,12 +72,7 @@ fn task_name(lease: &Lease) -> String {
 
 /// Runs the payload's command in `cwd` (a relative `cwd` in the payload is
 /// relative to it).
-async fn run(
-    lease: &Lease,
-    cwd: &Path,
-    cancel: &CancellationToken,
-    tee: &Tee,
-) -> Option<Outcome> {
+async fn run(lease: &Lease, cwd: &Path, cancel: &CancellationToken, tee: &Tee) -> Option<Outcome> {
     let mut spec = match ExecSpec::from_config(&lease.payload, cwd) {
         Ok(spec) => spec,
         Err(err) => return failed(format!("task {}: {err:#}", lease.task)),

@@ -220,7 +220,10 @@ mod tests {
         );
         let due = pending.due().expect("due");
         pending.add((Part::Stdout, vec![b'x'; FLUSH_BYTES]));
-        assert!(pending.due().expect("due") < due, "a full batch is due at once");
+        assert!(
+            pending.due().expect("due") < due,
+            "a full batch is due at once"
+        );
         pending.clear();
         assert!(pending.is_empty() && pending.due().is_none());
     }
