@@ -249,3 +249,46 @@ async fn a_retried_task_says_where_the_output_above_came_from_and_streams_its_se
     let before = output(&lines[..at], "stdout");
     assert_eq!(before, "from-attempt-1\n", "attempt 1's output came first");
 }
+
+/// The fence, on the queue itself: a worker whose lease was reaped and
+/// given to another writes no output; the new holder's comes under its attempt.
+#[tokio::test]
+async fn a_worker_that_lost_its_lease_writes_no_output() {
+    let Some(mut db) = fresh("output_fence").await else {
+        return;
+    };
+    let queue = &mut db.queue;
+    queue
+        .enqueue(&[runner::queue::NewTask::new(
+            0,
+            serde_json::json!({"kind": "noop"}),
+        )])
+        .await
+        .unwrap();
+    let lost = queue
+        .claim("lost", Duration::from_millis(1))
+        .await
+        .unwrap()
+        .expect("claimed");
+    let deadline = Instant::now() + DEADLINE;
+    while queue.reap().await.unwrap().requeued == 0 {
+        assert!(Instant::now() < deadline, "the lease never expired");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let holder = queue
+        .claim("holder", Duration::from_secs(60))
+        .await
+        .unwrap()
+        .expect("claimed again");
+    let stdout = |text: &str| vec![(runner::queue::Part::Stdout, text.as_bytes().to_vec())];
+    assert!(!queue.put_output(&lost, &stdout("stale")).await.unwrap());
+    assert!(queue.put_output(&holder, &stdout("fresh")).await.unwrap());
+    let taken = queue.take_output(holder.task).await.unwrap();
+    let got: Vec<(i32, &[u8])> = taken.iter().map(|r| (r.attempt, &r.chunk[..])).collect();
+    assert_eq!(got, [(2, &b"fresh"[..])]);
+    assert_eq!(
+        queue.output_rows(holder.task).await.unwrap(),
+        0,
+        "taken is gone"
+    );
+}
