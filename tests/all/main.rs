@@ -10,6 +10,7 @@ mod cluster;
 mod config_errors;
 mod coordinator;
 mod coordinator_git;
+mod coordinator_output;
 mod coordinator_plugins;
 mod dashboard;
 mod dashboard_support;

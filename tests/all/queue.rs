@@ -89,6 +89,11 @@ impl Db {
         self.workers.signal(name, signal);
     }
 
+    /// `kill -9` of the worker of full name `name`.
+    pub(crate) fn kill(&self, name: &str) {
+        self.signal(name, "KILL");
+    }
+
     pub(crate) fn logs(&self) -> String {
         self.workers.logs()
     }

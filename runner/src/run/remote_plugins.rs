@@ -202,7 +202,12 @@ impl RunCtx {
         error: Option<String>,
         result: &Value,
     ) -> TaskOutcome {
-        let logs = result.get("logs").and_then(Value::as_array);
+        // A worker that streamed its log lines sent them as they came.
+        let streamed = result.get("streamed") == Some(&Value::Bool(true));
+        let logs = result
+            .get("logs")
+            .and_then(Value::as_array)
+            .filter(|_| !streamed);
         for log in logs.into_iter().flatten() {
             let level = log
                 .get("level")

@@ -1,11 +1,12 @@
 //! `exec` payloads: the `exec` task's fields (`command`, `args`, `env`,
 //! `timeout`), run in the worker's directory in a process group of their
-//! own; the result keeps the exit code and the end of the output. With a
+//! own; the output goes to the worker's [`Tee`] as it comes, and the result
+//! keeps the exit code and the end of the output. With a
 //! `git` field the command runs in a worktree of a batch branch instead,
 //! and what it changed is pushed back (`git.rs`).
 
 use super::git::{self, GitTask};
-use super::{Context, failed};
+use super::{Context, Tee, failed};
 use crate::process::exec::{self, Ending, ExecSpec};
 use crate::queue::{Lease, Outcome};
 use serde_json::{Value, json};
@@ -22,12 +23,13 @@ pub(super) async fn execute(
     context: &Context,
     lease: &Lease,
     cancel: &CancellationToken,
+    tee: &Tee,
 ) -> Option<Outcome> {
     let git = match GitTask::from_payload(&lease.payload) {
         Ok(Some(git)) => git,
         Ok(None) => {
             let cwd = std::env::current_dir().unwrap_or_else(|_| "/".into());
-            return run(lease, &cwd, cancel).await;
+            return run(lease, &cwd, cancel, tee).await;
         }
         Err(err) => return failed(format!("task {}: {err}", lease.task)),
     };
@@ -35,7 +37,7 @@ pub(super) async fn execute(
         Ok(worktree) => worktree,
         Err(err) => return failed(format!("task {}: {err}", lease.task)),
     };
-    let ran = run(lease, worktree.path(), cancel).await;
+    let ran = run(lease, worktree.path(), cancel, tee).await;
     let (worktree, outcome) = match ran {
         Some(Outcome::Completed(mut result)) => {
             let message = format!("runner: task {} on {}", task_name(lease), context.name);
@@ -70,7 +72,7 @@ fn task_name(lease: &Lease) -> String {
 
 /// Runs the payload's command in `cwd` (a relative `cwd` in the payload is
 /// relative to it).
-async fn run(lease: &Lease, cwd: &Path, cancel: &CancellationToken) -> Option<Outcome> {
+async fn run(lease: &Lease, cwd: &Path, cancel: &CancellationToken, tee: &Tee) -> Option<Outcome> {
     let mut spec = match ExecSpec::from_config(&lease.payload, cwd) {
         Ok(spec) => spec,
         Err(err) => return failed(format!("task {}: {err:#}", lease.task)),
@@ -85,7 +87,8 @@ async fn run(lease: &Lease, cwd: &Path, cancel: &CancellationToken) -> Option<Ou
         Err(err) => return failed(format!("task {}: {err}", lease.task)),
     };
     let mut output = Vec::new();
-    let ending = exec::run(&spec, timeout, cancel, |_, data| {
+    let ending = exec::run(&spec, timeout, cancel, |stream, data| {
+        tee.output(stream, data);
         output.extend_from_slice(data);
         if output.len() > 2 * OUTPUT_TAIL {
             output.drain(..output.len() - OUTPUT_TAIL);
