@@ -11,6 +11,8 @@ use tokio_util::sync::CancellationToken;
 pub(super) struct Node {
     /// The cluster's events, as this node's clients see them.
     pub events: Arc<EventBus>,
+    /// The queue's outbox, for resumes older than `events` holds.
+    pub outbox: Arc<Queue>,
     cancel: CancellationToken,
     appender: tokio::task::JoinHandle<()>,
     tailer: tokio::task::JoinHandle<()>,
@@ -41,7 +43,7 @@ pub(super) async fn join(url: &str, schema: &str, local: &EventBus) -> Result<No
         cancel.clone(),
     ));
     let tailer = tokio::spawn(outbox::tail_into(
-        reader,
+        reader.clone(),
         last,
         events.clone(),
         cancel.clone(),
@@ -49,6 +51,7 @@ pub(super) async fn join(url: &str, schema: &str, local: &EventBus) -> Result<No
     eprintln!("joined the cluster at {schema} (node {name}); events after {last}");
     Ok(Node {
         events,
+        outbox: reader,
         cancel,
         appender,
         tailer,

@@ -15,6 +15,11 @@
 //! ## Waiting
 //! The tailer reads what is new, then waits [`TAIL_PAUSE`] before it looks
 //! again (a poll bounded per round by [`TAIL_BATCH`] rows).
+//!
+//! ## Old numbers
+//! The table keeps every event, so a client resuming from a number older
+//! than a node's memory is served from it ([`Queue::numbered_after`]), one
+//! read of [`TAIL_BATCH`] rows at a time.
 
 use super::{Queue, QueueError};
 use crate::events::EventBus;
@@ -71,6 +76,29 @@ impl Queue {
         Ok(rows.iter().map(|row| (row.get(0), row.get(1))).collect())
     }
 
+    /// The events after id `after` (reading at most `limit` rows), each
+    /// numbered by its id. A row this runner cannot read (an event of a
+    /// newer runner) is skipped with a warning, as the tailer skips it.
+    pub async fn numbered_after(&self, after: i64, limit: i64) -> Result<Numbered, QueueError> {
+        let rows = self.events_after(after, limit).await?;
+        let mut read = Numbered {
+            events: Vec::with_capacity(rows.len()),
+            through: after,
+            rows: rows.len(),
+        };
+        for (id, json) in rows {
+            read.through = id;
+            match serde_json::from_str::<Event>(&json) {
+                Ok(mut event) => {
+                    event.seq = id as u64;
+                    read.events.push(event);
+                }
+                Err(err) => tracing::warn!(id, "skipping an outbox event: {err}"),
+            }
+        }
+        Ok(read)
+    }
+
     /// The id of the newest event (0: none yet).
     pub async fn last_event_id(&self) -> Result<i64, QueueError> {
         Ok(self
@@ -79,6 +107,17 @@ impl Queue {
             .await?
             .get(0))
     }
+}
+
+/// One read of the outbox (see [`Queue::numbered_after`]).
+#[derive(Debug)]
+pub struct Numbered {
+    /// The events read, numbered by their ids, in order.
+    pub events: Vec<Event>,
+    /// The id of the last row read (`after` when none was).
+    pub through: i64,
+    /// How many rows were read (skipped ones included).
+    pub rows: usize,
 }
 
 /// Appends every event of `local` to the outbox as `node`, in batches; a
@@ -154,26 +193,22 @@ pub async fn tail_into(
     cancel: CancellationToken,
 ) {
     loop {
-        let found = match queue.events_after(after, TAIL_BATCH).await {
-            Ok(found) => found,
+        let read = match queue.numbered_after(after, TAIL_BATCH).await {
+            Ok(read) => read,
             Err(err) => {
                 tracing::warn!("cannot read the outbox: {err}; retrying");
-                Vec::new()
+                Numbered {
+                    events: Vec::new(),
+                    through: after,
+                    rows: 0,
+                }
             }
         };
-        let full = found.len() as i64 == TAIL_BATCH;
-        for (id, json) in found {
-            after = id;
-            match serde_json::from_str::<Event>(&json) {
-                Ok(mut event) => {
-                    event.seq = id as u64;
-                    cluster.publish_numbered(event);
-                }
-                // An event of a newer runner this one cannot read.
-                Err(err) => tracing::warn!(id, "skipping an outbox event: {err}"),
-            }
+        after = read.through;
+        for event in read.events {
+            cluster.publish_numbered(event);
         }
-        if full {
+        if read.rows as i64 == TAIL_BATCH {
             continue;
         }
         tokio::select! {
