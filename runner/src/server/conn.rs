@@ -318,7 +318,7 @@ where
             }
             self.feed_frame(&Frame::new(event, pipeline)).await?;
             *written += 1;
-            if *written % WRITE_BATCH == 0 {
+            if written.is_multiple_of(WRITE_BATCH) {
                 self.flush().await?;
             }
         }
