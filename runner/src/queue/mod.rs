@@ -31,7 +31,7 @@ mod pools;
 mod schema;
 mod status;
 
-pub use plugins::{PluginError, StoredPlugin, sha256_hex};
+pub use plugins::{PluginError, StoredPlugin};
 
 use futures_util::StreamExt;
 use serde_json::Value;
