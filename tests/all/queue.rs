@@ -406,10 +406,15 @@ async fn a_coordinator_and_its_workers_ride_out_a_real_postgres_restart() {
     let mut queue = Queue::connect(&url, schema, "runner tests").await.unwrap();
     let ran = tempfile::tempdir().unwrap();
     let log = ran.path().join("ran");
-    let mut pipeline =
-        "[[pipelines.default.batches]]\nid = \"a\"\ntype = \"parallel\"\n".to_string();
+    // Batch b's tasks are queued after the restart, when a has ended.
+    let mut pipeline = String::new();
     let names: Vec<String> = (1..=12).map(|i| format!("t{i:02}")).collect();
-    for id in &names {
+    for (index, id) in names.iter().enumerate() {
+        match index {
+            0 => pipeline.push_str("[[pipelines.default.batches]]\nid = \"a\"\ntype = \"parallel\"\n"),
+            6 => pipeline.push_str("[[pipelines.default.batches]]\nid = \"b\"\ntype = \"parallel\"\ndepends_on = [\"a\"]\n"),
+            _ => {}
+        }
         let command = format!("echo {id} >> {}; sleep 0.3", log.display());
         pipeline.push_str(&format!(
             "[[pipelines.default.batches.tasks]]\nid = \"{id}\"\ntype = \"exec\"\nconfig = {{ command = {command:?} }}\n"
