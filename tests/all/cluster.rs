@@ -2,7 +2,8 @@
 //! of their own): runs started on both, a WebSocket client on each sees
 //! the same events under the same numbers, and a client that moves to the
 //! other node resumes there with no gap, even from a number older than that
-//! node holds in memory. Skipped without PostgreSQL unless
+//! node holds in memory, and after a real restart of the database (a server
+//! of the test's own). Skipped without PostgreSQL unless
 //! `RUNNER_REQUIRE_TOOLCHAINS=1`.
 
 use crate::handoff::free_port;
@@ -46,12 +47,17 @@ struct Node {
 
 impl Node {
     async fn start(schema: &str) -> Self {
+        Self::start_on(&url(), schema).await
+    }
+
+    /// A node of the queue at `queue_url`.
+    async fn start_on(queue_url: &str, schema: &str) -> Self {
         let project = crate::ids::isolated_project(PIPELINE);
         let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let log = project.path().join("serve.log");
         let child = tokio::process::Command::new(crate::pipelines::runner_binary())
             .args(["serve", "--listen", &addr.to_string()])
-            .args(["--queue", &url(), "--schema", schema])
+            .args(["--queue", queue_url, "--schema", schema])
             .current_dir(project.path())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
@@ -319,4 +325,46 @@ async fn a_resume_older_than_the_nodes_memory_is_served_from_the_outbox_then_liv
         2,
         "the end of the first run and all of the second"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_reconnect_to_the_outbox_after_a_real_postgres_restart() {
+    let Some(server) = crate::queue_support::OwnPostgres::start("cluster_restart") else {
+        return;
+    };
+    let queue_url = server.url();
+    let mut workers = crate::queue_support::Workers::new().on(queue_url.clone());
+    workers.start("nodes", "w1", "3s", crate::queue_support::Cache::None);
+    let first = Node::start_on(&queue_url, "nodes").await;
+    let second = Node::start_on(&queue_url, "nodes").await;
+    let (mut watcher, _) = second.client(None).await;
+
+    tokio::task::block_in_place(|| server.restart());
+
+    // A run on the first node after the restart reaches the second's client
+    // through the outbox, numbered without a gap.
+    let (mut on_first, _) = first.client(None).await;
+    on_first.send(json!({"type": "start_run", "id": 1})).await;
+    let mut seen = Vec::new();
+    loop {
+        let message = watcher.recv().await;
+        let Some(seq) = event_seq(&message) else {
+            continue;
+        };
+        seen.push(seq);
+        if message["type"] == "run_status"
+            && matches!(message["status"].as_str(), Some("completed" | "failed"))
+        {
+            assert_eq!(
+                message["status"],
+                "completed",
+                "{message}\n{}",
+                workers.logs()
+            );
+            break;
+        }
+    }
+    for pair in seen.windows(2) {
+        assert_eq!(pair[1], pair[0] + 1, "no gap: {seen:?}");
+    }
 }

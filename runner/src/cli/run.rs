@@ -72,7 +72,7 @@ async fn start_server(
     bus: Arc<EventBus>,
     listen: Option<std::net::SocketAddr>,
     history: &history::Recording,
-    cluster: Option<Arc<crate::queue::Queue>>,
+    cluster: Option<Arc<crate::queue::outbox::Outbox>>,
 ) -> Result<ServerHandle, Error> {
     let mut settings = config.server.clone();
     if let Some(listen) = listen {

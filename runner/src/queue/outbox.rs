@@ -16,6 +16,11 @@
 //! The tailer reads what is new, then waits [`TAIL_PAUSE`] before it looks
 //! again (a poll bounded per round by [`TAIL_BATCH`] rows).
 //!
+//! ## The database going away
+//! The appender and the tailer each hold an [`Outbox`]: a connection made
+//! again when it ended (PostgreSQL restarted, say), with backoff between
+//! tries; the tailer goes on from the last id it read, so nothing is missed.
+//!
 //! ## Old numbers
 //! The table keeps every event, so a client resuming from a number older
 //! than a node's memory is served from it ([`Queue::numbered_after`]), one
@@ -38,6 +43,36 @@ pub const APPEND_BATCH: usize = 1_000;
 /// first, with a warning): a node cut off from PostgreSQL does not grow
 /// without bound.
 pub const MAX_PENDING: usize = 100_000;
+
+/// A connection to the outbox, made again when it ended.
+pub struct Outbox {
+    url: String,
+    schema: String,
+    application: String,
+    queue: tokio::sync::Mutex<Arc<Queue>>,
+}
+
+impl Outbox {
+    /// Connects as `application` (see [`Queue::connect`]).
+    pub async fn connect(url: &str, schema: &str, application: &str) -> Result<Self, QueueError> {
+        let queue = Queue::connect(url, schema, application).await?;
+        Ok(Self {
+            url: url.to_string(),
+            schema: schema.to_string(),
+            application: application.to_string(),
+            queue: tokio::sync::Mutex::new(Arc::new(queue)),
+        })
+    }
+
+    /// The connection, made again first when it ended.
+    pub async fn queue(&self) -> Result<Arc<Queue>, QueueError> {
+        let mut queue = self.queue.lock().await;
+        if queue.is_closed() {
+            *queue = Arc::new(Queue::connect(&self.url, &self.schema, &self.application).await?);
+        }
+        Ok(queue.clone())
+    }
+}
 
 impl Queue {
     /// Appends `events` (as JSON) from `node`; the id of the last one.
@@ -125,7 +160,7 @@ pub struct Numbered {
 /// them). Once `cancel` fires it appends what is already published and
 /// returns (giving up on a database that does not answer).
 pub async fn append_from(
-    queue: Arc<Queue>,
+    outbox: Arc<Outbox>,
     node: String,
     mut local: crate::events::Subscription,
     cancel: CancellationToken,
@@ -163,7 +198,11 @@ pub async fn append_from(
         }
         let take = pending.len().min(APPEND_BATCH);
         let batch: Vec<String> = pending.iter().take(take).cloned().collect();
-        match queue.append_events(&node, &batch).await {
+        let appended = match outbox.queue().await {
+            Ok(queue) => queue.append_events(&node, &batch).await,
+            Err(err) => Err(err),
+        };
+        match appended {
             Ok(_) => {
                 pending.drain(..take);
                 backoff = Duration::from_millis(50);
@@ -187,21 +226,30 @@ pub async fn append_from(
 /// Feeds `cluster` with every outbox event after id `after`, each numbered
 /// by its id, until `cancel`.
 pub async fn tail_into(
-    queue: Arc<Queue>,
+    outbox: Arc<Outbox>,
     mut after: i64,
     cluster: Arc<EventBus>,
     cancel: CancellationToken,
 ) {
+    let mut backoff = TAIL_PAUSE;
     loop {
-        let read = match queue.numbered_after(after, TAIL_BATCH).await {
-            Ok(read) => read,
+        let read = match outbox.queue().await {
+            Ok(queue) => queue.numbered_after(after, TAIL_BATCH).await,
+            Err(err) => Err(err),
+        };
+        let read = match read {
+            Ok(read) => {
+                backoff = TAIL_PAUSE;
+                read
+            }
             Err(err) => {
                 tracing::warn!("cannot read the outbox: {err}; retrying");
-                Numbered {
-                    events: Vec::new(),
-                    through: after,
-                    rows: 0,
+                tokio::select! {
+                    () = tokio::time::sleep(backoff) => {}
+                    () = cancel.cancelled() => return,
                 }
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+                continue;
             }
         };
         after = read.through;

@@ -22,7 +22,7 @@
 
 use super::state::State;
 use crate::events::EventBus;
-use crate::queue::Queue;
+use crate::queue::outbox::Outbox;
 use crate::store::Store;
 use protocol::{Event, EventKind, Filter, NodeStatus, ReplyBody, ServerReply, Snapshot};
 use std::sync::{Arc, Mutex};
@@ -197,7 +197,7 @@ pub(crate) enum Older {
     /// A single server's history database.
     History(Store),
     /// A cluster node's outbox (`queue::outbox`): its ids are the bus's numbers.
-    Outbox(Arc<Queue>),
+    Outbox(Arc<Outbox>),
 }
 
 /// The most events one read of the history takes.
@@ -226,7 +226,8 @@ impl Older {
                 let through = events.last().map_or(after_seq, |event| event.seq);
                 Ok((events, through))
             }
-            Self::Outbox(queue) => {
+            Self::Outbox(outbox) => {
+                let queue = outbox.queue().await.map_err(|err| err.to_string())?;
                 let read = queue
                     .numbered_after(after_seq as i64, crate::queue::outbox::TAIL_BATCH)
                     .await

@@ -185,7 +185,7 @@ pub async fn serve_cluster(
     bus: Arc<EventBus>,
     settings: ServerSettings,
     history: Option<crate::store::Store>,
-    outbox: Arc<crate::queue::Queue>,
+    outbox: Arc<crate::queue::outbox::Outbox>,
 ) -> Result<ServerHandle, ServerError> {
     let older = Some(hub::Older::Outbox(outbox));
     serve_inner(service, bus, settings, history, older).await
