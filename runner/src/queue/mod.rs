@@ -38,7 +38,7 @@ mod schema;
 mod status;
 
 pub use output::{KEPT_AFTER_END, OutputRow, Part};
-pub use plugins::{PluginError, StoredPlugin, sha256_hex};
+pub use plugins::{PluginError, StoredPlugin};
 
 use futures_util::StreamExt;
 use serde_json::Value;

@@ -13,7 +13,10 @@
 //! ## Waiting
 //! The end of a task is announced on the queue's completion channel; a
 //! poll every [`POLL`] stands behind the notifications, and a lost
-//! connection is retried for [`LOST_FOR`] before the task fails.
+//! connection is retried for [`LOST_FOR`] before the task fails. Enqueueing
+//! is retried the same way; the payload's `dispatch` mark lets a retry find
+//! a task whose enqueue committed though its answer was lost, so a task is
+//! never queued twice.
 //!
 //! ## Output and claims
 //! While a task runs its worker sends its output to the queue; the waiting
@@ -165,17 +168,49 @@ impl Remote {
         Ok(queue)
     }
 
-    /// Enqueues `task` in `pool`, limited to `max_running`; its id.
+    /// Enqueues `task` in `pool`, limited to `max_running`; its id. A lost
+    /// connection is retried for [`LOST_FOR`] (see the module docs).
     async fn enqueue(
         &self,
         pool: &str,
         max_running: usize,
-        task: NewTask,
+        mut task: NewTask,
+    ) -> Result<i64, QueueError> {
+        let key = uuid::Uuid::now_v7().to_string();
+        task.payload["dispatch"] = json!(key);
+        let mut lost_since: Option<Instant> = None;
+        loop {
+            match self
+                .enqueue_once(pool, max_running, &task, &key, lost_since.is_some())
+                .await
+            {
+                Err(err) if err.is_disconnect() => {
+                    let since = *lost_since.get_or_insert_with(Instant::now);
+                    if since.elapsed() > LOST_FOR {
+                        return Err(err);
+                    }
+                    tokio::time::sleep(POLL).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn enqueue_once(
+        &self,
+        pool: &str,
+        max_running: usize,
+        task: &NewTask,
+        key: &str,
+        retrying: bool,
     ) -> Result<i64, QueueError> {
         let mut queue = self.queue().await?;
         let max = i32::try_from(max_running).unwrap_or(i32::MAX).max(1);
         queue.set_pool(pool, max).await?;
-        let ids = queue.enqueue(&[task]).await?;
+        if retrying && let Some(id) = queue.task_dispatched_as(key).await? {
+            return Ok(id);
+        }
+        let ids = queue.enqueue(std::slice::from_ref(task)).await?;
         Ok(ids[0])
     }
 

@@ -20,8 +20,8 @@ use super::RunCtx;
 use super::remote::Remote;
 use super::tasks::TaskOutcome;
 use crate::config::{Batch, DEFAULT_MEMORY, PluginSource, Task, TaskKind};
+use crate::hash::sha256_hex;
 use crate::plugin::{CallOptions, Plugin, TaskSpec, World};
-use crate::queue::sha256_hex;
 use protocol::{EventKind, LogLevel};
 use serde_json::{Value, json};
 use std::collections::{HashMap, HashSet};
@@ -46,6 +46,12 @@ pub(super) fn remote_kind(plugin: &Plugin) -> Option<&'static str> {
 type Declared = Arc<OnceCell<Result<(), String>>>;
 
 /// What the coordinator declared, per run.
+///
+/// ## Bounded in a long-lived coordinator
+/// `runs` holds only the runs in progress: an ended run is forgotten by
+/// `Remote::end_run`, and, whatever way it ended, when its context is
+/// dropped. `uploaded` keeps one hash (never the bytes) per plugin the
+/// process loaded, and a process loads its plugins once.
 #[derive(Default)]
 pub(super) struct Declarations {
     runs: Mutex<HashMap<String, Declared>>,

@@ -23,8 +23,9 @@
 
 use super::{Context, Prepared, Tee, failed};
 use crate::config::{Capabilities, DEFAULT_MEMORY, DEFAULT_TIMEOUT, PluginDecl, PluginSource};
+use crate::hash::sha256_hex;
 use crate::plugin::{CallOptions, Engine, EngineLimits, Plugin, Signal, Sink};
-use crate::queue::{Lease, Outcome, PluginError, Queue, QueueError, sha256_hex};
+use crate::queue::{Lease, Outcome, PluginError, Queue, QueueError};
 use protocol::Stream;
 use serde::Deserialize;
 use serde_json::{Value, json};
