@@ -30,6 +30,7 @@ pub mod units;
 
 pub mod builtin;
 pub mod events;
+pub mod hash;
 mod ids;
 mod printer;
 pub mod process;

@@ -45,8 +45,9 @@ struct Setup {
 
 impl Setup {
     /// In `db`'s schema; `git` is the `[git]` table's body, `{remote}` in it
-    /// becomes the remote's path; `runner.toml` (and its state) in `sub` of
-    /// the repository (empty: its root).
+    /// becomes the remote's path (and `{root}` in the pipeline the
+    /// repository's); `runner.toml` (and its state) in `sub` of the
+    /// repository (empty: its root).
     fn new(db: Db, pipeline: &str, git_table: &str, sub: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let bare = dir.path().join("remote.git");
@@ -54,10 +55,13 @@ impl Setup {
         let project = crate::ids::isolated_project(&format!("{pipeline}\n[git]\n{table}\n"));
         let root = project.path();
         let toml = root.join("runner.toml");
-        let text = std::fs::read_to_string(&toml).unwrap().replace(
-            "state_dir = \"state\"\n",
-            "state_dir = \"state\"\nconcurrency = 4\n",
-        );
+        let text = std::fs::read_to_string(&toml)
+            .unwrap()
+            .replace(
+                "state_dir = \"state\"\n",
+                "state_dir = \"state\"\nconcurrency = 4\n",
+            )
+            .replace("{root}", root.to_str().unwrap());
         std::fs::write(&toml, text).unwrap();
         if !sub.is_empty() {
             std::fs::create_dir_all(root.join(sub)).unwrap();
@@ -359,5 +363,22 @@ config = { command = "test -f seed.txt && echo from-worker > out.txt" }
         git(root, &["rev-parse", "main^{tree}"]),
         git(root, &["rev-parse", &format!("{winner}^{{tree}}")]),
         "main holds the winning attempt's work"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_absolute_cwd_inside_the_repository_is_that_place_in_the_workers_worktree() {
+    let pipeline = "[[pipelines.default.batches]]\nid = \"build\"\ntype = \"parallel\"\n\
+        [[pipelines.default.batches.tasks]]\nid = \"one\"\ntype = \"exec\"\n\
+        config = { command = \"test -f runner.toml && echo one > one.txt\", cwd = \"{root}/app\" }\n";
+    let table = "remote = \"{remote}\"\nmerge = \"ff\"";
+    let Some((setup, _)) = Setup::ran("cgit_abs", pipeline, table, "app", &["w1"], 0).await else {
+        return;
+    };
+    // Written in the worker's worktree, committed there and merged: not in
+    // the coordinator's own checkout behind git's back.
+    assert_eq!(
+        git(setup.project.path(), &["show", "main:app/one.txt"]),
+        "one"
     );
 }

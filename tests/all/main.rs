@@ -11,6 +11,7 @@ mod config_errors;
 mod coordinator;
 mod coordinator_agents;
 mod coordinator_git;
+mod coordinator_output;
 mod coordinator_plugins;
 mod dashboard;
 mod dashboard_support;

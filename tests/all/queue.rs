@@ -1,11 +1,12 @@
 //! The PostgreSQL queue with real `runner worker` processes: priority order,
-//! exactly-once completion, a worker killed or stopped past its lease, and
-//! connections terminated mid-run. Each test works in its own schema,
+//! exactly-once completion, a worker killed or stopped past its lease,
+//! connections terminated mid-run, and a real restart of a PostgreSQL server
+//! of the test's own (`OwnPostgres`). Each test works in its own schema,
 //! dropped at the end. Without a PostgreSQL server at `RUNNER_TEST_POSTGRES`
 //! (default `postgres://postgres@127.0.0.1:5432/test`) the tests skip, unless
 //! `RUNNER_REQUIRE_TOOLCHAINS=1` (as `.ci/run` sets), when they fail.
 
-use crate::queue_support::{Cache, Workers, wait_for};
+use crate::queue_support::{Cache, OwnPostgres, Workers, wait_for};
 use runner::queue::{NewTask, Queue, TaskRow};
 use serde_json::json;
 use std::path::Path;
@@ -87,6 +88,11 @@ impl Db {
 
     fn signal(&self, name: &str, signal: &str) {
         self.workers.signal(name, signal);
+    }
+
+    /// `kill -9` of the worker of full name `name`.
+    pub(crate) fn kill(&self, name: &str) {
+        self.signal(name, "KILL");
     }
 
     pub(crate) fn logs(&self) -> String {
@@ -357,4 +363,153 @@ async fn a_task_in_two_pools_waits_for_both_and_a_full_second_pool_refuses_more(
         .unwrap()
         .expect("the second task is claimed once the first ended");
     assert_eq!(Some(next.task), second);
+}
+
+/// A connection to `url`, retried until the server answers (it may be
+/// starting again).
+async fn connect_retrying(url: &str, schema: &str) -> Queue {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        match Queue::connect(url, schema, "runner tests").await {
+            Ok(queue) => return queue,
+            Err(err) => assert!(Instant::now() < deadline, "never reconnected: {err}"),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The tasks once `done` holds, polled through a connection that is
+/// reconnected when the server went away; fails past [`DEADLINE`].
+async fn poll_tasks(
+    queue: &mut Queue,
+    url: &str,
+    what: &str,
+    logs: impl Fn() -> String,
+    done: impl Fn(&[TaskRow]) -> bool,
+) -> Vec<TaskRow> {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        match queue.tasks().await {
+            Ok(tasks) if done(&tasks) => return tasks,
+            Ok(tasks) => assert!(
+                Instant::now() < deadline,
+                "never {what}: {tasks:#?}\n{}",
+                logs()
+            ),
+            Err(err) if err.is_disconnect() => {
+                *queue = connect_retrying(url, &queue.schema().to_string()).await;
+            }
+            Err(err) => panic!("{err}"),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn completed(tasks: &[TaskRow]) -> usize {
+    tasks.iter().filter(|t| t.state == "completed").count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_reconnect_after_a_real_postgres_restart_and_nothing_is_lost() {
+    let Some(server) = OwnPostgres::start("postgres_restart") else {
+        return;
+    };
+    let url = server.url();
+    let mut queue = Queue::connect(&url, "restart", "runner tests")
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let tasks: Vec<NewTask> = (0..30)
+        .map(|i| appending(dir.path(), i % 3, "sleep 0.2; "))
+        .collect();
+    let mut ids = queue.enqueue(&tasks).await.unwrap();
+    ids.sort();
+    let mut workers = Workers::in_dir(dir.path()).on(url.clone());
+    for name in ["w1", "w2", "w3"] {
+        workers.start("restart", name, "2s", Cache::None);
+    }
+    let logs = || format!("{}\n--- server\n{}", workers.logs(), server.log());
+
+    let before = poll_tasks(&mut queue, &url, "3 completed", logs, |t| completed(t) >= 3).await;
+    tokio::task::block_in_place(|| server.restart());
+    assert!(completed(&before) < ids.len(), "the restart came mid-run");
+
+    let tasks = poll_tasks(&mut queue, &url, "all completed", logs, all_completed).await;
+    assert_eq!(tasks.len(), ids.len());
+    for task in &tasks {
+        assert_eq!(task.completions, 1, "{task:?}");
+    }
+    let ran = std::fs::read_to_string(dir.path().join("ran")).unwrap();
+    let mut ran: Vec<i64> = ran.lines().map(|l| l.trim().parse().unwrap()).collect();
+    ran.sort();
+    ran.dedup();
+    assert_eq!(
+        ran, ids,
+        "every task ran (a re-run after a lost claim is allowed)"
+    );
+    assert!(workers.logs().contains("reconnecting"), "{}", logs());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_coordinator_and_its_workers_ride_out_a_real_postgres_restart() {
+    let Some(server) = OwnPostgres::start("postgres_restart_run") else {
+        return;
+    };
+    let url = server.url();
+    let schema = "restart_run";
+    let mut queue = Queue::connect(&url, schema, "runner tests").await.unwrap();
+    let ran = tempfile::tempdir().unwrap();
+    let log = ran.path().join("ran");
+    // Batch b's tasks are queued after the restart, when a has ended.
+    let mut pipeline = String::new();
+    let names: Vec<String> = (1..=12).map(|i| format!("t{i:02}")).collect();
+    for (index, id) in names.iter().enumerate() {
+        match index {
+            0 => pipeline.push_str("[[pipelines.default.batches]]\nid = \"a\"\ntype = \"parallel\"\n"),
+            6 => pipeline.push_str("[[pipelines.default.batches]]\nid = \"b\"\ntype = \"parallel\"\ndepends_on = [\"a\"]\n"),
+            _ => {}
+        }
+        let command = format!("echo {id} >> {}; sleep 0.3", log.display());
+        pipeline.push_str(&format!(
+            "[[pipelines.default.batches.tasks]]\nid = \"{id}\"\ntype = \"exec\"\nconfig = {{ command = {command:?} }}\n"
+        ));
+    }
+    let project = crate::coordinator::project(&pipeline, 3);
+    let mut workers = Workers::new().on(url.clone());
+    workers.start(schema, "w1", "2s", Cache::None);
+    workers.start(schema, "w2", "2s", Cache::None);
+    let logs = || format!("{}\n--- server\n{}", workers.logs(), server.log());
+
+    let args = ["run", "--queue", url.as_str(), "--schema", schema];
+    let run = crate::pipelines::run_binary(project.path(), &args, &[]);
+    let restart = async {
+        let before = poll_tasks(&mut queue, &url, "2 completed", logs, |t| completed(t) >= 2).await;
+        tokio::task::block_in_place(|| server.restart());
+        before
+    };
+    let ((code, stdout, stderr), before) = tokio::join!(run, restart);
+    assert_eq!(code, 0, "stdout: {stdout}\nstderr: {stderr}\n{}", logs());
+    assert!(completed(&before) < names.len(), "the restart came mid-run");
+
+    let tasks = poll_tasks(&mut queue, &url, "read", logs, |_| true).await;
+    assert_eq!(
+        tasks.len(),
+        names.len(),
+        "each task queued once: {tasks:#?}"
+    );
+    for task in &tasks {
+        assert_eq!(
+            (task.state.as_str(), task.completions),
+            ("completed", 1),
+            "{task:?}"
+        );
+    }
+    let mut lines: Vec<String> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    lines.sort();
+    lines.dedup();
+    assert_eq!(lines, names, "every task ran");
 }

@@ -1,7 +1,8 @@
 //! What the queue tests share: real `runner worker` processes (started,
 //! signalled, stopped, their logs), waiting on the queue's tasks with a
-//! deadline, and a git repository of one commit with a bare clone beside it
-//! (the remote workers push to).
+//! deadline, a git repository of one commit with a bare clone beside it
+//! (the remote workers push to), and a PostgreSQL server of a test's own
+//! (to restart it without touching the one the other tests share).
 
 use crate::queue::{Db, url};
 use runner::queue::TaskRow;
@@ -30,6 +31,8 @@ pub(crate) struct Workers {
     _owned: Option<tempfile::TempDir>,
     /// (full name, process, stderr file).
     started: Vec<(String, Child, PathBuf)>,
+    /// The queue they serve.
+    url: String,
 }
 
 impl Workers {
@@ -40,7 +43,13 @@ impl Workers {
             dir: owned.path().to_path_buf(),
             _owned: Some(owned),
             started: Vec::new(),
+            url: url(),
         }
+    }
+
+    /// The same workers, serving the queue at `url` instead.
+    pub(crate) fn on(self, url: String) -> Self {
+        Self { url, ..self }
     }
 
     /// Workers in `dir`, which the caller keeps.
@@ -49,6 +58,7 @@ impl Workers {
             dir: dir.to_path_buf(),
             _owned: None,
             started: Vec::new(),
+            url: url(),
         }
     }
 
@@ -69,7 +79,7 @@ impl Workers {
         let log = self.dir.join(format!("{name}.log"));
         let mut command = Command::new(crate::pipelines::runner_binary());
         command
-            .args(["worker", "--queue", &url(), "--schema", schema])
+            .args(["worker", "--queue", &self.url, "--schema", schema])
             .args(["--lease", lease, "--name", &full, "--poll", "200ms"]);
         match cache {
             Cache::None => {}
@@ -201,4 +211,190 @@ pub(crate) fn seed_repository(work: &Path, bare: &Path) -> String {
     let (work_path, bare_path) = (work.to_str().unwrap(), bare.to_str().unwrap());
     git(work, &["clone", "--quiet", "--bare", work_path, bare_path]);
     seed
+}
+
+/// A PostgreSQL server of the test's own, in a temp dir, on a free loopback
+/// port with trust auth; stopped (`-m immediate`) when dropped, whatever
+/// the test did. Run as the `postgres` OS user when the tests run as root
+/// (initdb refuses root).
+pub(crate) struct OwnPostgres {
+    dir: tempfile::TempDir,
+    bin: PathBuf,
+    port: u16,
+    as_postgres: bool,
+}
+
+impl OwnPostgres {
+    /// Creates and starts one; `None` (after saying why) when the server's
+    /// programs are not installed and `RUNNER_REQUIRE_TOOLCHAINS` is not `1`.
+    pub(crate) fn start(test: &str) -> Option<Self> {
+        let Some(bin) = postgres_bin() else {
+            let why = "no PostgreSQL server programs (initdb, pg_ctl) in /usr/lib/postgresql/*/bin or `pg_config --bindir`";
+            if std::env::var("RUNNER_REQUIRE_TOOLCHAINS").as_deref() == Ok("1") {
+                panic!("RUNNER_REQUIRE_TOOLCHAINS=1 but there are {why}");
+            }
+            eprintln!("skipping {test}: {why}");
+            return None;
+        };
+        use std::os::unix::fs::MetadataExt;
+        let as_postgres = std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0);
+        let dir = tempfile::tempdir().unwrap();
+        let server = Self {
+            dir,
+            bin,
+            port: crate::handoff::free_port(),
+            as_postgres,
+        };
+        if as_postgres {
+            let status = std::process::Command::new("chown")
+                .arg("postgres:")
+                .arg(server.dir.path())
+                .status()
+                .unwrap();
+            assert!(
+                status.success(),
+                "chown postgres {}",
+                server.dir.path().display()
+            );
+        }
+        server.run(
+            "initdb",
+            &[
+                "-D",
+                &server.data(),
+                "-A",
+                "trust",
+                "-U",
+                "postgres",
+                "--no-sync",
+            ],
+        );
+        server.pg_ctl(&[
+            "start",
+            "-w",
+            "-t",
+            "60",
+            "-l",
+            &server.log_file(),
+            "-o",
+            &server.options(),
+        ]);
+        Some(server)
+    }
+
+    /// postgres://postgres@127.0.0.1:PORT/postgres
+    pub(crate) fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// A real stop (fast: sessions are ended) and start, on the same port.
+    pub(crate) fn restart(&self) {
+        self.pg_ctl(&[
+            "restart",
+            "-w",
+            "-t",
+            "60",
+            "-m",
+            "fast",
+            "-l",
+            &self.log_file(),
+            "-o",
+            &self.options(),
+        ]);
+    }
+
+    /// The server's own log.
+    pub(crate) fn log(&self) -> String {
+        std::fs::read_to_string(self.log_file()).unwrap_or_default()
+    }
+
+    fn data(&self) -> String {
+        self.dir.path().join("data").to_str().unwrap().to_string()
+    }
+
+    fn log_file(&self) -> String {
+        self.dir
+            .path()
+            .join("server.log")
+            .to_str()
+            .unwrap()
+            .to_string()
+    }
+
+    fn options(&self) -> String {
+        format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+            self.port,
+            self.dir.path().display()
+        )
+    }
+
+    fn pg_ctl(&self, args: &[&str]) {
+        let data = self.data();
+        let mut all = vec!["-D", data.as_str()];
+        all.extend_from_slice(args);
+        self.run("pg_ctl", &all);
+    }
+
+    /// Runs the server program `program` (as `postgres` when root); it must succeed.
+    fn run(&self, program: &str, args: &[&str]) {
+        let out = self.command(program, args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{program} {args:?}: {}{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            self.log()
+        );
+    }
+
+    fn command(&self, program: &str, args: &[&str]) -> std::process::Command {
+        let path = self.bin.join(program);
+        let mut command = if self.as_postgres {
+            let mut command = std::process::Command::new("runuser");
+            command.args(["-u", "postgres", "--"]).arg(path);
+            command
+        } else {
+            std::process::Command::new(path)
+        };
+        command.args(args).stdin(Stdio::null());
+        command
+    }
+}
+
+impl Drop for OwnPostgres {
+    fn drop(&mut self) {
+        let data = self.data();
+        let _ = self
+            .command("pg_ctl", &["-D", &data, "-m", "immediate", "stop"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+/// Where `initdb` and `pg_ctl` are: the newest /usr/lib/postgresql/*/bin,
+/// else `pg_config --bindir`.
+fn postgres_bin() -> Option<PathBuf> {
+    let mut found: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| {
+            let version = entry.file_name().to_str()?.parse::<u32>().ok()?;
+            let bin = entry.path().join("bin");
+            bin.join("initdb").exists().then_some((version, bin))
+        })
+        .collect();
+    found.sort();
+    if let Some((_, bin)) = found.pop() {
+        return Some(bin);
+    }
+    let out = std::process::Command::new("pg_config")
+        .arg("--bindir")
+        .output()
+        .ok()?;
+    let bin = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    (out.status.success() && bin.join("initdb").exists() && bin.join("pg_ctl").exists())
+        .then_some(bin)
 }

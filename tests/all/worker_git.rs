@@ -278,6 +278,57 @@ async fn a_failed_task_reports_its_exit_and_pushes_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_git_task_whose_cwd_leaves_its_worktree_is_refused_and_nothing_runs() {
+    let Some(mut db) = fresh("wgit_cwd").await else {
+        return;
+    };
+    let mut setup = Setup::new();
+    let meet = setup.meet();
+    let marker = meet.join("ran");
+    // A link in the branch that leads out of the worktree.
+    std::os::unix::fs::symlink(&meet, setup.work.join("out")).unwrap();
+    git(&setup.work, &["add", "out"]);
+    git(&setup.work, &["commit", "--quiet", "-m", "link"]);
+    git(&setup.work, &["push", "--quiet", &setup.remote, "main"]);
+    setup.seed = git(&setup.work, &["rev-parse", "HEAD"]);
+    let command = format!("pwd >> {}", marker.display());
+    let escapes = [
+        (
+            "absolute",
+            meet.to_str().unwrap().to_string(),
+            "is absolute",
+        ),
+        (
+            "climbing",
+            "sub/../../..".to_string(),
+            "leaves the task's worktree",
+        ),
+        ("linked", "out".to_string(), "through a symlink"),
+    ];
+    for (name, cwd, _) in &escapes {
+        let mut task = setup.task(name, &command);
+        task.payload["cwd"] = json!(cwd);
+        db.queue.enqueue(&[task]).await.unwrap();
+    }
+    setup.start(&db, "w1");
+    let tasks = setup.finished(&db).await;
+    for (task, (name, cwd, why)) in tasks.iter().zip(&escapes) {
+        assert_eq!(task.state, "failed", "{name}: {task:#?}");
+        let error = task.error.as_deref().unwrap_or_default();
+        assert!(
+            error.contains(&format!("`cwd` = {cwd:?}")) && error.contains(why),
+            "{name}: {error}"
+        );
+    }
+    assert!(!marker.exists(), "no command ran outside its worktree");
+    assert_eq!(setup.remote_branch(), None, "nothing was pushed");
+    assert!(
+        setup.worktrees_left("w1").is_empty(),
+        "the worktrees are gone"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_coordinator_publishes_a_base_and_fetches_what_a_worker_pushed() {
     let Some(mut db) = fresh("wgit_coord").await else {
         return;

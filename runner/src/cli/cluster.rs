@@ -4,13 +4,15 @@
 
 use super::Error;
 use crate::events::EventBus;
-use crate::queue::{Queue, outbox};
+use crate::queue::outbox::{self, Outbox};
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 pub(super) struct Node {
     /// The cluster's events, as this node's clients see them.
     pub events: Arc<EventBus>,
+    /// The queue's outbox, for resumes older than `events` holds.
+    pub outbox: Arc<Outbox>,
     cancel: CancellationToken,
     appender: tokio::task::JoinHandle<()>,
     tailer: tokio::task::JoinHandle<()>,
@@ -23,7 +25,7 @@ pub(super) async fn join(url: &str, schema: &str, local: &EventBus) -> Result<No
     let name = super::worker::default_name();
     let connect = |role: &str| {
         let application = format!("runner serve {role} {name}");
-        async move { Queue::connect(url, schema, &application).await }
+        async move { Outbox::connect(url, schema, &application).await }
     };
     let fail = |err: crate::queue::QueueError| Error::Usage(format!("--queue: {err}"));
     let writer = Arc::new(connect("outbox").await.map_err(fail)?);
@@ -31,7 +33,13 @@ pub(super) async fn join(url: &str, schema: &str, local: &EventBus) -> Result<No
     // Subscribe before reading where the outbox is, so nothing this node
     // publishes is missed by its own clients.
     let subscription = local.subscribe();
-    let last = reader.last_event_id().await.map_err(fail)?;
+    let last = reader
+        .queue()
+        .await
+        .map_err(fail)?
+        .last_event_id()
+        .await
+        .map_err(fail)?;
     let events = EventBus::new(last as u64 + 1);
     let cancel = CancellationToken::new();
     let appender = tokio::spawn(outbox::append_from(
@@ -41,7 +49,7 @@ pub(super) async fn join(url: &str, schema: &str, local: &EventBus) -> Result<No
         cancel.clone(),
     ));
     let tailer = tokio::spawn(outbox::tail_into(
-        reader,
+        reader.clone(),
         last,
         events.clone(),
         cancel.clone(),
@@ -49,6 +57,7 @@ pub(super) async fn join(url: &str, schema: &str, local: &EventBus) -> Result<No
     eprintln!("joined the cluster at {schema} (node {name}); events after {last}");
     Ok(Node {
         events,
+        outbox: reader,
         cancel,
         appender,
         tailer,

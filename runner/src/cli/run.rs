@@ -42,7 +42,7 @@ async fn local_runner(
                 bus.clone(),
                 listen,
                 &recording,
-                false,
+                None,
             )
             .await?,
         ),
@@ -72,17 +72,16 @@ async fn start_server(
     bus: Arc<EventBus>,
     listen: Option<std::net::SocketAddr>,
     history: &history::Recording,
-    cluster: bool,
+    cluster: Option<Arc<crate::queue::outbox::Outbox>>,
 ) -> Result<ServerHandle, Error> {
     let mut settings = config.server.clone();
     if let Some(listen) = listen {
         settings.listen = listen;
     }
     let store = history.store.clone();
-    let handle = if cluster {
-        crate::server::serve_cluster(service, bus, settings, store).await
-    } else {
-        crate::server::serve_with_history(service, bus, settings, store).await
+    let handle = match cluster {
+        Some(outbox) => crate::server::serve_cluster(service, bus, settings, store, outbox).await,
+        None => crate::server::serve_with_history(service, bus, settings, store).await,
     }
     .map_err(|err| Error::Usage(err.to_string()))?;
     eprintln!(
@@ -109,9 +108,10 @@ pub(super) async fn serve(
     let server = match &node {
         Some(node) => {
             let served = node.events.clone();
-            start_server(&config, service.clone(), served, listen, &recording, true).await?
+            let outbox = Some(node.outbox.clone());
+            start_server(&config, service.clone(), served, listen, &recording, outbox).await?
         }
-        None => start_server(&config, service.clone(), bus, listen, &recording, false).await?,
+        None => start_server(&config, service.clone(), bus, listen, &recording, None).await?,
     };
     runner.agents().refresh().await;
     shutdown_signal().await;

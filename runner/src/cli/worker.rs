@@ -6,12 +6,15 @@
 //! it, and the reaper gave the task back) the task's process group is
 //! killed and the task is not completed; when one finds the task asked to
 //! stop (its run was aborted), the group is killed and the task completed
-//! failed, `cancelled`. A lost connection is reconnected
-//! with backoff; Ctrl-C or SIGTERM stops claiming, hands the running task
-//! back and exits.
+//! failed, `cancelled`. Meanwhile its output is sent to the queue in
+//! batches (`worker/output.rs`), all of it before the completion. A lost
+//! connection is reconnected with backoff; Ctrl-C or SIGTERM stops
+//! claiming, hands the running task back and exits.
 
 use super::{Error, exit};
 use crate::queue::{Completion, Heartbeat, Lease, NewTask, Outcome, Queue, QueueError};
+use crate::worker::Tee;
+use crate::worker::output::Pending;
 use clap::Subcommand;
 use serde_json::json;
 use std::time::Duration;
@@ -274,12 +277,15 @@ impl Worker {
         };
         let stop = self.stop.clone();
         let cancel = CancellationToken::new();
-        let task = crate::worker::execute(&context, &lease, &prepared, &cancel);
+        let (tee, mut heard) = Tee::new(crate::worker::output::limit(&lease.payload));
+        let mut pending = Pending::default();
+        let task = crate::worker::execute(&context, &lease, &prepared, &cancel, &tee);
         tokio::pin!(task);
         let mut tick = tokio::time::interval_at(Instant::now() + length / 3, length / 3);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut held_until = Instant::now() + length;
         let outcome = loop {
+            let due = pending.due();
             tokio::select! {
                 biased;
                 outcome = &mut task => break outcome,
@@ -323,6 +329,10 @@ impl Worker {
                         }
                     }
                 }
+                () = tokio::time::sleep_until(due.unwrap_or_else(Instant::now)), if due.is_some() => {
+                    self.send_output(&lease, &mut pending).await;
+                }
+                Some(piece) = heard.recv() => pending.add(piece),
             }
         };
         let Some(outcome) = outcome else {
@@ -332,11 +342,17 @@ impl Worker {
             }
             return;
         };
-        // The lease fences the completion, so it may be retried freely.
+        while let Ok(piece) = heard.try_recv() {
+            pending.add(piece);
+        }
+        let outcome = streamed(outcome, &tee);
+        // The lease fences the completion, so it may be retried freely;
+        // the output goes first, so whoever sees the end has all of it.
         for _ in 0..20 {
+            self.send_output(&lease, &mut pending).await;
             let completed = match self.queue().await {
-                Ok(Some(queue)) => queue.complete(&lease, &outcome).await,
-                Ok(None) => continue,
+                Ok(Some(queue)) if pending.is_empty() => queue.complete(&lease, &outcome).await,
+                Ok(_) => continue,
                 Err(err) => Err(err),
             };
             match completed {
@@ -354,6 +370,50 @@ impl Worker {
                 return;
             }
         }
+    }
+
+    /// Sends the output gathered in `pending`. What could not be sent for
+    /// a lost connection waits for the next try; the rest is forgotten
+    /// (sent, or its lease is gone and it is nobody's any more).
+    async fn send_output(&mut self, lease: &Lease, pending: &mut Pending) {
+        if pending.is_empty() {
+            return;
+        }
+        let sent = match self.queue().await {
+            Ok(Some(queue)) => queue.put_output(lease, pending.rows()).await,
+            Ok(None) => return,
+            Err(err) => Err(err),
+        };
+        match sent {
+            Ok(_) => pending.clear(),
+            Err(err) => {
+                self.failed(&err);
+                if !err.is_disconnect() {
+                    pending.clear();
+                }
+            }
+        }
+    }
+}
+
+/// `outcome` with what its result says of the output: it was `streamed`
+/// (the reader has it already), and what was cut past the limit.
+fn streamed(outcome: Outcome, tee: &Tee) -> Outcome {
+    let annotate = |mut result: serde_json::Value| {
+        if let Some(map) = result.as_object_mut() {
+            map.insert("streamed".into(), json!(true));
+            if let Some(cut) = tee.cut() {
+                map.insert("output_cut".into(), cut.to_json());
+            }
+        }
+        result
+    };
+    match outcome {
+        Outcome::Completed(result) => Outcome::Completed(annotate(result)),
+        Outcome::Failed { error, result } => Outcome::Failed {
+            error,
+            result: annotate(result),
+        },
     }
 }
 

@@ -24,8 +24,8 @@
 //! drops entries unused for [`CACHE_UNUSED_DAYS`] days, then the least
 //! recently used ones while the cache holds more than [`CACHE_MAX_BYTES`].
 
+use crate::hash::sha256_hex;
 use anyhow::{Context, Result};
-use sha2::{Digest, Sha256};
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -97,12 +97,6 @@ impl Stamp {
     fn to_line(self) -> String {
         self.0.map(|v| v.to_string()).join(" ")
     }
-}
-
-/// The hex SHA-256 of a component's bytes: its identity in the cache and
-/// what `plugins.NAME.sha256` is checked against.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
 }
 
 /// Sizing of the engine, from `runner.toml`.
@@ -212,7 +206,7 @@ impl Engine {
 
     /// Compiles `bytes`, or loads the cached compilation of the same bytes
     /// for this same engine. `sha256` is the hex SHA-256 of `bytes`
-    /// ([`sha256_hex`]): the caller hashes once, as a big component costs
+    /// ([`crate::hash::sha256_hex`]): the caller hashes once, as a big component costs
     /// milliseconds per pass.
     pub fn component(&self, bytes: &[u8], sha256: &str) -> Result<(Component, Compiled)> {
         let Some(file) = self.cache_file(sha256) else {

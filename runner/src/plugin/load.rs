@@ -2,11 +2,12 @@
 //! detected from its exports → a typed `InstancePre` → `describe`.
 
 use super::bindings::{latest, v0_1_0};
-use super::engine::{Stamp, sha256_hex};
+use super::engine::Stamp;
 use super::state::StoreState;
 use super::{Engine, EngineLimits, LoadError, Plugin, Pre, World, check};
 use crate::config::{Config, PluginDecl, PluginSource};
 use crate::events::EventBus;
+use crate::hash::sha256_hex;
 use indexmap::IndexMap;
 use protocol::{CompileStatus, EventKind};
 use std::sync::Arc;

@@ -97,6 +97,15 @@ impl Chunker {
         })
     }
 
+    /// Counts `bytes` more as dropped past the limit, as another chunker
+    /// (a worker's, with the same limit) dropped them: nothing passes any more.
+    pub fn dropped(&mut self, bytes: u64) {
+        if bytes > 0 {
+            self.passed = self.limit;
+            self.dropped += bytes;
+        }
+    }
+
     /// Splits `data` into chunks; a trailing partial character waits for the next call.
     pub fn push(&mut self, stream: Stream, data: &[u8]) -> Vec<(u64, String)> {
         if stream == Stream::Stdout {

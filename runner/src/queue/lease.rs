@@ -219,7 +219,8 @@ impl Queue {
     }
 
     /// Returns expired leases to the queue, or fails their tasks once
-    /// `max_attempts` ran out. One reaper at a time: when another holds the
+    /// `max_attempts` ran out, and deletes the output nobody took of tasks
+    /// that ended long ago. One reaper at a time: when another holds the
     /// lock this does nothing.
     pub async fn reap(&mut self) -> Result<Reaped, QueueError> {
         let channel = self.channel();
@@ -269,6 +270,8 @@ impl Queue {
             if reaped.requeued > 0 {
                 tx.execute("SELECT pg_notify($1, '')", &[&channel]).await?;
             }
+            let kept = super::KEPT_AFTER_END.as_secs_f64();
+            tx.execute(super::output::FORGET_ENDED, &[&kept]).await?;
         }
         tx.commit().await?;
         Ok(reaped)

@@ -24,16 +24,23 @@
 //! ## Plugins
 //! Plugins for workers are kept by the hash of their bytes and handed only
 //! to the runs that declared them (`plugins.rs`).
+//!
+//! ## Output
+//! A worker sends its task's output while it runs, fenced by the lease
+//! like a heartbeat, and whoever waits for the task takes it as it comes
+//! (`output.rs`).
 
 mod lease;
 pub mod outbox;
+mod output;
 mod plugins;
 mod pools;
 mod schema;
 mod spent;
 mod status;
 
-pub use plugins::{PluginError, StoredPlugin, sha256_hex};
+pub use output::{KEPT_AFTER_END, OutputRow, Part};
+pub use plugins::{PluginError, StoredPlugin};
 
 use futures_util::StreamExt;
 use serde_json::Value;

@@ -15,6 +15,16 @@
 //! ## Waiting
 //! The tailer reads what is new, then waits [`TAIL_PAUSE`] before it looks
 //! again (a poll bounded per round by [`TAIL_BATCH`] rows).
+//!
+//! ## The database going away
+//! The appender and the tailer each hold an [`Outbox`]: a connection made
+//! again when it ended (PostgreSQL restarted, say), with backoff between
+//! tries; the tailer goes on from the last id it read, so nothing is missed.
+//!
+//! ## Old numbers
+//! The table keeps every event, so a client resuming from a number older
+//! than a node's memory is served from it ([`Queue::numbered_after`]), one
+//! read of [`TAIL_BATCH`] rows at a time.
 
 use super::{Queue, QueueError};
 use crate::events::EventBus;
@@ -33,6 +43,36 @@ pub const APPEND_BATCH: usize = 1_000;
 /// first, with a warning): a node cut off from PostgreSQL does not grow
 /// without bound.
 pub const MAX_PENDING: usize = 100_000;
+
+/// A connection to the outbox, made again when it ended.
+pub struct Outbox {
+    url: String,
+    schema: String,
+    application: String,
+    queue: tokio::sync::Mutex<Arc<Queue>>,
+}
+
+impl Outbox {
+    /// Connects as `application` (see [`Queue::connect`]).
+    pub async fn connect(url: &str, schema: &str, application: &str) -> Result<Self, QueueError> {
+        let queue = Queue::connect(url, schema, application).await?;
+        Ok(Self {
+            url: url.to_string(),
+            schema: schema.to_string(),
+            application: application.to_string(),
+            queue: tokio::sync::Mutex::new(Arc::new(queue)),
+        })
+    }
+
+    /// The connection, made again first when it ended.
+    pub async fn queue(&self) -> Result<Arc<Queue>, QueueError> {
+        let mut queue = self.queue.lock().await;
+        if queue.is_closed() {
+            *queue = Arc::new(Queue::connect(&self.url, &self.schema, &self.application).await?);
+        }
+        Ok(queue.clone())
+    }
+}
 
 impl Queue {
     /// Appends `events` (as JSON) from `node`; the id of the last one.
@@ -71,6 +111,29 @@ impl Queue {
         Ok(rows.iter().map(|row| (row.get(0), row.get(1))).collect())
     }
 
+    /// The events after id `after` (reading at most `limit` rows), each
+    /// numbered by its id. A row this runner cannot read (an event of a
+    /// newer runner) is skipped with a warning, as the tailer skips it.
+    pub async fn numbered_after(&self, after: i64, limit: i64) -> Result<Numbered, QueueError> {
+        let rows = self.events_after(after, limit).await?;
+        let mut read = Numbered {
+            events: Vec::with_capacity(rows.len()),
+            through: after,
+            rows: rows.len(),
+        };
+        for (id, json) in rows {
+            read.through = id;
+            match serde_json::from_str::<Event>(&json) {
+                Ok(mut event) => {
+                    event.seq = id as u64;
+                    read.events.push(event);
+                }
+                Err(err) => tracing::warn!(id, "skipping an outbox event: {err}"),
+            }
+        }
+        Ok(read)
+    }
+
     /// The id of the newest event (0: none yet).
     pub async fn last_event_id(&self) -> Result<i64, QueueError> {
         Ok(self
@@ -81,12 +144,23 @@ impl Queue {
     }
 }
 
+/// One read of the outbox (see [`Queue::numbered_after`]).
+#[derive(Debug)]
+pub struct Numbered {
+    /// The events read, numbered by their ids, in order.
+    pub events: Vec<Event>,
+    /// The id of the last row read (`after` when none was).
+    pub through: i64,
+    /// How many rows were read (skipped ones included).
+    pub rows: usize,
+}
+
 /// Appends every event of `local` to the outbox as `node`, in batches; a
 /// failed append is retried (the events wait, at most [`MAX_PENDING`] of
 /// them). Once `cancel` fires it appends what is already published and
 /// returns (giving up on a database that does not answer).
 pub async fn append_from(
-    queue: Arc<Queue>,
+    outbox: Arc<Outbox>,
     node: String,
     mut local: crate::events::Subscription,
     cancel: CancellationToken,
@@ -124,7 +198,11 @@ pub async fn append_from(
         }
         let take = pending.len().min(APPEND_BATCH);
         let batch: Vec<String> = pending.iter().take(take).cloned().collect();
-        match queue.append_events(&node, &batch).await {
+        let appended = match outbox.queue().await {
+            Ok(queue) => queue.append_events(&node, &batch).await,
+            Err(err) => Err(err),
+        };
+        match appended {
             Ok(_) => {
                 pending.drain(..take);
                 backoff = Duration::from_millis(50);
@@ -148,32 +226,37 @@ pub async fn append_from(
 /// Feeds `cluster` with every outbox event after id `after`, each numbered
 /// by its id, until `cancel`.
 pub async fn tail_into(
-    queue: Arc<Queue>,
+    outbox: Arc<Outbox>,
     mut after: i64,
     cluster: Arc<EventBus>,
     cancel: CancellationToken,
 ) {
+    let mut backoff = TAIL_PAUSE;
     loop {
-        let found = match queue.events_after(after, TAIL_BATCH).await {
-            Ok(found) => found,
+        let read = match outbox.queue().await {
+            Ok(queue) => queue.numbered_after(after, TAIL_BATCH).await,
+            Err(err) => Err(err),
+        };
+        let read = match read {
+            Ok(read) => {
+                backoff = TAIL_PAUSE;
+                read
+            }
             Err(err) => {
                 tracing::warn!("cannot read the outbox: {err}; retrying");
-                Vec::new()
+                tokio::select! {
+                    () = tokio::time::sleep(backoff) => {}
+                    () = cancel.cancelled() => return,
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+                continue;
             }
         };
-        let full = found.len() as i64 == TAIL_BATCH;
-        for (id, json) in found {
-            after = id;
-            match serde_json::from_str::<Event>(&json) {
-                Ok(mut event) => {
-                    event.seq = id as u64;
-                    cluster.publish_numbered(event);
-                }
-                // An event of a newer runner this one cannot read.
-                Err(err) => tracing::warn!(id, "skipping an outbox event: {err}"),
-            }
+        after = read.through;
+        for event in read.events {
+            cluster.publish_numbered(event);
         }
-        if full {
+        if read.rows as i64 == TAIL_BATCH {
             continue;
         }
         tokio::select! {

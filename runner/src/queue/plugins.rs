@@ -7,7 +7,7 @@
 //! a plugin its run did not name, whatever its payload says.
 
 use super::{Queue, QueueError};
-use sha2::{Digest, Sha256};
+use crate::hash::sha256_hex;
 
 /// Why the queue would not hand a plugin over.
 #[derive(Debug, thiserror::Error)]
@@ -34,11 +34,6 @@ pub struct StoredPlugin {
     pub name: String,
     pub sha256: String,
     pub size: i64,
-}
-
-/// The lower-case hex SHA-256 of `bytes`, as plugins are addressed.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
 }
 
 impl Queue {

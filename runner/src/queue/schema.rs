@@ -90,6 +90,21 @@ pub(super) const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (run, sha256)
     );
     "#,
+    // The output of running tasks, sent by their workers in batches while
+    // they run and taken (deleted) by the coordinator as it reads it (see
+    // `output.rs`); `stream` `cut` marks where a worker stopped sending.
+    r#"
+    CREATE TABLE task_output (
+        seq BIGSERIAL PRIMARY KEY,
+        task_id BIGINT NOT NULL,
+        attempt INTEGER NOT NULL,
+        stream TEXT NOT NULL CHECK (stream IN ('stdout', 'stderr', 'log', 'cut')),
+        chunk BYTEA NOT NULL,
+        at TIMESTAMPTZ NOT NULL DEFAULT now()
+    );
+    CREATE INDEX task_output_task ON task_output (task_id, seq);
+    CREATE INDEX claims_task ON claims (task_id, seq);
+    "#,
     // An agent task's second pool (`agent:<name>`, see `pools.rs`): a claim
     // needs room in both; `queue_limit` counts the queued tasks of it. What
     // each run's agent tasks spent (see `spent.rs`).

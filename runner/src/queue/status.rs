@@ -30,6 +30,19 @@ impl Queue {
         Ok(row.as_ref().map(task_row))
     }
 
+    /// The task whose payload's `dispatch` is `key` (an enqueuer's mark,
+    /// to find a task whose enqueue committed but whose answer was lost).
+    pub async fn task_dispatched_as(&self, key: &str) -> Result<Option<i64>, QueueError> {
+        let row = self
+            .client
+            .query_opt(
+                "SELECT id FROM tasks WHERE payload->>'dispatch' = $1 ORDER BY id LIMIT 1",
+                &[&key],
+            )
+            .await?;
+        Ok(row.map(|row| row.get(0)))
+    }
+
     /// Every claim, in order.
     pub async fn claims(&self) -> Result<Vec<ClaimRow>, QueueError> {
         let rows = self

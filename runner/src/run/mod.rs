@@ -445,6 +445,17 @@ struct RunCtx {
     shared_batches: Mutex<HashMap<std::path::PathBuf, remote_git::SharedBatch>>,
 }
 
+/// A run that ends any other way than through its last line (its future
+/// dropped by a shutdown, a panic) still leaves no declaration behind in a
+/// long-lived coordinator (`runner serve --queue`).
+impl Drop for RunCtx {
+    fn drop(&mut self) {
+        if let Some(remote) = &self.remote {
+            remote.plugins.forget(&self.run_id);
+        }
+    }
+}
+
 impl RunCtx {
     fn publish(&self, kind: EventKind) {
         self.bus.publish(kind);

@@ -14,7 +14,17 @@
 //! ## Waiting
 //! The end of a task is announced on the queue's completion channel; a
 //! poll every [`POLL`] stands behind the notifications, and a lost
-//! connection is retried for [`LOST_FOR`] before the task fails.
+//! connection is retried for [`LOST_FOR`] before the task fails. Enqueueing
+//! is retried the same way; the payload's `dispatch` mark lets a retry find
+//! a task whose enqueue committed though its answer was lost, so a task is
+//! never queued twice.
+//!
+//! ## Output and claims
+//! While a task runs its worker sends its output to the queue; the waiting
+//! coordinator takes it every [`OUTPUT_POLL`] and passes it through the
+//! task's chunker as a local task's output goes (the result's tail is not
+//! passed again). Each claim is said on the task when it is seen, with the
+//! attempt that came before it when a worker was lost.
 //!
 //! ## Abort
 //! A queued task is cancelled at once; a running one is asked to stop (its
@@ -27,7 +37,7 @@ use crate::config::{Batch, Task, TaskKind};
 use crate::plugin::TaskSpec;
 use crate::process::exec::ExecSpec;
 use crate::process::output::Chunker;
-use crate::queue::{NewTask, Queue, QueueError, TaskRow};
+use crate::queue::{ClaimRow, NewTask, OutputRow, Part, Queue, QueueError, TaskRow};
 use protocol::{LogLevel, Priority, Stream};
 use serde_json::{Map, Value, json};
 use std::path::Path;
@@ -39,6 +49,8 @@ use tokio_util::sync::CancellationToken;
 
 /// The poll behind the completion notifications.
 const POLL: Duration = Duration::from_millis(500);
+/// The poll for the output of a running task.
+const OUTPUT_POLL: Duration = Duration::from_millis(200);
 /// How long an aborted run waits for a running task's worker to stop it
 /// (a worker heartbeats every third of its lease: 10s by default).
 const STOP_WAIT: Duration = Duration::from_secs(15);
@@ -92,6 +104,16 @@ fn rank(priority: Priority) -> i32 {
 /// The pool that holds a run's limit.
 pub(super) fn pool_of(run_id: &str) -> String {
     format!("run:{run_id}")
+}
+
+/// What waiting for a task saw, in the order it happened.
+enum Seen<'a> {
+    /// It is still waiting for a worker.
+    Unclaimed,
+    /// A worker claimed it.
+    Claimed(&'a ClaimRow),
+    /// A piece of its output.
+    Output(&'a OutputRow),
 }
 
 /// The coordinator's side of the queue, shared by every run of a runner.
@@ -148,49 +170,124 @@ impl Remote {
         Ok(queue)
     }
 
-    /// Enqueues `task` in `pool`, limited to `max_running`; its id.
+    /// Enqueues `task` in `pool`, limited to `max_running`; its id. A lost
+    /// connection is retried for [`LOST_FOR`] (see the module docs).
     async fn enqueue(
         &self,
         pool: &str,
         max_running: usize,
-        task: NewTask,
+        mut task: NewTask,
+    ) -> Result<i64, QueueError> {
+        let key = uuid::Uuid::now_v7().to_string();
+        task.payload["dispatch"] = json!(key);
+        let mut lost_since: Option<Instant> = None;
+        loop {
+            match self
+                .enqueue_once(pool, max_running, &task, &key, lost_since.is_some())
+                .await
+            {
+                Err(err) if err.is_disconnect() => {
+                    let since = *lost_since.get_or_insert_with(Instant::now);
+                    if since.elapsed() > LOST_FOR {
+                        return Err(err);
+                    }
+                    tokio::time::sleep(POLL).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn enqueue_once(
+        &self,
+        pool: &str,
+        max_running: usize,
+        task: &NewTask,
+        key: &str,
+        retrying: bool,
     ) -> Result<i64, QueueError> {
         let mut queue = self.queue().await?;
         let max = i32::try_from(max_running).unwrap_or(i32::MAX).max(1);
         queue.set_pool(pool, max).await?;
-        let ids = queue.enqueue(&[task]).await?;
+        if retrying && let Some(id) = queue.task_dispatched_as(key).await? {
+            return Ok(id);
+        }
+        let ids = queue.enqueue(std::slice::from_ref(task)).await?;
         Ok(ids[0])
     }
 
-    /// The task's row once it ended; `unclaimed` is told when it is still
-    /// waiting for a worker.
-    async fn ended_row(
+    /// One look at task `id`: tells `watch` what happened since the last
+    /// (`last_claim` is the last claim it was told of); the task's row.
+    ///
+    /// The output is taken before the row is read and the claims after it,
+    /// so every claim of an attempt whose output was taken is known; when
+    /// the row says the task ended, the output is taken once more: its
+    /// worker wrote all of it before the end.
+    async fn look(
         &self,
         id: i64,
-        unclaimed: &mut impl FnMut(),
+        last_claim: &mut i64,
+        watch: &mut impl FnMut(Seen<'_>),
     ) -> Result<Option<TaskRow>, QueueError> {
-        let row = self.queue().await?.task(id).await?;
-        if row.as_ref().is_some_and(|row| row.state == "queued") {
-            unclaimed();
+        let queue = self.queue().await?;
+        let mut output = queue.take_output(id).await?;
+        let row = queue.task(id).await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let ended = row.state == "completed" || row.state == "failed";
+        let claims = if row.state == "queued" && output.is_empty() {
+            Vec::new()
+        } else {
+            queue.claims_of(id, *last_claim).await?
+        };
+        if ended {
+            output.extend(queue.take_output(id).await?);
         }
-        Ok(row.filter(|row| row.state == "completed" || row.state == "failed"))
+        drop(queue);
+        let mut claims = claims.iter().peekable();
+        for piece in &output {
+            while let Some(claim) = claims.next_if(|claim| claim.attempt <= piece.attempt) {
+                *last_claim = claim.seq;
+                watch(Seen::Claimed(claim));
+            }
+            watch(Seen::Output(piece));
+        }
+        for claim in claims {
+            *last_claim = claim.seq;
+            watch(Seen::Claimed(claim));
+        }
+        if row.state == "queued" {
+            watch(Seen::Unclaimed);
+        }
+        Ok(Some(row))
     }
 
     /// Waits for task `id` to end (`Some`), or for `until` and then the
-    /// task's stop (`None`), bounded.
+    /// task's stop (`None`), bounded; `watch` is told of its claims and
+    /// output meanwhile.
     async fn wait(
         &self,
         id: i64,
         until: &CancellationToken,
         deadline: Option<Instant>,
-        mut unclaimed: impl FnMut(),
+        watch: &mut impl FnMut(Seen<'_>),
     ) -> Result<Option<TaskRow>, QueueError> {
         let mut ended = self.ended.clone();
         let mut lost_since: Option<Instant> = None;
+        let mut last_claim = 0;
         loop {
-            match self.ended_row(id, &mut unclaimed).await {
-                Ok(Some(row)) => return Ok(Some(row)),
-                Ok(None) => lost_since = None,
+            let mut poll = POLL;
+            match self.look(id, &mut last_claim, watch).await {
+                Ok(Some(row)) if row.state == "completed" || row.state == "failed" => {
+                    return Ok(Some(row));
+                }
+                Ok(row) => {
+                    lost_since = None;
+                    if row.is_some_and(|row| row.state == "running") {
+                        poll = OUTPUT_POLL;
+                    }
+                }
                 Err(err) if err.is_disconnect() => {
                     let since = *lost_since.get_or_insert_with(Instant::now);
                     if since.elapsed() > LOST_FOR {
@@ -205,18 +302,18 @@ impl Remote {
             tokio::select! {
                 changed = ended.changed() => {
                     if changed.is_err() {
-                        tokio::time::sleep(POLL).await;
+                        tokio::time::sleep(poll).await;
                     }
                 }
-                () = tokio::time::sleep(POLL) => {}
+                () = tokio::time::sleep(poll) => {}
                 () = until.cancelled() => return Ok(None),
             }
         }
     }
 
     /// Cancels task `id` and waits, up to [`STOP_WAIT`], for a running one
-    /// to be stopped by its worker.
-    async fn cancel(&self, id: i64) -> Result<(), QueueError> {
+    /// to be stopped by its worker (`watch` is told of its output until then).
+    async fn cancel(&self, id: i64, watch: &mut impl FnMut(Seen<'_>)) -> Result<(), QueueError> {
         let state = self
             .queue()
             .await?
@@ -224,7 +321,7 @@ impl Remote {
             .await?;
         if state.as_deref() == Some("running") {
             let never = CancellationToken::new();
-            self.wait(id, &never, Some(Instant::now() + STOP_WAIT), || {})
+            self.wait(id, &never, Some(Instant::now() + STOP_WAIT), watch)
                 .await?;
         }
         Ok(())
@@ -285,6 +382,11 @@ impl RunCtx {
         payload["run"] = json!(self.run_id);
         payload["task"] = json!(spec.id);
         payload["batch"] = json!(batch.id);
+        payload["output_limit"] = json!(task.output);
+        let source = payload["plugin"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
         let pool = pool_of(&self.run_id);
         let new = NewTask::new(rank(task.priority), payload).in_pool(pool.clone());
         let concurrency = self.config.defaults.concurrency;
@@ -302,28 +404,12 @@ impl RunCtx {
             LogLevel::Debug,
             format!("queued as task {id} of queue schema `{}`", remote.schema),
         );
-        // Said once, when no worker has taken the task for a while: a run
-        // with no worker would otherwise wait in silence.
-        let queued_at = Instant::now();
-        let mut said = false;
-        let unclaimed = || {
-            if !said && queued_at.elapsed() >= UNCLAIMED_NOTE {
-                said = true;
-                self.log(
-                    Some(&spec.id),
-                    LogLevel::Warn,
-                    format!(
-                        "no worker has claimed it in {}: is a `runner worker --queue … --schema {}` running?",
-                        crate::units::format_duration(UNCLAIMED_NOTE),
-                        remote.schema
-                    ),
-                );
-            }
-        };
-        let row = match remote.wait(id, &self.cancel, None, unclaimed).await {
+        let mut heard = Heard::new(&spec.id, &batch.id, &source);
+        let mut watch = |seen: Seen<'_>| heard.saw(self, remote, chunker, seen);
+        let row = match remote.wait(id, &self.cancel, None, &mut watch).await {
             Ok(Some(row)) => row,
             Ok(None) => {
-                if let Err(err) = remote.cancel(id).await {
+                if let Err(err) = remote.cancel(id, &mut watch).await {
                     self.log(
                         Some(&spec.id),
                         LogLevel::Warn,
@@ -339,25 +425,30 @@ impl RunCtx {
                 );
             }
         };
-        if let Some(worker) = &row.lease_owner {
-            self.log(
-                Some(&spec.id),
-                LogLevel::Debug,
-                format!(
-                    "queue task {id} ran on worker {worker} (attempt {})",
-                    row.attempt
-                ),
-            );
-        }
         if agent.is_some() {
             return self.agent_outcome(row);
         }
         let result = row.result.unwrap_or(Value::Null);
+        let streamed = result.get("streamed") == Some(&Value::Bool(true));
+        let dropped = result["output_cut"]["dropped_bytes"].as_u64();
+        match dropped {
+            Some(dropped) => chunker.lock().expect("chunker lock").dropped(dropped),
+            None if heard.cut => self.log(
+                Some(&spec.id),
+                LogLevel::Warn,
+                format!(
+                    "output cut at {} on the worker (the `output` limit)",
+                    crate::units::format_size_exact(task.output)
+                ),
+            ),
+            None => {}
+        }
         if let Some(plugin) = block {
             let completed = row.state == "completed";
             return self.block_outcome(&spec.id, &plugin, completed, row.error, &result);
         }
-        if let Some(output) = result.get("output").and_then(Value::as_str) {
+        let tail = result.get("output").and_then(Value::as_str);
+        if let Some(output) = tail.filter(|_| !streamed) {
             let chunks = chunker
                 .lock()
                 .expect("chunker lock")
@@ -376,6 +467,123 @@ impl RunCtx {
                 .error
                 .unwrap_or_else(|| format!("queue task {id} failed on its worker"));
             TaskOutcome::failed(error, exit_code)
+        }
+    }
+}
+
+/// What the coordinator heard of one dispatched task while waiting for it.
+struct Heard {
+    task_id: String,
+    batch_id: String,
+    /// Its plugin's name, what its log lines come from.
+    source: String,
+    /// When it was queued, for [`UNCLAIMED_NOTE`].
+    queued_at: Option<Instant>,
+    /// Whether the note was said.
+    said_unclaimed: bool,
+    /// The attempt and worker of the last claim.
+    claim: Option<(i32, String)>,
+    /// Whether that attempt's output came.
+    output_since_claim: bool,
+    /// Whether a worker said it cut the output at the limit.
+    cut: bool,
+}
+
+impl Heard {
+    fn new(task_id: &str, batch_id: &str, source: &str) -> Self {
+        Self {
+            task_id: task_id.to_string(),
+            batch_id: batch_id.to_string(),
+            source: source.to_string(),
+            queued_at: None,
+            said_unclaimed: false,
+            claim: None,
+            output_since_claim: false,
+            cut: false,
+        }
+    }
+
+    /// Says `seen` on the task as a local run would: output through the
+    /// task's chunker, a block's log line as its log; a claim as an `info`
+    /// line and the task's progress.
+    fn saw(&mut self, ctx: &RunCtx, remote: &Remote, chunker: &Mutex<Chunker>, seen: Seen<'_>) {
+        let task_id = self.task_id.as_str();
+        match seen {
+            Seen::Unclaimed => {
+                // Said once, when no worker has taken the task for a while:
+                // a run with no worker would otherwise wait in silence.
+                let queued_at = *self.queued_at.get_or_insert_with(Instant::now);
+                if !self.said_unclaimed && queued_at.elapsed() >= UNCLAIMED_NOTE {
+                    self.said_unclaimed = true;
+                    ctx.log(
+                        Some(task_id),
+                        LogLevel::Warn,
+                        format!(
+                            "no worker has claimed it in {}: is a `runner worker --queue … --schema {}` running?",
+                            crate::units::format_duration(UNCLAIMED_NOTE),
+                            remote.schema
+                        ),
+                    );
+                }
+            }
+            Seen::Claimed(claim) => {
+                let mut message = format!(
+                    "claimed by worker {} (attempt {})",
+                    claim.worker, claim.attempt
+                );
+                match &self.claim {
+                    Some((attempt, worker)) if self.output_since_claim => {
+                        message.push_str(&format!(
+                            ": the output above came from attempt {attempt} on worker {worker}"
+                        ))
+                    }
+                    Some((attempt, worker)) => message.push_str(&format!(
+                        "; attempt {attempt} on worker {worker} did not finish"
+                    )),
+                    None => {}
+                }
+                ctx.log(Some(task_id), LogLevel::Info, message);
+                ctx.publish(protocol::EventKind::TaskProgress {
+                    run_id: ctx.run_id.clone(),
+                    batch_id: self.batch_id.clone(),
+                    task_id: task_id.to_string(),
+                    display_text: format!("on worker {} (attempt {})", claim.worker, claim.attempt),
+                    percent: None,
+                });
+                self.claim = Some((claim.attempt, claim.worker.clone()));
+                self.output_since_claim = false;
+            }
+            Seen::Output(piece) => {
+                let stream = match piece.part {
+                    Part::Stdout => Stream::Stdout,
+                    Part::Stderr => Stream::Stderr,
+                    Part::Log => {
+                        self.output_since_claim = true;
+                        let line: Value = serde_json::from_slice(&piece.chunk).unwrap_or_default();
+                        let level = serde_json::from_value::<LogLevel>(line["level"].clone())
+                            .unwrap_or(LogLevel::Info);
+                        let message = line["message"].as_str().unwrap_or_default();
+                        ctx.publish(protocol::EventKind::log(
+                            Some(ctx.run_id.clone()),
+                            Some(task_id.to_string()),
+                            level,
+                            self.source.as_str(),
+                            message,
+                        ));
+                        return;
+                    }
+                    Part::Cut => {
+                        self.cut = true;
+                        return;
+                    }
+                };
+                self.output_since_claim = true;
+                let chunks = chunker
+                    .lock()
+                    .expect("chunker lock")
+                    .push(stream, &piece.chunk);
+                ctx.output_chunks(task_id, stream, chunks);
+            }
         }
     }
 }

@@ -34,6 +34,9 @@ pub(super) struct SharedBatch {
     base: String,
     /// The project directory inside the worktree (empty at its root).
     subdir: PathBuf,
+    /// Where an absolute `cwd` may point on this machine: the batch's
+    /// worktree here and the repository's checkout.
+    roots: [PathBuf; 2],
 }
 
 impl RunCtx {
@@ -92,6 +95,7 @@ impl RunCtx {
                 .strip_prefix(&ws.path)
                 .unwrap_or(Path::new(""))
                 .into(),
+            roots: [ws.path.clone(), workspaces.repo_root().to_path_buf()],
         };
         let (repo, to_push) = (workspaces.repo_root().to_path_buf(), shared.clone());
         tokio::task::spawn_blocking(move || {
@@ -118,7 +122,11 @@ impl RunCtx {
     }
 
     /// Adds the `git` of the shared worktree a task runs in (`dir`) to its
-    /// payload (a relative `cwd` is taken from the project directory, as here).
+    /// payload. A relative `cwd` is taken from the project directory, as
+    /// here; an absolute one inside the repository (its checkout, or the
+    /// worktree here) becomes the same place in the worker's worktree. Any
+    /// other absolute `cwd` is left as it is, and the worker refuses it: a
+    /// task with `git` never runs outside its worktree.
     pub(super) fn add_git(&self, dir: &Path, payload: &mut Value) {
         let Some(shared) = self
             .shared_batches
@@ -134,11 +142,24 @@ impl RunCtx {
             "branch": shared.branch,
             "base": shared.base,
         });
-        if !shared.subdir.as_os_str().is_empty() {
-            let cwd = payload.get("cwd").and_then(Value::as_str).unwrap_or("");
-            if !Path::new(cwd).is_absolute() {
-                payload["cwd"] = json!(shared.subdir.join(cwd).display().to_string());
+        let cwd = PathBuf::from(payload.get("cwd").and_then(Value::as_str).unwrap_or(""));
+        let inside = if cwd.is_absolute() {
+            shared
+                .roots
+                .iter()
+                .find_map(|root| cwd.strip_prefix(root).ok())
+                .map(Path::to_path_buf)
+        } else {
+            Some(shared.subdir.join(&cwd))
+        };
+        match inside {
+            Some(dir) if dir.as_os_str().is_empty() => {
+                if let Some(fields) = payload.as_object_mut() {
+                    fields.remove("cwd");
+                }
             }
+            Some(dir) => payload["cwd"] = json!(dir.display().to_string()),
+            None => {}
         }
     }
 

@@ -22,8 +22,8 @@ use super::RunCtx;
 use super::remote::Remote;
 use super::tasks::TaskOutcome;
 use crate::config::{Batch, DEFAULT_MEMORY, PluginSource, Task, TaskKind};
+use crate::hash::sha256_hex;
 use crate::plugin::{CallOptions, Plugin, TaskSpec, World};
-use crate::queue::sha256_hex;
 use protocol::{EventKind, LogLevel};
 use serde_json::{Value, json};
 use std::collections::{HashMap, HashSet};
@@ -48,6 +48,12 @@ pub(super) fn remote_kind(plugin: &Plugin) -> Option<&'static str> {
 type Declared = Arc<OnceCell<Result<(), String>>>;
 
 /// What the coordinator declared, per run.
+///
+/// ## Bounded in a long-lived coordinator
+/// `runs` holds only the runs in progress: an ended run is forgotten by
+/// `Remote::end_run`, and, whatever way it ended, when its context is
+/// dropped. `uploaded` keeps one hash (never the bytes) per plugin the
+/// process loaded, and a process loads its plugins once.
 #[derive(Default)]
 pub(super) struct Declarations {
     runs: Mutex<HashMap<String, Declared>>,
@@ -216,7 +222,12 @@ impl RunCtx {
         error: Option<String>,
         result: &Value,
     ) -> TaskOutcome {
-        let logs = result.get("logs").and_then(Value::as_array);
+        // A worker that streamed its log lines sent them as they came.
+        let streamed = result.get("streamed") == Some(&Value::Bool(true));
+        let logs = result
+            .get("logs")
+            .and_then(Value::as_array)
+            .filter(|_| !streamed);
         for log in logs.into_iter().flatten() {
             let level = log
                 .get("level")

@@ -14,7 +14,7 @@
 //! slowly, falls behind the hub's ring; it gets `lagged` and a replay.
 
 use super::Shared;
-use super::hub::{Frame, Frames, Unavailable};
+use super::hub::{Frame, Frames, Resumed, Unavailable};
 use futures_util::{SinkExt, StreamExt};
 use protocol::{ClientKind, ErrorCode, Filter, ReplyBody, RequestId, ServerReply};
 use std::net::SocketAddr;
@@ -265,7 +265,9 @@ where
         if let Err(why) = self.resume(self.last_seq).await? {
             let reason = match why {
                 Unavailable::NotHeld => "fell too far behind to replay what was missed",
-                Unavailable::History(_) => "fell behind, and the history could not be read",
+                Unavailable::Unreadable { .. } => {
+                    "fell behind, and what was missed could not be read"
+                }
             };
             return Err(End::Close(
                 CloseCode::Again,
@@ -276,25 +278,51 @@ where
     }
 
     /// Sends every event after `after_seq`, then goes on live; `Err(why)`
-    /// inside when they cannot be replayed.
+    /// inside when they cannot be replayed. Events older than the hub's
+    /// memory come one batch at a time (see `hub`'s "Older than the ring").
     async fn resume(&mut self, after_seq: u64) -> Result<Result<(), Unavailable>, End> {
-        let replay = match self.shared.hub.resume(after_seq).await {
-            Ok(replay) => replay,
-            Err(why) => return Ok(Err(why)),
+        let mut after = after_seq;
+        let mut written = 0usize;
+        let replay = loop {
+            let resumed = match self.shared.hub.resume(after).await {
+                Ok(resumed) => resumed,
+                Err(why) => return Ok(Err(why)),
+            };
+            if after == after_seq {
+                self.last_seq = after_seq;
+            }
+            match resumed {
+                Resumed::Ready(replay) => break replay,
+                Resumed::Older { events, through } => {
+                    self.write_replayed(events, &mut written).await?;
+                    self.flush().await?;
+                    after = through;
+                }
+            }
         };
         self.frames = Some(replay.live);
-        self.last_seq = after_seq;
-        for (written, (event, pipeline)) in replay.missed.into_iter().enumerate() {
+        self.write_replayed(replay.missed, &mut written).await?;
+        self.flush().await?;
+        Ok(Ok(()))
+    }
+
+    /// Writes replayed events (those not sent yet), flushing every [`WRITE_BATCH`].
+    async fn write_replayed(
+        &mut self,
+        events: Vec<(Arc<protocol::Event>, Option<Arc<str>>)>,
+        written: &mut usize,
+    ) -> Result<(), End> {
+        for (event, pipeline) in events {
             if event.seq <= self.last_seq {
                 continue;
             }
             self.feed_frame(&Frame::new(event, pipeline)).await?;
-            if written % WRITE_BATCH == WRITE_BATCH - 1 {
+            *written += 1;
+            if written.is_multiple_of(WRITE_BATCH) {
                 self.flush().await?;
             }
         }
-        self.flush().await?;
-        Ok(Ok(()))
+        Ok(())
     }
 
     /// What a client that asked to resume after `after_seq` is told when it cannot.
@@ -303,8 +331,8 @@ where
             Unavailable::NotHeld => {
                 format!("the events after {after_seq} are no longer held; {then}")
             }
-            Unavailable::History(err) => format!(
-                "the events after {after_seq} could not be read from the history ({err}); {then}"
+            Unavailable::Unreadable { from, error } => format!(
+                "the events after {after_seq} could not be read from the {from} ({error}); {then}"
             ),
         }
     }

@@ -12,9 +12,17 @@
 //! receiver taken together with a snapshot receives exactly the frames after
 //! the snapshot's `seq`. Connections still skip any frame whose `seq` they
 //! have passed, which makes replay-then-live seamless.
+//!
+//! ## Older than the ring
+//! A resume from a number the bus's ring no longer holds is read from
+//! [`Older`] (a single server's history, or a cluster node's outbox) one
+//! batch at a time: the connection sends a batch, then resumes after its
+//! last event, until the ring holds what follows. No more than one batch
+//! is held per connection, however old the number.
 
 use super::state::State;
 use crate::events::EventBus;
+use crate::queue::outbox::Outbox;
 use crate::store::Store;
 use protocol::{Event, EventKind, Filter, NodeStatus, ReplyBody, ServerReply, Snapshot};
 use std::sync::{Arc, Mutex};
@@ -177,14 +185,58 @@ pub(crate) struct Hub {
     frames: broadcast::Sender<Arc<Frame>>,
     /// The sequence number of the last event broadcast.
     broadcast_seq: watch::Sender<u64>,
-    /// Where a resume older than the bus's ring is read from.
+    /// The history database, when the server records into one.
     history: Option<Store>,
-    /// Whether `history` numbers events as the bus does (not on a cluster node).
-    replay_from_history: bool,
+    /// Where a resume older than the bus's ring is read from.
+    older: Option<Older>,
 }
 
-/// The most events one resume replays from the history.
-const MAX_HISTORY_REPLAY: usize = 100_000;
+/// Where the events older than the bus's ring are, numbered as the bus numbers them.
+#[derive(Clone)]
+pub(crate) enum Older {
+    /// A single server's history database.
+    History(Store),
+    /// A cluster node's outbox (`queue::outbox`): its ids are the bus's numbers.
+    Outbox(Arc<Outbox>),
+}
+
+/// The most events one read of the history takes.
+const HISTORY_BATCH: usize = 2_000;
+
+impl Older {
+    fn name(&self) -> &'static str {
+        match self {
+            Self::History(_) => "history",
+            Self::Outbox(_) => "outbox",
+        }
+    }
+
+    /// One batch of the events after `after_seq`, and the number read
+    /// through (`after_seq` when there were none).
+    async fn read_after(&self, after_seq: u64) -> Result<(Vec<Event>, u64), String> {
+        match self {
+            Self::History(store) => {
+                let store = store.clone();
+                let events = tokio::task::spawn_blocking(move || {
+                    store.events_after(after_seq, HISTORY_BATCH)
+                })
+                .await
+                .map_err(|err| err.to_string())?
+                .map_err(|err| err.to_string())?;
+                let through = events.last().map_or(after_seq, |event| event.seq);
+                Ok((events, through))
+            }
+            Self::Outbox(outbox) => {
+                let queue = outbox.queue().await.map_err(|err| err.to_string())?;
+                let read = queue
+                    .numbered_after(after_seq as i64, crate::queue::outbox::TAIL_BATCH)
+                    .await
+                    .map_err(|err| err.to_string())?;
+                Ok((read.events, read.through as u64))
+            }
+        }
+    }
+}
 
 impl Hub {
     /// The history database, when the server records into one.
@@ -201,7 +253,7 @@ impl Hub {
         cancel: CancellationToken,
         history: Option<Store>,
         recorded: Vec<protocol::RunState>,
-        replay_from_history: bool,
+        older: Option<Older>,
     ) -> Arc<Self> {
         let (backlog, mut events, first_seq) = match bus.subscribe_after(0) {
             Some((backlog, events)) => (backlog, events, 0),
@@ -220,7 +272,7 @@ impl Hub {
             frames,
             broadcast_seq: watch::Sender::new(first_seq),
             history,
-            replay_from_history,
+            older,
         });
         for event in backlog {
             hub.process(event);
@@ -278,52 +330,57 @@ impl Hub {
         self.bus.next_seq()
     }
 
-    /// A receiver for the live stream, then every event after `after_seq`
-    /// (with its pipeline); together they leave no gap. Events older than
-    /// the bus's ring are read from the history on a blocking thread.
-    pub async fn resume(&self, after_seq: u64) -> Result<Replay, Unavailable> {
+    /// What follows `after_seq`: when the bus's ring holds it, a receiver
+    /// for the live stream and every event after `after_seq` (with its
+    /// pipeline), which together leave no gap; when only [`Older`] does, its
+    /// next batch (resume again after [`Resumed::Older::through`]).
+    pub async fn resume(&self, after_seq: u64) -> Result<Resumed, Unavailable> {
         // Subscribe first: everything the hub broadcasts from now on is in
         // `live`; everything published before is in the bus's ring.
         let live = self.frames.subscribe();
-        let (missed, subscription) = match self.bus.subscribe_after(after_seq) {
-            Some(found) => found,
-            // Older than the ring (a restart, a long absence): the history
-            // holds them, and the ring holds what it has not written yet.
-            None => {
-                let history = self
-                    .history
-                    .clone()
-                    .filter(|_| self.replay_from_history)
-                    .ok_or(Unavailable::NotHeld)?;
-                let read = tokio::task::spawn_blocking(move || {
-                    history.events_after(after_seq, MAX_HISTORY_REPLAY)
-                })
-                .await
-                .map_err(|err| err.to_string())
-                .and_then(|read| read.map_err(|err| err.to_string()));
-                let stored = read.map_err(|err| {
-                    tracing::warn!(after_seq, "cannot replay from the history: {err}");
-                    Unavailable::History(err)
-                })?;
-                let last = stored.last().map_or(after_seq, |event| event.seq);
-                let (mut newer, subscription) =
-                    self.bus.subscribe_after(last).ok_or(Unavailable::NotHeld)?;
-                let mut all: Vec<Arc<Event>> = stored.into_iter().map(Arc::new).collect();
-                all.append(&mut newer);
-                (all, subscription)
+        if let Some((missed, subscription)) = self.bus.subscribe_after(after_seq) {
+            drop(subscription);
+            let missed = self.with_pipelines(missed);
+            return Ok(Resumed::Ready(Replay { live, missed }));
+        }
+        drop(live);
+        // Older than the ring (a restart, a long absence).
+        let older = self.older.as_ref().ok_or(Unavailable::NotHeld)?;
+        let (events, through) = older.read_after(after_seq).await.map_err(|err| {
+            tracing::warn!(after_seq, "cannot replay from the {}: {err}", older.name());
+            Unavailable::Unreadable {
+                from: older.name(),
+                error: err,
             }
-        };
-        drop(subscription);
+        })?;
+        if through <= after_seq {
+            return Err(Unavailable::NotHeld);
+        }
+        let events = self.with_pipelines(events.into_iter().map(Arc::new).collect());
+        Ok(Resumed::Older { events, through })
+    }
+
+    fn with_pipelines(&self, events: Vec<Arc<Event>>) -> Vec<(Arc<Event>, Option<Arc<str>>)> {
         let state = self.state.lock().expect("hub state lock");
-        let missed = missed
+        events
             .into_iter()
             .map(|event| {
                 let pipeline = state.pipeline_of(&event);
                 (event, pipeline)
             })
-            .collect();
-        Ok(Replay { live, missed })
+            .collect()
     }
+}
+
+/// What a resume gets from [`Hub::resume`].
+pub(crate) enum Resumed {
+    /// The rest: `missed`, then `live`.
+    Ready(Replay),
+    /// A batch of older events; resume again after `through`.
+    Older {
+        events: Vec<(Arc<Event>, Option<Arc<str>>)>,
+        through: u64,
+    },
 }
 
 /// What a resuming connection sends: `missed` first, then `live`.
@@ -337,10 +394,10 @@ pub(crate) struct Replay {
 /// Why the events after a number cannot be replayed.
 #[derive(Debug)]
 pub(crate) enum Unavailable {
-    /// Neither the bus's ring nor the history holds them any more.
+    /// Neither the bus's ring nor the history or outbox holds them any more.
     NotHeld,
-    /// The history could not be read (the error, as the client is told).
-    History(String),
+    /// The history or outbox (`from`) could not be read (the error, as the client is told).
+    Unreadable { from: &'static str, error: String },
 }
 
 #[cfg(test)]

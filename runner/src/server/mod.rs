@@ -34,7 +34,8 @@
 //! ## Publishing never blocks
 //! One hub task reads the bus, projects the state and broadcasts each event,
 //! serialized once, into a bounded ring; a connection that falls behind the
-//! ring is told it lagged and replays from the bus's ring (see [`hub`]).
+//! ring is told it lagged and replays from the bus's ring (see [`hub`]), or,
+//! when it fell further behind, from the history or the cluster's outbox.
 //! The run never waits for a client.
 //!
 //! ## Closing
@@ -170,20 +171,24 @@ pub async fn serve_with_history(
     settings: ServerSettings,
     history: Option<crate::store::Store>,
 ) -> Result<ServerHandle, ServerError> {
-    serve_inner(service, bus, settings, history, true).await
+    let older = history.clone().map(hub::Older::History);
+    serve_inner(service, bus, settings, history, older).await
 }
 
 /// Like [`serve_with_history`] for a node of a cluster: `bus` carries the
 /// cluster's events numbered by its outbox (`queue::outbox`), so a resume
-/// older than the bus's ring is not read from this node's own history,
-/// whose numbers are its own; the history still serves the JSON endpoints.
+/// older than the bus's ring is read from `outbox`, not from this node's
+/// own history, whose numbers are its own; the history still serves the
+/// JSON endpoints.
 pub async fn serve_cluster(
     service: Arc<Service>,
     bus: Arc<EventBus>,
     settings: ServerSettings,
     history: Option<crate::store::Store>,
+    outbox: Arc<crate::queue::outbox::Outbox>,
 ) -> Result<ServerHandle, ServerError> {
-    serve_inner(service, bus, settings, history, false).await
+    let older = Some(hub::Older::Outbox(outbox));
+    serve_inner(service, bus, settings, history, older).await
 }
 
 async fn serve_inner(
@@ -191,7 +196,7 @@ async fn serve_inner(
     bus: Arc<EventBus>,
     settings: ServerSettings,
     history: Option<crate::store::Store>,
-    replay_from_history: bool,
+    older: Option<hub::Older>,
 ) -> Result<ServerHandle, ServerError> {
     settings.check()?;
     let token = settings::load_token(&settings)?;
@@ -237,7 +242,7 @@ async fn serve_inner(
         cancel.clone(),
         history,
         recorded,
-        replay_from_history,
+        older,
     );
     let shared = Arc::new(Shared {
         settings,

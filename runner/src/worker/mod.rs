@@ -9,12 +9,16 @@
 //! from the queue, see `agent.rs`) or `noop`.
 //!
 //! A plugin is fetched before the task runs ([`prepare`], with the
-//! worker's connection), so `execute` itself needs no database.
+//! worker's connection), so `execute` itself needs no database: what the
+//! task writes goes to a [`Tee`] (`output.rs`), which the caller sends on.
 
 mod agent;
 mod exec;
 mod git;
+pub mod output;
 mod plugin;
+
+pub use output::Tee;
 
 use crate::queue::{Lease, Outcome, Queue, QueueError};
 use serde_json::{Value, json};
@@ -96,18 +100,20 @@ fn failed(error: String) -> Option<Outcome> {
     })
 }
 
-/// Runs a task's payload with what [`prepare`] got. `None`: aborted (the worker hands it back).
+/// Runs a task's payload with what [`prepare`] got, its output going to
+/// `tee` as it comes. `None`: aborted (the worker hands it back).
 pub async fn execute(
     context: &Context,
     lease: &Lease,
     prepared: &Prepared,
     cancel: &CancellationToken,
+    tee: &Tee,
 ) -> Option<Outcome> {
     match (kind(lease), prepared) {
         ("noop", _) => Some(Outcome::Completed(json!({}))),
-        ("exec", _) => exec::execute(context, lease, cancel).await,
+        ("exec", _) => exec::execute(context, lease, cancel, tee).await,
         ("script" | "block", Prepared::Plugin(found)) => {
-            plugin::execute(found, lease, cancel).await
+            plugin::execute(found, lease, cancel, tee).await
         }
         ("agent", Prepared::Agent(adapter, spent)) => {
             agent::execute(context, adapter, *spent, lease, cancel).await

@@ -21,10 +21,11 @@
 //! round trip without the bytes). Compiled components live in
 //! `<cache>/compiled`, as a local run's compile cache.
 
-use super::{Context, Prepared, failed};
+use super::{Context, Prepared, Tee, failed};
 use crate::config::{Capabilities, DEFAULT_MEMORY, DEFAULT_TIMEOUT, PluginDecl, PluginSource};
+use crate::hash::sha256_hex;
 use crate::plugin::{CallOptions, Engine, EngineLimits, Plugin, Signal, Sink};
-use crate::queue::{Lease, Outcome, PluginError, Queue, QueueError, sha256_hex};
+use crate::queue::{Lease, Outcome, PluginError, Queue, QueueError};
 use protocol::Stream;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -276,18 +277,27 @@ fn text_tail(buffer: &[u8]) -> String {
     String::from_utf8_lossy(&buffer[start..]).into_owned()
 }
 
-fn listening() -> (Sink, Arc<Mutex<Heard>>) {
+/// A sink passing what the plugin says to `tee`, and keeping the end of it.
+fn listening(tee: &Tee) -> (Sink, Arc<Mutex<Heard>>) {
     let heard = Arc::new(Mutex::new(Heard::default()));
     let into = heard.clone();
+    let tee = tee.clone();
     let sink: Sink = Arc::new(move |signal| {
         let mut heard = into.lock().expect("heard lock");
         match signal {
             Signal::Output {
                 stream: Stream::Stdout,
                 data,
-            } => tail(&mut heard.stdout, &data),
-            Signal::Output { data, .. } => tail(&mut heard.stderr, &data),
+            } => {
+                tee.output(Stream::Stdout, &data);
+                tail(&mut heard.stdout, &data);
+            }
+            Signal::Output { data, .. } => {
+                tee.output(Stream::Stderr, &data);
+                tail(&mut heard.stderr, &data);
+            }
             Signal::Log { level, mut message } => {
+                tee.log(level, &message);
                 if message.len() > LOG_LINE {
                     let mut cut = LOG_LINE;
                     while !message.is_char_boundary(cut) {
@@ -321,13 +331,14 @@ pub(super) async fn execute(
     plugin: &Plugin,
     lease: &Lease,
     cancel: &CancellationToken,
+    tee: &Tee,
 ) -> Option<Outcome> {
     let timeout = match timeout(&lease.payload) {
         Ok(timeout) => timeout,
         Err(err) => return failed(format!("task {}: {err}", lease.task)),
     };
     let config = lease.payload.get("config").cloned().unwrap_or(json!({}));
-    let (sink, heard) = listening();
+    let (sink, heard) = listening(tee);
     let name = plugin.name();
     let block = lease.payload.get("kind").and_then(Value::as_str) == Some("block");
     if block {
