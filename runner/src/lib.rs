@@ -7,6 +7,7 @@
 //! `plugin`: they need only `config` and the leaves.
 //!
 //! - `units`: durations and sizes, as `runner.toml` writes them.
+//! - `hash`: the SHA-256 a plugin is known by (beside `units`).
 //! - [`builtin`]: the plugins shipped inside the binary.
 //! - [`process`]: child processes in their own group, killed with it; output chunking.
 //! - `slots`: a concurrency limit handed out by priority.

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 /// beside `plugin`: above `config`, and neither imports the other or `plugin`.
 const LAYERS: &[(&str, u32)] = &[
     ("units", 0),
+    ("hash", 0),
     ("builtin", 1),
     ("process", 1),
     ("slots", 1),
