@@ -1,7 +1,8 @@
 //! `runner run --queue` with agent tasks: real `runner worker` processes
 //! run the agent's turn (the real adapter, a fake CLI replaying a recorded
-//! transcript), the agent's `concurrency` holds across workers and its
-//! `queue_limit` across runs. Skipped without PostgreSQL unless
+//! transcript), seen live by the coordinator as a local turn is; the
+//! agent's `concurrency` holds across workers and its `queue_limit` across
+//! runs. Skipped without PostgreSQL unless
 //! `RUNNER_REQUIRE_TOOLCHAINS=1`.
 
 use crate::agents::fake;
@@ -127,6 +128,167 @@ async fn an_agent_task_runs_on_a_worker_and_the_next_task_resumes_its_session() 
             "{detail:#}"
         );
     }
+}
+
+/// A CLI that prints the first line of the recorded claude transcript,
+/// waits for `gate` to exist, then prints the rest of it.
+fn gated_cli(dir: &Path, gate: &Path) -> String {
+    let transcript = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/fixtures/agents/claude/success-bash-write-read.jsonl");
+    let cli = dir.join("claude-gated");
+    std::fs::write(
+        &cli,
+        format!(
+            "#!/bin/sh
+t={t}
+head -n 1 \"$t\"
+{wait}
+tail -n +2 \"$t\"
+",
+            t = transcript.display(),
+            wait = crate::coordinator_output::wait_for_file(gate),
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&cli, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    cli.display().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_turn_on_a_worker_is_seen_live_by_the_coordinator_and_kept_in_its_history() {
+    let Some(mut db) = fresh("coord_agent_live").await else {
+        return;
+    };
+    let marks = tempfile::tempdir().unwrap();
+    let gate = marks.path().join("go");
+    let pipeline = format!(
+        "[agents.a]\nadapter = \"claude\"\ncommand = {:?}\n\
+         [[pipelines.default.batches]]\nid = \"b\"\n{}",
+        gated_cli(marks.path(), &gate),
+        agent_task("gated", "a", "go", ""),
+    );
+    let project = project(&pipeline, 1);
+    let worker = db.start("w1", "3s");
+    let out = marks.path().join("run.out");
+    let coordinator = crate::coordinator_output::coordinate(&db, project.path(), &out);
+
+    // The CLI goes on only once its first line's activity reached the coordinator.
+    let session = format!("gated: session {SESSION}");
+    crate::coordinator_output::until_printed(&out, &session, || db.logs()).await;
+    let printed = std::fs::read_to_string(&out).unwrap();
+    assert!(
+        !printed.contains("says: I'll complete these tasks"),
+        "the CLI is still waiting: {printed}"
+    );
+    let running = printed
+        .lines()
+        .find(|line| line.contains("→ a: running"))
+        .unwrap_or_else(|| panic!("the command's start is said: {printed}"));
+    std::fs::write(&gate, "").unwrap();
+    let code = crate::coordinator_output::exits(coordinator).await;
+    let printed = std::fs::read_to_string(&out).unwrap();
+    assert_eq!(code, Some(0), "{printed}\n{}", db.logs());
+    assert!(
+        printed.contains("gated: says: I'll complete these tasks for you."),
+        "{printed}"
+    );
+    assert!(printed.contains("gated: uses Write"), "{printed}");
+    let ran = ran_by(&db).await;
+    assert_eq!(
+        ran,
+        [("agent".into(), "completed".into(), Some(worker))],
+        "it ran on the worker"
+    );
+
+    let detail = last_run(project.path()).await;
+    let turns = detail["agent_turns"].as_array().expect("agent_turns");
+    assert_eq!(turns.len(), 1, "one turn: {detail:#}");
+    let turn = &turns[0];
+    assert_eq!(turn["task_id"], "gated", "{detail:#}");
+    assert_eq!(turn["agent"], "a", "{detail:#}");
+    assert_eq!(turn["status"], "completed", "{detail:#}");
+    assert_eq!(turn["prompt"], "go", "{detail:#}");
+    assert_eq!(turn["agent_session_id"], SESSION, "{detail:#}");
+    assert!(
+        turn["output_tokens"].as_u64().unwrap_or(0) > 0,
+        "the usage it reported: {detail:#}"
+    );
+    assert!(
+        turn["summary"].as_str().is_some_and(|s| !s.is_empty()),
+        "{detail:#}"
+    );
+    let command = turn["command_id"].as_str().unwrap();
+    assert!(
+        running.contains(&format!("command {command} → a: running")),
+        "the command said live is the one in the history: {running}"
+    );
+    let result = &execution(&detail, "gated")["result"];
+    assert_eq!(result["command_id"], command, "{detail:#}");
+    assert_eq!(result["session_id"], SESSION, "{detail:#}");
+    assert!(result.get("streamed").is_none(), "{detail:#}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_turn_whose_worker_died_ends_failed_and_the_retry_is_a_turn_of_its_own() {
+    let Some(mut db) = fresh("coord_agent_retry").await else {
+        return;
+    };
+    let marks = tempfile::tempdir().unwrap();
+    let never = marks.path().join("never");
+    // The first call prints its first line and waits; the next replays it all.
+    let transcript = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/fixtures/agents/claude/success-bash-write-read.jsonl");
+    let cli = marks.path().join("claude-once");
+    std::fs::write(
+        &cli,
+        format!(
+            "#!/bin/sh\nt={t}\nif mkdir {first} 2>/dev/null; then head -n 1 \"$t\"; {wait}; exit 1; fi\ncat \"$t\"\n",
+            t = transcript.display(),
+            first = marks.path().join("first").display(),
+            wait = crate::coordinator_output::wait_for_file(&never),
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&cli, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let pipeline = format!(
+        "[agents.a]\nadapter = \"claude\"\ncommand = {:?}\n\
+         [[pipelines.default.batches]]\nid = \"b\"\n{}",
+        cli.display().to_string(),
+        agent_task("retried", "a", "go", ""),
+    );
+    let project = project(&pipeline, 1);
+    let first = db.start("w1", "1s");
+    let out = marks.path().join("run.out");
+    let coordinator = crate::coordinator_output::coordinate(&db, project.path(), &out);
+    let session = format!("retried: session {SESSION}");
+    crate::coordinator_output::until_printed(&out, &session, || db.logs()).await;
+
+    // The first worker dies; the second takes the task once its lease expired.
+    db.kill(&first);
+    let second = db.start("w2", "1s");
+    let code = crate::coordinator_output::exits(coordinator).await;
+    // Should the first call have outlived its worker.
+    std::fs::write(&never, "").unwrap();
+    let printed = std::fs::read_to_string(&out).unwrap();
+    assert_eq!(code, Some(0), "{printed}\n{}", db.logs());
+
+    let detail = last_run(project.path()).await;
+    let turns = detail["agent_turns"].as_array().expect("agent_turns");
+    assert_eq!(turns.len(), 2, "a turn per attempt: {detail:#}");
+    assert_eq!(turns[0]["status"], "failed", "{detail:#}");
+    assert_eq!(
+        turns[0]["error"],
+        format!("its worker was lost (attempt 1): attempt 2 was claimed by worker {second}"),
+        "{detail:#}"
+    );
+    assert_eq!(turns[1]["status"], "completed", "{detail:#}");
+    assert_eq!(turns[1]["agent_session_id"], SESSION, "{detail:#}");
+    assert_ne!(turns[0]["command_id"], turns[1]["command_id"]);
+    assert_eq!(
+        execution(&detail, "retried")["result"]["command_id"],
+        turns[1]["command_id"],
+        "{detail:#}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -403,6 +565,13 @@ async fn ctrl_c_of_the_coordinator_stops_an_agent_on_its_worker_and_its_process_
     );
     let detail = last_run(project.path()).await;
     assert_eq!(detail["run"]["status"], "aborted", "{detail:#}");
+    let turns = detail["agent_turns"].as_array().expect("agent_turns");
+    assert_eq!(turns.len(), 1, "{detail:#}");
+    assert_eq!(
+        turns[0]["status"], "interrupted",
+        "the turn on the worker ends as a local one: {detail:#}"
+    );
+    assert_eq!(turns[0]["agent_session_id"], SESSION, "{detail:#}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -15,7 +15,7 @@ use tokio::process::Child;
 use tokio::time::Instant;
 
 /// A shell line that waits for `file` to exist, for two minutes at most.
-fn wait_for_file(file: &Path) -> String {
+pub(crate) fn wait_for_file(file: &Path) -> String {
     format!(
         "i=0; while [ ! -f {f} ] && [ $i -lt 1200 ]; do sleep 0.1; i=$((i+1)); done",
         f = file.display()
@@ -30,7 +30,7 @@ fn one_task(id: &str, command: &str) -> String {
 }
 
 /// `runner run --queue` in `project`, its stdout to `out`.
-fn coordinate(db: &Db, project: &Path, out: &Path) -> Child {
+pub(crate) fn coordinate(db: &Db, project: &Path, out: &Path) -> Child {
     tokio::process::Command::new(crate::pipelines::runner_binary())
         .args(["run", "--queue", &url(), "--schema", &db.schema])
         .current_dir(project)
@@ -42,7 +42,7 @@ fn coordinate(db: &Db, project: &Path, out: &Path) -> Child {
 }
 
 /// Waits until `out` holds `text` (fails past [`DEADLINE`], with `why`).
-async fn until_printed(out: &Path, text: &str, why: impl Fn() -> String) {
+pub(crate) async fn until_printed(out: &Path, text: &str, why: impl Fn() -> String) {
     let deadline = Instant::now() + DEADLINE;
     loop {
         let printed = std::fs::read_to_string(out).unwrap_or_default();
@@ -58,7 +58,7 @@ async fn until_printed(out: &Path, text: &str, why: impl Fn() -> String) {
     }
 }
 
-async fn exits(mut child: Child) -> Option<i32> {
+pub(crate) async fn exits(mut child: Child) -> Option<i32> {
     tokio::time::timeout(DEADLINE, child.wait())
         .await
         .expect("the coordinator ends")

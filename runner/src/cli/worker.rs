@@ -345,7 +345,12 @@ impl Worker {
         while let Ok(piece) = heard.try_recv() {
             pending.add(piece);
         }
-        let outcome = streamed(outcome, &tee);
+        let agent = lease
+            .payload
+            .get("kind")
+            .and_then(serde_json::Value::as_str)
+            == Some("agent");
+        let outcome = streamed(outcome, &tee, agent);
         // The lease fences the completion, so it may be retried freely;
         // the output goes first, so whoever sees the end has all of it.
         for _ in 0..20 {
@@ -397,12 +402,15 @@ impl Worker {
 }
 
 /// `outcome` with what its result says of the output: it was `streamed`
-/// (the reader has it already), and what was cut past the limit.
-fn streamed(outcome: Outcome, tee: &Tee) -> Outcome {
+/// (the reader has it already), and what was cut past the limit. An agent
+/// task's result keeps its own `output_cut` (its terminal output past the
+/// agent's `output`): what the tee cut were its events, which the reader
+/// learns from the `cut` marker.
+fn streamed(outcome: Outcome, tee: &Tee, agent: bool) -> Outcome {
     let annotate = |mut result: serde_json::Value| {
         if let Some(map) = result.as_object_mut() {
             map.insert("streamed".into(), json!(true));
-            if let Some(cut) = tee.cut() {
+            if let Some(cut) = tee.cut().filter(|_| !agent) {
                 map.insert("output_cut".into(), cut.to_json());
             }
         }

@@ -6,7 +6,7 @@
 //! lease token is the task's, and the task's row is share-locked meanwhile,
 //! so the reaper cannot hand the task to another worker between the check
 //! and the write. Each row is one part of the output (`stdout`, `stderr`, a
-//! block's `log` line as JSON), or the `cut` marker a worker writes once
+//! block's `log` line as JSON, an agent task's `event` as JSON), or the `cut` marker a worker writes once
 //! when it reached the task's output limit and stopped sending.
 //!
 //! ## Nothing grows without bound
@@ -28,6 +28,9 @@ pub enum Part {
     Stderr,
     /// A block's log line: `{"level": "info", "message": "..."}`.
     Log,
+    /// One event of an agent task's command, as the worker's event bus
+    /// published it (a `protocol::EventKind`'s JSON, with the worker's ids).
+    Event,
     /// The worker reached the output limit here and sent no more.
     Cut,
 }
@@ -38,6 +41,7 @@ impl Part {
             Self::Stdout => "stdout",
             Self::Stderr => "stderr",
             Self::Log => "log",
+            Self::Event => "event",
             Self::Cut => "cut",
         }
     }
@@ -47,6 +51,7 @@ impl Part {
             "stdout" => Self::Stdout,
             "stderr" => Self::Stderr,
             "log" => Self::Log,
+            "event" => Self::Event,
             _ => Self::Cut,
         }
     }

@@ -118,4 +118,10 @@ pub(super) const MIGRATIONS: &[&str] = &[
     CREATE INDEX tasks_second_pool_running ON tasks (second_pool) WHERE state = 'running';
     CREATE INDEX tasks_second_pool_queued ON tasks (second_pool) WHERE state = 'queued';
     "#,
+    // An agent task's events (`event`: one event's JSON, see `output.rs`).
+    r#"
+    ALTER TABLE task_output DROP CONSTRAINT task_output_stream_check;
+    ALTER TABLE task_output ADD CONSTRAINT task_output_stream_check
+        CHECK (stream IN ('stdout', 'stderr', 'log', 'cut', 'event'));
+    "#,
 ];

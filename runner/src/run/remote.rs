@@ -24,7 +24,9 @@
 //! coordinator takes it every [`OUTPUT_POLL`] and passes it through the
 //! task's chunker as a local task's output goes (the result's tail is not
 //! passed again). Each claim is said on the task when it is seen, with the
-//! attempt that came before it when a worker was lost.
+//! attempt that came before it when a worker was lost. An agent task's
+//! output is its command's events, published as a local command's are
+//! (`remote_agents.rs`).
 //!
 //! ## Abort
 //! A queued task is cancelled at once; a running one is asked to stop (its
@@ -38,7 +40,7 @@ use crate::plugin::TaskSpec;
 use crate::process::exec::ExecSpec;
 use crate::process::output::Chunker;
 use crate::queue::{ClaimRow, NewTask, OutputRow, Part, Queue, QueueError, TaskRow};
-use protocol::{LogLevel, Priority, Stream};
+use protocol::{CommandStatus, EventKind, LogLevel, Priority, Stream};
 use serde_json::{Map, Value, json};
 use std::path::Path;
 use std::sync::Mutex;
@@ -405,6 +407,8 @@ impl RunCtx {
             format!("queued as task {id} of queue schema `{}`", remote.schema),
         );
         let mut heard = Heard::new(&spec.id, &batch.id, &source);
+        heard.turn =
+            agent.map(|decl| super::remote_agents::RemoteTurn::new(&decl.name, task.priority));
         let mut watch = |seen: Seen<'_>| heard.saw(self, remote, chunker, seen);
         let row = match remote.wait(id, &self.cancel, None, &mut watch).await {
             Ok(Some(row)) => row,
@@ -416,17 +420,48 @@ impl RunCtx {
                         format!("cannot cancel queue task {id}: {err}"),
                     );
                 }
+                if let Some(turn) = &mut heard.turn {
+                    let error = Some("interrupted: its run was aborted".to_string());
+                    turn.end(self, &spec.id, CommandStatus::Interrupted, None, error);
+                }
                 return TaskOutcome::interrupted();
             }
             Err(err) => {
-                return TaskOutcome::failed(
-                    format!("lost queue task {id} while waiting for it: {err}"),
-                    None,
-                );
+                let error = format!("lost queue task {id} while waiting for it: {err}");
+                if let Some(turn) = &mut heard.turn {
+                    turn.end(
+                        self,
+                        &spec.id,
+                        CommandStatus::Failed,
+                        None,
+                        Some(error.clone()),
+                    );
+                }
+                return TaskOutcome::failed(error, None);
             }
         };
-        if agent.is_some() {
-            return self.agent_outcome(row);
+        if let Some(turn) = &mut heard.turn {
+            if heard.cut {
+                self.log(
+                    Some(&spec.id),
+                    LogLevel::Warn,
+                    format!(
+                        "the agent's events were cut at {} on the worker (the `output` limit): the rest of its activity and terminal output was not sent",
+                        crate::units::format_size_exact(task.output)
+                    ),
+                );
+            }
+            let (status, error) = match row.state.as_str() {
+                "completed" => (CommandStatus::Completed, None),
+                _ => (CommandStatus::Failed, row.error.clone()),
+            };
+            let exit_code = row
+                .result
+                .as_ref()
+                .and_then(|result| result["exit_code"].as_i64());
+            let exit_code = exit_code.and_then(|code| i32::try_from(code).ok());
+            let command_id = turn.end(self, &spec.id, status, exit_code, error);
+            return self.agent_outcome(row, command_id);
         }
         let result = row.result.unwrap_or(Value::Null);
         let streamed = result.get("streamed") == Some(&Value::Bool(true));
@@ -487,6 +522,8 @@ struct Heard {
     output_since_claim: bool,
     /// Whether a worker said it cut the output at the limit.
     cut: bool,
+    /// An agent task's command, as said here.
+    turn: Option<super::remote_agents::RemoteTurn>,
 }
 
 impl Heard {
@@ -500,6 +537,7 @@ impl Heard {
             claim: None,
             output_since_claim: false,
             cut: false,
+            turn: None,
         }
     }
 
@@ -543,7 +581,10 @@ impl Heard {
                     None => {}
                 }
                 ctx.log(Some(task_id), LogLevel::Info, message);
-                ctx.publish(protocol::EventKind::TaskProgress {
+                if let Some(turn) = &mut self.turn {
+                    turn.claimed(ctx, task_id, claim.attempt, &claim.worker);
+                }
+                ctx.publish(EventKind::TaskProgress {
                     run_id: ctx.run_id.clone(),
                     batch_id: self.batch_id.clone(),
                     task_id: task_id.to_string(),
@@ -563,13 +604,21 @@ impl Heard {
                         let level = serde_json::from_value::<LogLevel>(line["level"].clone())
                             .unwrap_or(LogLevel::Info);
                         let message = line["message"].as_str().unwrap_or_default();
-                        ctx.publish(protocol::EventKind::log(
+                        ctx.publish(EventKind::log(
                             Some(ctx.run_id.clone()),
                             Some(task_id.to_string()),
                             level,
                             self.source.as_str(),
                             message,
                         ));
+                        return;
+                    }
+                    Part::Event => {
+                        self.output_since_claim = true;
+                        let event = serde_json::from_slice::<EventKind>(&piece.chunk);
+                        if let (Some(turn), Ok(event)) = (&mut self.turn, event) {
+                            turn.event(ctx, task_id, piece.attempt, event);
+                        }
                         return;
                     }
                     Part::Cut => {

@@ -25,11 +25,21 @@
 //! command past any of them with the local message. What the worker
 //! reports spent is charged to the run's budget here when the task ends.
 //!
+//! ## While it runs
+//! The worker sends its command's events (statuses, activity, terminal
+//! output, log lines) with the task's output (`worker/agent.rs`, under the
+//! task's `output` limit), and they are published here as the local
+//! command would have published them ([`RemoteTurn`]): with this run's ids
+//! and a command id of this coordinator, one per attempt. So the terminal,
+//! WebSocket clients, the dashboard and the history (`agent_turns`) follow
+//! a remote turn live. A command whose end never came (its worker was
+//! lost, its events were cut at the limit, the run was aborted) is ended
+//! here: when the next attempt is claimed, or from the task's end.
+//!
 //! ## What comes back
 //! The worker's result is the local task's output (`session_id`, usage,
-//! summary, exit code), so a later `resume = "<task>"` works. The agent's
-//! activity and terminal output are not streamed: the task's output comes
-//! at its end.
+//! summary, exit code, with the command id said here), so a later
+//! `resume = "<task>"` works.
 
 use super::RunCtx;
 use super::remote::Remote;
@@ -37,6 +47,7 @@ use super::tasks::TaskOutcome;
 use crate::agents::Refusal;
 use crate::config::{AgentDecl, Budget, Task};
 use crate::queue::{NewTask, QueueError, TaskRow};
+use protocol::{CommandStatus, EventKind, Priority};
 use serde_json::{Value, json};
 use std::time::Duration;
 
@@ -148,13 +159,19 @@ impl RunCtx {
         })))
     }
 
-    /// The outcome a local agent task would have, from its worker's row;
-    /// what the worker reports spent is charged to the run's budget.
-    pub(super) fn agent_outcome(&self, row: TaskRow) -> TaskOutcome {
+    /// The outcome a local agent task would have, from its worker's row
+    /// (`command_id`: the command as it was said here); what the worker
+    /// reports spent is charged to the run's budget.
+    pub(super) fn agent_outcome(&self, row: TaskRow, command_id: Option<String>) -> TaskOutcome {
         let mut output = row.result.unwrap_or(Value::Null);
         if let Some(fields) = output.as_object_mut() {
-            // What the worker pushed is the batch's business, not the agent's output.
+            // What the worker pushed is the batch's business, not the agent's
+            // output; `streamed` is the queue's.
             fields.remove("git");
+            fields.remove("streamed");
+            if let Some(id) = command_id {
+                fields.insert("command_id".into(), json!(id));
+            }
         }
         let usage = &output["usage"];
         if let Some(budget) = &self.budget {
@@ -179,5 +196,152 @@ impl RunCtx {
             outcome.output = Some(output);
         }
         outcome
+    }
+}
+
+/// The command of an agent task on a worker, as this coordinator says it.
+pub(super) struct RemoteTurn {
+    agent: String,
+    priority: Priority,
+    /// The command of the attempt whose events came last.
+    current: Option<Turn>,
+}
+
+struct Turn {
+    attempt: i32,
+    /// The id the worker gave it, replaced in its log lines.
+    theirs: Option<String>,
+    /// The id it has here.
+    ours: String,
+    /// Whether its end was said.
+    ended: bool,
+}
+
+impl RemoteTurn {
+    pub(super) fn new(agent: &str, priority: Priority) -> Self {
+        Self {
+            agent: agent.to_string(),
+            priority,
+            current: None,
+        }
+    }
+
+    /// Publishes `kind`, an event of the command of `attempt` on its
+    /// worker, with this run's ids and the command's id here. An event of a
+    /// later attempt ends the earlier attempt's command first.
+    pub(super) fn event(&mut self, ctx: &RunCtx, task_id: &str, attempt: i32, mut kind: EventKind) {
+        if self
+            .current
+            .as_ref()
+            .is_some_and(|turn| turn.attempt != attempt)
+        {
+            self.lost(
+                ctx,
+                task_id,
+                format!("attempt {attempt} took the task over"),
+            );
+        }
+        let turn = self.current.get_or_insert_with(|| Turn {
+            attempt,
+            theirs: None,
+            ours: crate::ids::command_id(),
+            ended: false,
+        });
+        let ours = turn.ours.clone();
+        let run = Some(ctx.run_id.clone());
+        let task = Some(task_id.to_string());
+        match &mut kind {
+            EventKind::CommandStatus {
+                command_id,
+                run_id,
+                task_id,
+                status,
+                ..
+            } => {
+                turn.theirs.get_or_insert_with(|| command_id.clone());
+                turn.ended |= *status != CommandStatus::Queued && *status != CommandStatus::Running;
+                (*command_id, *run_id, *task_id) = (ours, run, task);
+            }
+            EventKind::AgentActivity {
+                command_id,
+                run_id,
+                task_id,
+                ..
+            } => {
+                turn.theirs.get_or_insert_with(|| command_id.clone());
+                (*command_id, *run_id, *task_id) = (ours, run, task);
+            }
+            EventKind::TerminalOutput {
+                command_id,
+                run_id,
+                task_id,
+                ..
+            } => (*command_id, *run_id, *task_id) = (Some(ours), run, task),
+            EventKind::Log {
+                run_id,
+                task_id,
+                message,
+                ..
+            } => {
+                if let Some(theirs) = &turn.theirs {
+                    *message = message.replace(theirs.as_str(), &ours);
+                }
+                (*run_id, *task_id) = (run, task);
+            }
+            // A worker sends nothing else.
+            _ => return,
+        }
+        ctx.publish(kind);
+    }
+
+    /// Says that `worker` claimed `attempt`: a command of an earlier attempt
+    /// that did not end never will.
+    pub(super) fn claimed(&mut self, ctx: &RunCtx, task_id: &str, attempt: i32, worker: &str) {
+        if self
+            .current
+            .as_ref()
+            .is_some_and(|turn| turn.attempt < attempt)
+        {
+            let why = format!("attempt {attempt} was claimed by worker {worker}");
+            self.lost(ctx, task_id, why);
+        }
+    }
+
+    /// Ends the current command, whose end never came, as failed: `why`.
+    pub(super) fn lost(&mut self, ctx: &RunCtx, task_id: &str, why: String) {
+        let message = match &self.current {
+            Some(turn) => format!("its worker was lost (attempt {}): {why}", turn.attempt),
+            None => return,
+        };
+        self.end(ctx, task_id, CommandStatus::Failed, None, Some(message));
+        self.current = None;
+    }
+
+    /// At the task's end: says the end of a command whose end never came;
+    /// the id of the last command here, if one started.
+    pub(super) fn end(
+        &mut self,
+        ctx: &RunCtx,
+        task_id: &str,
+        status: CommandStatus,
+        exit_code: Option<i32>,
+        error: Option<String>,
+    ) -> Option<String> {
+        let turn = self.current.as_mut()?;
+        if !turn.ended {
+            turn.ended = true;
+            ctx.publish(EventKind::CommandStatus {
+                command_id: turn.ours.clone(),
+                agent: self.agent.clone(),
+                status,
+                priority: self.priority,
+                run_id: Some(ctx.run_id.clone()),
+                task_id: Some(task_id.to_string()),
+                exit_code,
+                error,
+                prompt: None,
+            });
+        }
+        Some(turn.ours.clone())
     }
 }

@@ -27,17 +27,22 @@
 //! tasks spent across the cluster as the queue has it at the claim
 //! (`queue/spent.rs`).
 //!
+//! The command's events (its statuses, activity, terminal output and log
+//! lines: what a local agent command publishes on the run's bus) go to the
+//! task's [`Tee`] as they come, each as its JSON, under the task's output
+//! limit; the coordinator republishes them (`run/remote_agents.rs`).
+//!
 //! The result is the local agent task's output (`CommandResult::to_json`),
 //! on failure too; the error is the local task's error.
 
-use super::{Context, failed};
+use super::{Context, Tee, failed};
 use crate::agents::{Agents, CommandRequest, RunBudget, Spent};
 use crate::config::{AgentDecl, Budget, DEFAULT_APPROVAL_TIMEOUT, Location};
 use crate::events::EventBus;
 use crate::plugin::{Plugin, Plugins};
 use crate::queue::{Lease, Outcome};
 use indexmap::IndexMap;
-use protocol::{CommandStatus, Priority};
+use protocol::{CommandStatus, EventKind, Priority};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -171,6 +176,7 @@ pub(super) async fn execute(
     spent: (f64, u64),
     lease: &Lease,
     cancel: &CancellationToken,
+    tee: &Tee,
 ) -> Option<Outcome> {
     super::exec::in_checkout(context, lease, |dir| async move {
         let dir = match text(&lease.payload, "cwd") {
@@ -178,9 +184,21 @@ pub(super) async fn execute(
             Ok(None) => dir,
             Err(err) => return failed(format!("task {}: {err}", lease.task)),
         };
-        run(context, adapter, spent, lease, dir, cancel).await
+        run(context, adapter, spent, lease, dir, cancel, tee).await
     })
     .await
+}
+
+/// Whether the coordinator is sent `kind`: what a local agent command says
+/// of itself; not this worker's own view of its one-agent queue.
+fn forwarded(kind: &EventKind) -> bool {
+    matches!(
+        kind,
+        EventKind::CommandStatus { .. }
+            | EventKind::AgentActivity { .. }
+            | EventKind::TerminalOutput { .. }
+            | EventKind::Log { .. }
+    )
 }
 
 async fn run(
@@ -190,6 +208,7 @@ async fn run(
     lease: &Lease,
     dir: PathBuf,
     cancel: &CancellationToken,
+    tee: &Tee,
 ) -> Option<Outcome> {
     let (decl, request) = match parse(lease, adapter, spent, &dir) {
         Ok(parsed) => parsed,
@@ -201,23 +220,34 @@ async fn run(
     };
     let name = decl.name.clone();
     let plugins = Arc::new(Plugins::from_loaded(engine, [adapter.clone()]));
-    let agents = Agents::new(
-        &IndexMap::from([(name.clone(), decl)]),
-        plugins,
-        EventBus::new(1),
-    );
+    let bus = EventBus::new(1);
+    let mut events = bus.subscribe();
+    let agents = Agents::new(&IndexMap::from([(name.clone(), decl)]), plugins, bus);
     let handle = match agents.submit(request).await {
         Ok(handle) => handle,
         Err(refusal) => return failed(refusal.to_string()),
     };
-    let mut done = handle.done;
-    let result = tokio::select! {
-        result = &mut done => result,
-        () = cancel.cancelled() => {
-            let _ = agents.interrupt(&handle.id);
-            done.await
+    let forward = |event: &protocol::Event| {
+        if forwarded(&event.kind) {
+            tee.event(&event.kind);
         }
     };
+    let mut done = handle.done;
+    let mut interrupted = false;
+    let result = loop {
+        tokio::select! {
+            result = &mut done => break result,
+            Some(event) = events.recv() => forward(&event),
+            () = cancel.cancelled(), if !interrupted => {
+                interrupted = true;
+                let _ = agents.interrupt(&handle.id);
+            }
+        }
+    };
+    // The command's last events were published before its result was sent.
+    while let Ok(event) = events.try_recv() {
+        forward(&event);
+    }
     let Ok(result) = result else {
         return failed("the agent command ended without a result".to_string());
     };

@@ -116,7 +116,7 @@ pub async fn execute(
             plugin::execute(found, lease, cancel, tee).await
         }
         ("agent", Prepared::Agent(adapter, spent)) => {
-            agent::execute(context, adapter, *spent, lease, cancel).await
+            agent::execute(context, adapter, *spent, lease, cancel, tee).await
         }
         ("script" | "block" | "agent", Prepared::Refused(message)) => failed(message.clone()),
         ("script" | "block" | "agent", _) => failed(format!(

@@ -11,6 +11,8 @@
 //! `output` limit in the run, both streams together; a local run's default
 //! without one). Past it, one [`Part::Cut`] marker is sent and the rest is
 //! only counted, for the result's `output_cut`, as a local run counts it.
+//! An agent task's events ([`Tee::event`]) count against the same limit,
+//! each passed whole or not at all.
 
 use crate::process::output::OutputCut;
 use crate::queue::Part;
@@ -87,6 +89,12 @@ impl Tee {
     pub fn log(&self, level: LogLevel, message: &str) {
         let line = json!({"level": level, "message": message}).to_string();
         self.send(Part::Log, line.as_bytes(), true);
+    }
+
+    /// One event of an agent task's command, as its JSON (whole or not at all).
+    pub fn event(&self, kind: &protocol::EventKind) {
+        let json = serde_json::to_vec(kind).expect("an event is plain JSON");
+        self.send(Part::Event, &json, true);
     }
 
     fn send(&self, part: Part, data: &[u8], whole: bool) {
