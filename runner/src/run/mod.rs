@@ -24,6 +24,7 @@ mod execute;
 mod remote;
 mod remote_agents;
 mod remote_git;
+mod remote_heard;
 mod remote_plugins;
 mod tasks;
 mod workspace;

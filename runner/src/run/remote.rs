@@ -19,7 +19,7 @@
 //! a task whose enqueue committed though its answer was lost, so a task is
 //! never queued twice.
 //!
-//! ## Output and claims
+//! ## Output and claims (`remote_heard.rs`)
 //! While a task runs its worker sends its output to the queue; the waiting
 //! coordinator takes it every [`OUTPUT_POLL`] and passes it through the
 //! task's chunker as a local task's output goes (the result's tail is not
@@ -39,8 +39,8 @@ use crate::config::{Batch, Task, TaskKind};
 use crate::plugin::TaskSpec;
 use crate::process::exec::ExecSpec;
 use crate::process::output::Chunker;
-use crate::queue::{ClaimRow, NewTask, OutputRow, Part, Queue, QueueError, TaskRow};
-use protocol::{CommandStatus, EventKind, LogLevel, Priority, Stream};
+use crate::queue::{ClaimRow, NewTask, OutputRow, Queue, QueueError, TaskRow};
+use protocol::{CommandStatus, LogLevel, Priority, Stream};
 use serde_json::{Map, Value, json};
 use std::path::Path;
 use std::sync::Mutex;
@@ -57,7 +57,7 @@ const OUTPUT_POLL: Duration = Duration::from_millis(200);
 /// (a worker heartbeats every third of its lease: 10s by default).
 const STOP_WAIT: Duration = Duration::from_secs(15);
 /// How long a task may wait for a worker before the run says so.
-const UNCLAIMED_NOTE: Duration = Duration::from_secs(5);
+pub(super) const UNCLAIMED_NOTE: Duration = Duration::from_secs(5);
 /// How long the queue may be unreachable before a waiting task fails.
 const LOST_FOR: Duration = Duration::from_secs(30);
 
@@ -109,7 +109,7 @@ pub(super) fn pool_of(run_id: &str) -> String {
 }
 
 /// What waiting for a task saw, in the order it happened.
-enum Seen<'a> {
+pub(super) enum Seen<'a> {
     /// It is still waiting for a worker.
     Unclaimed,
     /// A worker claimed it.
@@ -121,7 +121,7 @@ enum Seen<'a> {
 /// The coordinator's side of the queue, shared by every run of a runner.
 pub struct Remote {
     url: String,
-    schema: String,
+    pub(super) schema: String,
     queue: tokio::sync::Mutex<Queue>,
     /// Bumped at each completion notification.
     ended: watch::Receiver<u64>,
@@ -406,7 +406,7 @@ impl RunCtx {
             LogLevel::Debug,
             format!("queued as task {id} of queue schema `{}`", remote.schema),
         );
-        let mut heard = Heard::new(&spec.id, &batch.id, &source);
+        let mut heard = super::remote_heard::Heard::new(&spec.id, &batch.id, &source);
         heard.turn =
             agent.map(|decl| super::remote_agents::RemoteTurn::new(&decl.name, task.priority));
         let mut watch = |seen: Seen<'_>| heard.saw(self, remote, chunker, seen);
@@ -502,137 +502,6 @@ impl RunCtx {
                 .error
                 .unwrap_or_else(|| format!("queue task {id} failed on its worker"));
             TaskOutcome::failed(error, exit_code)
-        }
-    }
-}
-
-/// What the coordinator heard of one dispatched task while waiting for it.
-struct Heard {
-    task_id: String,
-    batch_id: String,
-    /// Its plugin's name, what its log lines come from.
-    source: String,
-    /// When it was queued, for [`UNCLAIMED_NOTE`].
-    queued_at: Option<Instant>,
-    /// Whether the note was said.
-    said_unclaimed: bool,
-    /// The attempt and worker of the last claim.
-    claim: Option<(i32, String)>,
-    /// Whether that attempt's output came.
-    output_since_claim: bool,
-    /// Whether a worker said it cut the output at the limit.
-    cut: bool,
-    /// An agent task's command, as said here.
-    turn: Option<super::remote_agents::RemoteTurn>,
-}
-
-impl Heard {
-    fn new(task_id: &str, batch_id: &str, source: &str) -> Self {
-        Self {
-            task_id: task_id.to_string(),
-            batch_id: batch_id.to_string(),
-            source: source.to_string(),
-            queued_at: None,
-            said_unclaimed: false,
-            claim: None,
-            output_since_claim: false,
-            cut: false,
-            turn: None,
-        }
-    }
-
-    /// Says `seen` on the task as a local run would: output through the
-    /// task's chunker, a block's log line as its log; a claim as an `info`
-    /// line and the task's progress.
-    fn saw(&mut self, ctx: &RunCtx, remote: &Remote, chunker: &Mutex<Chunker>, seen: Seen<'_>) {
-        let task_id = self.task_id.as_str();
-        match seen {
-            Seen::Unclaimed => {
-                // Said once, when no worker has taken the task for a while:
-                // a run with no worker would otherwise wait in silence.
-                let queued_at = *self.queued_at.get_or_insert_with(Instant::now);
-                if !self.said_unclaimed && queued_at.elapsed() >= UNCLAIMED_NOTE {
-                    self.said_unclaimed = true;
-                    ctx.log(
-                        Some(task_id),
-                        LogLevel::Warn,
-                        format!(
-                            "no worker has claimed it in {}: is a `runner worker --queue … --schema {}` running?",
-                            crate::units::format_duration(UNCLAIMED_NOTE),
-                            remote.schema
-                        ),
-                    );
-                }
-            }
-            Seen::Claimed(claim) => {
-                let mut message = format!(
-                    "claimed by worker {} (attempt {})",
-                    claim.worker, claim.attempt
-                );
-                match &self.claim {
-                    Some((attempt, worker)) if self.output_since_claim => {
-                        message.push_str(&format!(
-                            ": the output above came from attempt {attempt} on worker {worker}"
-                        ))
-                    }
-                    Some((attempt, worker)) => message.push_str(&format!(
-                        "; attempt {attempt} on worker {worker} did not finish"
-                    )),
-                    None => {}
-                }
-                ctx.log(Some(task_id), LogLevel::Info, message);
-                if let Some(turn) = &mut self.turn {
-                    turn.claimed(ctx, task_id, claim.attempt, &claim.worker);
-                }
-                ctx.publish(EventKind::TaskProgress {
-                    run_id: ctx.run_id.clone(),
-                    batch_id: self.batch_id.clone(),
-                    task_id: task_id.to_string(),
-                    display_text: format!("on worker {} (attempt {})", claim.worker, claim.attempt),
-                    percent: None,
-                });
-                self.claim = Some((claim.attempt, claim.worker.clone()));
-                self.output_since_claim = false;
-            }
-            Seen::Output(piece) => {
-                let stream = match piece.part {
-                    Part::Stdout => Stream::Stdout,
-                    Part::Stderr => Stream::Stderr,
-                    Part::Log => {
-                        self.output_since_claim = true;
-                        let line: Value = serde_json::from_slice(&piece.chunk).unwrap_or_default();
-                        let level = serde_json::from_value::<LogLevel>(line["level"].clone())
-                            .unwrap_or(LogLevel::Info);
-                        let message = line["message"].as_str().unwrap_or_default();
-                        ctx.publish(EventKind::log(
-                            Some(ctx.run_id.clone()),
-                            Some(task_id.to_string()),
-                            level,
-                            self.source.as_str(),
-                            message,
-                        ));
-                        return;
-                    }
-                    Part::Event => {
-                        self.output_since_claim = true;
-                        let event = serde_json::from_slice::<EventKind>(&piece.chunk);
-                        if let (Some(turn), Ok(event)) = (&mut self.turn, event) {
-                            turn.event(ctx, task_id, piece.attempt, event);
-                        }
-                        return;
-                    }
-                    Part::Cut => {
-                        self.cut = true;
-                        return;
-                    }
-                };
-                self.output_since_claim = true;
-                let chunks = chunker
-                    .lock()
-                    .expect("chunker lock")
-                    .push(stream, &piece.chunk);
-                ctx.output_chunks(task_id, stream, chunks);
-            }
         }
     }
 }
