@@ -216,6 +216,18 @@ pub struct ClaimRow {
     pub worker: String,
 }
 
+impl ClaimRow {
+    /// Reads `SELECT seq, task_id, attempt, worker FROM claims …`.
+    fn read(row: &tokio_postgres::Row) -> Self {
+        Self {
+            seq: row.get(0),
+            task: row.get(1),
+            attempt: row.get(2),
+            worker: row.get(3),
+        }
+    }
+}
+
 /// A completion that arrived without its lease.
 #[derive(Debug, Clone)]
 pub struct RejectedRow {

@@ -143,15 +143,7 @@ impl Queue {
                 &[&task, &after],
             )
             .await?;
-        Ok(rows
-            .iter()
-            .map(|row| ClaimRow {
-                seq: row.get(0),
-                task: row.get(1),
-                attempt: row.get(2),
-                worker: row.get(3),
-            })
-            .collect())
+        Ok(rows.iter().map(ClaimRow::read).collect())
     }
 }
 

@@ -52,15 +52,7 @@ impl Queue {
                 &[],
             )
             .await?;
-        Ok(rows
-            .iter()
-            .map(|row| ClaimRow {
-                seq: row.get(0),
-                task: row.get(1),
-                attempt: row.get(2),
-                worker: row.get(3),
-            })
-            .collect())
+        Ok(rows.iter().map(ClaimRow::read).collect())
     }
 
     /// Every rejected completion, in order.
