@@ -51,11 +51,17 @@ impl Queue {
             let next = tx
                 .query_opt(
                     &format!(
-                        "SELECT t.id, t.pool, t.second_pool FROM tasks t
-                         WHERE t.state = 'queued' AND NOT t.cancel_requested
-                           AND (t.pool IS NULL OR NOT (t.pool = ANY($1) OR {}))
-                           AND (t.second_pool IS NULL OR NOT (t.second_pool = ANY($1) OR {}))
-                         ORDER BY t.priority, t.id FOR UPDATE OF t SKIP LOCKED LIMIT 1",
+                        // The claim's number is taken as its task is locked
+                        // (once, for the row locked), so claims are numbered in
+                        // the order they chose, however late a claimer commits.
+                        "WITH next AS MATERIALIZED (
+                            SELECT t.id, t.pool, t.second_pool FROM tasks t
+                            WHERE t.state = 'queued' AND NOT t.cancel_requested
+                              AND (t.pool IS NULL OR NOT (t.pool = ANY($1) OR {}))
+                              AND (t.second_pool IS NULL OR NOT (t.second_pool = ANY($1) OR {}))
+                            ORDER BY t.priority, t.id FOR UPDATE OF t SKIP LOCKED LIMIT 1
+                         )
+                         SELECT id, pool, second_pool, nextval(pg_get_serial_sequence('claims', 'seq')) FROM next",
                         full_pool("t.pool"),
                         full_pool("t.second_pool")
                     ),
@@ -67,6 +73,7 @@ impl Queue {
                 return Ok(None);
             };
             let id: i64 = next.get(0);
+            let seq: i64 = next.get(3);
             // Locked in name order, so two claimers never wait on each other in a ring.
             let mut pools: Vec<String> = [next.get::<_, Option<String>>(1), next.get(2)]
                 .into_iter()
@@ -111,11 +118,11 @@ impl Queue {
                         WHERE t.id = $3
                         RETURNING t.id, t.priority, t.payload, t.attempt, t.max_attempts, t.lease_token
                      ), logged AS (
-                        INSERT INTO claims (task_id, attempt, worker, token)
-                        SELECT id, attempt, $1, lease_token FROM claimed
+                        INSERT INTO claims (seq, task_id, attempt, worker, token)
+                        SELECT $4, id, attempt, $1, lease_token FROM claimed
                      )
                      SELECT id, priority, payload, attempt, max_attempts, lease_token FROM claimed",
-                    &[&worker, &lease.as_secs_f64(), &id],
+                    &[&worker, &lease.as_secs_f64(), &id, &seq],
                 )
                 .await?;
             tx.commit().await?;
