@@ -470,6 +470,103 @@ fn prunes_old_logs_and_the_connection_audit_but_keeps_the_runs() {
     assert_eq!(store.run_detail("old-run").unwrap().executions.len(), 4);
 }
 
+/// A history (logs kept the default 30 days) with `old-run` recorded 10
+/// days ago (its rows' times moved back by SQL) and `new-run` now.
+fn a_history_with_an_old_and_a_new_run(path: &Path) -> Store {
+    {
+        let (_store, bus, recorder) = open(path);
+        publish_a_run(&bus, "old-run");
+        recorder.flush().unwrap();
+        let conn = rusqlite::Connection::open(path).unwrap();
+        let ten_days_ago = protocol::format_time(&(Utc::now() - chrono::Duration::days(10)));
+        conn.execute("UPDATE events SET time = ?1", [&ten_days_ago])
+            .unwrap();
+        conn.execute("UPDATE logs SET time = ?1", [&ten_days_ago])
+            .unwrap();
+        publish_a_run(&bus, "new-run");
+        recorder.flush().unwrap();
+    }
+    Store::open(path).unwrap()
+}
+
+/// 25 days on, the 30 days of `[history]` reach back to 5 days ago.
+fn in_25_days() -> chrono::DateTime<Utc> {
+    Utc::now() + chrono::Duration::days(25)
+}
+
+#[test]
+fn retention_prunes_the_logs_of_the_run_past_it_and_keeps_the_newer_runs_logs() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("history.db");
+    let store = a_history_with_an_old_and_a_new_run(&path);
+    assert_eq!(store.logs("old-run", None, 0, 100).unwrap().len(), 4);
+    assert_eq!(store.logs("new-run", None, 0, 100).unwrap().len(), 4);
+    // Not yet: 10 days is within 30.
+    assert_eq!(store.prunable().unwrap().logs, 0);
+
+    // Its log line, three chunks of output and four of the agent's activity.
+    let prunable = store.prunable_at(in_25_days()).unwrap();
+    assert_eq!((prunable.logs, prunable.events), (4, 8), "{prunable:?}");
+    let pruned = store.prune_at(in_25_days()).unwrap();
+    assert_eq!((pruned.logs, pruned.events), (4, 8), "{pruned:?}");
+    assert!(store.logs("old-run", None, 0, 100).unwrap().is_empty());
+    assert_eq!(store.logs("new-run", None, 0, 100).unwrap().len(), 4);
+    // The runs themselves stay, with their executions.
+    assert_eq!(store.run_detail("old-run").unwrap().executions.len(), 4);
+    assert_eq!(store.prune_at(in_25_days()).unwrap().logs, 0);
+    // 31 days on, the newer run's logs are past it too.
+    let later = Utc::now() + chrono::Duration::days(31);
+    assert_eq!(store.prune_at(later).unwrap().logs, 4);
+}
+
+#[test]
+fn a_history_of_schema_5_keeps_its_executions_and_its_retention_after_the_upgrade() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("history.db");
+    let before = {
+        let store = a_history_with_an_old_and_a_new_run(&path);
+        (
+            store.run_detail("old-run").unwrap().executions,
+            store.run_detail("new-run").unwrap().executions,
+        )
+    };
+    // Back to what version 5 had: executions beside an index of its key,
+    // and the indexes by time.
+    let old = rusqlite::Connection::open(&path).unwrap();
+    old.execute_batch(
+        "CREATE TABLE executions_v5 AS SELECT * FROM executions;
+         DROP TABLE executions;
+         CREATE TABLE executions (
+            run_id TEXT NOT NULL, execution_id TEXT NOT NULL, batch_id TEXT NOT NULL,
+            first_seq INTEGER NOT NULL, reason TEXT NOT NULL, name TEXT NOT NULL, kind TEXT NOT NULL,
+            command TEXT, status TEXT NOT NULL, exit_code INTEGER, error TEXT, progress TEXT,
+            result TEXT, started_at TEXT, finished_at TEXT, duration_ms INTEGER,
+            PRIMARY KEY (run_id, execution_id));
+         INSERT INTO executions SELECT * FROM executions_v5;
+         DROP TABLE executions_v5;
+         CREATE INDEX events_by_time ON events (time);
+         CREATE INDEX logs_by_time ON logs (time);
+         PRAGMA user_version = 5;",
+    )
+    .unwrap();
+    drop(old);
+
+    let (store, bus, recorder) = open(&path);
+    let after = (
+        store.run_detail("old-run").unwrap().executions,
+        store.run_detail("new-run").unwrap().executions,
+    );
+    assert_eq!(after, before);
+    assert_eq!(after.0.len(), 4);
+    let pruned = store.prune_at(in_25_days()).unwrap();
+    assert_eq!(pruned.logs, 4, "{pruned:?}");
+    assert_eq!(store.logs("new-run", None, 0, 100).unwrap().len(), 4);
+    // A run recorded after the upgrade lands in the rebuilt table.
+    publish_a_run(&bus, "third-run");
+    recorder.flush().unwrap();
+    assert_eq!(store.run_detail("third-run").unwrap().executions.len(), 4);
+}
+
 #[test]
 fn names_a_run_by_prefix_or_last_and_says_when_it_is_unknown_or_ambiguous() {
     let dir = tempfile::tempdir().unwrap();

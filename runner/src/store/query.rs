@@ -453,24 +453,64 @@ impl Store {
         let cutoff =
             |days: u32| protocol::format_time(&(now - chrono::Duration::days(days.into())));
         self.read(|conn| {
-            let count = |sql: &str, cutoff: &str| {
-                conn.query_row(sql, [cutoff], |row| row.get::<_, i64>(0))
-                    .map(|n| n as usize)
-            };
             let mut pruned = super::Pruned::default();
             if let Some(days) = retention.log_days {
-                let cutoff = cutoff(days);
-                pruned.logs = count("SELECT COUNT(*) FROM logs WHERE time < ?1", &cutoff)?;
-                pruned.events = count(
-                    "SELECT COUNT(*) FROM events WHERE time < ?1 AND type IN ('log', 'terminal_output', 'agent_activity')",
-                    &cutoff,
+                let before = first_seq_since(conn, &cutoff(days))?;
+                let older = |sql: &str| {
+                    conn.query_row(sql, [before], |row| row.get::<_, i64>(0))
+                        .map(|n| n as usize)
+                };
+                pruned.logs = older("SELECT COUNT(*) FROM logs WHERE seq < ?1")?;
+                pruned.events = older(
+                    "SELECT COUNT(*) FROM events WHERE seq < ?1 AND type IN ('log', 'terminal_output', 'agent_activity')",
                 )?;
             }
-            pruned.connections = count(
-                "SELECT COUNT(*) FROM connections WHERE time < ?1",
-                &cutoff(retention.audit_days),
-            )?;
+            pruned.connections = conn
+                .query_row(
+                    "SELECT COUNT(*) FROM connections WHERE time < ?1",
+                    [cutoff(retention.audit_days)],
+                    |row| row.get::<_, i64>(0),
+                )
+                .map(|n| n as usize)?;
             Ok(pruned)
         })
     }
+}
+
+/// The sequence number of the first event recorded at `cutoff` (a stored
+/// time) or later: everything numbered before it is older. Events are
+/// numbered in the order they happen, so their times only grow along the
+/// sequence, and a binary search over it finds the bound in a few dozen
+/// row reads, without an index by time. `i64::MAX` when every event is
+/// older.
+pub(super) fn first_seq_since(conn: &Connection, cutoff: &str) -> rusqlite::Result<i64> {
+    let mut first_from = conn.prepare_cached(
+        "SELECT seq, time >= ?2 FROM events WHERE seq >= ?1 ORDER BY seq LIMIT 1",
+    )?;
+    // The first event numbered `seq` or later, and whether it is recent.
+    let mut at = |seq: i64| -> rusqlite::Result<Option<(i64, bool)>> {
+        first_from
+            .query_row(params![seq, cutoff], |row| Ok((row.get(0)?, row.get(1)?)))
+            .optional()
+    };
+    let Some((first, recent)) = at(i64::MIN)? else {
+        return Ok(i64::MAX);
+    };
+    if recent {
+        return Ok(first);
+    }
+    let last: i64 = conn.query_row("SELECT MAX(seq) FROM events", [], |row| row.get(0))?;
+    if at(last)?.is_none_or(|(_, recent)| !recent) {
+        return Ok(i64::MAX);
+    }
+    // From `low` the first event is older, from `high` it is recent.
+    let (mut low, mut high) = (first, last);
+    while high - low > 1 {
+        let middle = low + (high - low) / 2;
+        match at(middle)? {
+            Some((_, true)) => high = middle,
+            _ => low = middle,
+        }
+    }
+    Ok(at(high)?.map_or(i64::MAX, |(seq, _)| seq))
 }

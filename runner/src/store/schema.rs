@@ -169,6 +169,41 @@ const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE batches ADD COLUMN depends_on TEXT;
     "#,
+    // 6: cheaper writes (issue 15: the history writer was the longest
+    // thread of a run of many small tasks). Retention finds its cutoff by
+    // sequence number (events are numbered in the order of their times), so
+    // the two indexes by time go; an execution is one B-tree keyed by its
+    // primary key instead of a table beside an index of that key.
+    r#"
+    DROP INDEX IF EXISTS events_by_time;
+    DROP INDEX IF EXISTS logs_by_time;
+    CREATE TABLE executions_v6 (
+        run_id TEXT NOT NULL,
+        execution_id TEXT NOT NULL,
+        batch_id TEXT NOT NULL,
+        first_seq INTEGER NOT NULL,
+        reason TEXT NOT NULL,
+        name TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        command TEXT,
+        status TEXT NOT NULL,
+        exit_code INTEGER,
+        error TEXT,
+        progress TEXT,
+        result TEXT,
+        started_at TEXT,
+        finished_at TEXT,
+        duration_ms INTEGER,
+        PRIMARY KEY (run_id, execution_id)
+    ) WITHOUT ROWID;
+    INSERT INTO executions_v6 (run_id, execution_id, batch_id, first_seq, reason, name, kind, command,
+        status, exit_code, error, progress, result, started_at, finished_at, duration_ms)
+    SELECT run_id, execution_id, batch_id, first_seq, reason, name, kind, command,
+        status, exit_code, error, progress, result, started_at, finished_at, duration_ms
+    FROM executions;
+    DROP TABLE executions;
+    ALTER TABLE executions_v6 RENAME TO executions;
+    "#,
 ];
 
 /// The schema version this runner writes.

@@ -109,10 +109,11 @@ impl Writer {
         let mut pruned = Pruned::default();
         if let Some(days) = retention.log_days {
             let cutoff = format_time(&(now - Days::days(days.into())));
-            pruned.logs = tx.execute("DELETE FROM logs WHERE time < ?1", [&cutoff])?;
+            let before = crate::store::query::first_seq_since(&tx, &cutoff)?;
+            pruned.logs = tx.execute("DELETE FROM logs WHERE seq < ?1", [before])?;
             pruned.events = tx.execute(
-                &format!("DELETE FROM events WHERE time < ?1 AND type IN {PRUNABLE}"),
-                [&cutoff],
+                &format!("DELETE FROM events WHERE seq < ?1 AND type IN {PRUNABLE}"),
+                [before],
             )?;
         }
         let cutoff = format_time(&(now - Days::days(retention.audit_days.into())));
