@@ -9,12 +9,13 @@ use chrono::{DateTime, Utc};
 use protocol::Event;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
-/// An agent command's events; the `json_extract` is the one
-/// `events_by_command` indexes (migration 4).
+/// An agent command's events; the `json_extract` and the types are the
+/// ones `events_by_command` indexes (migration 6), written the same way.
 const COMMAND_EVENTS: &str = "SELECT seq, json FROM events
      WHERE json_extract(json, '$.command_id') = ?1
-       AND type IN ('command_status', 'agent_activity', 'approval_requested', 'approval_decided')
-     ORDER BY json_extract(json, '$.command_id'), seq LIMIT ?2";
+       AND (type = 'command_status' OR type = 'agent_activity'
+            OR type = 'approval_requested' OR type = 'approval_decided')
+     ORDER BY seq LIMIT ?2";
 
 const RUN_COLUMNS: &str = "r.id, r.pipeline, r.status, r.message, r.error, r.started_at, r.finished_at,
     r.owner_pid,
