@@ -567,6 +567,100 @@ fn a_history_of_schema_5_keeps_its_executions_and_its_retention_after_the_upgrad
     assert_eq!(store.run_detail("third-run").unwrap().executions.len(), 4);
 }
 
+/// Three tasks of run `r`: `a` and `b` overlap (`b` finishes first), `c`
+/// has a progress text between its start and its finish. `flush` is called
+/// after each event.
+fn publish_three_tasks(bus: &EventBus, flush: &dyn Fn()) {
+    let started = |task: &str, text: &str| EventKind::TaskStarted {
+        run_id: "r".into(),
+        batch_id: "all".into(),
+        task_id: task.into(),
+        task_type: "exec".into(),
+        name: task.into(),
+        priority: Priority::Normal,
+        display_text: Some(text.into()),
+    };
+    let events = [
+        run_status("r", RunStatus::Running),
+        started("a", "building a"),
+        started("b", "building b"),
+        task_finished("r", "all", "b", TaskStatus::Completed, Some(0)),
+        task_finished("r", "all", "a", TaskStatus::Failed, Some(2)),
+        started("c", "building c"),
+        EventKind::TaskProgress {
+            run_id: "r".into(),
+            batch_id: "all".into(),
+            task_id: "c".into(),
+            display_text: "linking c".into(),
+            percent: None,
+        },
+        task_finished("r", "all", "c", TaskStatus::Completed, Some(0)),
+        run_status("r", RunStatus::Completed),
+    ];
+    for event in events {
+        bus.publish(event);
+        flush();
+    }
+}
+
+#[test]
+fn executions_read_the_same_whether_a_tasks_start_and_finish_are_written_together_or_apart() {
+    let dir = tempfile::tempdir().unwrap();
+    let executions = |together: bool| {
+        let path = dir.path().join(format!("history-{together}.db"));
+        let (store, bus, recorder) = open(&path);
+        publish_three_tasks(&bus, &|| {
+            if !together {
+                recorder.flush().unwrap();
+            }
+        });
+        recorder.flush().unwrap();
+        store.run_detail("r").unwrap().executions
+    };
+    let apart = executions(false);
+    let together = executions(true);
+    let summary = |e: &runner::store::ExecutionRecord| {
+        (
+            e.execution_id.clone(),
+            e.status.clone(),
+            e.exit_code,
+            e.progress.clone(),
+        )
+    };
+    let expected = [
+        ("a", "failed", Some(2), "building a"),
+        ("b", "completed", Some(0), "building b"),
+        ("c", "completed", Some(0), "linking c"),
+    ]
+    .map(|(id, status, code, progress)| {
+        (
+            id.to_string(),
+            status.to_string(),
+            code,
+            Some(progress.to_string()),
+        )
+    });
+    // In the order the tasks started, with what each start and finish said.
+    assert_eq!(together.iter().map(summary).collect::<Vec<_>>(), expected);
+    assert!(
+        together
+            .iter()
+            .all(|e| e.started_at.is_some() && e.finished_at.is_some())
+    );
+    // The same rows but for the times, which each publishing took anew.
+    let timeless = |executions: Vec<runner::store::ExecutionRecord>| {
+        executions
+            .into_iter()
+            .map(|e| runner::store::ExecutionRecord {
+                started_at: None,
+                finished_at: None,
+                ..e
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(timeless(together), timeless(apart));
+}
+
 #[test]
 fn names_a_run_by_prefix_or_last_and_says_when_it_is_unknown_or_ambiguous() {
     let dir = tempfile::tempdir().unwrap();

@@ -3,8 +3,9 @@
 
 use super::{ConnectionAudit, Pruned, Recovery, Shared, StoreError};
 use chrono::{DateTime, Utc};
-use protocol::{Event, format_time};
+use protocol::{Event, EventKind, format_time};
 use rusqlite::{Connection, Transaction, params};
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, mpsc};
 
 mod project;
@@ -140,20 +141,37 @@ impl Writer {
             let tx = self.conn.transaction()?;
             let mut written = 0;
             let mut problems = Vec::new();
-            for event in events.iter() {
+            let starts = coalesced_starts(events);
+            let folded: HashSet<usize> = starts.values().copied().collect();
+            for (index, event) in events.iter().enumerate() {
+                let start = starts.get(&index).map(|&start| &*events[start]);
                 match insert_event(&tx, event) {
                     Ok(Some(bytes)) => {
                         self.since_budget_check += bytes as u64;
                         written = written.max(event.seq);
-                        if let Err(err) = project(&tx, event, self.pid) {
+                        if folded.contains(&index) {
+                            continue;
+                        }
+                        if let Err(err) = project(&tx, event, start, self.pid) {
                             problems.push(format!("event {} ({}): {err}", event.seq, event.type_name()));
                         }
+                        continue;
                     }
                     Ok(None) => problems.push(format!(
                         "event {} is already recorded; create the bus with `EventBus::new(store.last_seq() + 1)`",
                         event.seq
                     )),
                     Err(err) => problems.push(format!("event {}: {err}", event.seq)),
+                }
+                // A finish not written leaves its folded start to write the row.
+                if let Some(start) = start
+                    && let Err(err) = project(&tx, start, None, self.pid)
+                {
+                    problems.push(format!(
+                        "event {} ({}): {err}",
+                        start.seq,
+                        start.type_name()
+                    ));
                 }
             }
             tx.commit()?;
@@ -190,6 +208,50 @@ impl Writer {
             ));
         }
     }
+}
+
+/// For each task's finish whose start came earlier in the same
+/// transaction with nothing else about that execution between them (its
+/// progress, another start, an execution status of the same id): the index
+/// of that start. The finish then writes the execution's row once, with
+/// what the start said, instead of the start inserting it and the finish
+/// updating it: a run of many short tasks has most of them so.
+fn coalesced_starts(events: &[Arc<Event>]) -> HashMap<usize, usize> {
+    let mut open: HashMap<(&str, &str), Option<usize>> = HashMap::new();
+    let mut pairs = HashMap::new();
+    for (index, event) in events.iter().enumerate() {
+        match &event.kind {
+            EventKind::TaskStarted {
+                run_id, task_id, ..
+            } => {
+                // A second start of the same task: neither is folded.
+                open.entry((run_id.as_str(), task_id.as_str()))
+                    .and_modify(|start| *start = None)
+                    .or_insert(Some(index));
+            }
+            EventKind::TaskProgress {
+                run_id, task_id, ..
+            }
+            | EventKind::ExecutionStatus {
+                run_id,
+                execution_id: task_id,
+                ..
+            } => {
+                if let Some(start) = open.get_mut(&(run_id.as_str(), task_id.as_str())) {
+                    *start = None;
+                }
+            }
+            EventKind::TaskFinished {
+                run_id, task_id, ..
+            } => {
+                if let Some(Some(start)) = open.remove(&(run_id.as_str(), task_id.as_str())) {
+                    pairs.insert(index, start);
+                }
+            }
+            _ => {}
+        }
+    }
+    pairs
 }
 
 pub(crate) fn parse_time(text: &str) -> Option<DateTime<Utc>> {

@@ -15,8 +15,15 @@ fn task_reason(task_type: &str) -> RunReason {
     }
 }
 
-/// Updates the tables the event says something about.
-pub(super) fn project(tx: &Transaction, event: &Event, pid: u32) -> rusqlite::Result<()> {
+/// Updates the tables the event says something about. `start` is a task's
+/// start folded into its finish (see `coalesced_starts`): the finish writes
+/// what it would have.
+pub(super) fn project(
+    tx: &Transaction,
+    event: &Event,
+    start: Option<&Event>,
+    pid: u32,
+) -> rusqlite::Result<()> {
     let seq = event.seq as i64;
     let time = format_time(&event.time);
     match &event.kind {
@@ -118,10 +125,32 @@ pub(super) fn project(tx: &Transaction, event: &Event, pid: u32) -> rusqlite::Re
             error,
             exit_code,
         } => {
+            // As the start would have written it: numbered by the start,
+            // with its progress text, started when it started.
+            let (first_seq, progress, start_time, task_type, name) =
+                match start.map(|start| (start, &start.kind)) {
+                    Some((
+                        start,
+                        EventKind::TaskStarted {
+                            display_text,
+                            task_type,
+                            name,
+                            ..
+                        },
+                    )) => (
+                        start.seq as i64,
+                        display_text.as_deref(),
+                        Some(format_time(&start.time)),
+                        task_type,
+                        name,
+                    ),
+                    _ => (seq, None, None, task_type, name),
+                };
+            let started_at = started_at.as_ref().map(format_time).or(start_time);
             tx.prepare_cached(
                 "INSERT INTO executions (run_id, execution_id, batch_id, first_seq, reason, name, kind, status, exit_code,
-                     error, result, started_at, finished_at, duration_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
+                     error, result, started_at, finished_at, duration_ms, progress)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)
                  ON CONFLICT (run_id, execution_id) DO UPDATE SET status = excluded.status, exit_code = excluded.exit_code,
                      error = excluded.error, result = excluded.result,
                      started_at = COALESCE(excluded.started_at, started_at), finished_at = excluded.finished_at,
@@ -131,7 +160,7 @@ pub(super) fn project(tx: &Transaction, event: &Event, pid: u32) -> rusqlite::Re
                 run_id,
                 task_id,
                 batch_id,
-                seq,
+                first_seq,
                 task_reason(task_type).as_str(),
                 name,
                 task_type,
@@ -139,9 +168,10 @@ pub(super) fn project(tx: &Transaction, event: &Event, pid: u32) -> rusqlite::Re
                 exit_code,
                 error,
                 result.as_ref().map(Value::to_string),
-                started_at.as_ref().map(format_time),
+                started_at,
                 format_time(finished_at),
-                *duration_ms as i64
+                *duration_ms as i64,
+                progress
             ])?;
         }
         EventKind::ExecutionStatus {
