@@ -635,7 +635,9 @@ display_as_str!(RunReason, ExecutionState, MergeOutcome);
 /// history writer's time; a year past 9999 or a leap second goes to it.
 pub fn format_time(time: &DateTime<Utc>) -> String {
     use chrono::{Datelike, Timelike};
-    let (year, millis) = (time.year(), time.timestamp_subsec_millis());
+    // The UTC fields directly: each accessor of a `DateTime` converts anew.
+    let naive = time.naive_utc();
+    let (year, millis) = (naive.year(), naive.nanosecond() / 1_000_000);
     if !(0..=9999).contains(&year) || millis >= 1000 {
         return time.to_rfc3339_opts(SecondsFormat::Millis, true);
     }
@@ -647,11 +649,11 @@ pub fn format_time(time: &DateTime<Utc>) -> String {
         }
     };
     put(0, 4, year as u32);
-    put(5, 2, time.month());
-    put(8, 2, time.day());
-    put(11, 2, time.hour());
-    put(14, 2, time.minute());
-    put(17, 2, time.second());
+    put(5, 2, naive.month());
+    put(8, 2, naive.day());
+    put(11, 2, naive.hour());
+    put(14, 2, naive.minute());
+    put(17, 2, naive.second());
     put(20, 3, millis);
     String::from_utf8(text.to_vec()).expect("ASCII digits")
 }
