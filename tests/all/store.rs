@@ -662,6 +662,36 @@ fn executions_read_the_same_whether_a_tasks_start_and_finish_are_written_togethe
 }
 
 #[test]
+fn pruning_waits_for_another_connection_that_is_writing_and_then_prunes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("history.db");
+    let store = a_history_with_an_old_and_a_new_run(&path);
+    // Another process's writer (a `runner serve` on the same history)
+    // holds the write lock for a moment, then commits.
+    let other = rusqlite::Connection::open(&path).unwrap();
+    other.execute_batch("BEGIN IMMEDIATE;").unwrap();
+    let (locked, wait) = std::sync::mpsc::channel();
+    let writer = std::thread::spawn(move || {
+        locked.send(()).unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        other
+            .execute(
+                "INSERT INTO connections (time, client, peer, action) VALUES (?1, 'c', 'p', 'connected')",
+                [protocol::format_time(&Utc::now())],
+            )
+            .unwrap();
+        other.execute_batch("COMMIT;").unwrap();
+    });
+    wait.recv().unwrap();
+    let pruned = store
+        .prune_at(in_25_days())
+        .unwrap_or_else(|err| panic!("{err}"));
+    assert_eq!(pruned.logs, 4, "{pruned:?}");
+    writer.join().unwrap();
+    assert_eq!(store.connections(10).unwrap().len(), 1);
+}
+
+#[test]
 fn names_a_run_by_prefix_or_last_and_says_when_it_is_unknown_or_ambiguous() {
     let dir = tempfile::tempdir().unwrap();
     let (store, bus, recorder) = open(&dir.path().join("history.db"));

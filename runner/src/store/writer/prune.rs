@@ -105,7 +105,12 @@ impl Writer {
     /// Deletes logs and the audit past their retention.
     pub fn prune(&mut self, now: DateTime<Utc>) -> rusqlite::Result<Pruned> {
         let retention = self.shared.retention;
-        let tx = self.conn.transaction()?;
+        // Writing from the start: its first statement reads (the cutoff),
+        // and a deferred transaction that read before another connection
+        // committed cannot write after it (SQLite answers busy at once).
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let mut pruned = Pruned::default();
         if let Some(days) = retention.log_days {
             let cutoff = format_time(&(now - Days::days(days.into())));
