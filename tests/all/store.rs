@@ -567,10 +567,10 @@ fn a_history_of_schema_5_keeps_its_executions_and_its_retention_after_the_upgrad
     assert_eq!(store.run_detail("third-run").unwrap().executions.len(), 4);
 }
 
-/// Three tasks of run `r`: `a` and `b` overlap (`b` finishes first), `c`
-/// has a progress text between its start and its finish. `flush` is called
-/// after each event.
-fn publish_three_tasks(bus: &EventBus, flush: &dyn Fn()) {
+/// Four tasks of run `r`: `a` and `b` overlap (`b` finishes first), `c`
+/// has a progress text between its start and its finish, `d` runs twice.
+/// `flush` is called after each event.
+fn publish_four_tasks(bus: &EventBus, flush: &dyn Fn()) {
     let started = |task: &str, text: &str| EventKind::TaskStarted {
         run_id: "r".into(),
         batch_id: "all".into(),
@@ -595,6 +595,11 @@ fn publish_three_tasks(bus: &EventBus, flush: &dyn Fn()) {
             percent: None,
         },
         task_finished("r", "all", "c", TaskStatus::Completed, Some(0)),
+        // Run twice under the same id: the second attempt's words stay.
+        started("d", "first try of d"),
+        task_finished("r", "all", "d", TaskStatus::Failed, Some(1)),
+        started("d", "second try of d"),
+        task_finished("r", "all", "d", TaskStatus::Completed, Some(0)),
         run_status("r", RunStatus::Completed),
     ];
     for event in events {
@@ -609,7 +614,7 @@ fn executions_read_the_same_whether_a_tasks_start_and_finish_are_written_togethe
     let executions = |together: bool| {
         let path = dir.path().join(format!("history-{together}.db"));
         let (store, bus, recorder) = open(&path);
-        publish_three_tasks(&bus, &|| {
+        publish_four_tasks(&bus, &|| {
             if !together {
                 recorder.flush().unwrap();
             }
@@ -631,6 +636,7 @@ fn executions_read_the_same_whether_a_tasks_start_and_finish_are_written_togethe
         ("a", "failed", Some(2), "building a"),
         ("b", "completed", Some(0), "building b"),
         ("c", "completed", Some(0), "linking c"),
+        ("d", "completed", Some(0), "second try of d"),
     ]
     .map(|(id, status, code, progress)| {
         (

@@ -154,7 +154,7 @@ pub(super) fn project(
                  ON CONFLICT (run_id, execution_id) DO UPDATE SET status = excluded.status, exit_code = excluded.exit_code,
                      error = excluded.error, result = excluded.result,
                      started_at = COALESCE(excluded.started_at, started_at), finished_at = excluded.finished_at,
-                     duration_ms = excluded.duration_ms",
+                     duration_ms = excluded.duration_ms, progress = COALESCE(excluded.progress, progress)",
             )?
             .execute(params![
                 run_id,
