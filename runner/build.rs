@@ -81,7 +81,7 @@ fn main() {
     }
 
     let mut embedded = String::from(
-        "/// Built-in plugins: (name, kind, component bytes).\npub static BUILTIN: &[(&str, Kind, &[u8])] = &[\n",
+        "/// Built-in plugins: (name, kind, component bytes, their sha256).\npub static BUILTIN: &[(&str, Kind, &[u8], &str)] = &[\n",
     );
     for (name, stem, kind) in SHIPPED {
         let file = wasm_dir.join(format!("{stem}.wasm"));
@@ -90,8 +90,15 @@ fn main() {
             "plugin build produced no {}",
             file.display()
         );
+        // Hashed here once, not at every start of the runner.
+        let bytes = std::fs::read(&file).unwrap();
+        let sha256: String =
+            sha2::Digest::finalize(<sha2::Sha256 as sha2::Digest>::new_with_prefix(&bytes))
+                .iter()
+                .map(|byte| format!("{byte:02x}"))
+                .collect();
         embedded.push_str(&format!(
-            "    ({name:?}, Kind::{kind}, include_bytes!({:?})),\n",
+            "    ({name:?}, Kind::{kind}, include_bytes!({:?}), {sha256:?}),\n",
             file.display().to_string()
         ));
     }

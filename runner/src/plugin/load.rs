@@ -199,9 +199,10 @@ async fn load_one(
                 }
             }
         }
-        PluginSource::Builtin(_) => {
+        PluginSource::Builtin(name) => {
             let bytes = read()?;
-            let sha256 = sha256_hex(&bytes);
+            let sha256 =
+                crate::builtin::sha256(name).map_or_else(|| sha256_hex(&bytes), str::to_string);
             let size = bytes.len() as u64;
             (Some(bytes), sha256, size)
         }
