@@ -75,16 +75,16 @@ impl Writer {
                 match command {
                     Command::Events(events) => pending.extend(events),
                     other => {
-                        self.write_events(&mut pending);
+                        self.write_pending(&mut pending);
                         self.handle(other);
                     }
                 }
                 if pending.len() >= self.max_batch {
-                    self.write_events(&mut pending);
+                    self.write_pending(&mut pending);
                 }
                 next = rx.try_recv().ok();
             }
-            self.write_events(&mut pending);
+            self.write_pending(&mut pending);
         }
         let mut progress = self.shared.progress.lock().expect("store progress lock");
         progress.stopped = Some("the store was closed".into());
@@ -129,6 +129,17 @@ impl Writer {
         tracing::error!("history: {message}");
         let mut progress = self.shared.progress.lock().expect("store progress lock");
         progress.error.get_or_insert(message);
+    }
+
+    /// Writes `pending` in transactions of at most `max_batch` events, each
+    /// followed by the size budget's check: the recorder may hand over a
+    /// whole run's events at once.
+    fn write_pending(&mut self, pending: &mut Vec<Arc<Event>>) {
+        while pending.len() > self.max_batch {
+            let mut first: Vec<Arc<Event>> = pending.drain(..self.max_batch).collect();
+            self.write_events(&mut first);
+        }
+        self.write_events(pending);
     }
 
     /// Writes `events` in one transaction and wakes whoever waits for them.
