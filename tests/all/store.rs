@@ -1312,22 +1312,56 @@ fn a_commands_events_are_read_through_its_index_and_only_its_own() {
 }
 
 #[tokio::test]
-async fn a_runner_that_ends_leaves_no_wal_for_the_next_one_to_read() {
+async fn the_wal_a_runner_leaves_goes_into_the_file_with_the_next_one_and_stays_bounded() {
     let project = crate::ids::isolated_project(
-        "[[pipelines.default.batches]]\nid = \"a\"\n[[pipelines.default.batches.tasks]]\nid = \"t\"\ntype = \"exec\"\nconfig = { command = \"echo hi\" }\n",
+        "[[pipelines.default.batches]]\nid = \"a\"\n[[pipelines.default.batches.tasks]]\nid = \"t\"\ntype = \"exec\"\nconfig = { command = \"seq 1 2000\" }\n",
     );
     let dir = project.path();
-    for _ in 0..3 {
+    let wal = dir.join("state/history.db-wal");
+    let wal_size = || std::fs::metadata(&wal).map_or(0, |m| m.len());
+    let mut sizes = Vec::new();
+    for _ in 0..6 {
         let (exit, _, stderr) = crate::pipelines::run_binary(dir, &["run"], &[]).await;
         assert_eq!(exit, 0, "{stderr}");
-        let wal = dir.join("state/history.db-wal");
-        let size = std::fs::metadata(&wal).map_or(0, |m| m.len());
-        assert_eq!(size, 0, "the WAL was written into the database at exit");
+        sizes.push(wal_size());
     }
+    // An exit leaves its run in the WAL; the next runner writes it into the
+    // file before its own run's events, which then start the WAL over:
+    // six runs leave about what one did, not six times as much.
+    assert!(
+        sizes[0] > 0,
+        "the first run's events are in the WAL: {sizes:?}"
+    );
+    assert!(
+        sizes[5] <= sizes[0] * 3 / 2,
+        "the WAL grew run after run: {sizes:?}"
+    );
     let store = Store::open(dir.join("state/history.db")).unwrap();
-    assert_eq!(
-        store.list_runs(10).unwrap().len(),
-        3,
-        "and every run is in it"
+    let runs = store.list_runs(10).unwrap();
+    assert_eq!(runs.len(), 6, "every run is in the history");
+    for run in &runs {
+        let detail = store.run_detail(&run.id).unwrap();
+        assert_eq!(detail.run.status, "completed", "{}", run.id);
+        let statuses: Vec<&str> = detail
+            .executions
+            .iter()
+            .map(|e| e.status.as_str())
+            .collect();
+        assert_eq!(statuses, ["completed"], "{}", run.id);
+    }
+    drop(store);
+
+    // A run that writes more than the WAL may keep (4 MiB) leaves it cut
+    // back: the next open never reads more than that.
+    let toml = std::fs::read_to_string(dir.join("runner.toml")).unwrap();
+    let big = toml.replace("seq 1 2000", "yes big | head -c 6000000");
+    assert_ne!(big, toml);
+    std::fs::write(dir.join("runner.toml"), big).unwrap();
+    let (exit, _, stderr) = crate::pipelines::run_binary(dir, &["run"], &[]).await;
+    assert_eq!(exit, 0, "{stderr}");
+    assert!(
+        wal_size() <= runner::store::KEEP_WAL,
+        "a WAL of {} bytes was left",
+        wal_size()
     );
 }

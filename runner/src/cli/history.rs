@@ -32,8 +32,8 @@ pub struct Recording {
 
 impl Recording {
     /// Waits until every event published so far is written, then
-    /// checkpoints the WAL so that the next runner opens the history
-    /// without reading it back.
+    /// checkpoints the WAL when it is large ([`crate::store::KEEP_WAL`]);
+    /// a smaller one is left to the next runner.
     pub async fn finish(&self) {
         if let Some(recorder) = &self.recorder
             && let Err(err) = recorder.flush_async().await

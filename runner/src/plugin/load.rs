@@ -61,10 +61,18 @@ impl Plugins {
             .values()
             .filter(|p| names.is_none_or(|names| names.contains(&p.name)))
             .collect();
+        // All at once (their compiles and cache reads run on blocking
+        // threads side by side); the first failure in declaration order
+        // is the one reported.
+        let loaded = futures_util::future::join_all(
+            wanted
+                .iter()
+                .map(|decl| load_one(&engine, &linker, decl, bus)),
+        )
+        .await;
         let mut plugins = IndexMap::new();
-        for decl in wanted {
-            let plugin = load_one(&engine, &linker, decl, bus).await?;
-            plugins.insert(decl.name.clone(), Arc::new(plugin));
+        for (decl, plugin) in wanted.iter().zip(loaded) {
+            plugins.insert(decl.name.clone(), Arc::new(plugin?));
         }
         Ok(Self { engine, plugins })
     }

@@ -268,6 +268,29 @@ pub(crate) struct Progress {
     pub stopped: Option<String>,
 }
 
+/// A WAL up to this size (SQLite's 1,000 pages of 4 KiB, where it
+/// checkpoints on its own while writing) is left for the next process at
+/// exit, whose writer thread moves it into the file when it first has
+/// nothing to do: reading it back at open costs about 0.5 ms a megabyte
+/// (from the page cache), while writing it into the file and syncing both
+/// cost an exit 2 to 8 ms on the machine of the README's benchmarks.
+/// Larger, an exit checkpoints it ([`Store::checkpoint`]).
+pub const KEEP_WAL: u64 = 4 << 20;
+
+/// What the WAL file is cut back to after a checkpoint, without a size
+/// budget.
+const WAL_LIMIT: u64 = KEEP_WAL;
+
+/// A connection that closes without checkpointing: SQLite otherwise
+/// checkpoints at the last close, syncing the file and the WAL.
+fn keep_wal_on_close(conn: &Connection) -> rusqlite::Result<()> {
+    conn.set_db_config(
+        rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
+        true,
+    )
+    .map(|_| ())
+}
+
 impl Store {
     /// Opens (or creates) the database at `path` with default options.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
@@ -314,6 +337,8 @@ impl Store {
         // And once more in WAL mode, where NORMAL syncs only at checkpoints.
         conn.execute_batch("PRAGMA synchronous = NORMAL;")
             .map_err(sqlite)?;
+        // Closing leaves the WAL to the next process (see [`KEEP_WAL`]).
+        keep_wal_on_close(&conn).map_err(sqlite)?;
         schema::migrate(&mut conn, &path)?;
         if let Some(max) = options.retention.max_bytes {
             let auto_vacuum: i64 = conn
@@ -339,6 +364,11 @@ impl Store {
             .map_err(sqlite)?;
             conn.pragma_update(None, "journal_size_limit", wal)
                 .map_err(sqlite)?;
+        } else {
+            // After a checkpoint the WAL file is cut back to what SQLite
+            // checkpoints at (1,000 pages).
+            conn.pragma_update(None, "journal_size_limit", WAL_LIMIT as i64)
+                .map_err(sqlite)?;
         }
         let last_seq: u64 = conn
             .query_row("SELECT COALESCE(MAX(seq), 0) FROM events", [], |row| {
@@ -357,6 +387,7 @@ impl Store {
         reader
             .execute_batch("PRAGMA query_only = ON;")
             .map_err(sqlite)?;
+        keep_wal_on_close(&reader).map_err(sqlite)?;
 
         let shared = Arc::new(Shared {
             path: path.clone(),
@@ -455,10 +486,11 @@ impl Store {
         self.take_error()
     }
 
-    /// Writes everything sent so far, then moves the WAL into the database
-    /// file and empties it. A process that is about to exit calls it: a
-    /// WAL left behind grows run after run (until SQLite's auto-checkpoint)
-    /// and the next process to open the history reads all of it first.
+    /// Writes everything sent so far; then, when the WAL is over
+    /// [`KEEP_WAL`] (or 1/16 of the size budget), moves it into the
+    /// database file and empties it. A process that is about to exit calls
+    /// it: the next process to open the history reads what is left of the
+    /// WAL first, and its writer thread moves it into the file.
     pub fn checkpoint(&self) -> Result<(), StoreError> {
         let (reply, answer) = mpsc::channel();
         self.send(writer::Command::Checkpoint(reply))?;

@@ -69,7 +69,27 @@ impl Writer {
     /// Handles commands until every handle is gone.
     pub fn run(mut self, rx: mpsc::Receiver<Command>) {
         let mut pending: Vec<Arc<Event>> = Vec::new();
-        while let Ok(first) = rx.recv() {
+        // What the last process left in the WAL goes into the file the
+        // first time this thread has nothing else to do (see
+        // `super::KEEP_WAL`): off the path of a starting run.
+        let mut left_wal = self.wal_len() > 0;
+        loop {
+            let first = if left_wal {
+                match rx.try_recv() {
+                    Ok(command) => command,
+                    Err(mpsc::TryRecvError::Empty) => {
+                        left_wal = false;
+                        let _ = self.checkpoint_wal();
+                        continue;
+                    }
+                    Err(mpsc::TryRecvError::Disconnected) => break,
+                }
+            } else {
+                match rx.recv() {
+                    Ok(command) => command,
+                    Err(_) => break,
+                }
+            };
             let mut next = Some(first);
             while let Some(command) = next {
                 match command {
@@ -119,7 +139,9 @@ impl Writer {
             Command::Checkpoint(reply) => {
                 // A reader elsewhere may hold the WAL back: the next open
                 // then reads what is left, as before.
-                let _ = self.truncate_wal();
+                if self.wal_len() > self.keep_wal() {
+                    let _ = self.truncate_wal();
+                }
                 let _ = reply.send(());
             }
         }
