@@ -48,9 +48,11 @@ impl RecorderLock {
             Some(start) => format!("{pid} {start}\n"),
             None => format!("{pid}\n"),
         };
-        file.set_len(0)?;
+        // Written over, then cut to its length: cutting an existing file
+        // to nothing first frees its block, a journal write at every start.
         file.rewind()?;
         file.write_all(owner.as_bytes())?;
+        file.set_len(owner.len() as u64)?;
         file.flush()?;
         Ok(Some(Self { _file: file }))
     }

@@ -70,11 +70,13 @@ impl Writer {
     pub fn run(mut self, rx: mpsc::Receiver<Command>) {
         let mut pending: Vec<Arc<Event>> = Vec::new();
         // What the last process left in the WAL goes into the file the
-        // first time this thread has nothing else to do (see
+        // first time this thread has nothing else to do after its first
+        // command (a runner's recovery, which its start waits for; see
         // `super::KEEP_WAL`): off the path of a starting run.
         let mut left_wal = self.wal_len() > 0;
+        let mut handled = false;
         loop {
-            let first = if left_wal {
+            let first = if left_wal && handled {
                 match rx.try_recv() {
                     Ok(command) => command,
                     Err(mpsc::TryRecvError::Empty) => {
@@ -90,6 +92,7 @@ impl Writer {
                     Err(_) => break,
                 }
             };
+            handled = true;
             let mut next = Some(first);
             while let Some(command) = next {
                 match command {
