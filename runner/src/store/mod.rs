@@ -254,6 +254,9 @@ pub(crate) struct Shared {
     /// The recorder's forwarding thread, woken by a flush from its pause.
     pub recorder_thread: Mutex<Option<std::thread::Thread>>,
     pub retention: Retention,
+    /// The most WAL an exit leaves for the next process: [`KEEP_WAL`], or
+    /// what the size budget checkpoints at (1/16 of it), when less.
+    pub keep_wal: u64,
 }
 
 #[derive(Debug, Default)]
@@ -276,10 +279,6 @@ pub(crate) struct Progress {
 /// cost an exit 2 to 8 ms on the machine of the README's benchmarks.
 /// Larger, an exit checkpoints it ([`Store::checkpoint`]).
 pub const KEEP_WAL: u64 = 4 << 20;
-
-/// What the WAL file is cut back to after a checkpoint, without a size
-/// budget.
-const WAL_LIMIT: u64 = KEEP_WAL;
 
 /// A connection that closes without checkpointing: SQLite otherwise
 /// checkpoints at the last close, syncing the file and the WAL.
@@ -367,7 +366,7 @@ impl Store {
         } else {
             // After a checkpoint the WAL file is cut back to what SQLite
             // checkpoints at (1,000 pages).
-            conn.pragma_update(None, "journal_size_limit", WAL_LIMIT as i64)
+            conn.pragma_update(None, "journal_size_limit", KEEP_WAL as i64)
                 .map_err(sqlite)?;
         }
         let last_seq: u64 = conn
@@ -402,6 +401,10 @@ impl Store {
             recorder_attached: AtomicBool::new(false),
             recorder_thread: Mutex::new(None),
             retention: options.retention,
+            keep_wal: options
+                .retention
+                .max_bytes
+                .map_or(KEEP_WAL, |max| (max / 16).min(KEEP_WAL)),
         });
         let mut writer = writer::Writer::new(conn, shared.clone());
         writer.prune(Utc::now()).map_err(sqlite)?;

@@ -142,7 +142,7 @@ impl Writer {
             Command::Checkpoint(reply) => {
                 // A reader elsewhere may hold the WAL back: the next open
                 // then reads what is left, as before.
-                if self.wal_len() > self.keep_wal() {
+                if self.wal_len() > self.shared.keep_wal {
                     let _ = self.truncate_wal();
                 }
                 let _ = reply.send(());

@@ -94,26 +94,11 @@ impl Writer {
         Ok(removed)
     }
 
-    /// Writes the WAL into the file and empties it: the file shrinks to
-    /// what pruning left, and the WAL takes no room. A reader in another
-    /// process can hold it back; the next check tries again.
     /// The size of the WAL file beside the database.
     pub(super) fn wal_len(&self) -> u64 {
         let mut path = self.shared.path.clone().into_os_string();
         path.push("-wal");
         std::fs::metadata(path).map_or(0, |m| m.len())
-    }
-
-    /// The most WAL an exit leaves for the next process:
-    /// [`KEEP_WAL`](crate::store::KEEP_WAL), or
-    /// what the size budget checkpoints at.
-    pub(super) fn keep_wal(&self) -> u64 {
-        self.shared
-            .retention
-            .max_bytes
-            .map_or(crate::store::KEEP_WAL, |max| {
-                (max / 16).min(crate::store::KEEP_WAL)
-            })
     }
 
     /// Moves what the WAL holds into the database file, without waiting
@@ -123,6 +108,9 @@ impl Writer {
             .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
     }
 
+    /// Writes the WAL into the file and empties it: the file shrinks to
+    /// what pruning left, and the WAL takes no room. A reader in another
+    /// process can hold it back; the next check tries again.
     pub(super) fn truncate_wal(&self) -> rusqlite::Result<()> {
         self.conn
             .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
